@@ -1,0 +1,58 @@
+"""dsgg_layers: composable PyTorch building blocks for dynamic (video) scene graph generation.
+
+The public API is re-exported here; each block also lives in the module named after its concern
+(``dsgg_layers.boxes``, ``dsgg_layers.layout``, ``dsgg_layers.attention``, ...).
+"""
+
+from dsgg_layers import vocab
+from dsgg_layers.attention import (
+    MaskedMultiheadAttention,
+    TransformerDecoder,
+    TransformerDecoderLayer,
+    TransformerEncoder,
+    TransformerEncoderLayer,
+    masked_attention,
+)
+from dsgg_layers.boxes import (
+    box_area,
+    box_center,
+    box_convert,
+    box_iou,
+    box_union,
+    elementwise_box_iou,
+    normalize_boxes,
+)
+from dsgg_layers.layout import (
+    PairTracks,
+    TrackIndex,
+    build_track_index,
+    flat_to_tracks,
+    person_object_pairs,
+    tracks_to_flat,
+)
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "MaskedMultiheadAttention",
+    "PairTracks",
+    "TrackIndex",
+    "TransformerDecoder",
+    "TransformerDecoderLayer",
+    "TransformerEncoder",
+    "TransformerEncoderLayer",
+    "__version__",
+    "box_area",
+    "box_center",
+    "box_convert",
+    "box_iou",
+    "box_union",
+    "build_track_index",
+    "elementwise_box_iou",
+    "flat_to_tracks",
+    "masked_attention",
+    "normalize_boxes",
+    "person_object_pairs",
+    "tracks_to_flat",
+    "vocab",
+]

@@ -1,0 +1,171 @@
+"""Input validation shared by every block (private: import the blocks, not this).
+
+One helper, :func:`check_tensor`, checks type, dtype and shape of a tensor argument and raises
+``TypeError`` (not a tensor, wrong dtype) or ``ValueError`` (wrong shape) with a message that
+names the argument, the expected shape and the shape received. Named dimensions are bound across
+calls through a ``dims`` dictionary, so that ``mask`` is checked against the ``T`` and ``P`` that
+``subject_boxes`` fixed:
+
+>>> import torch
+>>> dims = {}
+>>> _ = check_tensor(torch.zeros(2, 5, 3, 4), "subject_boxes", ("...", "T", "P", 4), dims=dims)
+>>> check_tensor(torch.zeros(2, 4, 3, dtype=torch.bool), "mask", ("...", "T", "P"), dims=dims)
+Traceback (most recent call last):
+  ...
+ValueError: mask: expected shape (..., T, P) with T=5 (from subject_boxes), got (2, 4, 3)
+
+All checks run on shapes and dtypes only (never on values), so they cost nothing on the GPU and
+are traced away by ``torch.compile``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import torch
+from torch import Tensor
+
+__all__ = ["check_broadcastable", "check_choice", "check_positive", "check_tensor"]
+
+#: A dimension in a shape pattern: an int (that exact size), a name (bound across calls through
+#: ``dims``), ``"*"`` (any size) or ``"..."`` (any number of dims, at most once per pattern).
+Dim = int | str
+
+_DTYPE_KINDS = {
+    "float": ("a floating point", lambda dt: dt.is_floating_point),
+    "bool": ("a bool", lambda dt: dt == torch.bool),
+    "int": (
+        "an integer",
+        lambda dt: not dt.is_floating_point and not dt.is_complex and dt != torch.bool,
+    ),
+}
+
+DtypeSpec = str | torch.dtype | Sequence[str | torch.dtype]
+
+
+def _format_shape(shape: Iterable[Dim]) -> str:
+    parts = [str(d) for d in shape]
+    return "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"
+
+
+def _dtype_ok(dtype: torch.dtype, spec: DtypeSpec) -> tuple[bool, str]:
+    specs = [spec] if isinstance(spec, (str, torch.dtype)) else list(spec)
+    words = []
+    for s in specs:
+        if isinstance(s, torch.dtype):
+            if dtype == s:
+                return True, ""
+            words.append(str(s))
+        else:
+            word, ok = _DTYPE_KINDS[s]
+            if ok(dtype):
+                return True, ""
+            words.append(word)
+    return False, " or ".join(words)
+
+
+def check_tensor(
+    value: object,
+    name: str,
+    shape: Sequence[Dim] | None = None,
+    *,
+    dims: dict[str, tuple[int, str]] | None = None,
+    dtype: DtypeSpec | None = None,
+) -> Tensor:
+    """Check that ``value`` is a tensor of the given dtype kind and shape pattern.
+
+    Args:
+        value: the argument to check.
+        name: the argument's name, used in error messages.
+        shape: a pattern such as ``("...", "T", "P", 4)``; ``None`` skips the shape check.
+        dims: named sizes bound so far, ``{name: (size, argument that bound it)}``; updated in place
+            with the names this call binds. ``"..."`` binds the dims it stands for too.
+        dtype: ``"float"``, ``"bool"``, ``"int"``, a ``torch.dtype``, or a sequence of these.
+
+    Returns:
+        ``value`` unchanged, so that the call can be used inline.
+
+    Raises:
+        TypeError: ``value`` is not a tensor, or its dtype does not match ``dtype``.
+        ValueError: its shape does not match ``shape`` or the sizes bound in ``dims``.
+    """
+    if not isinstance(value, Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor, got {type(value).__name__}")
+    if dtype is not None:
+        ok, expected = _dtype_ok(value.dtype, dtype)
+        if not ok:
+            raise TypeError(f"{name}: expected {expected} tensor, got dtype {value.dtype}")
+    if shape is None:
+        return value
+    if dims is None:
+        dims = {}
+    pattern = list(shape)
+    got = tuple(value.shape)
+    if pattern.count("...") > 1:
+        raise RuntimeError(f"shape pattern {pattern} has more than one '...'")  # programming error
+    ellipsis = pattern.index("...") if "..." in pattern else None
+    head = pattern if ellipsis is None else pattern[:ellipsis]
+    tail = [] if ellipsis is None else pattern[ellipsis + 1 :]
+    fixed = len(head) + len(tail)
+    if (ellipsis is None and len(got) != fixed) or len(got) < fixed:
+        raise ValueError(f"{name}: expected shape {_format_shape(pattern)}, got {got}")
+    matched = list(zip(head, got[: len(head)], strict=True))
+    matched += zip(tail, got[len(got) - len(tail) :], strict=True)
+    bound: dict[str, tuple[int, str]] = {}
+    conflicts = []
+    if ellipsis is not None:
+        middle = got[len(head) : len(got) - len(tail)]
+        if "..." in dims and dims["..."][0] != middle:
+            prev, src = dims["..."]
+            conflicts.append(f"... = {prev} (from {src})")
+        bound["..."] = (middle, name)  # type: ignore[assignment]
+    for want, size in matched:
+        if isinstance(want, int):
+            if size != want:
+                conflicts.append("")
+        elif want != "*":
+            if want in dims and dims[want][0] != size:
+                conflicts.append(f"{want}={dims[want][0]} (from {dims[want][1]})")
+            elif want in bound and bound[want][0] != size:
+                conflicts.append(f"{want} the same in every place it appears")
+            bound.setdefault(want, (size, name))
+    if conflicts:
+        detail = ", ".join(c for c in conflicts if c)
+        with_ = f" with {detail}" if detail else ""
+        raise ValueError(f"{name}: expected shape {_format_shape(pattern)}{with_}, got {got}")
+    for key, val in bound.items():
+        dims.setdefault(key, val)
+    return value
+
+
+def check_broadcastable(value: Tensor, name: str, shape: Sequence[int]) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``value`` broadcasts to exactly ``shape``."""
+    try:
+        ok = torch.broadcast_shapes(value.shape, tuple(shape)) == tuple(shape)
+    except RuntimeError:
+        ok = False
+    if not ok:
+        raise ValueError(
+            f"{name}: expected a shape that broadcasts to {_format_shape(shape)}, "
+            f"got {tuple(value.shape)}"
+        )
+
+
+def check_choice(value: object, name: str, choices: Sequence[object]) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        options = ", ".join(repr(c) for c in choices)
+        raise ValueError(f"{name}: expected one of {options}, got {value!r}")
+
+
+def check_positive(
+    value: object, name: str, *, integer: bool = True, allow_zero: bool = False
+) -> None:
+    """Raise ``TypeError``/``ValueError`` naming ``name`` unless ``value`` is a positive number."""
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        kind = "an int" if integer else "a number"
+        raise TypeError(f"{name}: expected {kind}, got {type(value).__name__}")
+    if value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name}: expected a value {bound}, got {value}")

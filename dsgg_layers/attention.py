@@ -1,0 +1,715 @@
+"""Masked multi-head attention and the transformer layers every block is built from.
+
+Written once and used by every encoder and decoder of the library (spatial attention over the
+pairs of a frame, temporal attention along a pair track, cross-attention to a memory).
+
+Conventions, the same everywhere in ``dsgg_layers``:
+
+- **Masks are ``True`` where an entry is valid.** ``key_mask``/``mask``/``memory_mask`` are bool
+  ``(..., S)`` tensors, ``True`` = the key takes part. This is the *opposite* of
+  ``nn.MultiheadAttention``'s ``key_padding_mask`` (``True`` = ignore) and the same as the
+  bool ``attn_mask`` of :func:`torch.nn.functional.scaled_dot_product_attention`.
+- **Positions are added to queries and keys, not values** (DETR, STTran, RS-Net Eq. 3-4):
+  ``query_pos`` and ``key_pos`` are separate additive terms applied before the projections.
+- **No NaN from empty rows.** A query that has no valid key (all keys masked, or no keys at all)
+  outputs exactly 0, and so does a query whose own ``query_mask`` entry is ``False``; no gradient
+  flows from those rows.
+- **Any leading batch dims.** Inputs are ``(..., L, D)``; the leading dims of queries, keys and
+  masks must be equal (masks may also broadcast).
+
+The math runs in :func:`torch.nn.functional.scaled_dot_product_attention`, except when attention
+weights are requested (``need_weights=True``), where it is written out so the weights can be
+returned.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Literal, overload
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from dsgg_layers._checks import check_broadcastable, check_choice, check_positive, check_tensor
+
+__all__ = [
+    "MaskedMultiheadAttention",
+    "TransformerDecoder",
+    "TransformerDecoderLayer",
+    "TransformerEncoder",
+    "TransformerEncoderLayer",
+    "masked_attention",
+]
+
+
+def masked_attention(
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    *,
+    key_mask: Tensor | None = None,
+    attn_mask: Tensor | None = None,
+    dropout_p: float = 0.0,
+    scale: float | None = None,
+    need_weights: bool = False,
+) -> tuple[Tensor, Tensor | None]:
+    """Scaled dot-product attention with bool masks, safe for fully masked rows.
+
+    Computes ``softmax(q k^T * scale + mask) v`` over the keys that are valid in ``key_mask`` and
+    allowed by ``attn_mask``. A query row with no allowed key gives 0 (not NaN), and its weights
+    are all 0.
+
+    Args:
+        query: queries, already split into heads.
+        key: keys.
+        value: values.
+        key_mask: ``True`` where a key is valid; broadcast over heads and queries.
+        attn_mask: ``True`` where query ``l`` may attend to key ``s``; broadcastable to
+            ``(..., H, L, S)``.
+        dropout_p: dropout probability on the attention weights (pass 0 at evaluation).
+        scale: scale of the logits; default ``1 / sqrt(E)``.
+        need_weights: also return the attention weights.
+
+    Shape:
+        - query: ``(..., H, L, E)``
+        - key: ``(..., H, S, E)``
+        - value: ``(..., H, S, Ev)``
+        - key_mask: ``(..., S)``
+        - attn_mask: broadcastable to ``(..., H, L, S)``
+        - output: ``(..., H, L, Ev)``; weights ``(..., H, L, S)`` or ``None``
+
+    Raises:
+        TypeError: an input is not a tensor, or a mask is not bool.
+        ValueError: shapes disagree.
+
+    Example:
+        >>> q = torch.randn(2, 4, 3, 8)           # (B, H, L, E)
+        >>> k = v = torch.randn(2, 4, 5, 8)       # (B, H, S, E)
+        >>> key_mask = torch.tensor([[True] * 5, [False] * 5])  # 2nd video: no valid key
+        >>> out, _ = masked_attention(q, k, v, key_mask=key_mask)
+        >>> out.shape, bool(out[1].abs().sum() == 0)
+        (torch.Size([2, 4, 3, 8]), True)
+    """
+    dims: dict[str, tuple[int, str]] = {}
+    check_tensor(query, "query", ("...", "H", "L", "E"), dims=dims, dtype="float")
+    check_tensor(key, "key", ("...", "H", "S", "E"), dims=dims, dtype="float")
+    check_tensor(value, "value", ("...", "H", "S", "*"), dims=dims, dtype="float")
+    *lead, H, L, E = query.shape
+    S, Ev = key.shape[-2], value.shape[-1]
+    allowed: Tensor | None = None
+    if key_mask is not None:
+        check_tensor(key_mask, "key_mask", ("...", "S"), dims=dims, dtype="bool")
+        allowed = key_mask[..., None, None, :]
+    if attn_mask is not None:
+        check_tensor(attn_mask, "attn_mask", ("...", S), dtype="bool")
+        check_broadcastable(attn_mask, "attn_mask", (*lead, H, L, S))
+        allowed = attn_mask if allowed is None else allowed & attn_mask
+    n = math.prod(lead)
+    if n == 0 or L == 0 or S == 0:  # nothing to attend from or to: every row is empty
+        out = query.new_zeros(*lead, H, L, Ev)
+        return out, (query.new_zeros(*lead, H, L, S) if need_weights else None)
+    # Fused SDPA kernels want exactly one batch dim: fold the leading dims into it.
+    q = query.reshape(n, H, L, E)
+    k = key.reshape(n, H, S, E)
+    v = value.reshape(n, H, S, Ev)
+    has_key: Tensor | None = None
+    safe: Tensor | None = None
+    if allowed is not None:
+        allowed = allowed.reshape((1,) * (len(lead) + 3 - allowed.dim()) + allowed.shape)
+        allowed = allowed.expand(*lead, *allowed.shape[-3:]).reshape(n, *allowed.shape[-3:])
+        has_key = allowed.any(dim=-1, keepdim=True)
+        # Rows with no allowed key attend to everything (finite), and are zeroed below.
+        safe = allowed | ~has_key
+    weights: Tensor | None = None
+    if not need_weights:
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=safe, dropout_p=dropout_p, scale=scale
+        )
+    else:
+        scale_ = 1.0 / math.sqrt(E) if scale is None else scale
+        logits = torch.matmul(q, k.transpose(-2, -1)) * scale_
+        if safe is not None:
+            logits = logits.masked_fill(~safe, float("-inf"))
+        weights = logits.softmax(dim=-1)
+        if has_key is not None:
+            weights = weights.masked_fill(~has_key, 0.0)
+        dropped = F.dropout(weights, p=dropout_p) if dropout_p > 0 else weights
+        out = torch.matmul(dropped, v)
+        weights = weights.reshape(*lead, H, L, S)
+    if has_key is not None:
+        out = out.masked_fill(~has_key, 0.0)
+    return out.reshape(*lead, H, L, Ev), weights
+
+
+class MaskedMultiheadAttention(nn.Module):
+    """Multi-head attention with bool validity masks and separate query/key positions.
+
+    ``out = W_o · Attn((q + query_pos) W_q, (k + key_pos) W_k, v W_v)``: the positional terms
+    enter queries and keys but not values, as in DETR, STTran and RS-Net (Eq. 3-4). Rows of the
+    output whose ``query_mask`` is ``False``, or that have no valid key, are exactly 0.
+
+    Args:
+        embed_dim: width ``D`` of queries and of the output.
+        num_heads: number of heads; must divide ``embed_dim``.
+        dropout: dropout on the attention weights (training only).
+        bias: add biases to the projections.
+        kdim: width of keys (default ``embed_dim``).
+        vdim: width of values (default ``embed_dim``).
+
+    Shape:
+        - query: ``(..., L, D)``
+        - key: ``(..., S, kdim)``; default ``query`` (self-attention)
+        - value: ``(..., S, vdim)``; default ``key`` (without ``key_pos``)
+        - query_mask: ``(..., L)`` bool, ``True`` = valid
+        - key_mask: ``(..., S)`` bool, ``True`` = valid; defaults to ``query_mask`` in
+          self-attention
+        - attn_mask: ``(L, S)`` or ``(..., L, S)`` bool, ``True`` = may attend
+        - query_pos: broadcastable to ``(..., L, D)``; key_pos: to ``(..., S, kdim)``
+        - output: ``(..., L, D)``; weights ``(..., H, L, S)`` or ``None``
+
+    Raises:
+        TypeError: an input is not a tensor, or a mask is not bool.
+        ValueError: shapes disagree, or ``embed_dim`` is not divisible by ``num_heads``.
+
+    Example:
+        >>> attn = MaskedMultiheadAttention(16, num_heads=4)
+        >>> x = torch.randn(2, 5, 16)                       # (B, P, D): pairs of a frame
+        >>> mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], dtype=torch.bool)
+        >>> out, weights = attn(x, query_mask=mask, need_weights=True)
+        >>> out.shape, weights.shape, bool(out[0, 3:].abs().sum() == 0)
+        (torch.Size([2, 5, 16]), torch.Size([2, 4, 5, 5]), True)
+    """
+
+    def __init__(
+        self,
+        embed_dim: int,
+        num_heads: int,
+        *,
+        dropout: float = 0.0,
+        bias: bool = True,
+        kdim: int | None = None,
+        vdim: int | None = None,
+    ) -> None:
+        super().__init__()
+        check_positive(embed_dim, "embed_dim")
+        check_positive(num_heads, "num_heads")
+        if embed_dim % num_heads != 0:
+            raise ValueError(
+                f"embed_dim: expected a multiple of num_heads={num_heads}, got {embed_dim}"
+            )
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout: expected a probability in [0, 1), got {dropout}")
+        self.embed_dim = embed_dim
+        self.num_heads = num_heads
+        self.head_dim = embed_dim // num_heads
+        self.kdim = embed_dim if kdim is None else kdim
+        self.vdim = embed_dim if vdim is None else vdim
+        self.dropout = dropout
+        self.q_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
+        self.k_proj = nn.Linear(self.kdim, embed_dim, bias=bias)
+        self.v_proj = nn.Linear(self.vdim, embed_dim, bias=bias)
+        self.out_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Xavier-uniform projections and zero biases, as ``nn.MultiheadAttention``."""
+        for proj in (self.q_proj, self.k_proj, self.v_proj):
+            nn.init.xavier_uniform_(proj.weight)
+            if proj.bias is not None:
+                nn.init.zeros_(proj.bias)
+        nn.init.xavier_uniform_(self.out_proj.weight)
+        if self.out_proj.bias is not None:
+            nn.init.zeros_(self.out_proj.bias)
+
+    def extra_repr(self) -> str:
+        extra = f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, dropout={self.dropout}"
+        if self.kdim != self.embed_dim or self.vdim != self.embed_dim:
+            extra += f", kdim={self.kdim}, vdim={self.vdim}"
+        return extra
+
+    def _split_heads(self, x: Tensor) -> Tensor:
+        # (..., N, D) -> (..., H, N, D / H)
+        return x.unflatten(-1, (self.num_heads, self.head_dim)).transpose(-3, -2)
+
+    def forward(
+        self,
+        query: Tensor,
+        key: Tensor | None = None,
+        value: Tensor | None = None,
+        *,
+        query_mask: Tensor | None = None,
+        key_mask: Tensor | None = None,
+        attn_mask: Tensor | None = None,
+        query_pos: Tensor | None = None,
+        key_pos: Tensor | None = None,
+        need_weights: bool = False,
+    ) -> tuple[Tensor, Tensor | None]:
+        """Attend from ``query`` to ``key``/``value``; see the class docstring for shapes."""
+        dims: dict[str, tuple[int, str]] = {}
+        check_tensor(query, "query", ("...", "L", self.embed_dim), dims=dims, dtype="float")
+        self_attention = key is None
+        if key is None:
+            key = query
+            key_pos = query_pos if key_pos is None else key_pos
+            if key_mask is None:
+                key_mask = query_mask
+        if value is None:
+            value = key
+        check_tensor(key, "key", ("...", "S", self.kdim), dims=dims, dtype="float")
+        check_tensor(value, "value", ("...", "S", self.vdim), dims=dims, dtype="float")
+        if query_mask is not None:
+            check_tensor(query_mask, "query_mask", ("...", "L"), dims=dims, dtype="bool")
+        if key_mask is not None:
+            name = "query_mask" if self_attention and key_mask is query_mask else "key_mask"
+            check_tensor(key_mask, name, ("...", "S"), dims=dims, dtype="bool")
+        if attn_mask is not None:
+            check_tensor(attn_mask, "attn_mask", ("...", "*", "*"), dtype="bool")
+            check_broadcastable(attn_mask, "attn_mask", (*query.shape[:-1], key.shape[-2]))
+            attn_mask = attn_mask.unsqueeze(-3)  # broadcast over heads
+        q_in = query if query_pos is None else query + query_pos
+        k_in = key if key_pos is None else key + key_pos
+        q = self._split_heads(self.q_proj(q_in))
+        k = self._split_heads(self.k_proj(k_in))
+        v = self._split_heads(self.v_proj(value))
+        out, weights = masked_attention(
+            q,
+            k,
+            v,
+            key_mask=key_mask,
+            attn_mask=attn_mask,
+            dropout_p=self.dropout if self.training else 0.0,
+            need_weights=need_weights,
+        )
+        out = self.out_proj(out.transpose(-3, -2).flatten(-2))
+        # Padded queries and queries with no valid key are exactly 0 after the projection too.
+        valid = _rows_with_keys(key_mask, attn_mask, key.shape[-2], out)
+        if query_mask is not None:
+            valid = query_mask if valid is None else valid & query_mask
+        if valid is not None:
+            out = out.masked_fill(~valid.unsqueeze(-1), 0.0)
+        return out, weights
+
+
+def _rows_with_keys(
+    key_mask: Tensor | None, attn_mask: Tensor | None, num_keys: int, out: Tensor
+) -> Tensor | None:
+    """``(..., L)`` bool, True for query rows that have some key to attend to; ``None`` = all."""
+    if num_keys == 0:
+        return torch.zeros(out.shape[:-1], dtype=torch.bool, device=out.device)
+    allowed = None if key_mask is None else key_mask.unsqueeze(-2)  # (..., 1, S)
+    if attn_mask is not None:
+        attn_mask = attn_mask.squeeze(-3)  # drop the head dim added for masked_attention
+        allowed = attn_mask if allowed is None else allowed & attn_mask
+    return None if allowed is None else allowed.any(dim=-1)
+
+
+def _activation(name: str):
+    check_choice(name, "activation", ("relu", "gelu"))
+    return F.relu if name == "relu" else F.gelu
+
+
+class TransformerEncoderLayer(nn.Module):
+    """Self-attention + feed-forward layer over ``(..., N, D)`` with a bool validity mask.
+
+    Like :class:`torch.nn.TransformerEncoderLayer`, with the library's conventions: any leading
+    batch dims (``(B, T, P, D)`` attends over pairs ``P``; transpose to attend over frames),
+    ``mask`` is ``True`` for valid rows, ``pos`` is added to queries and keys only, and padded
+    rows come out as exactly 0.
+
+    Args:
+        d_model: width ``D``.
+        nhead: number of attention heads.
+        dim_feedforward: hidden width of the feed-forward network.
+        dropout: dropout in attention, after each sub-layer and inside the feed-forward network.
+        activation: ``"relu"`` or ``"gelu"``.
+        norm_first: pre-norm (``x + f(norm(x))``) instead of post-norm (``norm(x + f(x))``).
+        layer_norm_eps: epsilon of the layer norms.
+
+    Shape:
+        - x: ``(..., N, D)``
+        - mask: ``(..., N)`` bool, ``True`` = valid
+        - pos: broadcastable to ``(..., N, D)``
+        - attn_mask: ``(N, N)`` or ``(..., N, N)`` bool, ``True`` = may attend
+        - output: ``(..., N, D)``; with ``need_weights=True`` also ``(..., H, N, N)``
+
+    Raises:
+        TypeError, ValueError: as :class:`MaskedMultiheadAttention`.
+
+    Example:
+        >>> layer = TransformerEncoderLayer(32, nhead=4, dim_feedforward=64, dropout=0.0)
+        >>> x = torch.randn(2, 6, 3, 32)                 # (B, T, P, D)
+        >>> mask = torch.rand(2, 6, 3) > 0.3
+        >>> y = layer(x, mask)                            # attention among the pairs of a frame
+        >>> y.shape, bool(y[~mask].abs().sum() == 0)
+        (torch.Size([2, 6, 3, 32]), True)
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        nhead: int,
+        dim_feedforward: int = 2048,
+        dropout: float = 0.1,
+        activation: Literal["relu", "gelu"] = "relu",
+        *,
+        norm_first: bool = False,
+        layer_norm_eps: float = 1e-5,
+    ) -> None:
+        super().__init__()
+        check_positive(dim_feedforward, "dim_feedforward")
+        self.activation_name = activation
+        self.activation = _activation(activation)
+        self.norm_first = norm_first
+        self.self_attn = MaskedMultiheadAttention(d_model, nhead, dropout=dropout)
+        self.linear1 = nn.Linear(d_model, dim_feedforward)
+        self.linear2 = nn.Linear(dim_feedforward, d_model)
+        self.norm1 = nn.LayerNorm(d_model, eps=layer_norm_eps)
+        self.norm2 = nn.LayerNorm(d_model, eps=layer_norm_eps)
+        self.dropout = nn.Dropout(dropout)
+        self.dropout1 = nn.Dropout(dropout)
+        self.dropout2 = nn.Dropout(dropout)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Reset attention, feed-forward and norm parameters."""
+        self.self_attn.reset_parameters()
+        for module in (self.linear1, self.linear2, self.norm1, self.norm2):
+            module.reset_parameters()
+
+    def extra_repr(self) -> str:
+        return f"activation={self.activation_name!r}, norm_first={self.norm_first}"
+
+    def _ff(self, x: Tensor) -> Tensor:
+        return self.dropout2(self.linear2(self.dropout(self.activation(self.linear1(x)))))
+
+    @overload
+    def forward(
+        self,
+        x: Tensor,
+        mask: Tensor | None = ...,
+        *,
+        pos: Tensor | None = ...,
+        attn_mask: Tensor | None = ...,
+        need_weights: Literal[False] = ...,
+    ) -> Tensor: ...
+
+    @overload
+    def forward(
+        self,
+        x: Tensor,
+        mask: Tensor | None = ...,
+        *,
+        pos: Tensor | None = ...,
+        attn_mask: Tensor | None = ...,
+        need_weights: Literal[True],
+    ) -> tuple[Tensor, Tensor]: ...
+
+    def forward(
+        self,
+        x: Tensor,
+        mask: Tensor | None = None,
+        *,
+        pos: Tensor | None = None,
+        attn_mask: Tensor | None = None,
+        need_weights: bool = False,
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        """Encode ``x``; returns ``(output, weights)`` when ``need_weights`` is true."""
+        h = self.norm1(x) if self.norm_first else x
+        attn, weights = self.self_attn(
+            h, query_mask=mask, query_pos=pos, attn_mask=attn_mask, need_weights=need_weights
+        )
+        if self.norm_first:
+            x = x + self.dropout1(attn)
+            x = x + self._ff(self.norm2(x))
+        else:
+            x = self.norm1(x + self.dropout1(attn))
+            x = self.norm2(x + self._ff(x))
+        if mask is not None:
+            x = x.masked_fill(~mask.unsqueeze(-1), 0.0)
+        return (x, weights) if need_weights else x  # type: ignore[return-value]
+
+
+class TransformerDecoderLayer(nn.Module):
+    """(Optional) self-attention, cross-attention to a memory, and feed-forward.
+
+    The DETR-style decoder layer: queries ``(..., L, D)`` attend to each other (unless
+    ``self_attention=False``), then to a memory ``(..., S, D)``; ``query_pos`` enters the
+    queries of both attentions and the keys of the self-attention, ``memory_pos`` the keys of the
+    cross-attention. Padded queries come out as exactly 0; a query with no valid memory entry
+    gets no cross-attention update (it is 0, not NaN).
+
+    Args:
+        d_model: width ``D``.
+        nhead: number of attention heads.
+        dim_feedforward: hidden width of the feed-forward network.
+        dropout: dropout in attention, after each sub-layer and inside the feed-forward network.
+        activation: ``"relu"`` or ``"gelu"``.
+        norm_first: pre-norm instead of post-norm.
+        layer_norm_eps: epsilon of the layer norms.
+        self_attention: include the self-attention sub-layer.
+        memory_dim: width of the memory (default ``d_model``).
+
+    Shape:
+        - x: ``(..., L, D)``; memory: ``(..., S, memory_dim)``
+        - mask: ``(..., L)`` bool; memory_mask: ``(..., S)`` bool; ``True`` = valid
+        - query_pos: broadcastable to ``(..., L, D)``; memory_pos: to ``(..., S, memory_dim)``
+        - self_attn_mask: ``(..., L, L)``; cross_attn_mask: ``(..., L, S)``; bool, ``True`` =
+          may attend
+        - output: ``(..., L, D)``; with ``need_weights=True`` also the self-attention weights
+          ``(..., H, L, L)`` (``None`` without self-attention) and cross-attention weights
+          ``(..., H, L, S)``
+
+    Raises:
+        TypeError, ValueError: as :class:`MaskedMultiheadAttention`.
+
+    Example:
+        >>> layer = TransformerDecoderLayer(32, nhead=4, dim_feedforward=64, dropout=0.0)
+        >>> queries = torch.randn(2, 3, 32)          # (B, L, D)
+        >>> memory = torch.randn(2, 10, 32)          # (B, S, D)
+        >>> memory_mask = torch.arange(10) < torch.tensor([[4], [10]])
+        >>> layer(queries, memory, memory_mask=memory_mask).shape
+        torch.Size([2, 3, 32])
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        nhead: int,
+        dim_feedforward: int = 2048,
+        dropout: float = 0.1,
+        activation: Literal["relu", "gelu"] = "relu",
+        *,
+        norm_first: bool = False,
+        layer_norm_eps: float = 1e-5,
+        self_attention: bool = True,
+        memory_dim: int | None = None,
+    ) -> None:
+        super().__init__()
+        check_positive(dim_feedforward, "dim_feedforward")
+        self.activation_name = activation
+        self.activation = _activation(activation)
+        self.norm_first = norm_first
+        self.self_attn = (
+            MaskedMultiheadAttention(d_model, nhead, dropout=dropout) if self_attention else None
+        )
+        self.cross_attn = MaskedMultiheadAttention(
+            d_model, nhead, dropout=dropout, kdim=memory_dim, vdim=memory_dim
+        )
+        self.linear1 = nn.Linear(d_model, dim_feedforward)
+        self.linear2 = nn.Linear(dim_feedforward, d_model)
+        self.norm1 = nn.LayerNorm(d_model, eps=layer_norm_eps) if self_attention else None
+        self.norm2 = nn.LayerNorm(d_model, eps=layer_norm_eps)
+        self.norm3 = nn.LayerNorm(d_model, eps=layer_norm_eps)
+        self.dropout = nn.Dropout(dropout)
+        self.dropout1 = nn.Dropout(dropout)
+        self.dropout2 = nn.Dropout(dropout)
+        self.dropout3 = nn.Dropout(dropout)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Reset attention, feed-forward and norm parameters."""
+        for module in (
+            self.self_attn,
+            self.cross_attn,
+            self.linear1,
+            self.linear2,
+            self.norm1,
+            self.norm2,
+            self.norm3,
+        ):
+            if module is not None:
+                module.reset_parameters()
+
+    def extra_repr(self) -> str:
+        return (
+            f"activation={self.activation_name!r}, norm_first={self.norm_first}, "
+            f"self_attention={self.self_attn is not None}"
+        )
+
+    def _ff(self, x: Tensor) -> Tensor:
+        return self.dropout3(self.linear2(self.dropout(self.activation(self.linear1(x)))))
+
+    def forward(
+        self,
+        x: Tensor,
+        memory: Tensor,
+        mask: Tensor | None = None,
+        memory_mask: Tensor | None = None,
+        *,
+        query_pos: Tensor | None = None,
+        memory_pos: Tensor | None = None,
+        self_attn_mask: Tensor | None = None,
+        cross_attn_mask: Tensor | None = None,
+        need_weights: bool = False,
+    ) -> Tensor | tuple[Tensor, tuple[Tensor | None, Tensor | None]]:
+        """Decode ``x`` against ``memory``.
+
+        Returns ``out``, or ``(out, (w_self, w_cross))`` when ``need_weights`` is true.
+        """
+        self_w = None
+        if self.self_attn is not None:
+            assert self.norm1 is not None
+            h = self.norm1(x) if self.norm_first else x
+            attn, self_w = self.self_attn(
+                h,
+                query_mask=mask,
+                query_pos=query_pos,
+                attn_mask=self_attn_mask,
+                need_weights=need_weights,
+            )
+            x = x + self.dropout1(attn) if self.norm_first else self.norm1(x + self.dropout1(attn))
+        h = self.norm2(x) if self.norm_first else x
+        attn, cross_w = self.cross_attn(
+            h,
+            memory,
+            query_mask=mask,
+            key_mask=memory_mask,
+            attn_mask=cross_attn_mask,
+            query_pos=query_pos,
+            key_pos=memory_pos,
+            need_weights=need_weights,
+        )
+        if self.norm_first:
+            x = x + self.dropout2(attn)
+            x = x + self._ff(self.norm3(x))
+        else:
+            x = self.norm2(x + self.dropout2(attn))
+            x = self.norm3(x + self._ff(x))
+        if mask is not None:
+            x = x.masked_fill(~mask.unsqueeze(-1), 0.0)
+        return (x, (self_w, cross_w)) if need_weights else x
+
+
+class TransformerEncoder(nn.Module):
+    """A stack of ``num_layers`` copies of a :class:`TransformerEncoderLayer`.
+
+    The same ``mask``, ``pos`` and ``attn_mask`` are given to every layer.
+
+    Args:
+        layer: the layer to copy (each copy is re-initialised independently).
+        num_layers: number of layers.
+        norm: optional final norm (e.g. ``nn.LayerNorm(D)`` with pre-norm layers).
+
+    Shape:
+        As :class:`TransformerEncoderLayer`.
+
+    Raises:
+        TypeError: ``layer`` is not a :class:`TransformerEncoderLayer`.
+        ValueError: ``num_layers`` is not positive.
+
+    Example:
+        >>> encoder = TransformerEncoder(TransformerEncoderLayer(16, 4, 32), num_layers=2)
+        >>> encoder(torch.randn(3, 7, 16), torch.ones(3, 7, dtype=torch.bool)).shape
+        torch.Size([3, 7, 16])
+    """
+
+    def __init__(
+        self, layer: TransformerEncoderLayer, num_layers: int, norm: nn.Module | None = None
+    ) -> None:
+        super().__init__()
+        if not isinstance(layer, TransformerEncoderLayer):
+            raise TypeError(
+                f"layer: expected a TransformerEncoderLayer, got {type(layer).__name__}"
+            )
+        check_positive(num_layers, "num_layers")
+        self.layers = nn.ModuleList(copy.deepcopy(layer) for _ in range(num_layers))
+        self.norm = norm
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Re-initialise every layer (so copies do not start equal)."""
+        for layer in self.layers:
+            layer.reset_parameters()
+        if self.norm is not None and hasattr(self.norm, "reset_parameters"):
+            self.norm.reset_parameters()
+
+    def forward(
+        self,
+        x: Tensor,
+        mask: Tensor | None = None,
+        *,
+        pos: Tensor | None = None,
+        attn_mask: Tensor | None = None,
+    ) -> Tensor:
+        """Run the layers in turn."""
+        for layer in self.layers:
+            x = layer(x, mask, pos=pos, attn_mask=attn_mask)
+        if self.norm is not None:
+            x = self.norm(x)
+            if mask is not None:
+                x = x.masked_fill(~mask.unsqueeze(-1), 0.0)
+        return x
+
+
+class TransformerDecoder(nn.Module):
+    """A stack of ``num_layers`` copies of a :class:`TransformerDecoderLayer`.
+
+    Args:
+        layer: the layer to copy (each copy is re-initialised independently).
+        num_layers: number of layers.
+        norm: optional final norm.
+
+    Shape:
+        As :class:`TransformerDecoderLayer`.
+
+    Raises:
+        TypeError: ``layer`` is not a :class:`TransformerDecoderLayer`.
+        ValueError: ``num_layers`` is not positive.
+
+    Example:
+        >>> decoder = TransformerDecoder(TransformerDecoderLayer(16, 4, 32), num_layers=3)
+        >>> decoder(torch.randn(2, 5, 16), torch.randn(2, 9, 16)).shape
+        torch.Size([2, 5, 16])
+    """
+
+    def __init__(
+        self, layer: TransformerDecoderLayer, num_layers: int, norm: nn.Module | None = None
+    ) -> None:
+        super().__init__()
+        if not isinstance(layer, TransformerDecoderLayer):
+            raise TypeError(
+                f"layer: expected a TransformerDecoderLayer, got {type(layer).__name__}"
+            )
+        check_positive(num_layers, "num_layers")
+        self.layers = nn.ModuleList(copy.deepcopy(layer) for _ in range(num_layers))
+        self.norm = norm
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Re-initialise every layer (so copies do not start equal)."""
+        for layer in self.layers:
+            layer.reset_parameters()
+        if self.norm is not None and hasattr(self.norm, "reset_parameters"):
+            self.norm.reset_parameters()
+
+    def forward(
+        self,
+        x: Tensor,
+        memory: Tensor,
+        mask: Tensor | None = None,
+        memory_mask: Tensor | None = None,
+        *,
+        query_pos: Tensor | None = None,
+        memory_pos: Tensor | None = None,
+        self_attn_mask: Tensor | None = None,
+        cross_attn_mask: Tensor | None = None,
+    ) -> Tensor:
+        """Run the layers in turn."""
+        for layer in self.layers:
+            x = layer(
+                x,
+                memory,
+                mask,
+                memory_mask,
+                query_pos=query_pos,
+                memory_pos=memory_pos,
+                self_attn_mask=self_attn_mask,
+                cross_attn_mask=cross_attn_mask,
+            )
+        if self.norm is not None:
+            x = self.norm(x)
+            if mask is not None:
+                x = x.masked_fill(~mask.unsqueeze(-1), 0.0)
+        return x

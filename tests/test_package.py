@@ -1,0 +1,58 @@
+"""Package-level checks: public API, version, docstrings."""
+
+import importlib
+import inspect
+import re
+from pathlib import Path
+
+import pytest
+
+import dsgg_layers
+
+ROOT = Path(__file__).resolve().parents[1]
+MODULES = ["attention", "boxes", "layout", "vocab"]
+
+
+def test_version_single_source():
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    # the version is read from the package, never written twice
+    assert 'dynamic = ["version"]' in pyproject
+    assert re.fullmatch(r"\d+\.\d+\.\d+(\.dev\d+|rc\d+)?", dsgg_layers.__version__)
+
+
+def test_all_names_exist_and_are_unique():
+    assert len(dsgg_layers.__all__) == len(set(dsgg_layers.__all__))
+    for name in dsgg_layers.__all__:
+        assert hasattr(dsgg_layers, name), name
+
+
+@pytest.mark.parametrize("module_name", MODULES)
+def test_module_all_is_reexported(module_name):
+    module = importlib.import_module(f"dsgg_layers.{module_name}")
+    for name in module.__all__:
+        assert hasattr(module, name), f"{module_name}.{name}"
+        if module_name != "vocab":  # vocab is exported as a namespace
+            assert getattr(dsgg_layers, name) is getattr(module, name), name
+
+
+def _public_callables():
+    for module_name in MODULES:
+        module = importlib.import_module(f"dsgg_layers.{module_name}")
+        for name in module.__all__:
+            obj = getattr(module, name)
+            if inspect.isfunction(obj) or inspect.isclass(obj):
+                yield f"{module_name}.{name}", obj
+
+
+@pytest.mark.parametrize(("qualname", "obj"), list(_public_callables()))
+def test_public_docstrings_have_example(qualname, obj):
+    doc = inspect.getdoc(obj) or ""
+    assert doc, f"{qualname} has no docstring"
+    assert "Example:" in doc or ">>>" in doc, f"{qualname} has no runnable example"
+    if inspect.isclass(obj) and issubclass(obj, __import__("torch").nn.Module):
+        assert "Shape:" in doc, f"{qualname} has no Shape section"
+        assert hasattr(obj, "reset_parameters"), f"{qualname} has no reset_parameters"
+
+
+def test_py_typed_is_shipped():
+    assert (ROOT / "dsgg_layers" / "py.typed").exists()
