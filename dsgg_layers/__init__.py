@@ -1,7 +1,8 @@
 """dsgg_layers: composable PyTorch building blocks for dynamic (video) scene graph generation.
 
 The public API is re-exported here; each block also lives in the module named after its concern
-(``dsgg_layers.boxes``, ``dsgg_layers.layout``, ``dsgg_layers.attention``, ...).
+(``dsgg_layers.boxes``, ``dsgg_layers.layout``, ``dsgg_layers.attention``, ...). Data
+(``dsgg_layers.data``) and metrics (``dsgg_layers.metrics``) are namespaces of their own.
 """
 
 from dsgg_layers import vocab
@@ -30,11 +31,14 @@ from dsgg_layers.layout import (
     person_object_pairs,
     tracks_to_flat,
 )
+from dsgg_layers.motion import NUM_MOTION_ATTRIBUTES, MotionFeatureExtractor, motion_attributes
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "NUM_MOTION_ATTRIBUTES",
     "MaskedMultiheadAttention",
+    "MotionFeatureExtractor",
     "PairTracks",
     "TrackIndex",
     "TransformerDecoder",
@@ -51,6 +55,7 @@ __all__ = [
     "elementwise_box_iou",
     "flat_to_tracks",
     "masked_attention",
+    "motion_attributes",
     "normalize_boxes",
     "person_object_pairs",
     "tracks_to_flat",

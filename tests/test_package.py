@@ -10,7 +10,9 @@ import pytest
 import dsgg_layers
 
 ROOT = Path(__file__).resolve().parents[1]
-MODULES = ["attention", "boxes", "layout", "vocab"]
+MODULES = ["attention", "boxes", "layout", "motion", "vocab"]
+# Namespaces whose names are not re-exported at the top level: module -> its package.
+SUBPACKAGE_MODULES = {"data.graph": "data", "data.synthetic": "data", "data.probe": "data"}
 
 
 def test_version_single_source():
@@ -35,8 +37,17 @@ def test_module_all_is_reexported(module_name):
             assert getattr(dsgg_layers, name) is getattr(module, name), name
 
 
+@pytest.mark.parametrize(("module_name", "package"), sorted(SUBPACKAGE_MODULES.items()))
+def test_subpackage_exports(module_name, package):
+    module = importlib.import_module(f"dsgg_layers.{module_name}")
+    pkg = importlib.import_module(f"dsgg_layers.{package}")
+    for name in module.__all__:
+        if name in pkg.__all__:
+            assert getattr(pkg, name) is getattr(module, name), name
+
+
 def _public_callables():
-    for module_name in MODULES:
+    for module_name in [*MODULES, *SUBPACKAGE_MODULES]:
         module = importlib.import_module(f"dsgg_layers.{module_name}")
         for name in module.__all__:
             obj = getattr(module, name)

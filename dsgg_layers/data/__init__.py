@@ -1,0 +1,6 @@
+"""Data: the :class:`VideoGraph` container, the Action Genome loader and the synthetic benchmark."""
+
+from dsgg_layers.data.graph import VideoGraph
+from dsgg_layers.data.synthetic import MOTION_PREDICATES, SyntheticActionGenome, SyntheticConfig
+
+__all__ = ["MOTION_PREDICATES", "SyntheticActionGenome", "SyntheticConfig", "VideoGraph"]

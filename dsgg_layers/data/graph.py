@@ -1,0 +1,353 @@
+"""``VideoGraph``: a batch of videos' relations as pair tracks, the unit the data side yields.
+
+A :class:`VideoGraph` holds everything a DSGG model needs about a batch of videos in the
+pair-track layout of ``SPEC.md`` §1 (``(B, T, P, ...)`` + bool ``mask``): subject and object boxes,
+object classes, the 26 Action Genome predicate labels of every pair in every frame, optional
+per-box and union-region features, detector scores, and the real frame numbers. The Action Genome
+loader and the synthetic benchmark both produce it; :meth:`VideoGraph.collate` pads many videos
+into one batch and indexing (``graph[i]``) takes single videos back out, trimmed.
+
+A single video is a ``VideoGraph`` with ``B = 1``: there is one type for both.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from dsgg_layers._checks import check_tensor
+from dsgg_layers.vocab import PREDICATES
+
+__all__ = ["VideoGraph"]
+
+NUM_PREDICATES = len(PREDICATES)
+
+# Value of padded entries, by field; fields not listed pad with 0.
+_FILL = {"object_labels": -1, "mask": False, "frame_mask": False, "relations": False}
+# Fields laid out (B, T, P, ...).
+_PAIR_FIELDS = (
+    "mask",
+    "subject_boxes",
+    "object_boxes",
+    "object_labels",
+    "relations",
+    "subject_scores",
+    "object_scores",
+    "subject_features",
+    "object_features",
+    "union_features",
+)
+
+
+@dataclass(frozen=True)
+class VideoGraph:
+    """A batch of videos' pairs, boxes, labels and features as pair tracks.
+
+    Boxes are ``xyxy`` in pixels of the video's frames (``image_size``). The subject of every
+    pair is the person (Action Genome's setting); ``relations[b, t, p]`` is the 26-d multi-hot
+    label vector of pair ``p`` in frame ``t`` in the order of
+    :data:`dsgg_layers.vocab.PREDICATES` (attention, spatial, contacting).
+
+    When the pairs are *detections* (SGDet), ``gt`` holds the ground-truth pairs of the same
+    frames (same ``B`` and ``T``, its own ``P``), and ``relations`` holds the labels assigned to
+    the detected pairs for training; otherwise ``gt`` is ``None`` and the pairs are the ground
+    truth.
+
+    Attributes:
+        video_ids: ``B`` names, e.g. ``"001YG.mp4"``.
+        frame_times: ``(B, T)`` real frame numbers of the key frames, 0 where padded.
+        frame_mask: ``(B, T)`` ``True`` where the frame exists (a prefix of each row).
+        image_size: ``(B, 2)`` ``(width, height)`` of each video's frames.
+        mask: ``(B, T, P)`` ``True`` where the pair exists in that frame.
+        subject_boxes: ``(B, T, P, 4)`` ``xyxy`` person boxes.
+        object_boxes: ``(B, T, P, 4)`` ``xyxy`` object boxes.
+        object_labels: ``(B, T, P)`` object classes (indices into
+            :data:`~dsgg_layers.vocab.OBJECT_CLASSES`), -1 where padded.
+        relations: ``(B, T, P, 26)`` bool predicate labels.
+        subject_scores: ``(B, T, P)`` detector scores of the subjects, or ``None`` (all 1).
+        object_scores: ``(B, T, P)`` detector scores of the objects, or ``None`` (all 1).
+        subject_features: ``(B, T, P, F)`` per-box features of the subject, or ``None``.
+        object_features: ``(B, T, P, F)`` per-box features of the object, or ``None``.
+        union_features: ``(B, T, P, U)`` features of the union region, or ``None``.
+        gt: the ground-truth pairs when these pairs are detections, else ``None``.
+
+    Raises:
+        TypeError, ValueError: at construction, a field has the wrong dtype or a shape that
+            disagrees with the others (the message names the field).
+
+    Example:
+        >>> g = VideoGraph.empty(["a.mp4", "b.mp4"], num_frames=3, num_pairs=2)
+        >>> g.mask.shape, g.relations.shape, len(g)
+        (torch.Size([2, 3, 2]), torch.Size([2, 3, 2, 26]), 2)
+        >>> VideoGraph.collate([g, g]).mask.shape
+        torch.Size([4, 3, 2])
+        >>> g[0].mask.shape          # one video, trimmed: this one has no pair at all
+        torch.Size([1, 3, 0])
+    """
+
+    video_ids: tuple[str, ...]
+    frame_times: Tensor
+    frame_mask: Tensor
+    image_size: Tensor
+    mask: Tensor
+    subject_boxes: Tensor
+    object_boxes: Tensor
+    object_labels: Tensor
+    relations: Tensor
+    subject_scores: Tensor | None = None
+    object_scores: Tensor | None = None
+    subject_features: Tensor | None = None
+    object_features: Tensor | None = None
+    union_features: Tensor | None = None
+    gt: VideoGraph | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "video_ids", tuple(self.video_ids))
+        dims: dict[str, tuple[int, str]] = {"B": (len(self.video_ids), "video_ids")}
+        check_tensor(self.frame_times, "frame_times", ("B", "T"), dims=dims, dtype="int")
+        check_tensor(self.frame_mask, "frame_mask", ("B", "T"), dims=dims, dtype="bool")
+        check_tensor(self.image_size, "image_size", ("B", 2), dims=dims, dtype="float")
+        check_tensor(self.mask, "mask", ("B", "T", "P"), dims=dims, dtype="bool")
+        for name in ("subject_boxes", "object_boxes"):
+            check_tensor(getattr(self, name), name, ("B", "T", "P", 4), dims=dims, dtype="float")
+        check_tensor(self.object_labels, "object_labels", ("B", "T", "P"), dims=dims, dtype="int")
+        check_tensor(
+            self.relations, "relations", ("B", "T", "P", NUM_PREDICATES), dims=dims, dtype="bool"
+        )
+        for name in ("subject_scores", "object_scores"):
+            if getattr(self, name) is not None:
+                check_tensor(getattr(self, name), name, ("B", "T", "P"), dims=dims, dtype="float")
+        for name, width in (
+            ("subject_features", "F"),
+            ("object_features", "F"),
+            ("union_features", "U"),
+        ):
+            if getattr(self, name) is not None:
+                shape = ("B", "T", "P", width)
+                check_tensor(getattr(self, name), name, shape, dims=dims, dtype="float")
+        if self.gt is not None:
+            if not isinstance(self.gt, VideoGraph):
+                raise TypeError(f"gt: expected a VideoGraph or None, got {type(self.gt).__name__}")
+            if self.gt.frame_times.shape != self.frame_times.shape:
+                raise ValueError(
+                    f"gt: expected the same (B, T) = {tuple(self.frame_times.shape)} as the "
+                    f"pairs, got {tuple(self.gt.frame_times.shape)}"
+                )
+
+    # ----------------------------------------------------------------------------- construction
+
+    @classmethod
+    def empty(
+        cls,
+        video_ids: Sequence[str],
+        num_frames: int,
+        num_pairs: int,
+        *,
+        feature_dim: int | None = None,
+        union_dim: int | None = None,
+    ) -> VideoGraph:
+        """A graph with every frame present and every pair padded (all zeros / -1 / False).
+
+        Args:
+            video_ids: the ``B`` video names.
+            num_frames: ``T``.
+            num_pairs: ``P``.
+            feature_dim: ``F``; allocate subject and object features when given.
+            union_dim: ``U``; allocate union features when given.
+
+        Example:
+            >>> VideoGraph.empty(["v"], 2, 1, feature_dim=8).object_features.shape
+            torch.Size([1, 2, 1, 8])
+        """
+        B, T, P = len(video_ids), num_frames, num_pairs
+        feats = None if feature_dim is None else torch.zeros(B, T, P, feature_dim)
+        return cls(
+            video_ids=tuple(video_ids),
+            frame_times=torch.arange(T).expand(B, T).clone(),
+            frame_mask=torch.ones(B, T, dtype=torch.bool),
+            image_size=torch.ones(B, 2),
+            mask=torch.zeros(B, T, P, dtype=torch.bool),
+            subject_boxes=torch.zeros(B, T, P, 4),
+            object_boxes=torch.zeros(B, T, P, 4),
+            object_labels=torch.full((B, T, P), -1, dtype=torch.long),
+            relations=torch.zeros(B, T, P, NUM_PREDICATES, dtype=torch.bool),
+            subject_features=feats,
+            object_features=None if feats is None else feats.clone(),
+            union_features=None if union_dim is None else torch.zeros(B, T, P, union_dim),
+        )
+
+    @classmethod
+    def collate(cls, graphs: Sequence[VideoGraph]) -> VideoGraph:
+        """Pad several graphs to a common ``(T, P)`` and stack them into one batch.
+
+        Graphs must agree on which optional fields they have and on feature widths.
+
+        Args:
+            graphs: the graphs to join, in order.
+
+        Returns:
+            One graph with ``B = sum of their B``.
+
+        Raises:
+            ValueError: ``graphs`` is empty, or the graphs differ in their optional fields.
+
+        Example:
+            >>> a = VideoGraph.empty(["a"], num_frames=2, num_pairs=3)
+            >>> b = VideoGraph.empty(["b"], num_frames=5, num_pairs=1)
+            >>> g = VideoGraph.collate([a, b])
+            >>> g.mask.shape, g.frame_mask.sum(1).tolist()
+            (torch.Size([2, 5, 3]), [2, 5])
+        """
+        graphs = list(graphs)
+        if not graphs:
+            raise ValueError("graphs: expected at least one VideoGraph, got none")
+        for g in graphs:
+            if not isinstance(g, VideoGraph):
+                raise TypeError(f"graphs: expected VideoGraph items, got {type(g).__name__}")
+        T = max(g.frame_times.shape[1] for g in graphs)
+        P = max(g.mask.shape[2] for g in graphs)
+        values: dict[str, object] = {"video_ids": sum((g.video_ids for g in graphs), ())}
+        for field in dataclasses.fields(cls):
+            name = field.name
+            if name == "video_ids":
+                continue
+            items = [getattr(g, name) for g in graphs]
+            present = [x is not None for x in items]
+            if any(present) and not all(present):
+                raise ValueError(f"graphs: {name} is set in some graphs and None in others")
+            if not all(present):
+                values[name] = None
+            elif name == "gt":
+                values[name] = cls.collate(items)  # type: ignore[arg-type]
+            elif name == "image_size":
+                values[name] = torch.cat(items)  # type: ignore[arg-type]
+            else:
+                size = (T,) if name in ("frame_times", "frame_mask") else (T, P)
+                values[name] = torch.cat([_pad(x, size, _FILL.get(name, 0)) for x in items])  # type: ignore[arg-type]
+        return cls(**values)  # type: ignore[arg-type]
+
+    # ---------------------------------------------------------------------------------- access
+
+    def __len__(self) -> int:
+        return len(self.video_ids)
+
+    def __getitem__(self, item: int | slice | Sequence[int] | Tensor) -> VideoGraph:
+        """Videos ``item`` of the batch; a single video is trimmed to its own ``T`` and ``P``."""
+        if isinstance(item, int):
+            if not -len(self) <= item < len(self):
+                raise IndexError(f"item: video {item} out of range for a batch of {len(self)}")
+            item = item % len(self)
+            T = int(self.frame_mask[item].sum())
+            valid_tracks = self.mask[item].any(0).nonzero()
+            own = self.gt[item] if self.gt is not None else None
+            P = int(valid_tracks.max()) + 1 if valid_tracks.numel() else 0
+            return self._select([item], T, P, own)
+        if isinstance(item, slice):
+            idx = list(range(len(self)))[item]
+        else:
+            idx = [int(i) for i in (item.tolist() if isinstance(item, Tensor) else item)]
+        gt = self.gt._select(idx, None, None, None) if self.gt is not None else None
+        return self._select(idx, None, None, gt)
+
+    def _select(
+        self, idx: list[int], T: int | None, P: int | None, gt: VideoGraph | None
+    ) -> VideoGraph:
+        rows = torch.tensor(idx, dtype=torch.long, device=self.mask.device)
+        values: dict[str, object] = {"video_ids": tuple(self.video_ids[i] for i in idx), "gt": gt}
+        for field in dataclasses.fields(self):
+            name = field.name
+            x = getattr(self, name)
+            if name in ("video_ids", "gt"):
+                continue
+            if x is None:
+                values[name] = None
+                continue
+            x = x.index_select(0, rows)
+            if T is not None and name != "image_size":
+                x = x[:, :T]
+            if P is not None and name in _PAIR_FIELDS:
+                x = x[:, :, :P]
+            values[name] = x
+        return type(self)(**values)  # type: ignore[arg-type]
+
+    def to(self, device: torch.device | str, *, non_blocking: bool = False) -> VideoGraph:
+        """This graph with every tensor moved to ``device``."""
+        values: dict[str, object] = {}
+        for field in dataclasses.fields(self):
+            x = getattr(self, field.name)
+            if isinstance(x, Tensor):
+                x = x.to(device, non_blocking=non_blocking)
+            elif isinstance(x, VideoGraph):
+                x = x.to(device, non_blocking=non_blocking)
+            values[field.name] = x
+        return type(self)(**values)  # type: ignore[arg-type]
+
+    def replace(self, **changes: object) -> VideoGraph:
+        """A copy with some fields replaced (validated again)."""
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    @property
+    def device(self) -> torch.device:
+        """The device of the tensors."""
+        return self.mask.device
+
+    @property
+    def ground_truth(self) -> VideoGraph:
+        """The ground-truth pairs: ``gt`` when these pairs are detections, else ``self``."""
+        return self if self.gt is None else self.gt
+
+    @property
+    def num_frames(self) -> int:
+        """Number of existing frames over the batch."""
+        return int(self.frame_mask.sum())
+
+    @property
+    def num_pairs(self) -> int:
+        """Number of existing (pair, frame) entries over the batch."""
+        return int(self.mask.sum())
+
+    def targets(self) -> dict[str, Tensor]:
+        """The ground truth as the keyword arguments of the Action Genome evaluator.
+
+        Example:
+            >>> sorted(VideoGraph.empty(["v"], 1, 1).targets())
+            ['mask', 'object_boxes', 'object_labels', 'relations', 'subject_boxes']
+        """
+        g = self.ground_truth
+        return {
+            "subject_boxes": g.subject_boxes,
+            "object_boxes": g.object_boxes,
+            "object_labels": g.object_labels,
+            "relations": g.relations,
+            "mask": g.mask,
+        }
+
+    def state_dict(self) -> dict[str, object]:
+        """Plain tensors and strings (for ``torch.save``; loads with ``weights_only=True``)."""
+        out: dict[str, object] = {}
+        for field in dataclasses.fields(self):
+            x = getattr(self, field.name)
+            out[field.name] = x.state_dict() if isinstance(x, VideoGraph) else x
+        out["video_ids"] = list(self.video_ids)
+        return out
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, object]) -> VideoGraph:
+        """Inverse of :meth:`state_dict`."""
+        values = dict(state)
+        if values.get("gt") is not None:
+            values["gt"] = cls.from_state_dict(values["gt"])  # type: ignore[arg-type]
+        return cls(**values)  # type: ignore[arg-type]
+
+
+def _pad(x: Tensor, size: tuple[int, ...], fill: float | int | bool) -> Tensor:
+    """Pad dims ``1 .. len(size)`` of ``x`` at the end up to ``size`` with ``fill``."""
+    if tuple(x.shape[1 : 1 + len(size)]) == size:
+        return x
+    out = x.new_full((x.shape[0], *size, *x.shape[1 + len(size) :]), fill)
+    out[(slice(None), *(slice(0, n) for n in x.shape[1 : 1 + len(size)]))] = x
+    return out

@@ -1,0 +1,226 @@
+"""MoSA motion attributes (Eq. 3-6 as read in SPEC.md) and the Motion Feature Extractor."""
+
+import math
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from dsgg_layers.motion import MotionFeatureExtractor, motion_attributes
+
+
+def loop_reference(subj, obj, mask, times, window, image_size=None, eps=1e-6):
+    """The four attributes by the definitions, one (video, pair, frame) at a time."""
+    B, T, P, _ = subj.shape
+    out = torch.zeros(B, T, P, 4, dtype=torch.float64)
+    diag = 1.0 if image_size is None else math.hypot(*image_size)
+
+    def center(b):
+        return ((b[0] + b[2]) / 2, (b[1] + b[3]) / 2)
+
+    def iou(a, c):
+        iw = max(0.0, min(a[2], c[2]) - max(a[0], c[0]))
+        ih = max(0.0, min(a[3], c[3]) - max(a[1], c[1]))
+        inter = iw * ih
+        union = (a[2] - a[0]) * (a[3] - a[1]) + (c[2] - c[0]) * (c[3] - c[1]) - inter
+        return inter / union if union > 0 else 0.0
+
+    for b in range(B):
+        for p in range(P):
+            prev = None
+            for t in range(T):
+                if not mask[b, t, p]:
+                    continue
+                s, o = subj[b, t, p].tolist(), obj[b, t, p].tolist()
+                cs, co = center(s), center(o)
+                d = math.dist(cs, co) / diag
+                v = c = 0.0
+                if prev is not None:
+                    tp, dp, csp, cop = prev
+                    dt = float(times[b, t] - times[b, tp])
+                    v = (d - dp) / dt if dt > 0 else 0.0
+                    ds = (cs[0] - csp[0], cs[1] - csp[1])
+                    do = (co[0] - cop[0], co[1] - cop[1])
+                    ns, no = math.hypot(*ds), math.hypot(*do)
+                    if ns > eps and no > eps:
+                        c = (ds[0] * do[0] + ds[1] * do[1]) / (ns * no)
+                ious = [
+                    iou(subj[b, k, p].tolist(), obj[b, k, p].tolist())
+                    for k in range(max(0, t - window + 1), t + 1)
+                    if mask[b, k, p]
+                ]
+                out[b, t, p] = torch.tensor([d, v, sum(ious) / len(ious), c])
+                prev = (t, d, cs, co)
+    return out
+
+
+def random_tracks(seed, B=2, T=6, P=3, p_valid=0.7, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    xy = torch.rand(B, T, P, 2, 2, generator=g, dtype=dtype)
+    wh = torch.rand(B, T, P, 2, 2, generator=g, dtype=dtype) * 0.4
+    boxes = torch.cat((xy, xy + wh), -1)  # (B, T, P, 2, 4): subject and object
+    mask = torch.rand(B, T, P, generator=g) < p_valid
+    times = torch.cumsum(torch.randint(1, 5, (B, T), generator=g), 1)
+    return boxes[..., 0, :], boxes[..., 1, :], mask, times
+
+
+def test_hand_computed_case():
+    # Subject fixed at centre (1, 1); the object's centre moves (5, 1) -> (3, 1) -> (3, 1) -> (2, 1)
+    # at frame times 0, 2, 3, 7, the third frame missing.
+    subj = torch.tensor([0.0, 0.0, 2.0, 2.0]).expand(1, 4, 1, 4)
+    obj = torch.tensor([[4.0, 0, 6, 2], [2.0, 0, 4, 2], [2.0, 0, 4, 2], [1.0, 0, 3, 2]])
+    obj = obj.view(1, 4, 1, 4)
+    mask = torch.tensor([True, True, False, True]).view(1, 4, 1)
+    times = torch.tensor([[0, 2, 3, 7]])
+    out = motion_attributes(subj, obj, mask, times, window=2)[0, :, 0]
+    # Eq. 3: distance; Eq. 4: (d_t - d_t') / (tau_t - tau_t') with t' the previous valid frame.
+    torch.testing.assert_close(out[:, 0], torch.tensor([4.0, 2.0, 0.0, 1.0]))
+    torch.testing.assert_close(out[:, 1], torch.tensor([0.0, -1.0, 0.0, -0.2]))
+    # Eq. 5: IoU(frame 1) = 0 (the boxes touch), frame 3 = 1/3; the window of 2 slots at frame 3
+    # holds frames 2 (missing) and 3 only.
+    torch.testing.assert_close(out[:, 2], torch.tensor([0.0, 0.0, 0.0, 1 / 3]))
+    # Eq. 6: the subject never moves, so direction consistency is 0 everywhere.
+    assert (out[:, 3] == 0).all()
+
+
+def test_direction_consistency_values():
+    # Both move right: +1; opposite ways: -1; perpendicular: 0.
+    subj = torch.tensor([[0.0, 0, 1, 1], [1.0, 0, 2, 1]]).view(1, 2, 1, 4).expand(1, 2, 3, 4)
+    obj = torch.tensor(
+        [
+            [[5.0, 5, 6, 6], [5.0, 5, 6, 6], [5.0, 5, 6, 6]],
+            [[6.0, 5, 7, 6], [4.0, 5, 5, 6], [5.0, 6, 6, 7]],
+        ]
+    ).view(1, 2, 3, 4)
+    out = motion_attributes(subj, obj, torch.ones(1, 2, 3, dtype=torch.bool))
+    torch.testing.assert_close(out[0, 1, :, 3], torch.tensor([1.0, -1.0, 0.0]))
+    assert (out[0, 0, :, 3] == 0).all()  # no previous frame
+
+
+def test_image_size_normalises_distance_and_velocity():
+    subj, obj, mask, times = random_tracks(0)
+    px = motion_attributes(subj * 100, obj * 100, mask, times, image_size=(300.0, 400.0))
+    unit = motion_attributes(subj, obj, mask, times)
+    torch.testing.assert_close(px[..., :2], unit[..., :2] * 100 / 500)
+    torch.testing.assert_close(px[..., 2:], unit[..., 2:])
+    # one size per video
+    sizes = torch.tensor([[300.0, 400.0], [30.0, 40.0]], dtype=torch.float64)
+    per_video = motion_attributes(subj * 100, obj * 100, mask, times, image_size=sizes)
+    torch.testing.assert_close(per_video[0], px[0])
+    torch.testing.assert_close(per_video[1, ..., 0], unit[1, ..., 0] * 100 / 50)
+
+
+@given(seed=st.integers(0, 2**16), window=st.integers(1, 7), use_times=st.booleans())
+def test_matches_loop_reference(seed, window, use_times):
+    subj, obj, mask, times = random_tracks(seed)
+    if not use_times:
+        times_ = torch.arange(subj.shape[1]).expand(subj.shape[0], -1)
+    else:
+        times_ = times
+    got = motion_attributes(subj, obj, mask, times if use_times else None, window=window)
+    torch.testing.assert_close(got, loop_reference(subj, obj, mask, times_, window))
+
+
+@given(seed=st.integers(0, 2**16))
+def test_properties(seed):
+    subj, obj, mask, times = random_tracks(seed)
+    out = motion_attributes(subj, obj, mask, times)
+    swapped = motion_attributes(obj, subj, mask, times)
+    torch.testing.assert_close(out[..., :3], swapped[..., :3])  # symmetric in subject/object
+    torch.testing.assert_close(out[..., 3], swapped[..., 3])  # cosine is symmetric too
+    assert (out[..., 0] >= 0).all()
+    assert ((out[..., 2] >= 0) & (out[..., 2] <= 1)).all()
+    assert ((out[..., 3] >= -1) & (out[..., 3] <= 1)).all()
+    assert (out[~mask] == 0).all() and torch.isfinite(out).all()
+
+
+def test_velocity_sign_follows_approach():
+    t = torch.arange(5, dtype=torch.float64)
+    subj = torch.tensor([0.0, 0, 1, 1], dtype=torch.float64).expand(1, 5, 1, 4)
+    approach = torch.stack((10 - t, torch.zeros(5), 11 - t, torch.ones(5)), -1).view(1, 5, 1, 4)
+    leave = torch.stack((2 + t, torch.zeros(5), 3 + t, torch.ones(5)), -1).view(1, 5, 1, 4)
+    mask = torch.ones(1, 5, 1, dtype=torch.bool)
+    assert (motion_attributes(subj, approach, mask)[0, 1:, 0, 1] < 0).all()
+    assert (motion_attributes(subj, leave, mask)[0, 1:, 0, 1] > 0).all()
+
+
+@given(seed=st.integers(0, 2**16))
+def test_padding_never_changes_valid_outputs(seed):
+    subj, obj, mask, times = random_tracks(seed)
+    out = motion_attributes(subj, obj, mask, times)
+    g = torch.Generator().manual_seed(seed + 1)
+
+    def junk(x):
+        noise = torch.rand(x.shape, generator=g, dtype=x.dtype) * 50
+        return torch.where(mask.unsqueeze(-1), x, noise)
+
+    torch.testing.assert_close(motion_attributes(junk(subj), junk(obj), mask, times), out)
+
+
+def test_batch_invariance_and_leading_dims():
+    subj, obj, mask, times = random_tracks(3, B=4)
+    out = motion_attributes(subj, obj, mask, times)
+    for b in range(4):
+        torch.testing.assert_close(motion_attributes(subj[b], obj[b], mask[b], times[b]), out[b])
+    stacked = motion_attributes(subj.view(2, 2, *subj.shape[1:]), obj.view(2, 2, *obj.shape[1:]),
+                                mask.view(2, 2, *mask.shape[1:]), times.view(2, 2, -1))  # fmt: skip
+    torch.testing.assert_close(stacked.view_as(out), out)
+
+
+def test_degenerate_inputs():
+    # one-frame video, empty frames, a fully masked track, zero-area and coincident boxes
+    point = torch.tensor([1.0, 1.0, 1.0, 1.0])
+    subj = point.expand(1, 1, 2, 4).clone().requires_grad_()
+    obj = point.expand(1, 1, 2, 4).clone().requires_grad_()
+    mask = torch.tensor([[[True, False]]])
+    out = motion_attributes(subj, obj, mask)
+    assert (out == 0).all()
+    out.sum().backward()
+    assert torch.isfinite(subj.grad).all() and torch.isfinite(obj.grad).all()
+    empty = motion_attributes(
+        torch.zeros(2, 0, 3, 4), torch.zeros(2, 0, 3, 4), torch.zeros(2, 0, 3, dtype=torch.bool)
+    )
+    assert empty.shape == (2, 0, 3, 4)
+    none = motion_attributes(
+        torch.rand(1, 4, 2, 4), torch.rand(1, 4, 2, 4), torch.zeros(1, 4, 2, dtype=torch.bool)
+    )
+    assert (none == 0).all()
+    # repeated frame times: velocity is 0, not inf
+    subj, obj, mask, _ = random_tracks(1)
+    same = torch.zeros(subj.shape[0], subj.shape[1], dtype=torch.long)
+    assert torch.isfinite(motion_attributes(subj, obj, mask, same)).all()
+
+
+def test_gradcheck():
+    subj, obj, mask, times = random_tracks(5, B=1, T=4, P=2, p_valid=0.8)
+    subj.requires_grad_()
+    obj.requires_grad_()
+    assert torch.autograd.gradcheck(lambda a, b: motion_attributes(a, b, mask, times), (subj, obj))
+
+
+def test_extractor_matches_functional_and_masks():
+    mfe = MotionFeatureExtractor(16, window=4)
+    subj, obj, mask, times = random_tracks(2, dtype=torch.float32)
+    feats, attrs = mfe(subj, obj, mask, times, return_attributes=True)
+    torch.testing.assert_close(attrs, motion_attributes(subj, obj, mask, times, window=4))
+    assert feats.shape == (*mask.shape, 16) and (feats[~mask] == 0).all()
+    torch.testing.assert_close(mfe(subj, obj, mask, times), feats)
+    assert "window=4" in repr(mfe)
+
+
+def test_errors():
+    boxes = torch.zeros(2, 5, 3, 4)
+    mask = torch.ones(2, 5, 3, dtype=torch.bool)
+    with pytest.raises(ValueError, match=r"mask: expected shape \(\.\.\., T, P\) with T=5"):
+        motion_attributes(boxes, boxes, mask[:, :4])
+    with pytest.raises(TypeError, match="mask: expected a bool tensor"):
+        motion_attributes(boxes, boxes, mask.float())
+    with pytest.raises(ValueError, match=r"object_boxes: expected shape \(\.\.\., T, P, 4\)"):
+        motion_attributes(boxes, torch.zeros(2, 5, 3, 5), mask)
+    with pytest.raises(ValueError, match=r"frame_times: expected shape \(\.\.\., T\) with T=5"):
+        motion_attributes(boxes, boxes, mask, torch.zeros(2, 6))
+    with pytest.raises(ValueError, match="window: expected a value > 0, got 0"):
+        motion_attributes(boxes, boxes, mask, window=0)
+    with pytest.raises(ValueError, match="image_size: expected positive"):
+        motion_attributes(boxes, boxes, mask, image_size=(0, 3))
