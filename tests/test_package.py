@@ -14,6 +14,7 @@ MODULES = ["attention", "boxes", "layout", "motion", "vocab"]
 # Namespaces whose names are not re-exported at the top level: module -> its package.
 SUBPACKAGE_MODULES = {
     "data.graph": "data",
+    "data.action_genome": "data",
     "data.synthetic": "data",
     "data.probe": "data",
     "metrics.action_genome": "metrics",

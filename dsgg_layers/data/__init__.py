@@ -1,6 +1,14 @@
 """Data: the :class:`VideoGraph` container, the Action Genome loader and the synthetic benchmark."""
 
+from dsgg_layers.data.action_genome import ActionGenome, write_action_genome
 from dsgg_layers.data.graph import VideoGraph
 from dsgg_layers.data.synthetic import MOTION_PREDICATES, SyntheticActionGenome, SyntheticConfig
 
-__all__ = ["MOTION_PREDICATES", "SyntheticActionGenome", "SyntheticConfig", "VideoGraph"]
+__all__ = [
+    "MOTION_PREDICATES",
+    "ActionGenome",
+    "SyntheticActionGenome",
+    "SyntheticConfig",
+    "VideoGraph",
+    "write_action_genome",
+]
