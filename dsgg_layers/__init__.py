@@ -5,7 +5,7 @@ The public API is re-exported here; each block also lives in the module named af
 (``dsgg_layers.data``) and metrics (``dsgg_layers.metrics``) are namespaces of their own.
 """
 
-from dsgg_layers import vocab
+from dsgg_layers import text, vocab
 from dsgg_layers.attention import (
     MaskedMultiheadAttention,
     TransformerDecoder,
@@ -58,6 +58,7 @@ __all__ = [
     "motion_attributes",
     "normalize_boxes",
     "person_object_pairs",
+    "text",
     "tracks_to_flat",
     "vocab",
 ]

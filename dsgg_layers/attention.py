@@ -84,7 +84,7 @@ def masked_attention(
         TypeError: an input is not a tensor, or a mask is not bool.
         ValueError: shapes disagree.
 
-    Example:
+    Examples:
         >>> q = torch.randn(2, 4, 3, 8)           # (B, H, L, E)
         >>> k = v = torch.randn(2, 4, 5, 8)       # (B, H, S, E)
         >>> key_mask = torch.tensor([[True] * 5, [False] * 5])  # 2nd video: no valid key
@@ -173,7 +173,7 @@ class MaskedMultiheadAttention(nn.Module):
         TypeError: an input is not a tensor, or a mask is not bool.
         ValueError: shapes disagree, or ``embed_dim`` is not divisible by ``num_heads``.
 
-    Example:
+    Examples:
         >>> attn = MaskedMultiheadAttention(16, num_heads=4)
         >>> x = torch.randn(2, 5, 16)                       # (B, P, D): pairs of a frame
         >>> mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], dtype=torch.bool)
@@ -337,7 +337,7 @@ class TransformerEncoderLayer(nn.Module):
     Raises:
         TypeError, ValueError: as :class:`MaskedMultiheadAttention`.
 
-    Example:
+    Examples:
         >>> layer = TransformerEncoderLayer(32, nhead=4, dim_feedforward=64, dropout=0.0)
         >>> x = torch.randn(2, 6, 3, 32)                 # (B, T, P, D)
         >>> mask = torch.rand(2, 6, 3) > 0.3
@@ -464,7 +464,7 @@ class TransformerDecoderLayer(nn.Module):
     Raises:
         TypeError, ValueError: as :class:`MaskedMultiheadAttention`.
 
-    Example:
+    Examples:
         >>> layer = TransformerDecoderLayer(32, nhead=4, dim_feedforward=64, dropout=0.0)
         >>> queries = torch.randn(2, 3, 32)          # (B, L, D)
         >>> memory = torch.randn(2, 10, 32)          # (B, S, D)
@@ -599,7 +599,7 @@ class TransformerEncoder(nn.Module):
         TypeError: ``layer`` is not a :class:`TransformerEncoderLayer`.
         ValueError: ``num_layers`` is not positive.
 
-    Example:
+    Examples:
         >>> encoder = TransformerEncoder(TransformerEncoderLayer(16, 4, 32), num_layers=2)
         >>> encoder(torch.randn(3, 7, 16), torch.ones(3, 7, dtype=torch.bool)).shape
         torch.Size([3, 7, 16])
@@ -658,7 +658,7 @@ class TransformerDecoder(nn.Module):
         TypeError: ``layer`` is not a :class:`TransformerDecoderLayer`.
         ValueError: ``num_layers`` is not positive.
 
-    Example:
+    Examples:
         >>> decoder = TransformerDecoder(TransformerDecoderLayer(16, 4, 32), num_layers=3)
         >>> decoder(torch.randn(2, 5, 16), torch.randn(2, 9, 16)).shape
         torch.Size([2, 5, 16])

@@ -67,7 +67,7 @@ def box_convert(boxes: Tensor, in_fmt: BoxFormat, out_fmt: BoxFormat) -> Tensor:
         TypeError: ``boxes`` is not a floating point tensor.
         ValueError: the last dim is not 4, or a format is unknown.
 
-    Example:
+    Examples:
         >>> box_convert(torch.tensor([[10.0, 20.0, 30.0, 40.0]]), "xywh", "xyxy")
         tensor([[10., 20., 40., 60.]])
     """
@@ -104,7 +104,7 @@ def box_area(boxes: Tensor, *, legacy: bool = False) -> Tensor:
         TypeError: ``boxes`` is not a floating point tensor.
         ValueError: the last dim is not 4.
 
-    Example:
+    Examples:
         >>> box_area(torch.tensor([[0.0, 0.0, 2.0, 3.0], [1.0, 1.0, 1.0, 5.0]]))
         tensor([6., 0.])
         >>> box_area(torch.tensor([0.0, 0.0, 2.0, 3.0]), legacy=True)
@@ -126,7 +126,7 @@ def box_center(boxes: Tensor) -> Tensor:
         TypeError: ``boxes`` is not a floating point tensor.
         ValueError: the last dim is not 4.
 
-    Example:
+    Examples:
         >>> box_center(torch.tensor([0.0, 0.0, 2.0, 4.0]))
         tensor([1., 2.])
     """
@@ -149,7 +149,7 @@ def box_union(boxes1: Tensor, boxes2: Tensor) -> Tensor:
         TypeError: an input is not a floating point tensor.
         ValueError: a last dim is not 4, or the shapes do not broadcast.
 
-    Example:
+    Examples:
         >>> box_union(torch.tensor([0.0, 0.0, 2.0, 2.0]), torch.tensor([1.0, -1.0, 3.0, 1.0]))
         tensor([ 0., -1.,  3.,  2.])
     """
@@ -201,7 +201,7 @@ def elementwise_box_iou(boxes1: Tensor, boxes2: Tensor, *, legacy: bool = False)
         TypeError: an input is not a floating point tensor.
         ValueError: a last dim is not 4, or the shapes do not broadcast.
 
-    Example:
+    Examples:
         >>> a = torch.tensor([[0.0, 0.0, 2.0, 2.0], [0.0, 0.0, 0.0, 0.0]])
         >>> b = torch.tensor([[1.0, 0.0, 3.0, 2.0], [0.0, 0.0, 0.0, 0.0]])
         >>> elementwise_box_iou(a, b)
@@ -233,7 +233,7 @@ def box_iou(boxes1: Tensor, boxes2: Tensor, *, legacy: bool = False) -> Tensor:
         TypeError: an input is not a floating point tensor.
         ValueError: an input is not ``(..., K, 4)``, or the leading dims do not broadcast.
 
-    Example:
+    Examples:
         >>> a = torch.tensor([[0.0, 0.0, 2.0, 2.0]])
         >>> b = torch.tensor([[1.0, 1.0, 3.0, 3.0], [0.0, 0.0, 2.0, 2.0], [5.0, 5.0, 6.0, 6.0]])
         >>> box_iou(a, b)
@@ -268,7 +268,7 @@ def normalize_boxes(boxes: Tensor, image_size: Tensor | tuple[float, float]) -> 
         TypeError: ``boxes`` is not a floating point tensor.
         ValueError: the last dim is not 4, ``image_size`` is not ``(..., 2)`` or not positive.
 
-    Example:
+    Examples:
         >>> normalize_boxes(torch.tensor([48.0, 27.0, 480.0, 270.0]), (480, 270))
         tensor([0.1000, 0.1000, 1.0000, 1.0000])
     """

@@ -70,7 +70,7 @@ class TrackIndex:
         track_ids: ``(B, P)`` original track id of each track slot.
         track_mask: ``(B, P)`` ``True`` where the track exists.
 
-    Example:
+    Examples:
         >>> index = build_track_index(torch.tensor([4, 4]), torch.tensor([30, 10]),
         ...                           torch.tensor([2, 2]))
         >>> index.shape, index.time.tolist(), index.frame_ids.tolist()
@@ -123,7 +123,7 @@ class TrackIndex:
             TypeError: ``mask`` is not a bool tensor.
             ValueError: ``mask`` is not 3-d.
 
-        Example:
+        Examples:
             >>> mask = torch.tensor([[[True, False], [True, True]]])
             >>> index = TrackIndex.from_mask(mask)
             >>> index.time.tolist(), index.track.tolist()
@@ -201,7 +201,7 @@ def build_track_index(
         TypeError: an id tensor is not an integer tensor.
         ValueError: lengths differ, or two rows share a (video, frame, track).
 
-    Example:
+    Examples:
         >>> index = build_track_index(
         ...     torch.tensor([0, 0]), torch.tensor([4, 6]), torch.tensor([1, 1]),
         ...     frames=(torch.tensor([0, 0, 3]), torch.tensor([4, 5, 0])),
@@ -288,7 +288,7 @@ def flat_to_tracks(
         TypeError: ``x`` is not a tensor or ``index`` is not a :class:`TrackIndex`.
         ValueError: ``x`` does not have one row per row of the index.
 
-    Example:
+    Examples:
         >>> index = TrackIndex.from_mask(torch.tensor([[[True, False], [False, True]]]))
         >>> grid, mask = flat_to_tracks(torch.tensor([5, 6]), index, fill_value=-1)
         >>> grid.tolist()
@@ -319,7 +319,7 @@ def tracks_to_flat(grid: Tensor, index: TrackIndex) -> Tensor:
         TypeError: ``grid`` is not a tensor or ``index`` is not a :class:`TrackIndex`.
         ValueError: the grid's first three dims are not the index's ``(B, T, P)``.
 
-    Example:
+    Examples:
         >>> index = TrackIndex.from_mask(torch.tensor([[[True, False], [False, True]]]))
         >>> tracks_to_flat(torch.tensor([[[5, -1], [-1, 6]]]), index)
         tensor([5, 6])
@@ -346,7 +346,7 @@ class PairTracks:
         object_index: ``(B, T, P)`` detection row of the object, -1 where padded.
         object_labels: ``(B, T, P)`` class of the object, -1 where padded.
 
-    Example:
+    Examples:
         >>> boxes = torch.tensor([[0.0, 0, 10, 10], [5, 5, 20, 20]])
         >>> tracks = person_object_pairs(
         ...     boxes, torch.tensor([0, 3]), torch.tensor([0, 0]), torch.tensor([8, 8]),
@@ -410,7 +410,7 @@ def person_object_pairs(
         ValueError: lengths differ, a frame has two persons and no ``scores``, or an object
             track appears twice in one frame.
 
-    Example:
+    Examples:
         >>> boxes = torch.tensor([[0.0, 0, 10, 10], [5, 5, 20, 20], [30, 0, 40, 5],
         ...                       [1.0, 1, 11, 11], [6, 6, 21, 21]])
         >>> labels = torch.tensor([0, 3, 7, 0, 3])          # person, cup, door, person, cup

@@ -85,7 +85,7 @@ def motion_attributes(
         TypeError: boxes are not floating point, or ``mask`` is not bool.
         ValueError: shapes disagree, or ``window`` is not a positive int.
 
-    Example:
+    Examples:
         >>> # one pair over three frames: the object moves towards the person, then away
         >>> subject = torch.tensor([[0.0, 0.0, 0.2, 0.2]]).expand(3, 1, 4)
         >>> obj = torch.tensor([[[0.6, 0.0, 0.8, 0.2]], [[0.3, 0.0, 0.5, 0.2]],
@@ -182,7 +182,7 @@ class MotionFeatureExtractor(nn.Module):
     Raises:
         TypeError, ValueError: as :func:`motion_attributes`.
 
-    Example:
+    Examples:
         >>> mfe = MotionFeatureExtractor(32)
         >>> boxes = torch.rand(2, 5, 3, 4).sort(-1).values  # valid xyxy: x1 <= x2, y1 <= y2
         >>> mask = torch.ones(2, 5, 3, dtype=torch.bool)

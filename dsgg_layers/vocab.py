@@ -103,7 +103,7 @@ def normalize_object_name(name: str) -> str:
         TypeError: ``name`` is not a string.
         ValueError: ``name`` is not an Action Genome object class.
 
-    Example:
+    Examples:
         >>> normalize_object_name("cupglassbottle")
         'cup/glass/bottle'
     """
@@ -120,7 +120,7 @@ def normalize_predicate_name(name: str) -> str:
         TypeError: ``name`` is not a string.
         ValueError: ``name`` is not an Action Genome predicate.
 
-    Example:
+    Examples:
         >>> normalize_predicate_name("infrontof")
         'in_front_of'
     """
@@ -139,7 +139,7 @@ def _normalize(name: str, table: dict[str, str], what: str) -> str:
 def object_index(name: str) -> int:
     """Index of an object class (any spelling) in :data:`OBJECT_CLASSES`.
 
-    Example:
+    Examples:
         >>> object_index("phonecamera")
         23
     """
@@ -149,7 +149,7 @@ def object_index(name: str) -> int:
 def predicate_index(name: str) -> int:
     """Index of a predicate (any spelling) in :data:`PREDICATES`.
 
-    Example:
+    Examples:
         >>> predicate_index("writingon")
         25
     """

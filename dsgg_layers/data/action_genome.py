@@ -175,7 +175,7 @@ class ActionGenome(torch.utils.data.Dataset):
         FileNotFoundError: an annotation or feature file is missing.
         ValueError: a file is malformed (the message names the file, frame key and field).
 
-    Example:
+    Examples:
         >>> import tempfile
         >>> from dsgg_layers.data import SyntheticActionGenome, SyntheticConfig
         >>> root = tempfile.mkdtemp()
@@ -365,7 +365,7 @@ def write_action_genome(
     Raises:
         ValueError: a frame has two objects of one class.
 
-    Example:
+    Examples:
         >>> import tempfile
         >>> from dsgg_layers.data import SyntheticActionGenome, SyntheticConfig
         >>> root = tempfile.mkdtemp()

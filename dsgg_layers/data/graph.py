@@ -79,7 +79,7 @@ class VideoGraph:
         TypeError, ValueError: at construction, a field has the wrong dtype or a shape that
             disagrees with the others (the message names the field).
 
-    Example:
+    Examples:
         >>> g = VideoGraph.empty(["a.mp4", "b.mp4"], num_frames=3, num_pairs=2)
         >>> g.mask.shape, g.relations.shape, len(g)
         (torch.Size([2, 3, 2]), torch.Size([2, 3, 2, 26]), 2)
@@ -159,7 +159,7 @@ class VideoGraph:
             feature_dim: ``F``; allocate subject and object features when given.
             union_dim: ``U``; allocate union features when given.
 
-        Example:
+        Examples:
             >>> VideoGraph.empty(["v"], 2, 1, feature_dim=8).object_features.shape
             torch.Size([1, 2, 1, 8])
         """
@@ -195,7 +195,7 @@ class VideoGraph:
         Raises:
             ValueError: ``graphs`` is empty, or the graphs differ in their optional fields.
 
-        Example:
+        Examples:
             >>> a = VideoGraph.empty(["a"], num_frames=2, num_pairs=3)
             >>> b = VideoGraph.empty(["b"], num_frames=5, num_pairs=1)
             >>> g = VideoGraph.collate([a, b])
@@ -313,7 +313,7 @@ class VideoGraph:
     def targets(self) -> dict[str, Tensor]:
         """The ground truth as the keyword arguments of the Action Genome evaluator.
 
-        Example:
+        Examples:
             >>> sorted(VideoGraph.empty(["v"], 1, 1).targets())
             ['mask', 'object_boxes', 'object_labels', 'relations', 'subject_boxes']
         """

@@ -136,7 +136,7 @@ def motion_probe(
     Raises:
         ValueError: a graph has no union features, ``steps < 20``, or a predicate is unknown.
 
-    Example:
+    Examples:
         >>> from dsgg_layers.data import SyntheticActionGenome, SyntheticConfig
         >>> cfg = SyntheticConfig(num_videos=40, num_test_videos=20)
         >>> result = motion_probe(SyntheticActionGenome(cfg), SyntheticActionGenome(cfg, "test"),

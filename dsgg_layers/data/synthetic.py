@@ -195,7 +195,7 @@ class SyntheticConfig:
         det_accuracy: SGDet probability that a detection has the right class.
         seed: the seed of everything.
 
-    Example:
+    Examples:
         >>> SyntheticConfig(num_videos=10).replace(seed=3).seed
         3
     """
@@ -250,7 +250,7 @@ class SyntheticConfig:
         """Action Genome's test-set size: 1,737 videos of about 24 key frames (about 41,000
         frames), about 2.1 ground-truth pairs a frame and about 6 detected pairs in SGDet.
 
-        Example:
+        Examples:
             >>> SyntheticConfig.action_genome_test_scale().num_test_videos
             1737
         """
@@ -649,7 +649,7 @@ class SyntheticActionGenome(torch.utils.data.Dataset):
     Raises:
         ValueError: ``split`` or ``mode`` is unknown.
 
-    Example:
+    Examples:
         >>> data = SyntheticActionGenome(SyntheticConfig(num_videos=4, num_test_videos=2))
         >>> len(data), data[0].relations.shape[-1], data[0].object_features.shape[-1]
         (4, 26, 64)

@@ -107,7 +107,7 @@ def predicate_probabilities(logits: Tensor) -> Tensor:
         TypeError: ``logits`` is not a floating point tensor.
         ValueError: the last dim is not 26.
 
-    Example:
+    Examples:
         >>> p = predicate_probabilities(torch.zeros(26))
         >>> p[:3], p[3]
         (tensor([0.3333, 0.3333, 0.3333]), tensor(0.5000))
@@ -212,7 +212,7 @@ class ActionGenomeEvaluator:
         TypeError, ValueError: a key is missing, a tensor has the wrong dtype or a shape that
             disagrees with the others (the message names the key), or an option is invalid.
 
-    Example:
+    Examples:
         >>> ev = ActionGenomeEvaluator(constraints=("with", "no"), ks=(10, 20))
         >>> box = torch.tensor([[[0.0, 0, 10, 10]]])             # (frames=1, pairs=1, 4)
         >>> rel = torch.zeros(1, 1, 26, dtype=torch.bool)
@@ -589,7 +589,7 @@ def action_genome_metrics(
     Returns:
         As :meth:`ActionGenomeEvaluator.compute`.
 
-    Example:
+    Examples:
         >>> box = torch.tensor([[[0.0, 0, 10, 10]]])
         >>> rel = torch.zeros(1, 1, 26, dtype=torch.bool)
         >>> rel[0, 0, 1] = True                                   # not_looking_at
@@ -614,7 +614,7 @@ def format_results(
         metrics: which of ``"R"``, ``"mR"``, ``"P"`` to show.
         ks: which K (default: every K in ``results``).
 
-    Example:
+    Examples:
         >>> results = {"with/R@10": torch.tensor(0.5), "with/mR@10": torch.tensor(0.25)}
         >>> print(format_results(results))
         constraint   R@10  mR@10
@@ -672,7 +672,7 @@ def sttran_to_tracks(
     Raises:
         ValueError: a key is missing, or a pair refers to a frame outside the annotation.
 
-    Example:
+    Examples:
         >>> entry = {"boxes": torch.tensor([[0, 0.0, 0, 10, 10], [0, 5, 5, 20, 20]]),
         ...          "labels": torch.tensor([1, 7]), "scores": torch.ones(2),
         ...          "pair_idx": torch.tensor([[0, 1]]), "im_idx": torch.tensor([0]),

@@ -1,0 +1,331 @@
+"""Prompt templates of the papers, and their CLIP text embeddings (open_clip, cached on disk).
+
+The only module of the library that imports ``open_clip`` (lazily, when text is encoded; install
+it with the ``clip`` extra: ``pip install "dsgg-layers[clip]"``).
+
+**Templates** (the object and predicate words are natural phrases: :data:`PREDICATE_PHRASES`,
+:data:`OBJECT_PHRASES`):
+
+- MoSA (seeds/000, Sec. 2.4): "textual descriptions for all subject-relationship-object pairs";
+  :func:`mosa_prompts` gives, for each predicate, the sentence with every object class
+  ("a person holding a cup or glass or bottle", "a bed beneath a person", ...), to be averaged
+  per predicate into the ``(26, E)`` matrix of the Action Semantic Matcher.
+- ARN (seeds/002, Sec. 3.2): per predicate group, "The person is [attention] at the [object]",
+  "The [object] is [spatial] the person", "a photo of a person maybe [contacting] the [object]"
+  (one embedding per triplet category, i.e. predicate and object), and "a photo of person and
+  a [object]" for the object classes: :func:`arn_prompts`, :func:`arn_object_prompts`.
+- TR² (seeds/003, Sec. III-C): ``"a photo of a [subject] [predicate] a [object]"`` for a labelled
+  triplet, spatial ones in Action Genome's object -> person direction: :func:`tr2_prompt`.
+- UASAN (seeds/004, Sec. 3.3): the class words themselves, to follow learnable context tokens:
+  :func:`class_words`.
+
+**Encoding.** :func:`encode_prompts` runs an open_clip text tower over the prompts in batches and
+returns L2-normalised ``(C, E)`` embeddings; a prompt given as a list of sentences is encoded
+sentence by sentence and averaged (prompt ensembling), then normalised again. Embeddings are
+cached on disk, keyed by model name, pretrained tag and prompt text, so a prompt is encoded once
+per model. ``pretrained=None`` builds the tower with random weights from a fixed seed (offline,
+deterministic: the tests use it); pass ``pretrained="openai"`` (or another open_clip tag) for
+real embeddings.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from dsgg_layers._checks import check_positive
+from dsgg_layers.vocab import OBJECT_CLASSES, PREDICATE_GROUP_OF, PREDICATE_GROUPS, PREDICATES
+
+__all__ = [
+    "OBJECT_PHRASES",
+    "PREDICATE_PHRASES",
+    "arn_object_prompts",
+    "arn_prompts",
+    "class_words",
+    "default_cache_dir",
+    "encode_prompts",
+    "mosa_prompts",
+    "tr2_prompt",
+]
+
+PREDICATE_PHRASES: MappingProxyType[str, str] = MappingProxyType(
+    {p: p.replace("_", " ") for p in PREDICATES}
+    | {
+        "unsure": "unsure about",
+        "in": "in",
+        "have_it_on_the_back": "having on the back",
+        "not_contacting": "not contacting",
+        "other_relationship": "somehow related to",
+        "carrying": "carrying",
+    }
+)
+"""A natural phrase for each predicate ("looking at", "in front of", "drinking from", ...)."""
+
+OBJECT_PHRASES: MappingProxyType[str, str] = MappingProxyType(
+    {c: c.replace("/", " or ") for c in OBJECT_CLASSES}
+)
+"""A natural phrase for each object class ("cup or glass or bottle", "sofa or couch", ...)."""
+
+# ARN's attention template reads "The person is [p] at the [object]": the predicate without "at".
+_ARN_ATTENTION = {"looking_at": "looking", "not_looking_at": "not looking", "unsure": "unsure"}
+
+
+def _a(phrase: str) -> str:
+    """The phrase with its indefinite article."""
+    return ("an " if phrase[:1].lower() in "aeiou" else "a ") + phrase
+
+
+def _objects(objects: Sequence[str] | None) -> list[str]:
+    names = list(OBJECT_CLASSES[1:] if objects is None else objects)
+    for name in names:
+        if name not in OBJECT_PHRASES:
+            raise ValueError(f"objects: {name!r} is not an Action Genome object class")
+    return names
+
+
+def _sentence(subject: str, predicate: str, obj: str, lead: str = "") -> str:
+    """Subject-predicate-object in Action Genome's direction (spatial: object -> person)."""
+    if PREDICATE_GROUP_OF[predicate] == "spatial" and subject == "person":
+        subject, obj = obj, subject
+    return f"{lead}{_a(OBJECT_PHRASES.get(subject, subject))} {PREDICATE_PHRASES[predicate]} " + _a(
+        OBJECT_PHRASES.get(obj, obj)
+    )
+
+
+def mosa_prompts(objects: Sequence[str] | None = None) -> list[list[str]]:
+    """MoSA's triplet descriptions: for each of the 26 predicates, one sentence per object class.
+
+    Args:
+        objects: the object classes to describe (default: all but ``person``).
+
+    Returns:
+        26 lists (in :data:`~dsgg_layers.vocab.PREDICATES` order) of ``len(objects)`` sentences;
+        :func:`encode_prompts` averages each list into one embedding.
+
+    Raises:
+        ValueError: an object is not an Action Genome class.
+
+    Examples:
+        >>> prompts = mosa_prompts(["cup/glass/bottle", "bed"])
+        >>> prompts[PREDICATES.index("holding")]
+        ['a person holding a cup or glass or bottle', 'a person holding a bed']
+        >>> prompts[PREDICATES.index("beneath")][1]
+        'a bed beneath a person'
+    """
+    names = _objects(objects)
+    return [[_sentence("person", p, o) for o in names] for p in PREDICATES]
+
+
+def arn_prompts(objects: Sequence[str] | None = None) -> dict[str, list[list[str]]]:
+    """ARN's triplet prompts, per predicate group: one sentence per (predicate, object).
+
+    Args:
+        objects: the object classes (default: all but ``person``).
+
+    Returns:
+        ``{"attention": [...], "spatial": [...], "contacting": [...]}``; each a list over the
+        group's predicates of a list over ``objects`` of sentences. Flatten a group's lists for
+        one embedding per triplet category, as ARN's classifier initialisation uses them.
+
+    Examples:
+        >>> p = arn_prompts(["cup/glass/bottle"])
+        >>> p["attention"][0][0]
+        'The person is looking at the cup or glass or bottle'
+        >>> p["spatial"][2][0]
+        'The cup or glass or bottle is in front of the person'
+        >>> p["contacting"][PREDICATES.index("drinking_from") - 9][0]
+        'a photo of a person maybe drinking from the cup or glass or bottle'
+    """
+    names = _objects(objects)
+    templates = {
+        "attention": lambda p, o: f"The person is {_ARN_ATTENTION[p]} at the {o}",
+        "spatial": lambda p, o: f"The {o} is {PREDICATE_PHRASES[p]} the person",
+        "contacting": lambda p, o: f"a photo of a person maybe {PREDICATE_PHRASES[p]} the {o}",
+    }
+    out = {}
+    for group, span in PREDICATE_GROUPS.items():
+        fill = templates[group]
+        out[group] = [[fill(p, OBJECT_PHRASES[o]) for o in names] for p in PREDICATES[span]]
+    return out
+
+
+def arn_object_prompts(objects: Sequence[str] | None = None) -> list[str]:
+    """ARN's object prompts, "a photo of person and a [object]".
+
+    Examples:
+        >>> arn_object_prompts(["bed", "shoe"])
+        ['a photo of person and a bed', 'a photo of person and a shoe']
+    """
+    return [f"a photo of person and a {OBJECT_PHRASES[o]}" for o in _objects(objects)]
+
+
+def tr2_prompt(subject: str, predicate: str, obj: str) -> str:
+    """TR²'s prompted sentence of a triplet, ``"a photo of a [subject] [predicate] a [object]"``.
+
+    Spatial predicates read in Action Genome's direction (the object is the subject).
+
+    Args:
+        subject: the subject class (``"person"``).
+        predicate: a predicate of :data:`~dsgg_layers.vocab.PREDICATES`.
+        obj: the object class.
+
+    Raises:
+        ValueError: the predicate is unknown.
+
+    Examples:
+        >>> tr2_prompt("person", "sitting_on", "bed")
+        'a photo of a person sitting on a bed'
+        >>> tr2_prompt("person", "in_front_of", "television")
+        'a photo of a television in front of a person'
+    """
+    if predicate not in PREDICATE_PHRASES:
+        raise ValueError(f"predicate: {predicate!r} is not an Action Genome predicate")
+    return _sentence(subject, predicate, obj, lead="a photo of ")
+
+
+def class_words(names: Sequence[str] | None = None) -> list[str]:
+    """The class words of predicates or objects (UASAN's prompt learner puts them after its
+    learnable context tokens).
+
+    Args:
+        names: predicates or object classes (default: the 26 predicates).
+
+    Raises:
+        ValueError: a name is neither a predicate nor an object class.
+
+    Examples:
+        >>> class_words(["looking_at", "sofa/couch"])
+        ['looking at', 'sofa or couch']
+    """
+    names = list(PREDICATES if names is None else names)
+    out = []
+    for n in names:
+        phrase = PREDICATE_PHRASES.get(n, OBJECT_PHRASES.get(n))
+        if phrase is None:
+            raise ValueError(f"names: {n!r} is neither an Action Genome predicate nor object class")
+        out.append(phrase)
+    return out
+
+
+# ----------------------------------------------------------------------------------- encoding
+
+
+def default_cache_dir() -> Path:
+    """Where embeddings are cached: ``$DSGG_LAYERS_CACHE/text``, else
+    ``~/.cache/dsgg_layers/text``.
+
+    Examples:
+        >>> default_cache_dir().name
+        'text'
+    """
+    base = os.environ.get("DSGG_LAYERS_CACHE")
+    return (Path(base) if base else Path.home() / ".cache" / "dsgg_layers") / "text"
+
+
+def _open_clip() -> Any:
+    try:
+        import open_clip
+    except ImportError as e:
+        raise ImportError(
+            "encode_prompts needs open_clip, which is the optional 'clip' extra: "
+            "pip install 'dsgg-layers[clip]' (it needs a torchvision that matches your torch)"
+        ) from e
+    return open_clip
+
+
+@functools.lru_cache(maxsize=4)
+def _text_tower(model: str, pretrained: str | None) -> tuple[Any, Any]:
+    """The open_clip model and tokenizer (random weights from seed 0 without ``pretrained``)."""
+    open_clip = _open_clip()
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        clip = open_clip.create_model(model, pretrained=pretrained)
+    return clip.eval(), open_clip.get_tokenizer(model)
+
+
+def _cache_path(cache_dir: Path, model: str, pretrained: str | None) -> Path:
+    tag = hashlib.sha256(f"{model}|{pretrained}".encode()).hexdigest()[:16]
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in model)
+    return cache_dir / f"{safe}-{pretrained or 'random'}-{tag}.pt"
+
+
+def encode_prompts(
+    prompts: Sequence[str | Sequence[str]],
+    *,
+    model: str = "ViT-B-32",
+    pretrained: str | None = None,
+    cache_dir: str | Path | None = None,
+    cache: bool = True,
+    batch_size: int = 256,
+    device: torch.device | str = "cpu",
+) -> Tensor:
+    """L2-normalised CLIP text embeddings of prompts, one row per prompt (or prompt ensemble).
+
+    Args:
+        prompts: ``C`` items, each a sentence or a list of sentences (averaged, then normalised).
+        model: an open_clip model name (MoSA and TR² use ``"ViT-B-32"``).
+        pretrained: an open_clip pretrained tag (``"openai"``, ...), or ``None`` for random
+            weights from a fixed seed (offline; for tests).
+        cache_dir: where to cache embeddings (default :func:`default_cache_dir`).
+        cache: read and write the cache.
+        batch_size: sentences per forward pass of the text tower.
+        device: where to run the text tower.
+
+    Returns:
+        ``(C, E)`` float32 on the CPU, each row of norm 1.
+
+    Raises:
+        ImportError: open_clip is not installed (the message names the ``clip`` extra).
+        TypeError: a prompt is neither a string nor a list of strings.
+        ValueError: ``prompts`` or a prompt ensemble is empty.
+
+    Examples:
+        >>> import tempfile
+        >>> e = encode_prompts(["a person holding a cup", ["a bed", "a sofa"]],
+        ...                    cache_dir=tempfile.mkdtemp())
+        >>> e.shape, torch.allclose(e.norm(dim=1), torch.ones(2))
+        (torch.Size([2, 512]), True)
+    """
+    check_positive(batch_size, "batch_size")
+    if isinstance(prompts, str) or not isinstance(prompts, Sequence):
+        raise TypeError(f"prompts: expected a sequence of prompts, got {type(prompts).__name__}")
+    if len(prompts) == 0:
+        raise ValueError("prompts: expected at least one prompt, got none")
+    groups: list[list[str]] = []
+    for i, p in enumerate(prompts):
+        items = [p] if isinstance(p, str) else list(p) if isinstance(p, Sequence) else None
+        if items is None or not all(isinstance(s, str) for s in items):
+            raise TypeError(f"prompts[{i}]: expected a string or a list of strings, got {p!r}")
+        if not items:
+            raise ValueError(f"prompts[{i}]: expected at least one sentence, got an empty list")
+        groups.append(items)
+    sentences = list(dict.fromkeys(s for g in groups for s in g))
+    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    path = _cache_path(folder, model, pretrained)
+    stored: dict[str, Tensor] = {}
+    if cache and path.is_file():
+        stored = torch.load(path, weights_only=True)
+    missing = [s for s in sentences if s not in stored]
+    if missing:
+        clip, tokenizer = _text_tower(model, pretrained)
+        clip = clip.to(device)
+        with torch.no_grad():
+            for start in range(0, len(missing), batch_size):
+                chunk = missing[start : start + batch_size]
+                emb = clip.encode_text(tokenizer(chunk).to(device)).float().cpu()
+                stored.update(zip(chunk, torch.nn.functional.normalize(emb, dim=-1), strict=True))
+        if cache:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            torch.save(stored, tmp)
+            os.replace(tmp, path)  # atomic: a reader never sees half a file
+    rows = [torch.stack([stored[s] for s in g]).mean(0) for g in groups]
+    return torch.nn.functional.normalize(torch.stack(rows), dim=-1)
