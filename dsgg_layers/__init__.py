@@ -31,14 +31,29 @@ from dsgg_layers.layout import (
     person_object_pairs,
     tracks_to_flat,
 )
-from dsgg_layers.motion import NUM_MOTION_ATTRIBUTES, MotionFeatureExtractor, motion_attributes
+from dsgg_layers.losses import (
+    CategoryWeightedLoss,
+    category_weighted_bce,
+    class_weights,
+    label_frequencies,
+)
+from dsgg_layers.motion import (
+    NUM_MOTION_ATTRIBUTES,
+    MotionFeatureExtractor,
+    MotionInteraction,
+    motion_attributes,
+)
+from dsgg_layers.semantic import ActionSemanticMatcher
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
     "NUM_MOTION_ATTRIBUTES",
+    "ActionSemanticMatcher",
+    "CategoryWeightedLoss",
     "MaskedMultiheadAttention",
     "MotionFeatureExtractor",
+    "MotionInteraction",
     "PairTracks",
     "TrackIndex",
     "TransformerDecoder",
@@ -52,8 +67,11 @@ __all__ = [
     "box_iou",
     "box_union",
     "build_track_index",
+    "category_weighted_bce",
+    "class_weights",
     "elementwise_box_iou",
     "flat_to_tracks",
+    "label_frequencies",
     "masked_attention",
     "motion_attributes",
     "normalize_boxes",

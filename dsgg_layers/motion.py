@@ -1,4 +1,4 @@
-"""MoSA motion blocks: motion attributes of subject-object pairs and their encoder.
+"""MoSA motion blocks: motion attributes of subject-object pairs, their encoder, and MIM.
 
 Implements the Motion Feature Extractor (MFE) of *MoSA: Motion-guided Semantic Alignment for
 Dynamic Scene Graph Generation* (seeds/000, Sec. 2.2, Eq. 3-6). The paper's text lost Eq. 3-6;
@@ -21,14 +21,21 @@ cumulative max over frame indices, the window mean from cumulative sums.
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
-from dsgg_layers._checks import check_positive, check_tensor
+from dsgg_layers._checks import check_choice, check_positive, check_tensor
+from dsgg_layers.attention import MaskedMultiheadAttention
 from dsgg_layers.boxes import box_center, elementwise_box_iou
 
-__all__ = ["NUM_MOTION_ATTRIBUTES", "MotionFeatureExtractor", "motion_attributes"]
+__all__ = [
+    "NUM_MOTION_ATTRIBUTES",
+    "MotionFeatureExtractor",
+    "MotionInteraction",
+    "motion_attributes",
+]
 
 NUM_MOTION_ATTRIBUTES = 4
 """Channels of :func:`motion_attributes`: distance, velocity, window IoU, direction consistency."""
@@ -164,20 +171,38 @@ def motion_attributes(
 class MotionFeatureExtractor(nn.Module):
     """MoSA's Motion Feature Extractor (MFE): motion attributes, then an MLP to ``D`` channels.
 
-    ``f_mot = MLP([d_t, v_t, m_t, c_t])`` (seeds/000, Sec. 2.2, Eq. 3-6 and the text after Eq. 6;
-    the equations follow ``SPEC.md``, see :func:`motion_attributes`). Padded positions output 0.
+    ``f_mot = MLP([d_t, s * v_t, m_t, c_t])`` (seeds/000, Sec. 2.2, Eq. 3-6 and the text after
+    Eq. 6; the equations follow ``SPEC.md``, see :func:`motion_attributes`). Padded positions
+    output 0.
+
+    The attributes have different scales: distances and window IoU lie in ``[0, 1]``, direction
+    consistency in ``[-1, 1]``, but a velocity per real frame is small (a pair that closes 0.1 of
+    the image diagonal in a second of 25 fps video moves 0.004 a frame). The paper does not say
+    how the attributes are scaled; this module offers two means, both before the MLP:
+
+    - ``velocity_scale`` (``s``) multiplies the velocity, so that it reaches the MLP at the scale
+      of the others; the default 25 reads it per second of Action Genome's 25 fps videos.
+    - ``standardize=True`` (default) standardises each attribute with statistics over the
+      existing pairs, as :class:`torch.nn.BatchNorm1d` does per channel, without affine
+      parameters: batch statistics in training (running estimates updated with ``momentum``),
+      the running estimates in evaluation. Padding never enters the statistics. As with batch
+      norm, a video's output in training mode depends on the rest of the batch; in evaluation
+      mode it does not. (A LayerNorm across the four channels would mix quantities of different
+      kinds, so this module does not use one.)
 
     Args:
         out_features: width ``D`` of the motion features.
         hidden_features: hidden width of the two-layer MLP (default ``out_features``).
         window: frame slots of the sliding IoU window.
-        normalize_input: apply a ``LayerNorm`` to the 4 raw attributes first (their scales
-            differ: distances ~0.1-1, velocities depend on the frame interval).
+        velocity_scale: factor applied to the velocity before the MLP.
+        standardize: standardise the (scaled) attributes with running statistics.
+        momentum: update rate of the running statistics.
 
     Shape:
         - subject_boxes, object_boxes: ``(..., T, P, 4)`` ``xyxy``
         - mask: ``(..., T, P)`` bool; frame_times: ``(..., T)``
-        - output: ``(..., T, P, D)``; with ``return_attributes=True`` also ``(..., T, P, 4)``
+        - output: ``(..., T, P, D)``; with ``return_attributes=True`` also the raw (unscaled)
+          attributes ``(..., T, P, 4)``
 
     Raises:
         TypeError, ValueError: as :func:`motion_attributes`.
@@ -197,16 +222,27 @@ class MotionFeatureExtractor(nn.Module):
         hidden_features: int | None = None,
         *,
         window: int = 3,
-        normalize_input: bool = True,
+        velocity_scale: float = 25.0,
+        standardize: bool = True,
+        momentum: float = 0.1,
     ) -> None:
         super().__init__()
         check_positive(out_features, "out_features")
         check_positive(window, "window")
+        check_positive(velocity_scale, "velocity_scale", integer=False)
+        if not 0.0 < momentum <= 1.0:
+            raise ValueError(f"momentum: expected a value in (0, 1], got {momentum}")
         hidden = out_features if hidden_features is None else hidden_features
         check_positive(hidden, "hidden_features")
         self.out_features = out_features
         self.window = window
-        self.norm = nn.LayerNorm(NUM_MOTION_ATTRIBUTES) if normalize_input else nn.Identity()
+        self.velocity_scale = float(velocity_scale)
+        self.standardize = standardize
+        self.momentum = float(momentum)
+        scale = torch.tensor([1.0, self.velocity_scale, 1.0, 1.0])
+        self.register_buffer("attribute_scale", scale, persistent=False)
+        self.register_buffer("running_mean", torch.zeros(NUM_MOTION_ATTRIBUTES))
+        self.register_buffer("running_var", torch.ones(NUM_MOTION_ATTRIBUTES))
         self.mlp = nn.Sequential(
             nn.Linear(NUM_MOTION_ATTRIBUTES, hidden),
             nn.ReLU(),
@@ -215,13 +251,37 @@ class MotionFeatureExtractor(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Default ``nn.Linear`` / ``nn.LayerNorm`` initialisation."""
-        for module in self.modules():
-            if module is not self and hasattr(module, "reset_parameters"):
+        """Default ``nn.Linear`` initialisation; running statistics back to mean 0, variance 1."""
+        for module in self.mlp:
+            if isinstance(module, nn.Linear):
                 module.reset_parameters()
+        self.running_mean.zero_()
+        self.running_var.fill_(1.0)
 
     def extra_repr(self) -> str:
-        return f"out_features={self.out_features}, window={self.window}"
+        return (
+            f"out_features={self.out_features}, window={self.window}, "
+            f"velocity_scale={self.velocity_scale}, standardize={self.standardize}"
+        )
+
+    def _standardize(self, x: Tensor, mask: Tensor) -> Tensor:
+        """Per-attribute standardisation over the existing pairs (batch norm without affine)."""
+        if self.training:
+            m = mask.unsqueeze(-1).to(x.dtype)
+            n = m.sum(dim=tuple(range(m.dim() - 1)))  # (1,): existing pairs in the batch
+            dims = tuple(range(x.dim() - 1))
+            mean = (x * m).sum(dims) / n.clamp(min=1.0)
+            var = (((x - mean) * m) ** 2).sum(dims) / n.clamp(min=1.0)
+            with torch.no_grad():  # unbiased running variance, as batch norm keeps it
+                seen = (n > 1).to(x.dtype)
+                rate = self.momentum * seen
+                unbiased = var.detach() * n / (n - 1).clamp(min=1.0)
+                self.running_mean.lerp_(mean.detach().to(self.running_mean.dtype), rate)
+                self.running_var.lerp_(unbiased.to(self.running_var.dtype), rate)
+        else:
+            mean = self.running_mean.to(x.dtype)
+            var = self.running_var.to(x.dtype)
+        return (x - mean) * torch.rsqrt(var + 1e-5)
 
     def forward(
         self,
@@ -242,5 +302,89 @@ class MotionFeatureExtractor(nn.Module):
             image_size=image_size,
             window=self.window,
         )
-        feats = self.mlp(self.norm(attrs)).masked_fill(~mask.unsqueeze(-1), 0.0)
+        scaled = attrs * self.attribute_scale.to(attrs.dtype)
+        if self.standardize:
+            scaled = self._standardize(scaled, mask)
+        feats = self.mlp(scaled).masked_fill(~mask.unsqueeze(-1), 0.0)
         return (feats, attrs) if return_attributes else feats
+
+
+class MotionInteraction(nn.Module):
+    """MoSA's Motion Interaction Module (MIM): motion-guided attention over the pairs of a frame.
+
+    ``fused = Attn(Q = f_mot, K = V = f_spa)`` over the pairs of each frame (Eq. 7), then
+    ``joint = Norm(f_spa + Dropout(fused))`` (Eq. 8, with the norm). ``fusion="concat"`` is the
+    paper's ablation without MIM: ``fused = Linear([f_spa, f_mot])``, same residual and norm.
+    Padded pairs output 0 and are never attended to. (Seeds/000, Sec. 2.3; Eq. 7-8 are not
+    legible in the paper's text; this follows ``SPEC.md``.)
+
+    Args:
+        d_model: width ``D`` of the spatial and motion features.
+        nhead: attention heads (``fusion="attention"``).
+        dropout: dropout on the attention weights and the fused features.
+        fusion: ``"attention"`` (MIM) or ``"concat"`` (the ablation).
+
+    Shape:
+        - spatial: ``(..., P, D)`` relation features from the spatial encoder
+        - motion: ``(..., P, D)`` motion features (:class:`MotionFeatureExtractor`)
+        - mask: ``(..., P)`` bool, ``True`` where the pair exists
+        - output: ``(..., P, D)``
+
+    Raises:
+        TypeError, ValueError: a shape or dtype disagrees, or ``fusion`` is unknown.
+
+    Examples:
+        >>> mim = MotionInteraction(32, nhead=4)
+        >>> spatial, motion = torch.randn(2, 6, 3, 32), torch.randn(2, 6, 3, 32)  # (B, T, P, D)
+        >>> mask = torch.rand(2, 6, 3) > 0.3
+        >>> out = mim(spatial, motion, mask)
+        >>> out.shape, bool(out[~mask].abs().sum() == 0)
+        (torch.Size([2, 6, 3, 32]), True)
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        nhead: int = 8,
+        *,
+        dropout: float = 0.1,
+        fusion: Literal["attention", "concat"] = "attention",
+    ) -> None:
+        super().__init__()
+        check_choice(fusion, "fusion", ("attention", "concat"))
+        self.d_model, self.fusion = d_model, fusion
+        if fusion == "attention":
+            self.attn: MaskedMultiheadAttention | None = MaskedMultiheadAttention(
+                d_model, nhead, dropout=dropout
+            )
+            self.concat: nn.Linear | None = None
+        else:
+            check_positive(d_model, "d_model")
+            self.attn, self.concat = None, nn.Linear(2 * d_model, d_model)
+        self.dropout = nn.Dropout(dropout)
+        self.norm = nn.LayerNorm(d_model)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Reset the attention (or concat projection) and the norm."""
+        for module in (self.attn, self.concat, self.norm):
+            if module is not None:
+                module.reset_parameters()
+
+    def extra_repr(self) -> str:
+        return f"d_model={self.d_model}, fusion={self.fusion!r}"
+
+    def forward(self, spatial: Tensor, motion: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Fuse motion into the spatial relation features; see the class docstring."""
+        dims: dict[str, tuple[int, str]] = {}
+        check_tensor(spatial, "spatial", ("...", "P", self.d_model), dims=dims, dtype="float")
+        check_tensor(motion, "motion", ("...", "P", self.d_model), dims=dims, dtype="float")
+        if mask is not None:
+            check_tensor(mask, "mask", ("...", "P"), dims=dims, dtype="bool")
+        if self.attn is not None:
+            fused, _ = self.attn(motion, spatial, spatial, query_mask=mask, key_mask=mask)
+        else:
+            assert self.concat is not None  # set in __init__ for fusion="concat"
+            fused = self.concat(torch.cat((spatial, motion), -1))
+        out = self.norm(spatial + self.dropout(fused))
+        return out if mask is None else out.masked_fill(~mask.unsqueeze(-1), 0.0)

@@ -1,5 +1,6 @@
 """MoSA motion attributes (Eq. 3-6 as read in SPEC.md) and the Motion Feature Extractor."""
 
+import copy
 import math
 
 import pytest
@@ -7,7 +8,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dsgg_layers.motion import MotionFeatureExtractor, motion_attributes
+from dsgg_layers.motion import MotionFeatureExtractor, MotionInteraction, motion_attributes
 
 
 def loop_reference(subj, obj, mask, times, window, image_size=None, eps=1e-6):
@@ -224,3 +225,130 @@ def test_errors():
         motion_attributes(boxes, boxes, mask, window=0)
     with pytest.raises(ValueError, match="image_size: expected positive"):
         motion_attributes(boxes, boxes, mask, image_size=(0, 3))
+
+
+# --- MotionFeatureExtractor scaling and MotionInteraction ---------------------------------------
+
+
+def test_extractor_scales_velocity_before_the_mlp():
+    mfe = MotionFeatureExtractor(8, velocity_scale=10.0, standardize=False)
+    subj, obj, mask, times = random_tracks(4, dtype=torch.float32)
+    feats, attrs = mfe(subj, obj, mask, times, return_attributes=True)
+    want = mfe.mlp(attrs * torch.tensor([1.0, 10.0, 1.0, 1.0])).masked_fill(~mask.unsqueeze(-1), 0)
+    torch.testing.assert_close(feats, want)
+    with pytest.raises(ValueError, match="velocity_scale: expected a value > 0"):
+        MotionFeatureExtractor(8, velocity_scale=0.0)
+
+
+def test_extractor_standardizes_with_masked_batch_statistics():
+    mfe = MotionFeatureExtractor(8, momentum=0.25)
+    fresh = copy.deepcopy(mfe)
+    subj, obj, mask, times = random_tracks(6, dtype=torch.float32)
+    feats, attrs = mfe(subj, obj, mask, times, return_attributes=True)
+    scaled = attrs * torch.tensor([1.0, 25.0, 1.0, 1.0])
+    rows = scaled[mask]  # only the existing pairs count
+    mean, var = rows.mean(0), rows.var(0, unbiased=False)
+    want = mfe.mlp((scaled - mean) / torch.sqrt(var + 1e-5)).masked_fill(~mask.unsqueeze(-1), 0)
+    torch.testing.assert_close(feats, want)
+    torch.testing.assert_close(mfe.running_mean, 0.25 * mean)
+    torch.testing.assert_close(mfe.running_var, 0.75 + 0.25 * rows.var(0, unbiased=True))
+    # padding (any values) never enters the statistics
+    noisy = subj.masked_fill(~mask.unsqueeze(-1), 123.0)
+    torch.testing.assert_close(fresh(noisy, obj, mask, times), feats)
+
+
+def test_extractor_eval_uses_running_statistics_and_is_batch_invariant():
+    mfe = MotionFeatureExtractor(8)
+    subj, obj, mask, times = random_tracks(7, B=3, dtype=torch.float32)
+    for _ in range(3):
+        mfe(subj, obj, mask, times)
+    mfe.eval()
+    before = mfe.running_mean.clone()
+    whole = mfe(subj, obj, mask, times)
+    for b in range(3):
+        one = mfe(subj[b : b + 1], obj[b : b + 1], mask[b : b + 1], times[b : b + 1])
+        torch.testing.assert_close(one[0], whole[b])
+    assert torch.equal(mfe.running_mean, before)
+    # an empty batch changes nothing and gives no NaN, in training too
+    mfe.train()
+    out = mfe(subj, obj, torch.zeros_like(mask), times)
+    assert (out == 0).all() and torch.equal(mfe.running_mean, before)
+    mfe.reset_parameters()
+    assert (mfe.running_mean == 0).all() and (mfe.running_var == 1).all()
+    with pytest.raises(ValueError, match=r"momentum: expected a value in \(0, 1\], got 0"):
+        MotionFeatureExtractor(8, momentum=0)
+
+
+def mim_inputs(seed=0, B=2, T=3, P=4, D=8, dtype=torch.float32):
+    g = torch.Generator().manual_seed(seed)
+    spatial = torch.randn(B, T, P, D, generator=g, dtype=dtype)
+    motion = torch.randn(B, T, P, D, generator=g, dtype=dtype)
+    mask = torch.rand(B, T, P, generator=g) > 0.3
+    return spatial, motion, mask
+
+
+def test_mim_attention_matches_its_definition():
+    mim = MotionInteraction(8, nhead=2, dropout=0.0).eval()
+    spatial, motion, mask = mim_inputs()
+    fused, _ = mim.attn(motion, spatial, spatial, query_mask=mask, key_mask=mask)
+    want = mim.norm(spatial + fused).masked_fill(~mask.unsqueeze(-1), 0)
+    torch.testing.assert_close(mim(spatial, motion, mask), want)
+    # attention is among the pairs of one frame: each frame alone gives the same
+    out = mim(spatial, motion, mask)
+    for b in range(2):
+        for t in range(3):
+            torch.testing.assert_close(
+                mim(spatial[b, t], motion[b, t], mask[b, t]), out[b, t], rtol=1e-5, atol=1e-6
+            )
+
+
+def test_mim_concat_is_the_ablation():
+    mim = MotionInteraction(8, fusion="concat", dropout=0.0)
+    spatial, motion, mask = mim_inputs(1)
+    want = mim.norm(spatial + mim.concat(torch.cat((spatial, motion), -1)))
+    torch.testing.assert_close(mim(spatial, motion, mask), want.masked_fill(~mask.unsqueeze(-1), 0))
+    assert "fusion='concat'" in repr(mim)
+
+
+@given(seed=st.integers(0, 2**16), fusion=st.sampled_from(["attention", "concat"]))
+def test_mim_padding_and_batch_invariance(seed, fusion):
+    mim = MotionInteraction(8, nhead=2, dropout=0.0, fusion=fusion).eval()
+    spatial, motion, mask = mim_inputs(seed)
+    out = mim(spatial, motion, mask)
+    assert (out[~mask] == 0).all() and torch.isfinite(out).all()
+    noise = torch.randn_like(spatial) * 100
+    junk = lambda x: torch.where(mask.unsqueeze(-1), x, noise)  # noqa: E731
+    torch.testing.assert_close(mim(junk(spatial), junk(motion), mask), out)
+    torch.testing.assert_close(mim(spatial[1:], motion[1:], mask[1:]), out[1:])
+
+
+def test_mim_empty_frames_gradcheck_and_compile():
+    mim = MotionInteraction(4, nhead=2, dropout=0.0).double()
+    spatial, motion, mask = mim_inputs(2, D=4, dtype=torch.float64)
+    mask[0, 0] = False  # an empty frame
+    spatial.requires_grad_()
+    motion.requires_grad_()
+    assert torch.autograd.gradcheck(lambda s, m: mim(s, m, mask), (spatial, motion))
+    out = mim(spatial, motion, mask)
+    assert (out[0, 0] == 0).all()
+    empty = mim(
+        torch.zeros(0, 5, 4, dtype=torch.float64), torch.zeros(0, 5, 4, dtype=torch.float64)
+    )
+    assert empty.shape == (0, 5, 4)
+    m32 = MotionInteraction(8, nhead=2, dropout=0.0).eval()
+    s, m, k = mim_inputs(3)
+    compiled = torch.compile(m32, fullgraph=True)
+    torch.testing.assert_close(compiled(s, m, k), m32(s, m, k), rtol=1e-4, atol=1e-5)
+
+
+def test_mim_errors():
+    mim = MotionInteraction(8, nhead=2)
+    s, m, k = mim_inputs()
+    with pytest.raises(ValueError, match=r"motion: expected shape \(\.\.\., P, 8\) with P=4"):
+        mim(s, m[..., :3, :], k)
+    with pytest.raises(ValueError, match=r"spatial: expected shape \(\.\.\., P, 8\)"):
+        mim(s[..., :4], m, k)
+    with pytest.raises(TypeError, match="mask: expected a bool tensor"):
+        mim(s, m, k.float())
+    with pytest.raises(ValueError, match="fusion: expected one of 'attention', 'concat'"):
+        MotionInteraction(8, fusion="sum")

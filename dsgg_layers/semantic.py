@@ -1,0 +1,149 @@
+"""Matching relation features against text embeddings of the predicate classes.
+
+:class:`ActionSemanticMatcher` is MoSA's Action Semantic Matching (ASM, seeds/000, Sec. 2.4,
+Eq. 10): relation features are projected into the text space and scored against a ``(C, E)``
+matrix of class text embeddings (built with :func:`dsgg_layers.text.encode_prompts`), giving one
+logit per class; ``sigmoid`` of the logits gives the multi-label probabilities. The text matrix
+is a buffer that :meth:`~ActionSemanticMatcher.set_text_embeddings` replaces, so that a trained
+matcher scores a new class set at inference (open vocabulary).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from dsgg_layers._checks import check_choice, check_positive, check_tensor
+
+__all__ = ["ActionSemanticMatcher"]
+
+_MAX_LOGIT_SCALE = math.log(100.0)  # CLIP's clamp of the learnable temperature
+
+
+class ActionSemanticMatcher(nn.Module):
+    """MoSA's ASM: logits ``s = scale * (f W) E^T + b`` against class text embeddings ``E``.
+
+    ``f`` are relation features, ``W`` a learned projection into the text space and ``E`` the
+    ``(C, E)`` text embeddings (Eq. 10; the equation is not legible in the paper's text, this
+    follows ``SPEC.md``). With ``similarity="cosine"`` both ``f W`` and the rows of ``E`` are
+    L2-normalised first (CLIP style); with ``"dot"`` (the paper's) they are used as they are.
+    ``scale = exp(logit_scale)`` is a learnable temperature (clamped at 100, as CLIP does) unless
+    ``learnable_temperature=False``; ``b`` is one learnable bias shared by all classes, so that a
+    new class set needs no new parameter.
+
+    Args:
+        in_features: width ``D`` of the relation features.
+        text_embeddings: the ``(C, E)`` class text embeddings (copied into a buffer).
+        similarity: ``"dot"`` or ``"cosine"``.
+        learnable_temperature: learn ``logit_scale`` (else keep its initial value).
+        temperature: initial temperature, ``scale = 1 / temperature``; default 1 for ``"dot"``
+            and 0.07 (CLIP's) for ``"cosine"``.
+        bias: learn the shared bias ``b`` (initialised at 0).
+
+    Shape:
+        - input: ``(..., D)``
+        - output: ``(..., C)`` logits
+
+    Raises:
+        TypeError, ValueError: ``text_embeddings`` is not a ``(C, E)`` float tensor, the input
+            width is not ``D``, or an option is invalid.
+
+    Examples:
+        >>> E = torch.nn.functional.normalize(torch.randn(26, 512), dim=-1)  # encode_prompts(...)
+        >>> asm = ActionSemanticMatcher(256, E, similarity="cosine")
+        >>> logits = asm(torch.randn(2, 8, 3, 256))                           # (B, T, P, D)
+        >>> logits.shape, asm.probabilities(logits).max() <= 1
+        (torch.Size([2, 8, 3, 26]), tensor(True))
+        >>> asm.set_text_embeddings(E[:5])          # another class set, same weights
+        >>> asm(torch.randn(4, 256)).shape
+        torch.Size([4, 5])
+    """
+
+    text_embeddings: Tensor
+
+    def __init__(
+        self,
+        in_features: int,
+        text_embeddings: Tensor,
+        *,
+        similarity: Literal["dot", "cosine"] = "dot",
+        learnable_temperature: bool = True,
+        temperature: float | None = None,
+        bias: bool = True,
+    ) -> None:
+        super().__init__()
+        check_positive(in_features, "in_features")
+        check_choice(similarity, "similarity", ("dot", "cosine"))
+        check_tensor(text_embeddings, "text_embeddings", ("C", "E"), dtype="float")
+        if temperature is None:
+            temperature = 1.0 if similarity == "dot" else 0.07
+        check_positive(temperature, "temperature", integer=False)
+        self.in_features = in_features
+        self.embed_dim = text_embeddings.shape[1]
+        self.similarity = similarity
+        self.initial_logit_scale = math.log(1.0 / temperature)
+        self.proj = nn.Linear(in_features, self.embed_dim, bias=False)
+        self.register_buffer("text_embeddings", text_embeddings.detach().clone().float())
+        scale = torch.tensor(self.initial_logit_scale)
+        if learnable_temperature:
+            self.logit_scale = nn.Parameter(scale)
+        else:
+            self.register_buffer("logit_scale", scale)
+        self.logit_bias = nn.Parameter(torch.zeros(())) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Reset the projection, the temperature and the bias."""
+        self.proj.reset_parameters()
+        with torch.no_grad():
+            self.logit_scale.fill_(self.initial_logit_scale)
+            if self.logit_bias is not None:
+                self.logit_bias.zero_()
+
+    def no_weight_decay(self) -> set[str]:
+        """Parameters that weight decay should skip: the temperature and the bias."""
+        names = {"logit_scale"} if isinstance(self.logit_scale, nn.Parameter) else set()
+        return names | ({"logit_bias"} if self.logit_bias is not None else set())
+
+    def extra_repr(self) -> str:
+        C, E = self.text_embeddings.shape
+        return (
+            f"in_features={self.in_features}, classes={C}, embed_dim={E}, "
+            f"similarity={self.similarity!r}"
+        )
+
+    @property
+    def num_classes(self) -> int:
+        """``C``: the number of classes of the current text embeddings."""
+        return self.text_embeddings.shape[0]
+
+    def set_text_embeddings(self, text_embeddings: Tensor) -> None:
+        """Replace the class text embeddings (any number of classes, same width ``E``).
+
+        Raises:
+            TypeError, ValueError: not a ``(C, E)`` float tensor with this matcher's ``E``.
+        """
+        check_tensor(text_embeddings, "text_embeddings", ("C", self.embed_dim), dtype="float")
+        self.text_embeddings = (
+            text_embeddings.detach().clone().to(self.text_embeddings.device, torch.float32)
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Logits of every class for every relation feature."""
+        check_tensor(x, "input", ("...", self.in_features), dtype="float")
+        f = self.proj(x)
+        text = self.text_embeddings.to(f.dtype)
+        if self.similarity == "cosine":
+            f = F.normalize(f, dim=-1)
+            text = F.normalize(text, dim=-1)
+        logits = f @ text.transpose(0, 1) * self.logit_scale.clamp(max=_MAX_LOGIT_SCALE).exp()
+        return logits if self.logit_bias is None else logits + self.logit_bias
+
+    @staticmethod
+    def probabilities(logits: Tensor) -> Tensor:
+        """Multi-label class probabilities: ``sigmoid(logits)``."""
+        return logits.sigmoid()

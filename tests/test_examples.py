@@ -1,0 +1,117 @@
+"""The reference assemblies in examples/ run end to end (--quick size) and write their outputs."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(
+        f"examples_{name}", ROOT / "examples" / f"{name}.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def mosa():
+    return _load("mosa")
+
+
+@pytest.fixture(scope="module")
+def quick_run(mosa, tmp_path_factory):
+    out = tmp_path_factory.mktemp("mosa")
+    summary = mosa.main(["--quick", "--out", str(out), "--threads", "2"])
+    return out, summary
+
+
+def test_mosa_quick_run_writes_outputs(quick_run):
+    out, summary = quick_run
+    assert (out / "mosa.pt").is_file()
+    assert (out / "per_predicate_recall.png").stat().st_size > 1000
+    saved = json.loads((out / "results.json").read_text())
+    assert set(saved["results"]) == {"predcls", "sgcls", "sgdet"}
+    for task, results in summary["results_tensors"].items():
+        for key, value in results.items():
+            assert torch.isfinite(value).all(), (task, key)
+        assert 0.0 <= float(results["with/R@20"]) <= 1.0
+        assert float(results["no/R@50"]) >= float(results["with/R@50"]) - 1e-6
+    assert len(saved["epoch_seconds"]) == 2
+
+
+def test_mosa_checkpoint_reloads_and_predicts_the_same(mosa, quick_run):
+    out, _ = quick_run
+    ckpt = torch.load(out / "mosa.pt", weights_only=True)
+    args = mosa.parse_args(["--quick"])
+    train, test, semantics = mosa.load_data(args)
+    text = torch.zeros(26, 512)  # replaced by the checkpoint's buffers
+    first = train[0]
+    model = mosa.MoSA(
+        first.object_features.shape[-1],
+        first.union_features.shape[-1],
+        semantics,
+        text,
+        d_model=args.d_model,
+        nhead=args.nhead,
+    )
+    model.load_state_dict(ckpt["model"])
+    model.eval()
+    batch = mosa.VideoGraph.collate(test["predcls"][:3])
+    with torch.no_grad():
+        a, b = model(batch), model(batch)
+    assert a.shape == (*batch.mask.shape, 26)
+    assert torch.equal(a, b) and torch.isfinite(a).all()
+
+
+@pytest.mark.parametrize(
+    ("flag", "check"),
+    [
+        ("--no-mfe", lambda m: m.mfe is None and m.mim is None),
+        ("--no-mim", lambda m: m.mim is not None and m.mim.fusion == "concat"),
+        ("--no-asm", lambda m: all(isinstance(h, torch.nn.Linear) for h in m.heads)),
+    ],
+)
+def test_mosa_ablation_flags_build_the_ablated_model(mosa, flag, check):
+    args = mosa.parse_args(["--quick", flag])
+    train, _, semantics = mosa.load_data(args)
+    first = train[0]
+    model = mosa.MoSA(
+        first.object_features.shape[-1],
+        first.union_features.shape[-1],
+        semantics,
+        torch.randn(26, 512),
+        motion=not args.no_mfe,
+        fusion="concat" if args.no_mim else "attention",
+        semantic=not args.no_asm,
+    )
+    assert check(model)
+    batch = mosa.VideoGraph.collate(train[:2])
+    logits = model(batch)
+    assert logits.shape == (*batch.mask.shape, 26) and torch.isfinite(logits).all()
+    logits[batch.mask].sum().backward()
+
+
+def test_mosa_runs_under_bf16_autocast_on_cpu(mosa):
+    args = mosa.parse_args(["--quick", "--amp", "bf16"])
+    train, _, semantics = mosa.load_data(args)
+    first = train[0]
+    model = mosa.MoSA(
+        first.object_features.shape[-1],
+        first.union_features.shape[-1],
+        semantics,
+        torch.randn(26, 512),
+    )
+    batch = mosa.VideoGraph.collate(train[:4])
+    with mosa.autocast(args, torch.device("cpu")):
+        logits = model(batch)
+    assert logits.dtype == torch.bfloat16
+    assert torch.isfinite(logits.float()).all()
+    logits.float()[batch.mask].sum().backward()

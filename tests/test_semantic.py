@@ -1,0 +1,87 @@
+"""ActionSemanticMatcher: logits against text embeddings, temperature, open vocabulary."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dsgg_layers import ActionSemanticMatcher
+from dsgg_layers.text import class_words, encode_prompts
+
+
+def text(C=6, E=16, seed=0):
+    return F.normalize(torch.randn(C, E, generator=torch.Generator().manual_seed(seed)), dim=-1)
+
+
+@pytest.mark.parametrize("similarity", ["dot", "cosine"])
+def test_logits_match_the_formula(similarity):
+    asm = ActionSemanticMatcher(10, text(), similarity=similarity)
+    with torch.no_grad():
+        asm.logit_scale.fill_(math.log(3.0))
+        asm.logit_bias.fill_(-0.5)
+    x = torch.randn(4, 10)
+    f = x @ asm.proj.weight.T
+    E = asm.text_embeddings
+    if similarity == "cosine":
+        f, E = F.normalize(f, dim=-1), F.normalize(E, dim=-1)
+    torch.testing.assert_close(asm(x), 3.0 * f @ E.T - 0.5)
+    torch.testing.assert_close(asm.probabilities(asm(x)), torch.sigmoid(asm(x)))
+
+
+def test_temperature_is_clamped_and_can_be_fixed():
+    asm = ActionSemanticMatcher(10, text(), similarity="cosine")
+    assert asm.logit_scale.item() == pytest.approx(math.log(1 / 0.07))
+    with torch.no_grad():
+        asm.logit_scale.fill_(10.0)  # exp(10) > 100: clamped
+    x = torch.randn(3, 10)
+    f = F.normalize(x @ asm.proj.weight.T, dim=-1)
+    torch.testing.assert_close(asm(x), 100.0 * f @ asm.text_embeddings.T)
+    fixed = ActionSemanticMatcher(10, text(), learnable_temperature=False, bias=False)
+    assert "logit_scale" not in dict(fixed.named_parameters())
+    assert fixed.no_weight_decay() == set()
+    assert asm.no_weight_decay() == {"logit_scale", "logit_bias"}
+    assert asm.no_weight_decay() <= set(dict(asm.named_parameters()))
+
+
+def test_open_vocabulary_swap_and_state_dict():
+    asm = ActionSemanticMatcher(10, text(C=6))
+    x = torch.randn(2, 5, 10)
+    before = asm(x)
+    asm.set_text_embeddings(text(C=6)[:2])
+    torch.testing.assert_close(asm(x), before[..., :2])  # the same weights score the new set
+    assert asm.num_classes == 2 and "text_embeddings" in asm.state_dict()
+    asm.set_text_embeddings(text(C=9, seed=3))
+    assert asm(x).shape == (2, 5, 9)
+    with pytest.raises(
+        ValueError, match=r"text_embeddings: expected shape \(C, 16\), got \(3, 8\)"
+    ):
+        asm.set_text_embeddings(torch.randn(3, 8))
+
+
+def test_with_clip_text_embeddings(tmp_path):
+    E = encode_prompts(class_words(), cache_dir=tmp_path)  # random-weight CLIP, offline
+    asm = ActionSemanticMatcher(32, E, similarity="cosine")
+    assert asm(torch.randn(7, 32)).shape == (7, 26) and "classes=26" in repr(asm)
+
+
+def test_batch_invariance_empty_gradcheck_and_compile():
+    asm = ActionSemanticMatcher(6, text(C=4, E=5), similarity="cosine").double()
+    x = torch.randn(3, 6, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(asm, (x,))
+    torch.testing.assert_close(asm(x[1:]), asm(x)[1:])
+    assert asm(torch.zeros(0, 6, dtype=torch.float64)).shape == (0, 4)
+    m = ActionSemanticMatcher(8, text(), similarity="dot")
+    y = torch.randn(2, 3, 8)
+    torch.testing.assert_close(torch.compile(m, fullgraph=True)(y), m(y), rtol=1e-5, atol=1e-5)
+
+
+def test_errors():
+    with pytest.raises(ValueError, match="similarity: expected one of 'dot', 'cosine'"):
+        ActionSemanticMatcher(8, text(), similarity="l2")
+    with pytest.raises(ValueError, match=r"text_embeddings: expected shape \(C, E\), got \(16,\)"):
+        ActionSemanticMatcher(8, torch.randn(16))
+    with pytest.raises(ValueError, match=r"input: expected shape \(\.\.\., 8\), got \(2, 7\)"):
+        ActionSemanticMatcher(8, text())(torch.randn(2, 7))
+    with pytest.raises(ValueError, match="temperature: expected a value > 0"):
+        ActionSemanticMatcher(8, text(), temperature=0.0)
