@@ -14,6 +14,13 @@ from dsgg_layers.attention import (
     TransformerEncoderLayer,
     masked_attention,
 )
+from dsgg_layers.batching import (
+    BucketBatchSampler,
+    bucket_batches,
+    collate_tracks,
+    padding_fraction,
+    split_tracks,
+)
 from dsgg_layers.boxes import (
     box_area,
     box_center,
@@ -43,6 +50,7 @@ from dsgg_layers.motion import (
     MotionInteraction,
     motion_attributes,
 )
+from dsgg_layers.relation import SpatialTemporalEncoder, sinusoidal_positions
 from dsgg_layers.semantic import ActionSemanticMatcher
 
 __version__ = "0.1.0.dev0"
@@ -50,11 +58,13 @@ __version__ = "0.1.0.dev0"
 __all__ = [
     "NUM_MOTION_ATTRIBUTES",
     "ActionSemanticMatcher",
+    "BucketBatchSampler",
     "CategoryWeightedLoss",
     "MaskedMultiheadAttention",
     "MotionFeatureExtractor",
     "MotionInteraction",
     "PairTracks",
+    "SpatialTemporalEncoder",
     "TrackIndex",
     "TransformerDecoder",
     "TransformerDecoderLayer",
@@ -66,16 +76,21 @@ __all__ = [
     "box_convert",
     "box_iou",
     "box_union",
+    "bucket_batches",
     "build_track_index",
     "category_weighted_bce",
     "class_weights",
+    "collate_tracks",
     "elementwise_box_iou",
     "flat_to_tracks",
     "label_frequencies",
     "masked_attention",
     "motion_attributes",
     "normalize_boxes",
+    "padding_fraction",
     "person_object_pairs",
+    "sinusoidal_positions",
+    "split_tracks",
     "text",
     "tracks_to_flat",
     "vocab",

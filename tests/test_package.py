@@ -10,7 +10,10 @@ import pytest
 import dsgg_layers
 
 ROOT = Path(__file__).resolve().parents[1]
-MODULES = ["attention", "boxes", "layout", "losses", "motion", "semantic", "text", "vocab"]
+MODULES = [
+    "attention", "batching", "boxes", "layout", "losses", "motion", "relation", "semantic", "text",
+    "vocab",
+]  # fmt: skip
 # Namespaces whose names are not re-exported at the top level: module -> its package.
 SUBPACKAGE_MODULES = {
     "data.graph": "data",

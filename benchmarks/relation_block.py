@@ -1,0 +1,238 @@
+"""Spatial-temporal relation block: many videos per call (library) vs one video per call (field).
+
+Workload: the pair tracks of the synthetic benchmark at the size of Action Genome's test set
+(1,737 videos, about 41,700 key frames; PredCls about 2.2 pairs a frame, SGDet about 5.7), with
+random 1936-d pair features (the width STTran-family models use). The block: 1 spatial encoder
+layer + 3 temporal decoder layers, 8 heads, FFN 2048 (`dsgg_layers.SpatialTemporalEncoder`).
+
+Side by side in one run, on the same videos and weights:
+
+- `sttran-style`: `_sttran_style.py`, the same math written as the field's public code writes it
+  (one video per call, Python loops over frames, temporal windows of 2 frames), on a subset of
+  the videos; its videos/s is extrapolated to the workload;
+- `library`: `SpatialTemporalEncoder(temporal_window=2)` (the same function: the script checks
+  the outputs agree) over length-bucketed batches of the whole workload, eager fp32, bf16
+  autocast, and `torch.compile` (default; reduce-overhead on CUDA); and the library's default
+  whole-track temporal attention;
+- training: forward + backward + AdamW step (the baseline one video a step, as STTran trains).
+
+    python benchmarks/relation_block.py                  # CPU: 2 threads, 200 library videos
+    python benchmarks/relation_block.py --device cuda    # the whole workload
+    python benchmarks/relation_block.py --quick          # CI size
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+
+import torch
+from _sttran_style import sttran_style_forward
+
+from dsgg_layers import SpatialTemporalEncoder, bucket_batches, padding_fraction
+from dsgg_layers.data import SyntheticActionGenome, SyntheticConfig
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn: Callable[[], object], device: torch.device) -> float:
+    sync(device)
+    start = time.perf_counter()
+    fn()
+    sync(device)
+    return time.perf_counter() - start
+
+
+def load_masks(mode: str, num_videos: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    cfg = SyntheticConfig.action_genome_test_scale(num_test_videos=num_videos, seed=seed)
+    g = SyntheticActionGenome(cfg, split="test", mode=mode).batch()
+    return g.mask, g.frame_mask
+
+
+def features_for(mask: torch.Tensor, d: int, seed: int, device, dtype=torch.float32):
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    x = torch.randn(*mask.shape, d, generator=gen).to(device, dtype)
+    return x.masked_fill(~mask.to(device).unsqueeze(-1), 0.0)
+
+
+class Workload:
+    """Length-bucketed batches of one task's pair tracks (features made per batch, untimed)."""
+
+    def __init__(self, mask, frame_mask, videos: int, max_videos: int, d: int, device) -> None:
+        self.mask, self.frame_mask = mask[:videos], frame_mask[:videos]
+        frames = self.frame_mask.sum(1)
+        pairs = torch.where(self.mask.any(1), torch.arange(1, mask.shape[2] + 1), 0).amax(1)
+        self.sizes = torch.stack((frames, pairs), 1)
+        self.batches = bucket_batches(self.sizes, max_videos=max_videos)
+        self.d, self.device = d, device
+        self.inputs = []
+        for i, b in enumerate(self.batches):
+            T, P = (int(v) for v in self.sizes[b].amax(0))
+            m = self.mask[b, :T, :P]
+            self.inputs.append((features_for(m, d, i, device), m.to(device),
+                                self.frame_mask[b, :T].to(device)))  # fmt: skip
+
+    @property
+    def pairs(self) -> int:
+        return int(self.mask.sum())
+
+
+def run_library(block, work: Workload, *, amp: torch.dtype | None, train: bool, opt=None):
+    def go():
+        for x, m, f in work.inputs:
+            with torch.autocast(
+                work.device.type, dtype=amp or torch.float32, enabled=amp is not None
+            ):
+                if train:
+                    out = block(x, m, f)
+                    out.float().square().mean().backward()
+                    opt.step()
+                    opt.zero_grad(set_to_none=True)
+                else:
+                    with torch.no_grad():
+                        block(x, m, f)
+
+    return go
+
+
+def flat_videos(work: Workload, count: int, device):
+    """Per-video flat rows (STTran's input format) of the first ``count`` videos."""
+    videos = []
+    for v in range(min(count, len(work.mask))):
+        T = int(work.frame_mask[v].sum())
+        m = work.mask[v, :T]
+        frame, pair = m.nonzero().unbind(1)
+        x = features_for(m[None], work.d, 10_000 + v, device)[0][m]
+        videos.append((x, frame.to(device), pair.to(device), T, m))
+    return videos
+
+
+def run_baseline(block, videos, *, train: bool, opt=None):
+    def go():
+        for x, frame, pair, T, _ in videos:
+            if train:
+                out = sttran_style_forward(block, x, frame, pair, T)
+                out.square().mean().backward()
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+            else:
+                with torch.no_grad():
+                    sttran_style_forward(block, x, frame, pair, T)
+
+    return go
+
+
+def agreement(block, videos) -> float:
+    """Largest |library - sttran-style| over the baseline's videos (same weights, eval)."""
+    worst = 0.0
+    with torch.no_grad():
+        for x, frame, pair, T, m in videos:
+            want = sttran_style_forward(block, x, frame, pair, T)
+            grid = torch.zeros(1, T, m.shape[1], x.shape[-1], device=x.device)
+            grid[0][m.to(x.device)] = x
+            got = block(
+                grid, m[None].to(x.device), torch.ones(1, T, dtype=torch.bool, device=x.device)
+            )
+            worst = max(
+                worst, float((got[0][m.to(x.device)] - want).abs().max()) if len(want) else 0.0
+            )
+    return worst
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--quick", action="store_true", help="CI size: few videos, width 128")
+    p.add_argument(
+        "--videos", type=int, default=None, help="library videos (default: cpu 200, cuda all)"
+    )
+    p.add_argument("--baseline-videos", type=int, default=None, help="default: cpu 20, cuda 100")
+    p.add_argument("--max-videos", type=int, default=64, help="videos per library batch")
+    p.add_argument("--tasks", default=None, help="default: predcls,sgdet (--quick: predcls)")
+    p.add_argument("--no-compile", action="store_true")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args()
+    device = torch.device(args.device)
+    torch.set_num_threads(args.threads)
+    cuda = device.type == "cuda"
+    d, ff, total_videos = (128, 256, 24) if args.quick else (1936, 2048, 1737)
+    videos = args.videos or (total_videos if cuda or args.quick else 200)
+    base_videos = args.baseline_videos or (4 if args.quick else 100 if cuda else 20)
+    torch.manual_seed(args.seed)
+    block = SpatialTemporalEncoder(d, 8, ff, spatial_layers=1, temporal_layers=3, dropout=0.0,
+                                   temporal_window=2).to(device)  # fmt: skip
+    whole = SpatialTemporalEncoder(d, 8, ff, temporal_layers=3, dropout=0.0).to(device)
+    whole.load_state_dict(block.state_dict())
+    gpu = torch.cuda.get_device_name(device) if cuda else f"CPU, {args.threads} threads"
+    print(f"# Spatial-temporal relation block, d={d}, FFN {ff}, 1+3 layers, 8 heads; {gpu}; "
+          f"torch {torch.__version__}")  # fmt: skip
+    tasks = args.tasks or ("predcls" if args.quick else "predcls,sgdet")
+    for task in tasks.split(","):
+        mask, frame_mask = load_masks(task, total_videos, args.seed)
+        work = Workload(mask, frame_mask, videos, args.max_videos, d, device)
+        base = flat_videos(work, base_videos, device)
+        block.eval()
+        whole.eval()
+        pad = padding_fraction(work.sizes, work.batches)
+        diff = agreement(block, base)
+        print(f"\n## {task}: {len(work.mask)} of {total_videos} videos timed, {work.pairs} pairs, "
+              f"{len(work.batches)} batches, padding {pad:.0%}; baseline on {len(base)} videos; "
+              f"max |library - sttran-style| = {diff:.1e}\n")  # fmt: skip
+        rows = []
+        run_baseline(block, base[:1], train=False)()  # warm-up
+        t = timed(run_baseline(block, base, train=False), device)
+        base_rate = len(base) / t
+        rows.append(("sttran-style, one video per call, window 2", "inference", base_rate))
+        configs = [
+            ("library, window 2, fp32", block, None),
+            ("library, whole track, fp32", whole, None),
+            ("library, window 2, bf16 autocast", block, torch.bfloat16),
+        ]
+        for name, model, amp in configs:
+            run_library(model, work, amp=amp, train=False)()  # warm-up
+            t = timed(run_library(model, work, amp=amp, train=False), device)
+            rows.append((name, "inference", len(work.mask) / t))
+        if not args.no_compile:
+            modes = ["default", "reduce-overhead"] if cuda else ["default"]
+            for mode in modes:
+                compiled = torch.compile(block, mode=mode, dynamic=True)
+                run_library(compiled, work, amp=None, train=False)()  # compile + warm-up
+                t = timed(run_library(compiled, work, amp=None, train=False), device)
+                rows.append(
+                    (f"library, window 2, fp32, compile {mode}", "inference", len(work.mask) / t)
+                )
+        # training: forward + backward + AdamW step
+        block.train()
+        opt = torch.optim.AdamW(block.parameters(), lr=1e-5)
+        train_base = base[: max(2, len(base) // 2)]
+        run_baseline(block, train_base[:1], train=True, opt=opt)()
+        t = timed(run_baseline(block, train_base, train=True, opt=opt), device)
+        base_train = len(train_base) / t
+        rows.append(("sttran-style, one video per step, window 2", "training", base_train))
+        run_library(block, work, amp=None, train=True, opt=opt)()
+        t = timed(run_library(block, work, amp=None, train=True, opt=opt), device)
+        rows.append(("library, window 2, fp32", "training", len(work.mask) / t))
+        if cuda:
+            run_library(block, work, amp=torch.bfloat16, train=True, opt=opt)()
+            torch.cuda.reset_peak_memory_stats(device)
+            t = timed(run_library(block, work, amp=torch.bfloat16, train=True, opt=opt), device)
+            rows.append(("library, window 2, bf16 autocast", "training", len(work.mask) / t))
+        print("| implementation | pass | videos/s | whole workload (s) | vs sttran-style |")
+        print("| --- | --- | --- | --- | --- |")
+        for name, kind, rate in rows:
+            ref = base_rate if kind == "inference" else base_train
+            print(
+                f"| {name} | {kind} | {rate:.1f} | {total_videos / rate:.1f} | {rate / ref:.1f}x |"
+            )
+        if cuda:
+            peak = torch.cuda.max_memory_allocated(device) / 2**30
+            print(f"\npeak memory (bf16 training): {peak:.2f} GiB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,215 @@
+"""The spatial-temporal relation block: attention over the pairs of a frame, then along each track.
+
+The block the field's networks share (STTran's "glocal" transformer, TR²'s relation feature
+fusion, seeds/003 Sec. III-B, the backbone of MoSA): a **spatial encoder** in which the pairs of
+each frame attend to each other, then a **temporal decoder** in which each pair attends to itself
+in the other frames of its track, with a temporal position embedding on queries and keys. On
+pair tracks ``(B, T, P, D)`` both are reshapes of one batched call; no loop over videos, frames
+or pairs.
+
+The temporal attention spans the whole track by default. ``temporal_window=w`` gives STTran's
+sliding windows instead (w = 2 in its code): the track is cut into every run of ``w``
+consecutive frame slots, each window is encoded on its own (positions = offsets within the
+window), and a frame's output is the mean of its outputs over the windows that contain it.
+Windows are one batched call too (``unfold``, then a scatter-add of the ``w`` offsets).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from dsgg_layers._checks import check_positive, check_tensor
+from dsgg_layers.attention import TransformerEncoder, TransformerEncoderLayer
+
+__all__ = ["SpatialTemporalEncoder", "sinusoidal_positions"]
+
+
+def sinusoidal_positions(
+    positions: Tensor | int, dim: int, *, base: float = 10_000.0, dtype: torch.dtype | None = None
+) -> Tensor:
+    """Sinusoidal position encodings (Vaswani et al., 2017), ``[sin, cos]`` halves.
+
+    Args:
+        positions: integer or real positions, or ``n`` for ``0, 1, ..., n - 1``.
+        dim: width of the encodings (even).
+        base: the wavelength base.
+        dtype: output dtype (default: the default float dtype).
+
+    Shape:
+        - positions: ``(...)``
+        - output: ``(..., dim)``
+
+    Raises:
+        ValueError: ``dim`` is not a positive even number.
+
+    Examples:
+        >>> sinusoidal_positions(3, 4)
+        tensor([[ 0.0000,  0.0000,  1.0000,  1.0000],
+                [ 0.8415,  0.0100,  0.5403,  0.9999],
+                [ 0.9093,  0.0200, -0.4161,  0.9998]])
+    """
+    check_positive(dim, "dim")
+    if dim % 2:
+        raise ValueError(f"dim: expected an even width, got {dim}")
+    if isinstance(positions, int):
+        positions = torch.arange(positions)
+    dtype = dtype or torch.get_default_dtype()
+    half = dim // 2
+    freq = torch.exp(
+        -math.log(base) * torch.arange(half, device=positions.device, dtype=torch.float64) / half
+    )
+    angle = positions.to(torch.float64).unsqueeze(-1) * freq
+    return torch.cat((angle.sin(), angle.cos()), -1).to(dtype)
+
+
+class SpatialTemporalEncoder(nn.Module):
+    """Spatial encoder over the pairs of each frame, then temporal decoder along each pair track.
+
+    ``x <- SpatialEncoder(x)`` over ``P`` in every frame, then ``x <- TemporalDecoder(x, pos)``
+    over ``T`` for every pair track, ``pos`` sinusoidal frame-slot positions added to queries and
+    keys (STTran; TR² Sec. III-B). With ``temporal_window=w`` the temporal decoder runs on
+    STTran's sliding windows of ``w`` frame slots and averages (see the module docstring). Padded
+    entries output 0 and never affect the others; a video's output does not depend on the rest of
+    the batch.
+
+    Args:
+        d_model: width ``D``.
+        nhead: attention heads.
+        dim_feedforward: hidden width of the feed-forward networks.
+        spatial_layers: layers of the spatial encoder (0: none).
+        temporal_layers: layers of the temporal decoder (0: none).
+        dropout: dropout of the transformer layers.
+        temporal_window: ``None`` (the whole track) or STTran's window size ``w >= 1``.
+        norm_first: pre-norm layers.
+
+    Shape:
+        - x: ``(..., T, P, D)``
+        - mask: ``(..., T, P)`` bool, ``True`` where the pair exists
+        - output: ``(..., T, P, D)``
+
+    Raises:
+        TypeError, ValueError: a shape or dtype disagrees, or an option is invalid.
+
+    Examples:
+        >>> block = SpatialTemporalEncoder(64, nhead=4, dim_feedforward=128, temporal_layers=2)
+        >>> x, mask = torch.randn(3, 10, 4, 64), torch.rand(3, 10, 4) > 0.3  # (B, T, P, D)
+        >>> y = block(x, mask)
+        >>> y.shape, bool(y[~mask].abs().sum() == 0)
+        (torch.Size([3, 10, 4, 64]), True)
+    """
+
+    positions: Tensor
+
+    def __init__(
+        self,
+        d_model: int,
+        nhead: int = 8,
+        dim_feedforward: int = 2048,
+        *,
+        spatial_layers: int = 1,
+        temporal_layers: int = 3,
+        dropout: float = 0.1,
+        temporal_window: int | None = None,
+        norm_first: bool = False,
+    ) -> None:
+        super().__init__()
+        for value, name in (
+            (spatial_layers, "spatial_layers"),
+            (temporal_layers, "temporal_layers"),
+        ):
+            if not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name}: expected an int >= 0, got {value!r}")
+        if temporal_window is not None:
+            check_positive(temporal_window, "temporal_window")
+        self.d_model = d_model
+        self.temporal_window = temporal_window
+
+        def layer() -> TransformerEncoderLayer:
+            return TransformerEncoderLayer(
+                d_model, nhead, dim_feedforward, dropout, norm_first=norm_first
+            )
+
+        self.spatial = TransformerEncoder(layer(), spatial_layers) if spatial_layers else None
+        self.temporal = TransformerEncoder(layer(), temporal_layers) if temporal_layers else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Re-initialise both encoders."""
+        for module in (self.spatial, self.temporal):
+            if module is not None:
+                module.reset_parameters()
+
+    def extra_repr(self) -> str:
+        return f"d_model={self.d_model}, temporal_window={self.temporal_window}"
+
+    def forward(self, x: Tensor, mask: Tensor, frame_mask: Tensor | None = None) -> Tensor:
+        """Encode the pair tracks: :meth:`forward_spatial`, then :meth:`forward_temporal`."""
+        return self.forward_temporal(self.forward_spatial(x, mask), mask, frame_mask)
+
+    def _check(self, x: Tensor, mask: Tensor) -> None:
+        dims: dict[str, tuple[int, str]] = {}
+        check_tensor(x, "x", ("...", "T", "P", self.d_model), dims=dims, dtype="float")
+        check_tensor(mask, "mask", (*x.shape[:-1],), dims=dims, dtype="bool")
+
+    def forward_spatial(self, x: Tensor, mask: Tensor) -> Tensor:
+        """The spatial encoder alone: attention over the pairs ``P`` of each frame.
+
+        Blocks that work between the two halves (MoSA's motion interaction) call the halves
+        separately.
+        """
+        self._check(x, mask)
+        if self.spatial is None:
+            return x.masked_fill(~mask.unsqueeze(-1), 0.0)
+        return self.spatial(x, mask)
+
+    def forward_temporal(self, x: Tensor, mask: Tensor, frame_mask: Tensor | None = None) -> Tensor:
+        """The temporal decoder alone: attention along each pair track (``T``).
+
+        ``frame_mask (..., T)`` marks a video's real frame slots (a prefix); it matters only with
+        ``temporal_window``, whose windows must not run into the padding. By default a video's
+        frames run up to its last frame slot in which some pair exists.
+        """
+        self._check(x, mask)
+        if frame_mask is not None:
+            check_tensor(frame_mask, "frame_mask", (*mask.shape[:-1],), dtype="bool")
+        if self.temporal is None:
+            return x.masked_fill(~mask.unsqueeze(-1), 0.0)
+        xt, mt = x.transpose(-3, -2), mask.transpose(-2, -1)  # (..., P, T, D): along each track
+        T = xt.shape[-2]
+        w = self.temporal_window
+        if w is None or w >= T:
+            pos = sinusoidal_positions(T, self.d_model, dtype=x.dtype).to(x.device)
+            return self.temporal(xt, mt, pos=pos).transpose(-3, -2)
+        real = mask.any(-1) if frame_mask is None else frame_mask  # (..., T)
+        slots = torch.arange(1, T + 1, device=mask.device)
+        length = torch.where(real, slots, 0).amax(-1)  # (...,) frames of each video
+        return self._windowed(self.temporal, xt, mt, length, w).transpose(-3, -2)
+
+    def _windowed(
+        self, temporal: TransformerEncoder, xt: Tensor, mt: Tensor, length: Tensor, w: int
+    ) -> Tensor:
+        """STTran's sliding windows of ``w`` slots along ``T``, outputs averaged per frame.
+
+        The windows of a video are those that start at ``0 .. max(length - w, 0)``: none runs
+        into the padding (a video shorter than ``w`` has one window, its whole track).
+        """
+        T = xt.shape[-2]
+        W = T - w + 1
+        windows = xt.unfold(-2, w, 1).movedim(-1, -2)  # (..., P, W, w, D)
+        wmask = mt.unfold(-1, w, 1)  # (..., P, W, w)
+        last_start = (length - w).clamp(min=0).unsqueeze(-1)  # (..., 1)
+        valid = torch.arange(W, device=xt.device) <= last_start  # (..., W) windows of the video
+        wmask = wmask & valid.unsqueeze(-2).unsqueeze(-1)
+        pos = sinusoidal_positions(w, self.d_model, dtype=xt.dtype).to(xt.device)
+        y = temporal(windows, wmask, pos=pos)  # entries outside the windows come out 0
+        valid_f = valid.to(xt.dtype)
+        out = torch.zeros_like(xt)
+        count = torch.zeros_like(valid_f[..., :1]).expand(*valid.shape[:-1], T)
+        for k in range(w):  # the w offsets of a window (a constant), not the frames
+            out = out + F.pad(y[..., k, :], (0, 0, k, T - W - k))
+            count = count + F.pad(valid_f, (k, T - W - k))
+        return out / count.clamp(min=1.0).unsqueeze(-2).unsqueeze(-1)

@@ -1,0 +1,136 @@
+"""SpatialTemporalEncoder, the spatial-temporal relation block, vs an STTran-style loop."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dsgg_layers import SpatialTemporalEncoder, sinusoidal_positions
+
+ROOT = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location(
+    "_sttran_style", ROOT / "benchmarks" / "_sttran_style.py"
+)
+sttran_style = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = sttran_style
+_spec.loader.exec_module(sttran_style)
+
+
+def block64(window=None, layers=(1, 2), d=16):
+    torch.manual_seed(0)
+    block = SpatialTemporalEncoder(d, nhead=2, dim_feedforward=24, spatial_layers=layers[0],
+                                   temporal_layers=layers[1], dropout=0.0,
+                                   temporal_window=window)  # fmt: skip
+    return block.double().eval()
+
+
+def random_video(seed, T=6, P=3, D=16, p_valid=0.7):
+    g = torch.Generator().manual_seed(seed)
+    mask = torch.rand(1, T, P, generator=g) < p_valid
+    x = torch.randn(1, T, P, D, generator=g, dtype=torch.float64)
+    return x.masked_fill(~mask.unsqueeze(-1), 0.0), mask
+
+
+def test_sinusoidal_positions_hand_values_and_errors():
+    pe = sinusoidal_positions(torch.tensor([0, 2]), 4)
+    # position 2, dim 4: frequencies 1 and 1/100 -> [sin 2, sin 0.02, cos 2, cos 0.02]
+    want = torch.tensor([[0.0, 0.0, 1.0, 1.0], [0.909297, 0.019999, -0.416147, 0.999800]])
+    torch.testing.assert_close(pe, want, atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="dim: expected an even width, got 3"):
+        sinusoidal_positions(3, 3)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), T=st.integers(1, 7), P=st.integers(1, 4),
+       window=st.sampled_from([None, 1, 2, 3]))  # fmt: skip
+def test_matches_the_sttran_style_loop_reference(seed, T, P, window):
+    block = block64(window)
+    x, mask = random_video(seed, T, P)
+    frame, pair = mask[0].nonzero().unbind(1)  # flat rows sorted by frame, as STTran keeps them
+    with torch.no_grad():
+        want = sttran_style.sttran_style_forward(block, x[mask], frame, pair, T)
+        got = block(x, mask, torch.ones(1, T, dtype=torch.bool))
+    torch.testing.assert_close(got[mask], want, atol=1e-10, rtol=1e-10)
+    assert (got[~mask] == 0).all()
+
+
+def test_batch_invariance_and_padding_never_leaks():
+    block = block64(2)
+    videos = [random_video(s, T=3 + s, P=1 + s % 3) for s in range(4)]
+    T = max(x.shape[1] for x, _ in videos)
+    P = max(x.shape[2] for x, _ in videos)
+    xb = torch.randn(4, T, P, 16, dtype=torch.float64) * 50  # garbage in the padding
+    mb = torch.zeros(4, T, P, dtype=torch.bool)
+    fb = torch.zeros(4, T, dtype=torch.bool)
+    for b, (x, m) in enumerate(videos):
+        xb[b, : x.shape[1], : x.shape[2]] = torch.where(
+            m[0].unsqueeze(-1), x[0], xb[b, : x.shape[1], : x.shape[2]]
+        )
+        mb[b, : m.shape[1], : m.shape[2]] = m[0]
+        fb[b, : m.shape[1]] = True
+    out = block(xb, mb, fb)
+    for b, (x, m) in enumerate(videos):
+        alone = block(x, m, torch.ones(1, x.shape[1], dtype=torch.bool))[0]
+        torch.testing.assert_close(out[b, : x.shape[1], : x.shape[2]][m[0]], alone[m[0]])
+    assert (out[~mb] == 0).all()
+
+
+def test_degenerate_inputs_are_finite():
+    block = block64(2)
+    for T, P, p in ((1, 3, 1.0), (5, 2, 0.0), (4, 0, 1.0), (3, 2, 0.5)):
+        x, mask = random_video(1, T, P, p_valid=p)
+        if T == 3:
+            mask[:, 1] = False  # an empty frame in the middle
+        out = block(x, mask)
+        assert out.shape == x.shape and torch.isfinite(out).all()
+        assert (out[~mask] == 0).all()
+    x, mask = random_video(2, 4, 2)
+    x.requires_grad_()
+    block(x, mask).sum().backward()
+    assert torch.isfinite(x.grad).all() and (x.grad[~mask] == 0).all()
+
+
+def test_errors():
+    block = SpatialTemporalEncoder(16, nhead=2, dim_feedforward=8)
+    x, mask = torch.randn(2, 3, 4, 16), torch.ones(2, 3, 4, dtype=torch.bool)
+    with pytest.raises(ValueError, match=r"x: expected shape \(\.\.\., T, P, 16\)"):
+        block(torch.randn(2, 3, 4, 8), mask)
+    with pytest.raises(ValueError, match=r"mask: expected shape \(2, 3, 4\)"):
+        block(x, mask[:, :2])
+    with pytest.raises(TypeError, match="mask: expected a bool tensor"):
+        block(x, mask.float())
+    with pytest.raises(ValueError, match="temporal_window: expected a value > 0, got 0"):
+        SpatialTemporalEncoder(16, 2, temporal_window=0)
+    with pytest.raises(ValueError, match="temporal_layers: expected an int >= 0, got -1"):
+        SpatialTemporalEncoder(16, 2, temporal_layers=-1)
+    assert "temporal_window=None" in repr(block)
+
+
+def test_halves_compose_and_zero_layers_is_identity_on_valid_entries():
+    block = block64(None)
+    x, mask = random_video(3)
+    torch.testing.assert_close(
+        block(x, mask), block.forward_temporal(block.forward_spatial(x, mask), mask)
+    )
+    none = block64(None, layers=(0, 0))
+    torch.testing.assert_close(none(x, mask), x)
+
+
+def test_gradcheck():
+    block = block64(2, layers=(1, 1), d=4)
+    x, mask = random_video(4, T=3, P=2, D=4)
+    x.requires_grad_()
+    assert torch.autograd.gradcheck(lambda t: block(t, mask), (x,))
+
+
+@pytest.mark.parametrize("window", [None, 2])
+def test_compile_fullgraph_matches_eager(window):
+    block = SpatialTemporalEncoder(16, nhead=2, dim_feedforward=24, temporal_layers=2,
+                                   dropout=0.0, temporal_window=window).eval()  # fmt: skip
+    x, mask = torch.randn(2, 5, 3, 16), torch.rand(2, 5, 3) > 0.3
+    compiled = torch.compile(block, fullgraph=True)
+    torch.testing.assert_close(compiled(x, mask), block(x, mask), rtol=1e-4, atol=1e-5)
