@@ -161,6 +161,23 @@ class MoSA(nn.Module):
         return self.object_classifier(g.object_features)
 
 
+def build_model(
+    args: argparse.Namespace, example: VideoGraph, semantics: Tensor, text: Tensor
+) -> MoSA:
+    """The MoSA model the command-line ``args`` ask for (feature widths from ``example``)."""
+    return MoSA(
+        example.object_features.shape[-1],
+        example.union_features.shape[-1],
+        semantics,
+        text,
+        d_model=args.d_model,
+        nhead=args.nhead,
+        motion=not args.no_mfe,
+        fusion="concat" if args.no_mim else "attention",
+        semantic=not args.no_asm,
+    )
+
+
 # -------------------------------------------------------------------------------------- the data
 
 
@@ -390,18 +407,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, object]:
 
     train_videos, test_videos, semantics = load_data(args)
     text = encode_prompts(mosa_prompts(), model=args.clip_model, pretrained=args.clip_pretrained)
-    first = train_videos[0]
-    model = MoSA(
-        first.object_features.shape[-1],
-        first.union_features.shape[-1],
-        semantics,
-        text,
-        d_model=args.d_model,
-        nhead=args.nhead,
-        motion=not args.no_mfe,
-        fusion="concat" if args.no_mim else "attention",
-        semantic=not args.no_asm,
-    ).to(device)
+    model = build_model(args, train_videos[0], semantics, text).to(device)
     if world > 1:
         model = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None

@@ -53,15 +53,7 @@ def test_mosa_checkpoint_reloads_and_predicts_the_same(mosa, quick_run):
     args = mosa.parse_args(["--quick"])
     train, test, semantics = mosa.load_data(args)
     text = torch.zeros(26, 512)  # replaced by the checkpoint's buffers
-    first = train[0]
-    model = mosa.MoSA(
-        first.object_features.shape[-1],
-        first.union_features.shape[-1],
-        semantics,
-        text,
-        d_model=args.d_model,
-        nhead=args.nhead,
-    )
+    model = mosa.build_model(args, train[0], semantics, text)
     model.load_state_dict(ckpt["model"])
     model.eval()
     batch = mosa.VideoGraph.collate(test["predcls"][:3])
@@ -82,16 +74,7 @@ def test_mosa_checkpoint_reloads_and_predicts_the_same(mosa, quick_run):
 def test_mosa_ablation_flags_build_the_ablated_model(mosa, flag, check):
     args = mosa.parse_args(["--quick", flag])
     train, _, semantics = mosa.load_data(args)
-    first = train[0]
-    model = mosa.MoSA(
-        first.object_features.shape[-1],
-        first.union_features.shape[-1],
-        semantics,
-        torch.randn(26, 512),
-        motion=not args.no_mfe,
-        fusion="concat" if args.no_mim else "attention",
-        semantic=not args.no_asm,
-    )
+    model = mosa.build_model(args, train[0], semantics, torch.randn(26, 512))
     assert check(model)
     batch = mosa.VideoGraph.collate(train[:2])
     logits = model(batch)
@@ -102,13 +85,7 @@ def test_mosa_ablation_flags_build_the_ablated_model(mosa, flag, check):
 def test_mosa_runs_under_bf16_autocast_on_cpu(mosa):
     args = mosa.parse_args(["--quick", "--amp", "bf16"])
     train, _, semantics = mosa.load_data(args)
-    first = train[0]
-    model = mosa.MoSA(
-        first.object_features.shape[-1],
-        first.union_features.shape[-1],
-        semantics,
-        torch.randn(26, 512),
-    )
+    model = mosa.build_model(args, train[0], semantics, torch.randn(26, 512))
     batch = mosa.VideoGraph.collate(train[:4])
     with mosa.autocast(args, torch.device("cpu")):
         logits = model(batch)
