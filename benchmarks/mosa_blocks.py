@@ -31,15 +31,14 @@ from dsgg_layers import (
     SpatialTemporalEncoder,
     bucket_batches,
     motion_attributes,
+    track_sizes,
 )
 from dsgg_layers.data import SyntheticActionGenome, SyntheticConfig
 from dsgg_layers.vocab import PREDICATE_GROUPS
 
 
 def batches(g, max_videos: int, device):
-    frames = g.frame_mask.sum(1)
-    pairs = torch.where(g.mask.any(1), torch.arange(1, g.mask.shape[2] + 1), 0).amax(1)
-    sizes = torch.stack((frames, pairs), 1)
+    sizes = track_sizes(g.mask, g.frame_mask)
     out = []
     for b in bucket_batches(sizes, max_videos=max_videos):
         T, P = (int(v) for v in sizes[b].amax(0))

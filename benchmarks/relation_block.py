@@ -30,7 +30,7 @@ from collections.abc import Callable
 import torch
 from _sttran_style import sttran_style_forward
 
-from dsgg_layers import SpatialTemporalEncoder, bucket_batches, padding_fraction
+from dsgg_layers import SpatialTemporalEncoder, bucket_batches, padding_fraction, track_sizes
 from dsgg_layers.data import SyntheticActionGenome, SyntheticConfig
 
 
@@ -64,9 +64,7 @@ class Workload:
 
     def __init__(self, mask, frame_mask, videos: int, max_videos: int, d: int, device) -> None:
         self.mask, self.frame_mask = mask[:videos], frame_mask[:videos]
-        frames = self.frame_mask.sum(1)
-        pairs = torch.where(self.mask.any(1), torch.arange(1, mask.shape[2] + 1), 0).amax(1)
-        self.sizes = torch.stack((frames, pairs), 1)
+        self.sizes = track_sizes(self.mask, self.frame_mask)
         self.batches = bucket_batches(self.sizes, max_videos=max_videos)
         self.d, self.device = d, device
         self.inputs = []

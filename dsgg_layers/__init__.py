@@ -20,6 +20,7 @@ from dsgg_layers.batching import (
     collate_tracks,
     padding_fraction,
     split_tracks,
+    track_sizes,
 )
 from dsgg_layers.boxes import (
     box_area,
@@ -92,6 +93,7 @@ __all__ = [
     "sinusoidal_positions",
     "split_tracks",
     "text",
+    "track_sizes",
     "tracks_to_flat",
     "vocab",
 ]

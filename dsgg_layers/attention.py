@@ -20,6 +20,14 @@ Conventions, the same everywhere in ``dsgg_layers``:
 The math runs in :func:`torch.nn.functional.scaled_dot_product_attention`, except when attention
 weights are requested (``need_weights=True``), where it is written out so the weights can be
 returned.
+
+**Padding costs no matrix products.** With ``skip_padding=True`` (the default) and a validity
+mask, :class:`MaskedMultiheadAttention`, :class:`TransformerEncoderLayer` and
+:class:`TransformerEncoder` run their row-wise work (projections, feed-forward network, norms:
+nearly all the FLOPs) on the valid rows only, gathered into ``(N, D)``; only the attention itself
+runs on the padded grid. The outputs are those of the padded computation (up to float rounding).
+The row-wise path needs the number of valid rows, a data-dependent size: under
+``torch.compile`` the padded path runs instead, and on a GPU it costs a host sync per call.
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dsgg_layers._checks import check_broadcastable, check_choice, check_positive, check_tensor
+from dsgg_layers._rows import ValidRows, use_valid_rows
 
 __all__ = [
     "MaskedMultiheadAttention",
@@ -96,8 +105,8 @@ def masked_attention(
     check_tensor(query, "query", ("...", "H", "L", "E"), dims=dims, dtype="float")
     check_tensor(key, "key", ("...", "H", "S", "E"), dims=dims, dtype="float")
     check_tensor(value, "value", ("...", "H", "S", "*"), dims=dims, dtype="float")
-    *lead, H, L, E = query.shape
-    S, Ev = key.shape[-2], value.shape[-1]
+    *lead, H, L, _ = query.shape
+    S = key.shape[-2]
     allowed: Tensor | None = None
     if key_mask is not None:
         check_tensor(key_mask, "key_mask", ("...", "S"), dims=dims, dtype="bool")
@@ -106,10 +115,33 @@ def masked_attention(
         check_tensor(attn_mask, "attn_mask", ("...", S), dtype="bool")
         check_broadcastable(attn_mask, "attn_mask", (*lead, H, L, S))
         allowed = attn_mask if allowed is None else allowed & attn_mask
+    out, weights, has_key = _attention(query, key, value, allowed, dropout_p, scale, need_weights)
+    if has_key is not None:
+        out = out.masked_fill(~has_key, 0.0)
+    return out, weights
+
+
+def _attention(
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    allowed: Tensor | None,
+    dropout_p: float,
+    scale: float | None,
+    need_weights: bool,
+) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    """:func:`masked_attention` after its checks, without zeroing the rows that have no key.
+
+    Returns ``(out, weights, has_key)``: ``out`` rows without an allowed key hold finite values
+    to be discarded or zeroed with ``has_key``, broadcastable to ``(..., H, L, 1)`` (``None``:
+    every row has a key).
+    """
+    *lead, H, L, E = query.shape
+    S, Ev = key.shape[-2], value.shape[-1]
     n = math.prod(lead)
     if n == 0 or L == 0 or S == 0:  # nothing to attend from or to: every row is empty
         out = query.new_zeros(*lead, H, L, Ev)
-        return out, (query.new_zeros(*lead, H, L, S) if need_weights else None)
+        return out, (query.new_zeros(*lead, H, L, S) if need_weights else None), None
     # Fused SDPA kernels want exactly one batch dim: fold the leading dims into it.
     q = query.reshape(n, H, L, E)
     k = key.reshape(n, H, S, E)
@@ -120,7 +152,7 @@ def masked_attention(
         allowed = allowed.reshape((1,) * (len(lead) + 3 - allowed.dim()) + allowed.shape)
         allowed = allowed.expand(*lead, *allowed.shape[-3:]).reshape(n, *allowed.shape[-3:])
         has_key = allowed.any(dim=-1, keepdim=True)
-        # Rows with no allowed key attend to everything (finite), and are zeroed below.
+        # Rows with no allowed key attend to everything (finite); the caller zeroes them.
         safe = allowed | ~has_key
     weights: Tensor | None = None
     if not need_weights:
@@ -138,9 +170,8 @@ def masked_attention(
         dropped = F.dropout(weights, p=dropout_p) if dropout_p > 0 else weights
         out = torch.matmul(dropped, v)
         weights = weights.reshape(*lead, H, L, S)
-    if has_key is not None:
-        out = out.masked_fill(~has_key, 0.0)
-    return out.reshape(*lead, H, L, Ev), weights
+    out = out.reshape(*lead, H, L, Ev)
+    return out, weights, None if has_key is None else has_key.reshape(*lead, *has_key.shape[-3:])
 
 
 class MaskedMultiheadAttention(nn.Module):
@@ -157,6 +188,9 @@ class MaskedMultiheadAttention(nn.Module):
         bias: add biases to the projections.
         kdim: width of keys (default ``embed_dim``).
         vdim: width of values (default ``embed_dim``).
+        skip_padding: project only the valid rows when masks are given (see the module
+            docstring); needs ``query_mask`` (and ``key_mask`` in cross-attention) of the
+            inputs' exact leading shape, and no ``attn_mask`` or weights.
 
     Shape:
         - query: ``(..., L, D)``
@@ -191,6 +225,7 @@ class MaskedMultiheadAttention(nn.Module):
         bias: bool = True,
         kdim: int | None = None,
         vdim: int | None = None,
+        skip_padding: bool = True,
     ) -> None:
         super().__init__()
         check_positive(embed_dim, "embed_dim")
@@ -207,6 +242,7 @@ class MaskedMultiheadAttention(nn.Module):
         self.kdim = embed_dim if kdim is None else kdim
         self.vdim = embed_dim if vdim is None else vdim
         self.dropout = dropout
+        self.skip_padding = skip_padding
         self.q_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
         self.k_proj = nn.Linear(self.kdim, embed_dim, bias=bias)
         self.v_proj = nn.Linear(self.vdim, embed_dim, bias=bias)
@@ -268,6 +304,33 @@ class MaskedMultiheadAttention(nn.Module):
             check_tensor(attn_mask, "attn_mask", ("...", "*", "*"), dtype="bool")
             check_broadcastable(attn_mask, "attn_mask", (*query.shape[:-1], key.shape[-2]))
             attn_mask = attn_mask.unsqueeze(-3)  # broadcast over heads
+        if query_pos is not None:
+            check_broadcastable(query_pos, "query_pos", query.shape)
+        if key_pos is not None:
+            check_broadcastable(key_pos, "key_pos", key.shape)
+        if (
+            attn_mask is None
+            and not need_weights
+            and use_valid_rows(self.skip_padding, query_mask, query.shape[:-1])
+            and use_valid_rows(True, key_mask, key.shape[:-1])
+        ):
+            assert query_mask is not None and key_mask is not None  # by use_valid_rows
+            queries = ValidRows(query_mask)
+            keys = queries if key_mask is query_mask else ValidRows(key_mask)
+            q_rows = queries.gather(query)
+            k_rows = q_rows if key is query and keys is queries else keys.gather(key)
+            qpos_rows = None if query_pos is None else queries.gather(query_pos)
+            kpos_rows = None if key_pos is None else keys.gather(key_pos)
+            out_rows = self.forward_rows(
+                q_rows,
+                queries,
+                k_rows,
+                keys,
+                k_rows if value is key else keys.gather(value),
+                query_pos=qpos_rows,
+                key_pos=kpos_rows,
+            )
+            return queries.scatter(out_rows), None
         q_in = query if query_pos is None else query + query_pos
         k_in = key if key_pos is None else key + key_pos
         q = self._split_heads(self.q_proj(q_in))
@@ -290,6 +353,51 @@ class MaskedMultiheadAttention(nn.Module):
         if valid is not None:
             out = out.masked_fill(~valid.unsqueeze(-1), 0.0)
         return out, weights
+
+    def forward_rows(
+        self,
+        query: Tensor,
+        queries: ValidRows,
+        key: Tensor | None = None,
+        keys: ValidRows | None = None,
+        value: Tensor | None = None,
+        *,
+        query_pos: Tensor | None = None,
+        key_pos: Tensor | None = None,
+    ) -> Tensor:
+        """Attention on the valid rows of a grid (no checks; the layers call it).
+
+        ``query (Nq, D)`` are the rows of the grid described by ``queries``, likewise ``key``
+        and ``value`` of ``keys``; ``key=None`` is self-attention over the query rows (with
+        ``key_pos`` defaulting to ``query_pos``), ``value=None`` takes the keys. Projections run
+        on the rows, attention on the grid. Returns the output rows ``(Nq, D)``; a query with no
+        valid key gets 0.
+        """
+        if key is None:
+            key, keys = query, queries
+            key_pos = query_pos if key_pos is None else key_pos
+        if keys is None:
+            raise ValueError("keys: expected the ValidRows of the key grid along with key")
+        value = key if value is None else value
+        q = self.q_proj(query if query_pos is None else query + query_pos)
+        k = self.k_proj(key if key_pos is None else key + key_pos)
+        v = self.v_proj(value)
+        # Rows without a valid key (padding, in self-attention) come out finite and are dropped
+        # by the gather below; valid rows without keys (cross-attention) are zeroed after it.
+        out, _, _ = _attention(
+            self._split_heads(queries.scatter(q)),
+            self._split_heads(keys.scatter(k)),
+            self._split_heads(keys.scatter(v)),
+            keys.mask[..., None, None, :],
+            self.dropout if self.training else 0.0,
+            None,
+            False,
+        )
+        out = self.out_proj(queries.gather(out.transpose(-3, -2).flatten(-2)))
+        if keys is not queries:  # a valid query whose keys are all padding outputs 0
+            has_key = keys.mask.any(-1, keepdim=True).expand(queries.shape)
+            out = out.masked_fill(~queries.gather(has_key.unsqueeze(-1)), 0.0)
+        return out
 
 
 def _rows_with_keys(
@@ -326,6 +434,9 @@ class TransformerEncoderLayer(nn.Module):
         activation: ``"relu"`` or ``"gelu"``.
         norm_first: pre-norm (``x + f(norm(x))``) instead of post-norm (``norm(x + f(x))``).
         layer_norm_eps: epsilon of the layer norms.
+        skip_padding: with a ``mask`` of the exact shape ``(..., N)`` and no ``attn_mask`` or
+            weights, run projections, feed-forward network and norms on the valid rows only
+            (see the module docstring).
 
     Shape:
         - x: ``(..., N, D)``
@@ -356,13 +467,17 @@ class TransformerEncoderLayer(nn.Module):
         *,
         norm_first: bool = False,
         layer_norm_eps: float = 1e-5,
+        skip_padding: bool = True,
     ) -> None:
         super().__init__()
         check_positive(dim_feedforward, "dim_feedforward")
         self.activation_name = activation
         self.activation = _activation(activation)
         self.norm_first = norm_first
-        self.self_attn = MaskedMultiheadAttention(d_model, nhead, dropout=dropout)
+        self.d_model = d_model
+        self.self_attn = MaskedMultiheadAttention(
+            d_model, nhead, dropout=dropout, skip_padding=skip_padding
+        )
         self.linear1 = nn.Linear(d_model, dim_feedforward)
         self.linear2 = nn.Linear(dim_feedforward, d_model)
         self.norm1 = nn.LayerNorm(d_model, eps=layer_norm_eps)
@@ -378,11 +493,44 @@ class TransformerEncoderLayer(nn.Module):
         for module in (self.linear1, self.linear2, self.norm1, self.norm2):
             module.reset_parameters()
 
+    @property
+    def skip_padding(self) -> bool:
+        """Whether the layer runs its row-wise work on the valid rows only."""
+        return self.self_attn.skip_padding
+
+    @skip_padding.setter
+    def skip_padding(self, value: bool) -> None:
+        self.self_attn.skip_padding = value
+
     def extra_repr(self) -> str:
         return f"activation={self.activation_name!r}, norm_first={self.norm_first}"
 
     def _ff(self, x: Tensor) -> Tensor:
         return self.dropout2(self.linear2(self.dropout(self.activation(self.linear1(x)))))
+
+    def _use_rows(self, x: Tensor, mask: Tensor | None, pos: Tensor | None) -> bool:
+        """Check the inputs of the row-wise path; whether it applies."""
+        if not use_valid_rows(self.skip_padding, mask, x.shape[:-1]):
+            return False
+        dims: dict[str, tuple[int, str]] = {}
+        check_tensor(x, "x", ("...", "N", self.d_model), dims=dims, dtype="float")
+        check_tensor(mask, "mask", ("...", "N"), dims=dims, dtype="bool")
+        if pos is not None:
+            check_broadcastable(pos, "pos", x.shape)
+        return True
+
+    def forward_rows(self, x: Tensor, rows: ValidRows, pos: Tensor | None = None) -> Tensor:
+        """The layer on the valid rows ``x (N, D)`` of the grid ``rows`` (no checks).
+
+        ``pos (N, D)``: the positions of those rows. Returns the output rows ``(N, D)``.
+        """
+        h = self.norm1(x) if self.norm_first else x
+        attn = self.self_attn.forward_rows(h, rows, query_pos=pos)
+        if self.norm_first:
+            x = x + self.dropout1(attn)
+            return x + self._ff(self.norm2(x))
+        x = self.norm1(x + self.dropout1(attn))
+        return self.norm2(x + self._ff(x))
 
     @overload
     def forward(
@@ -416,6 +564,11 @@ class TransformerEncoderLayer(nn.Module):
         need_weights: bool = False,
     ) -> Tensor | tuple[Tensor, Tensor]:
         """Encode ``x``; returns ``(output, weights)`` when ``need_weights`` is true."""
+        if attn_mask is None and not need_weights and self._use_rows(x, mask, pos):
+            assert mask is not None  # by _use_rows
+            rows = ValidRows(mask)
+            pos_rows = None if pos is None else rows.gather(pos)
+            return rows.scatter(self.forward_rows(rows.gather(x), rows, pos_rows))
         h = self.norm1(x) if self.norm_first else x
         attn, weights = self.self_attn(
             h, query_mask=mask, query_pos=pos, attn_mask=attn_mask, need_weights=need_weights
@@ -633,7 +786,16 @@ class TransformerEncoder(nn.Module):
         pos: Tensor | None = None,
         attn_mask: Tensor | None = None,
     ) -> Tensor:
-        """Run the layers in turn."""
+        """Run the layers in turn (on the valid rows throughout, when the layers skip padding)."""
+        first: TransformerEncoderLayer = self.layers[0]
+        if attn_mask is None and first._use_rows(x, mask, pos):
+            assert mask is not None  # by _use_rows
+            rows = ValidRows(mask)
+            h = rows.gather(x)
+            pos_rows = None if pos is None else rows.gather(pos)
+            for layer in self.layers:
+                h = layer.forward_rows(h, rows, pos_rows)
+            return rows.scatter(h if self.norm is None else self.norm(h))
         for layer in self.layers:
             x = layer(x, mask, pos=pos, attn_mask=attn_mask)
         if self.norm is not None:

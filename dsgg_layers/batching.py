@@ -25,6 +25,7 @@ __all__ = [
     "collate_tracks",
     "padding_fraction",
     "split_tracks",
+    "track_sizes",
 ]
 
 
@@ -37,6 +38,55 @@ def _sizes(sizes: Sequence[tuple[int, int]] | Tensor) -> Tensor:
     if bool((t < 0).any()):
         raise ValueError("sizes: expected frames and pairs >= 0")
     return t
+
+
+def track_sizes(mask: Tensor, frame_mask: Tensor | None = None) -> Tensor:
+    """``(frames, pair tracks)`` of each video of a padded batch: the ``sizes`` of the others.
+
+    A video's frames are its frame slots up to the last real one (``frame_mask``; without it,
+    up to the last slot in which some pair exists); its pair tracks run up to the last track
+    that exists in some frame. Slicing ``[:frames, :pairs]`` therefore keeps all of a video.
+
+    Args:
+        mask: ``True`` where a pair exists.
+        frame_mask: ``True`` at a video's real frame slots.
+
+    Returns:
+        ``(B, 2)`` long tensor.
+
+    Shape:
+        - mask: ``(B, T, P)``
+        - frame_mask: ``(B, T)``
+        - output: ``(B, 2)``
+
+    Raises:
+        TypeError: a mask is not bool.
+        ValueError: the shapes disagree.
+
+    Examples:
+        >>> mask = torch.zeros(2, 4, 3, dtype=torch.bool)
+        >>> mask[0, :2, 0] = True
+        >>> mask[1, 3, 2] = True
+        >>> track_sizes(mask)
+        tensor([[2, 1],
+                [4, 3]])
+    """
+    dims: dict[str, tuple[int, str]] = {}
+    check_tensor(mask, "mask", ("B", "T", "P"), dims=dims, dtype="bool")
+    frames_real = mask.any(2)
+    if frame_mask is not None:
+        check_tensor(frame_mask, "frame_mask", ("B", "T"), dims=dims, dtype="bool")
+        frames_real = frame_mask
+    B, T, P = mask.shape
+    slots = torch.arange(1, T + 1, device=mask.device)
+    tracks = torch.arange(1, P + 1, device=mask.device)
+    frames = (
+        torch.where(frames_real, slots, 0).amax(1) if T else mask.new_zeros(B, dtype=torch.long)
+    )
+    pairs = (
+        torch.where(mask.any(1), tracks, 0).amax(1) if P else mask.new_zeros(B, dtype=torch.long)
+    )
+    return torch.stack((frames, pairs), 1)
 
 
 def bucket_batches(

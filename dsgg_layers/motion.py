@@ -27,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from dsgg_layers._checks import check_choice, check_positive, check_tensor
+from dsgg_layers._rows import ValidRows, use_valid_rows
 from dsgg_layers.attention import MaskedMultiheadAttention
 from dsgg_layers.boxes import box_center, elementwise_box_iou
 
@@ -305,7 +306,11 @@ class MotionFeatureExtractor(nn.Module):
         scaled = attrs * self.attribute_scale.to(attrs.dtype)
         if self.standardize:
             scaled = self._standardize(scaled, mask)
-        feats = self.mlp(scaled).masked_fill(~mask.unsqueeze(-1), 0.0)
+        if use_valid_rows(True, mask, scaled.shape[:-1]):  # the MLP on existing pairs only
+            rows = ValidRows(mask)
+            feats = rows.scatter(self.mlp(rows.gather(scaled)))
+        else:
+            feats = self.mlp(scaled).masked_fill(~mask.unsqueeze(-1), 0.0)
         return (feats, attrs) if return_attributes else feats
 
 

@@ -85,6 +85,9 @@ class SpatialTemporalEncoder(nn.Module):
         dropout: dropout of the transformer layers.
         temporal_window: ``None`` (the whole track) or STTran's window size ``w >= 1``.
         norm_first: pre-norm layers.
+        skip_padding: run the layers' projections and feed-forward networks on the valid pairs
+            only (the default; see :mod:`dsgg_layers.attention`). Padding then costs memory
+            traffic, not matrix products; the outputs are the same up to float rounding.
 
     Shape:
         - x: ``(..., T, P, D)``
@@ -115,6 +118,7 @@ class SpatialTemporalEncoder(nn.Module):
         dropout: float = 0.1,
         temporal_window: int | None = None,
         norm_first: bool = False,
+        skip_padding: bool = True,
     ) -> None:
         super().__init__()
         for value, name in (
@@ -130,7 +134,12 @@ class SpatialTemporalEncoder(nn.Module):
 
         def layer() -> TransformerEncoderLayer:
             return TransformerEncoderLayer(
-                d_model, nhead, dim_feedforward, dropout, norm_first=norm_first
+                d_model,
+                nhead,
+                dim_feedforward,
+                dropout,
+                norm_first=norm_first,
+                skip_padding=skip_padding,
             )
 
         self.spatial = TransformerEncoder(layer(), spatial_layers) if spatial_layers else None

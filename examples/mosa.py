@@ -48,6 +48,7 @@ from dsgg_layers import (
     TransformerEncoderLayer,
     label_frequencies,
     normalize_boxes,
+    sinusoidal_positions,
 )
 from dsgg_layers.data import (
     MOTION_PREDICATES,
@@ -64,14 +65,6 @@ TASKS = ("predcls", "sgcls", "sgdet")
 
 
 # ------------------------------------------------------------------------------------ the model
-
-
-def sinusoidal(positions: Tensor, dim: int) -> Tensor:
-    """Sinusoidal encodings ``(..., dim)`` of integer positions (Transformer, Vaswani et al.)."""
-    half = dim // 2
-    freq = torch.exp(-math.log(10_000.0) * torch.arange(half, device=positions.device) / half)
-    angle = positions.to(torch.float32).unsqueeze(-1) * freq
-    return torch.cat((angle.sin(), angle.cos()), -1)
 
 
 class MoSA(nn.Module):
@@ -152,7 +145,7 @@ class MoSA(nn.Module):
             x = self.mim(x, motion, mask)
         # along each pair's track: (B, P, T, D), positions = frame slots
         T = mask.shape[1]
-        pos = sinusoidal(torch.arange(T, device=x.device), self.d_model)
+        pos = sinusoidal_positions(T, self.d_model, dtype=x.dtype).to(x.device)
         x = self.temporal(x.transpose(1, 2), mask.transpose(1, 2), pos=pos).transpose(1, 2)
         return torch.cat([head(x) for head in self.heads], -1)
 

@@ -11,6 +11,7 @@ from dsgg_layers import (
     collate_tracks,
     padding_fraction,
     split_tracks,
+    track_sizes,
 )
 
 sizes_strategy = st.lists(st.tuples(st.integers(0, 40), st.integers(0, 8)), min_size=1, max_size=60)
@@ -96,7 +97,32 @@ def test_collate_and_split_round_trip():
         assert torch.equal(part, original)
 
 
+def test_track_sizes_recover_the_collated_sizes():
+    g = torch.Generator().manual_seed(1)
+    shapes = [(3, 1), (7, 4), (1, 2), (5, 3), (2, 2)]
+    ms = []
+    for T, P in shapes:
+        m = torch.rand(T, P, generator=g) > 0.5
+        m[-1, 0] = m[0, -1] = True  # the last frame and the last track exist
+        ms.append(m)
+    _x, mask = collate_tracks([torch.zeros(*m.shape, 1) for m in ms], ms)
+    assert track_sizes(mask).tolist() == [list(s) for s in shapes]
+    # frame_mask: a video's real frames, also where no pair exists in the last ones
+    frame_mask = torch.zeros(len(shapes), 7, dtype=torch.bool)
+    frame_mask[0, :6] = True
+    mask[0, 2:] = False
+    mask[0, :2, 0] = True
+    assert track_sizes(mask, frame_mask)[0].tolist() == [6, 1]
+    assert track_sizes(mask)[0].tolist() == [2, 1]
+    assert track_sizes(torch.zeros(3, 0, 2, dtype=torch.bool)).tolist() == [[0, 0]] * 3
+    assert track_sizes(torch.zeros(0, 4, 2, dtype=torch.bool)).shape == (0, 2)
+
+
 def test_errors():
+    with pytest.raises(TypeError, match="mask: expected a bool tensor"):
+        track_sizes(torch.zeros(2, 3, 4))
+    with pytest.raises(ValueError, match=r"frame_mask: expected shape \(B, T\) with T=3"):
+        track_sizes(torch.zeros(2, 3, 4, dtype=torch.bool), torch.ones(2, 5, dtype=torch.bool))
     with pytest.raises(
         ValueError, match=r"sizes: expected \(N, 2\) \(frames, pairs\) per video, got shape \(3,\)"
     ):

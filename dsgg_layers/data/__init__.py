@@ -1,7 +1,7 @@
 """Data: the :class:`VideoGraph` container, the Action Genome loader and the synthetic benchmark."""
 
 from dsgg_layers.data.action_genome import ActionGenome, write_action_genome
-from dsgg_layers.data.graph import VideoGraph
+from dsgg_layers.data.graph import VideoGraph, VideoGraphDataset
 from dsgg_layers.data.synthetic import MOTION_PREDICATES, SyntheticActionGenome, SyntheticConfig
 
 __all__ = [
@@ -10,5 +10,6 @@ __all__ = [
     "SyntheticActionGenome",
     "SyntheticConfig",
     "VideoGraph",
+    "VideoGraphDataset",
     "write_action_genome",
 ]

@@ -35,7 +35,7 @@ features per frame number), ``object_frames (m,)``, ``object_classes (m,)`` (ind
 from __future__ import annotations
 
 import pickle
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -43,7 +43,7 @@ import numpy as np
 import torch
 
 from dsgg_layers._checks import check_choice
-from dsgg_layers.data.graph import VideoGraph
+from dsgg_layers.data.graph import VideoGraph, VideoGraphDataset
 from dsgg_layers.layout import build_track_index, flat_to_tracks
 from dsgg_layers.vocab import (
     OBJECT_CLASSES,
@@ -148,7 +148,7 @@ class _Frame:
         self.relations = relations
 
 
-class ActionGenome(torch.utils.data.Dataset):
+class ActionGenome(VideoGraphDataset):
     """Action Genome videos as :class:`VideoGraph` items, read from the real annotation files.
 
     Args:
@@ -241,7 +241,7 @@ class ActionGenome(torch.utils.data.Dataset):
             by_video.setdefault(video, []).append(frame)
             if "bbox_size" in person:
                 sizes.setdefault(video, tuple(float(v) for v in person["bbox_size"]))
-        self.videos: list[VideoGraph] = []
+        super().__init__()
         for video in sorted(by_video):
             frames = sorted(by_video[video], key=lambda f: f.frame)
             if len(frames) < min_frames:
@@ -250,19 +250,6 @@ class ActionGenome(torch.utils.data.Dataset):
             feats = _load_features(Path(features), video) if features is not None else None
             self.videos.append(_video_graph(video, frames, sizes.get(video, (480.0, 270.0)), feats))
         self.stats = stats
-
-    def __len__(self) -> int:
-        return len(self.videos)
-
-    def __getitem__(self, index: int) -> VideoGraph:
-        return self.videos[index]
-
-    def __iter__(self) -> Iterator[VideoGraph]:
-        return iter(self.videos)
-
-    def batch(self) -> VideoGraph:
-        """All videos collated into one padded batch."""
-        return VideoGraph.collate(self.videos)
 
 
 def _load_features(folder: Path, video: str) -> dict[str, np.ndarray]:

@@ -13,7 +13,7 @@ A single video is a ``VideoGraph`` with ``B = 1``: there is one type for both.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -22,7 +22,7 @@ from torch import Tensor
 from dsgg_layers._checks import check_tensor
 from dsgg_layers.vocab import PREDICATES
 
-__all__ = ["VideoGraph"]
+__all__ = ["VideoGraph", "VideoGraphDataset"]
 
 NUM_PREDICATES = len(PREDICATES)
 
@@ -342,6 +342,42 @@ class VideoGraph:
         if values.get("gt") is not None:
             values["gt"] = cls.from_state_dict(values["gt"])  # type: ignore[arg-type]
         return cls(**values)  # type: ignore[arg-type]
+
+
+class VideoGraphDataset(torch.utils.data.Dataset):
+    """A map-style dataset of single-video :class:`VideoGraph` items held in ``videos``.
+
+    The base of the library's datasets (:class:`~dsgg_layers.data.ActionGenome`,
+    :class:`~dsgg_layers.data.SyntheticActionGenome`); wrap your own list of graphs with it.
+
+    Args:
+        videos: one graph per video.
+
+    Examples:
+        >>> from dsgg_layers.data import SyntheticActionGenome, SyntheticConfig
+        >>> data = SyntheticActionGenome(SyntheticConfig(num_videos=3), split="train")
+        >>> mine = VideoGraphDataset(list(data)[:2])
+        >>> len(mine), mine.batch().mask.shape[0]
+        (2, 2)
+    """
+
+    videos: list[VideoGraph]
+
+    def __init__(self, videos: Sequence[VideoGraph] = ()) -> None:
+        self.videos = list(videos)
+
+    def __len__(self) -> int:
+        return len(self.videos)
+
+    def __getitem__(self, index: int) -> VideoGraph:
+        return self.videos[index]
+
+    def __iter__(self) -> Iterator[VideoGraph]:
+        return iter(self.videos)
+
+    def batch(self) -> VideoGraph:
+        """All videos collated into one padded batch."""
+        return VideoGraph.collate(self.videos)
 
 
 def _pad(x: Tensor, size: tuple[int, ...], fill: float | int | bool) -> Tensor:

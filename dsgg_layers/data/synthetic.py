@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -48,7 +48,7 @@ import numpy as np
 import torch
 
 from dsgg_layers._checks import check_choice
-from dsgg_layers.data.graph import VideoGraph
+from dsgg_layers.data.graph import VideoGraph, VideoGraphDataset
 from dsgg_layers.vocab import OBJECT_CLASSES, PREDICATES
 
 __all__ = [
@@ -627,7 +627,7 @@ def _graph(
     )
 
 
-class SyntheticActionGenome(torch.utils.data.Dataset):
+class SyntheticActionGenome(VideoGraphDataset):
     """The synthetic benchmark as a dataset of single-video :class:`VideoGraph` items.
 
     Args:
@@ -667,7 +667,7 @@ class SyntheticActionGenome(torch.utils.data.Dataset):
         world = _World(self.config)
         self.class_semantics = torch.as_tensor(world.semantics, dtype=torch.float32)
         count = self.config.num_videos if split == "train" else self.config.num_test_videos
-        self.videos = [self._make(world, i) for i in range(count)]
+        super().__init__([self._make(world, i) for i in range(count)])
 
     def _make(self, world: _World, index: int) -> VideoGraph:
         cfg = self.config
@@ -686,19 +686,6 @@ class SyntheticActionGenome(torch.utils.data.Dataset):
         return _graph(
             name, v, *boxes, d["mask"], d["labels"], d["relations"], feats, d["scores"], gt=gt
         )
-
-    def __len__(self) -> int:
-        return len(self.videos)
-
-    def __getitem__(self, index: int) -> VideoGraph:
-        return self.videos[index]
-
-    def __iter__(self) -> Iterator[VideoGraph]:
-        return iter(self.videos)
-
-    def batch(self) -> VideoGraph:
-        """All videos collated into one padded batch."""
-        return VideoGraph.collate(self.videos)
 
     # ----------------------------------------------------------------------------------- disk
 

@@ -1,0 +1,181 @@
+"""The valid-rows path (``skip_padding=True``): same outputs and gradients as the padded grid,
+matrix products on the valid rows only, and the padded path under ``torch.compile``."""
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from dsgg_layers import (
+    MaskedMultiheadAttention,
+    MotionInteraction,
+    SpatialTemporalEncoder,
+    TransformerEncoder,
+    TransformerEncoderLayer,
+)
+from dsgg_layers._rows import ValidRows
+
+
+def set_skip_padding(module: nn.Module, value: bool) -> nn.Module:
+    for m in module.modules():
+        if isinstance(m, MaskedMultiheadAttention):
+            m.skip_padding = value
+    return module
+
+
+def grid(seed, B=2, T=4, P=3, D=8, p_valid=0.6, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(B, T, P, D, generator=g, dtype=dtype)
+    mask = torch.rand(B, T, P, generator=g) < p_valid
+    return x.masked_fill(~mask.unsqueeze(-1), 0.0), mask
+
+
+def both_paths(module, fn, *inputs):
+    """Output and input gradients with skip_padding on, then off (same weights)."""
+    results = []
+    for skip in (True, False):
+        set_skip_padding(module, skip)
+        leaves = [t.detach().requires_grad_() for t in inputs]
+        out = fn(module, *leaves)
+        (out * torch.linspace(-1, 1, out.shape[-1], dtype=out.dtype)).sum().backward()
+        results.append((out.detach(), [t.grad for t in leaves]))
+    set_skip_padding(module, True)
+    return results
+
+
+def assert_same(results):
+    (out_rows, grads_rows), (out_grid, grads_grid) = results
+    torch.testing.assert_close(out_rows, out_grid)
+    for a, b in zip(grads_rows, grads_grid, strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_valid_rows_gather_scatter_round_trip():
+    mask = torch.tensor([[True, False, True], [False, False, True]])
+    rows = ValidRows(mask)
+    x = torch.arange(12.0).view(2, 3, 2)
+    assert len(rows) == 3
+    torch.testing.assert_close(rows.gather(x), torch.tensor([[0.0, 1], [4, 5], [10, 11]]))
+    back = rows.scatter(rows.gather(x))
+    torch.testing.assert_close(back, x.masked_fill(~mask.unsqueeze(-1), 0.0))
+    pos = torch.tensor([[100.0], [200.0], [300.0]])  # (L, C), broadcast over the leading dim
+    torch.testing.assert_close(rows.gather(pos), torch.tensor([[100.0], [300.0], [300.0]]))
+
+
+@settings(deadline=None, max_examples=25)
+@given(
+    seed=st.integers(0, 2**16),
+    p_valid=st.sampled_from([0.0, 0.3, 0.7, 1.0]),
+    norm_first=st.booleans(),
+    with_pos=st.booleans(),
+)
+def test_encoder_layer_rows_equal_grid(seed, p_valid, norm_first, with_pos):
+    torch.manual_seed(seed)
+    layer = TransformerEncoderLayer(8, 2, 16, dropout=0.0, norm_first=norm_first).double()
+    x, mask = grid(seed, p_valid=p_valid)
+    pos = torch.randn(3, 8, dtype=torch.float64) if with_pos else None
+    assert_same(both_paths(layer, lambda m, a: m(a, mask, pos=pos), x))
+
+
+@settings(deadline=None, max_examples=25)
+@given(seed=st.integers(0, 2**16), p_valid=st.sampled_from([0.0, 0.5, 1.0]))
+def test_cross_attention_rows_equal_grid(seed, p_valid):
+    torch.manual_seed(seed)
+    attn = MaskedMultiheadAttention(8, 2, kdim=6, vdim=6).double()
+    q, q_mask = grid(seed, p_valid=0.7)
+    kv, kv_mask = grid(seed + 1, D=6, P=5, p_valid=p_valid)
+    kv_mask[0, 0] = False  # a frame whose queries have no valid key: output 0, not NaN
+    q_pos, k_pos = torch.randn(3, 8, dtype=torch.float64), torch.randn(5, 6, dtype=torch.float64)
+
+    def fn(m, a, b):
+        return m(a, b, b.flip(-1), query_mask=q_mask, key_mask=kv_mask,
+                 query_pos=q_pos, key_pos=k_pos)[0]  # fmt: skip
+
+    results = both_paths(attn, fn, q, kv)
+    assert_same(results)
+    assert (results[0][0][0, 0] == 0).all()
+
+
+def test_encoder_stack_and_relation_block_rows_equal_grid():
+    torch.manual_seed(0)
+    enc = TransformerEncoder(
+        TransformerEncoderLayer(8, 2, 16, dropout=0.0), 2, norm=nn.LayerNorm(8)
+    )
+    x, mask = grid(1)
+    pos = torch.randn(4, 3, 8, dtype=torch.float64)  # the grid's own shape, no broadcast
+    assert_same(both_paths(enc.double(), lambda m, a: m(a, mask, pos=pos), x))
+    for window in (None, 2):
+        block = SpatialTemporalEncoder(8, 2, 16, temporal_layers=2, dropout=0.0,
+                                       temporal_window=window).double()  # fmt: skip
+        x, mask = grid(2, B=3, T=6, P=4)
+        assert_same(both_paths(block, lambda m, a, mask=mask: m(a, mask), x))
+    mim = MotionInteraction(8, 2, dropout=0.0).double()
+    x, mask = grid(3)
+    assert_same(both_paths(mim, lambda m, a, b: m(a, b, mask), x, x.flip(-1)))
+
+
+def test_matrix_products_see_only_the_valid_rows():
+    block = SpatialTemporalEncoder(8, 2, 16, temporal_layers=2, dropout=0.0)
+    x, mask = grid(4, B=3, T=6, P=4, dtype=torch.float32)
+    seen = []
+    for module in block.modules():
+        if isinstance(module, nn.Linear):
+            module.register_forward_hook(lambda m, args, out: seen.append(args[0][..., 0].numel()))
+    block(x, mask)
+    assert seen and set(seen) == {int(mask.sum())}
+    seen.clear()
+    set_skip_padding(block, False)(x, mask)
+    assert set(seen) == {3 * 6 * 4}  # the padded grid's rows (spatial and temporal)
+
+
+def test_skip_padding_is_configurable_and_off_with_weights():
+    layer = TransformerEncoderLayer(8, 2, 16, dropout=0.0, skip_padding=False)
+    assert layer.skip_padding is False and layer.self_attn.skip_padding is False
+    layer.skip_padding = True
+    assert layer.self_attn.skip_padding is True
+    block = SpatialTemporalEncoder(8, 2, 16, skip_padding=False)
+    assert all(not m.skip_padding for m in block.modules() if hasattr(m, "skip_padding"))
+    seen = []
+    layer.linear1.register_forward_hook(lambda m, args, out: seen.append(args[0].shape))
+    x, mask = torch.randn(2, 5, 8), torch.rand(2, 5) > 0.5
+    layer(x, mask)
+    assert seen[-1] == (int(mask.sum()), 8)
+    layer(x, mask, need_weights=True)  # attention weights: the padded path
+    assert seen[-1] == (2, 5, 8)
+
+
+def test_empty_and_degenerate_grids():
+    block = SpatialTemporalEncoder(8, 2, 16, temporal_layers=1, dropout=0.0)
+    for shape in ((0, 4, 3), (2, 0, 3), (2, 4, 0)):
+        x = torch.randn(*shape, 8, requires_grad=True)
+        out = block(x, torch.ones(shape, dtype=torch.bool))
+        assert out.shape == x.shape
+        out.sum().backward()
+    x = torch.randn(2, 4, 3, 8, requires_grad=True)
+    out = block(x, torch.zeros(2, 4, 3, dtype=torch.bool))  # fully masked
+    assert (out == 0).all()
+    out.sum().backward()
+    assert torch.isfinite(x.grad).all()
+
+
+def test_bf16_autocast_rows_close_to_grid():
+    torch.manual_seed(0)
+    block = SpatialTemporalEncoder(32, 4, 64, temporal_layers=2, dropout=0.0).eval()
+    x, mask = grid(5, B=3, T=6, P=4, D=32, dtype=torch.float32)
+    outs = []
+    for skip in (True, False):
+        set_skip_padding(block, skip)
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            outs.append(block(x, mask).float())
+    torch.testing.assert_close(outs[0], outs[1], rtol=0.05, atol=0.05)
+    assert (outs[0][~mask] == 0).all()
+
+
+@pytest.mark.parametrize("window", [None, 2])
+def test_compiled_block_takes_the_padded_path_and_matches(window):
+    block = SpatialTemporalEncoder(16, 4, 32, temporal_layers=1, dropout=0.0,
+                                   temporal_window=window).eval()  # fmt: skip
+    x, mask = grid(6, D=16, dtype=torch.float32)
+    compiled = torch.compile(block, fullgraph=True)
+    torch.testing.assert_close(compiled(x, mask), block(x, mask), rtol=1e-4, atol=1e-5)
