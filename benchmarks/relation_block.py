@@ -11,10 +11,15 @@ Side by side in one run, on the same videos and weights:
   (one video per call, Python loops over frames, temporal windows of 2 frames), on a subset of
   the videos; its videos/s is extrapolated to the workload;
 - `library`: `SpatialTemporalEncoder(temporal_window=2)` (the same function: the script checks
-  the outputs agree) over length-bucketed batches of the whole workload, eager fp32, bf16
-  autocast, and `torch.compile` (default; reduce-overhead on CUDA); and the library's default
-  whole-track temporal attention;
+  the outputs agree) over length-bucketed batches of the workload: on the padded grid
+  (`skip_padding=False`) and on the valid pairs (the default), eager fp32, bf16 autocast, and
+  `torch.compile` (default; reduce-overhead on CUDA; compiled graphs run on the padded grid);
+  and the library's default whole-track temporal attention, fp32 and bf16;
 - training: forward + backward + AdamW step (the baseline one video a step, as STTran trains).
+
+It also measures the machine's matrix-product throughput (a 8192 x 1936 x 2048 GEMM, fp32 and
+bf16) and prints the speed bound it implies for the block: videos/s <= GEMM FLOP/s / (FLOPs of
+the block's matrix products for one video's pairs).
 
     python benchmarks/relation_block.py                  # CPU: 2 threads, 200 library videos
     python benchmarks/relation_block.py --device cuda    # the whole workload
@@ -79,9 +84,25 @@ class Workload:
         return int(self.mask.sum())
 
 
-def run_library(block, work: Workload, *, amp: torch.dtype | None, train: bool, opt=None):
+def gemm_flops(device, dtype) -> float:
+    """FLOP/s of one large matrix product, (8192 x 1936) @ (1936 x 2048): best of 8."""
+    a = torch.randn(8192, 1936, device=device, dtype=dtype)
+    w = torch.randn(2048, 1936, device=device, dtype=dtype)
+    for _ in range(2):  # warm-up: kernel selection, weight packing
+        a @ w.T
+    best = min(timed(lambda: a @ w.T, device) for _ in range(8))
+    return 2 * 8192 * 1936 * 2048 / best
+
+
+def block_flops_per_pair(d: int, ff: int, layers: int) -> int:
+    """FLOPs of the projections and feed-forward network of ``layers`` layers, one pair-frame."""
+    return layers * (8 * d * d + 4 * d * ff)
+
+
+def run_library(block, work: Workload, *, amp: torch.dtype | None, train: bool, opt=None,
+                inputs=None):  # fmt: skip
     def go():
-        for x, m, f in work.inputs:
+        for x, m, f in work.inputs if inputs is None else inputs:
             with torch.autocast(
                 work.device.type, dtype=amp or torch.float32, enabled=amp is not None
             ):
@@ -150,7 +171,9 @@ def main() -> None:
         "--videos", type=int, default=None, help="library videos (default: cpu 200, cuda all)"
     )
     p.add_argument("--baseline-videos", type=int, default=None, help="default: cpu 20, cuda 100")
-    p.add_argument("--max-videos", type=int, default=64, help="videos per library batch")
+    p.add_argument(
+        "--max-videos", type=int, default=None, help="videos per library batch (cpu 16, cuda 64)"
+    )
     p.add_argument("--tasks", default=None, help="default: predcls,sgdet (--quick: predcls)")
     p.add_argument("--no-compile", action="store_true")
     p.add_argument("--seed", type=int, default=0)
@@ -161,45 +184,63 @@ def main() -> None:
     d, ff, total_videos = (128, 256, 24) if args.quick else (1936, 2048, 1737)
     videos = args.videos or (total_videos if cuda or args.quick else 200)
     base_videos = args.baseline_videos or (4 if args.quick else 100 if cuda else 20)
+    max_videos = args.max_videos or (64 if cuda else 16)
     torch.manual_seed(args.seed)
     block = SpatialTemporalEncoder(d, 8, ff, spatial_layers=1, temporal_layers=3, dropout=0.0,
                                    temporal_window=2).to(device)  # fmt: skip
     whole = SpatialTemporalEncoder(d, 8, ff, temporal_layers=3, dropout=0.0).to(device)
     whole.load_state_dict(block.state_dict())
+    padded = SpatialTemporalEncoder(d, 8, ff, temporal_layers=3, dropout=0.0, temporal_window=2,
+                                    skip_padding=False).to(device)  # fmt: skip
+    padded.load_state_dict(block.state_dict())
     gpu = torch.cuda.get_device_name(device) if cuda else f"CPU, {args.threads} threads"
     print(f"# Spatial-temporal relation block, d={d}, FFN {ff}, 1+3 layers, 8 heads; {gpu}; "
           f"torch {torch.__version__}")  # fmt: skip
+    peak = {name: gemm_flops(device, dt) for name, dt in (("fp32", torch.float32),
+                                                          ("bf16", torch.bfloat16))}  # fmt: skip
+    per_pair = block_flops_per_pair(d, ff, 4)
+    print(f"\nGEMM throughput: fp32 {peak['fp32'] / 1e9:.0f} GFLOP/s, bf16 "
+          f"{peak['bf16'] / 1e9:.0f} GFLOP/s; the block's matrix products: "
+          f"{per_pair / 1e6:.0f} MFLOP a pair-frame (whole track; windows of 2 run the 3 "
+          f"temporal layers twice for most frames)")  # fmt: skip
     tasks = args.tasks or ("predcls" if args.quick else "predcls,sgdet")
     for task in tasks.split(","):
         mask, frame_mask = load_masks(task, total_videos, args.seed)
-        work = Workload(mask, frame_mask, videos, args.max_videos, d, device)
+        work = Workload(mask, frame_mask, videos, max_videos, d, device)
         base = flat_videos(work, base_videos, device)
         block.eval()
         whole.eval()
         pad = padding_fraction(work.sizes, work.batches)
         diff = agreement(block, base)
+        pairs_per_video = work.pairs / len(work.mask)
+        bound = {k: v / (per_pair * pairs_per_video) for k, v in peak.items()}
         print(f"\n## {task}: {len(work.mask)} of {total_videos} videos timed, {work.pairs} pairs, "
               f"{len(work.batches)} batches, padding {pad:.0%}; baseline on {len(base)} videos; "
-              f"max |library - sttran-style| = {diff:.1e}\n")  # fmt: skip
+              f"max |library - sttran-style| = {diff:.1e}; GEMM bound for the whole-track block: "
+              f"fp32 {bound['fp32']:.1f}, bf16 {bound['bf16']:.1f} videos/s\n")  # fmt: skip
         rows = []
         run_baseline(block, base[:1], train=False)()  # warm-up
         t = timed(run_baseline(block, base, train=False), device)
         base_rate = len(base) / t
         rows.append(("sttran-style, one video per call, window 2", "inference", base_rate))
+        padded.eval()
         configs = [
+            ("library, window 2, fp32, padded grid", padded, None),
             ("library, window 2, fp32", block, None),
-            ("library, whole track, fp32", whole, None),
             ("library, window 2, bf16 autocast", block, torch.bfloat16),
+            ("library, whole track, fp32", whole, None),
+            ("library, whole track, bf16 autocast", whole, torch.bfloat16),
         ]
+        first = work.inputs[:1]
         for name, model, amp in configs:
-            run_library(model, work, amp=amp, train=False)()  # warm-up
+            run_library(model, work, amp=amp, train=False, inputs=first)()  # warm-up
             t = timed(run_library(model, work, amp=amp, train=False), device)
             rows.append((name, "inference", len(work.mask) / t))
         if not args.no_compile:
             modes = ["default", "reduce-overhead"] if cuda else ["default"]
             for mode in modes:
                 compiled = torch.compile(block, mode=mode, dynamic=True)
-                run_library(compiled, work, amp=None, train=False)()  # compile + warm-up
+                run_library(compiled, work, amp=None, train=False)()  # compile every shape
                 t = timed(run_library(compiled, work, amp=None, train=False), device)
                 rows.append(
                     (f"library, window 2, fp32, compile {mode}", "inference", len(work.mask) / t)
@@ -212,14 +253,19 @@ def main() -> None:
         t = timed(run_baseline(block, train_base, train=True, opt=opt), device)
         base_train = len(train_base) / t
         rows.append(("sttran-style, one video per step, window 2", "training", base_train))
-        run_library(block, work, amp=None, train=True, opt=opt)()
+        run_library(block, work, amp=None, train=True, opt=opt, inputs=first)()
         t = timed(run_library(block, work, amp=None, train=True, opt=opt), device)
         rows.append(("library, window 2, fp32", "training", len(work.mask) / t))
         if cuda:
-            run_library(block, work, amp=torch.bfloat16, train=True, opt=opt)()
+            run_library(block, work, amp=torch.bfloat16, train=True, opt=opt, inputs=first)()
             torch.cuda.reset_peak_memory_stats(device)
             t = timed(run_library(block, work, amp=torch.bfloat16, train=True, opt=opt), device)
             rows.append(("library, window 2, bf16 autocast", "training", len(work.mask) / t))
+        whole.train()
+        opt_whole = torch.optim.AdamW(whole.parameters(), lr=1e-5)
+        run_library(whole, work, amp=torch.bfloat16, train=True, opt=opt_whole, inputs=first)()
+        t = timed(run_library(whole, work, amp=torch.bfloat16, train=True, opt=opt_whole), device)
+        rows.append(("library, whole track, bf16 autocast", "training", len(work.mask) / t))
         print("| implementation | pass | videos/s | whole workload (s) | vs sttran-style |")
         print("| --- | --- | --- | --- | --- |")
         for name, kind, rate in rows:
@@ -228,8 +274,8 @@ def main() -> None:
                 f"| {name} | {kind} | {rate:.1f} | {total_videos / rate:.1f} | {rate / ref:.1f}x |"
             )
         if cuda:
-            peak = torch.cuda.max_memory_allocated(device) / 2**30
-            print(f"\npeak memory (bf16 training): {peak:.2f} GiB")
+            peak_mem = torch.cuda.max_memory_allocated(device) / 2**30
+            print(f"\npeak memory (bf16 training): {peak_mem:.2f} GiB")
 
 
 if __name__ == "__main__":
