@@ -19,6 +19,14 @@ import torch
 from torch import Tensor
 
 
+def _is_compiling() -> bool:
+    """``torch.compiler.is_compiling()`` (torch >= 2.3), or dynamo's own flag on torch 2.2."""
+    is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None)
+    if is_compiling is None:  # pragma: no cover - torch 2.2
+        return bool(torch._dynamo.is_compiling())
+    return bool(is_compiling())
+
+
 def use_valid_rows(enabled: bool, mask: Tensor | None, shape: torch.Size) -> bool:
     """Whether a block should run its row-wise work on the valid rows of ``mask``.
 
@@ -27,10 +35,7 @@ def use_valid_rows(enabled: bool, mask: Tensor | None, shape: torch.Size) -> boo
     compiled graph computes on the padded grid (the outputs are the same).
     """
     return (
-        enabled
-        and mask is not None
-        and tuple(mask.shape) == tuple(shape)
-        and not torch.compiler.is_compiling()
+        enabled and mask is not None and tuple(mask.shape) == tuple(shape) and not _is_compiling()
     )
 
 
