@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Iterable
 from typing import Literal, overload
 
 import torch
@@ -320,7 +321,8 @@ class MaskedMultiheadAttention(nn.Module):
             q_rows = queries.gather(query)
             k_rows = q_rows if key is query and keys is queries else keys.gather(key)
             qpos_rows = None if query_pos is None else queries.gather(query_pos)
-            kpos_rows = None if key_pos is None else keys.gather(key_pos)
+            same_pos = key_pos is query_pos and keys is queries  # self-attention positions
+            kpos_rows = qpos_rows if same_pos else None if key_pos is None else keys.gather(key_pos)
             out_rows = self.forward_rows(
                 q_rows,
                 queries,
@@ -566,9 +568,7 @@ class TransformerEncoderLayer(nn.Module):
         """Encode ``x``; returns ``(output, weights)`` when ``need_weights`` is true."""
         if attn_mask is None and not need_weights and self._use_rows(x, mask, pos):
             assert mask is not None  # by _use_rows
-            rows = ValidRows(mask)
-            pos_rows = None if pos is None else rows.gather(pos)
-            return rows.scatter(self.forward_rows(rows.gather(x), rows, pos_rows))
+            return _encode_rows((self,), None, x, mask, pos)
         h = self.norm1(x) if self.norm_first else x
         attn, weights = self.self_attn(
             h, query_mask=mask, query_pos=pos, attn_mask=attn_mask, need_weights=need_weights
@@ -582,6 +582,22 @@ class TransformerEncoderLayer(nn.Module):
         if mask is not None:
             x = x.masked_fill(~mask.unsqueeze(-1), 0.0)
         return (x, weights) if need_weights else x  # type: ignore[return-value]
+
+
+def _encode_rows(
+    layers: Iterable[TransformerEncoderLayer],
+    norm: nn.Module | None,
+    x: Tensor,
+    mask: Tensor,
+    pos: Tensor | None,
+) -> Tensor:
+    """Encoder layers (then ``norm``) on the valid rows of ``x``: gather once, scatter once."""
+    rows = ValidRows(mask)
+    h = rows.gather(x)
+    pos_rows = None if pos is None else rows.gather(pos)
+    for layer in layers:
+        h = layer.forward_rows(h, rows, pos_rows)
+    return rows.scatter(h if norm is None else norm(h))
 
 
 class TransformerDecoderLayer(nn.Module):
@@ -790,12 +806,7 @@ class TransformerEncoder(nn.Module):
         first: TransformerEncoderLayer = self.layers[0]
         if attn_mask is None and first._use_rows(x, mask, pos):
             assert mask is not None  # by _use_rows
-            rows = ValidRows(mask)
-            h = rows.gather(x)
-            pos_rows = None if pos is None else rows.gather(pos)
-            for layer in self.layers:
-                h = layer.forward_rows(h, rows, pos_rows)
-            return rows.scatter(h if self.norm is None else self.norm(h))
+            return _encode_rows(self.layers, self.norm, x, mask, pos)
         for layer in self.layers:
             x = layer(x, mask, pos=pos, attn_mask=attn_mask)
         if self.norm is not None:
