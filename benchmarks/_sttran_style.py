@@ -33,7 +33,7 @@ def sttran_style_forward(
     # spatial encoder: pad the rows of every frame, one call for the video
     if block.spatial is not None and longest:
         rel_input = features.new_zeros(num_frames, longest, D)
-        masks = torch.zeros(num_frames, longest, dtype=torch.bool)
+        masks = torch.zeros(num_frames, longest, dtype=torch.bool, device=features.device)
         for t in range(num_frames):
             rows = frame_index == t
             rel_input[t, : counts[t]] = features[rows]
@@ -52,13 +52,13 @@ def sttran_style_forward(
         pairs = pair_index[rows].unique()
         slot = torch.searchsorted(pairs, pair_index[rows])
         seq = features.new_zeros(len(pairs), w, D)
-        seq_mask = torch.zeros(len(pairs), w, dtype=torch.bool)
+        seq_mask = torch.zeros(len(pairs), w, dtype=torch.bool, device=features.device)
         seq[slot, frame_index[rows] - j] = features[rows]
         seq_mask[slot, frame_index[rows] - j] = True
         sequences.append(seq)
         seq_masks.append(seq_mask)
         owners.append((rows, slot, frame_index[rows] - j, len(pairs)))
-    pos = sinusoidal_positions(w, D, dtype=features.dtype)
+    pos = sinusoidal_positions(w, D, dtype=features.dtype).to(features.device)
     output = block.temporal(torch.cat(sequences), torch.cat(seq_masks), pos=pos)
     total = torch.zeros_like(features)
     count = features.new_zeros(len(features))

@@ -66,26 +66,42 @@ def frames_for_baseline(g, preds, target, limit: int):
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="CI size (60 videos)")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--baseline-frames", type=int, default=3000)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    num_videos = 60 if args.quick else 1737
-    baseline_frames = min(args.baseline_frames, 300 if args.quick else args.baseline_frames)
-    print(f"# Action Genome evaluator, {args.threads} threads, torch {torch.__version__}")
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def run(
+    device: torch.device,
+    *,
+    quick: bool = False,
+    baseline_frames: int = 3000,
+    threads: int = 2,
+    seed: int = 0,
+) -> str:
+    """Run the benchmark and return its Markdown report (also used by ``gpu_suite.py``).
+
+    The library evaluator runs on ``device`` (its inputs moved there beforehand, untimed); the
+    per-frame baseline always runs on the CPU in NumPy.
+    """
+    num_videos = 60 if quick else 1737
+    baseline_frames = min(baseline_frames, 300 if quick else baseline_frames)
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    lines = [f"# Action Genome evaluator; library on {where}, {threads} CPU threads, "
+             f"torch {torch.__version__}"]  # fmt: skip
     rows = []
     for mode in ("predcls", "sgdet"):
-        g, preds, target = workload(mode, num_videos, args.seed)
+        g, preds, target = workload(mode, num_videos, seed)
+        on_device = lambda d: {k: v.to(device) for k, v in d.items()}  # noqa: E731
+        dev_preds, dev_target = on_device(preds), on_device(target)
         ev = ActionGenomeEvaluator(constraints=CONSTRAINTS, ks=(10, 20, 50, 100))
-        ev.update(preds, target)  # warm-up (allocator, threads)
+        ev.update(dev_preds, dev_target)  # warm-up (allocator, threads, kernels)
         ev.reset()
+        _sync(device)
         start = time.perf_counter()
-        ev.update(preds, target)
+        ev.update(dev_preds, dev_target)
         ev.compute()
+        _sync(device)
         lib_time = time.perf_counter() - start
         frames = frames_for_baseline(g, preds, target, baseline_frames)
         base_time, base_r20 = 0.0, {}
@@ -107,34 +123,57 @@ def main() -> None:
         rows.append(
             (mode, g.num_frames, g.num_pairs, lib_time, per_frame_ms, n_sub, base_r20, sub_r)
         )
-    print()
-    print(
-        "| task | frames | pairs | library, 3 constraints (s) "
+    lines.append("")
+    lines.append(
+        f"| task | frames | pairs | library on {device.type}, 3 constraints (s) "
         "| public-style, 3 constraints (ms/frame) | public-style, extrapolated (s) | speed-up |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    lines.append("| --- | --- | --- | --- | --- | --- | --- |")
     for mode, nf, npairs, lib, ms, _, _, _ in rows:
         extrap = ms * nf / 1000
         cells = f"{lib:.2f} | {ms:.2f} | {extrap:.1f} | {extrap / lib:.0f}x"
-        print(f"| {mode} | {nf} | {npairs} | {cells} |")
-    print()
-    print("Agreement on the baseline's frames (R@20, %):")
-    print(
+        lines.append(f"| {mode} | {nf} | {npairs} | {cells} |")
+    lines.append("")
+    lines.append("Agreement on the baseline's frames (R@20, %):")
+    lines.append(
         "| task | frames | "
         + " | ".join(f"{c}: library / public-style" for c in CONSTRAINTS)
         + " |"
     )
-    print("| --- | --- | " + " | ".join("---" for _ in CONSTRAINTS) + " |")
+    lines.append("| --- | --- | " + " | ".join("---" for _ in CONSTRAINTS) + " |")
     for mode, _, _, _, _, n_sub, base, sub in rows:
         cells = " | ".join(
             f"{100 * float(sub[f'{c}/R@20']):.2f} / {100 * base[c]:.2f}" for c in CONSTRAINTS
         )
-        print(f"| {mode} | {n_sub} | {cells} |")
+        lines.append(f"| {mode} | {n_sub} | {cells} |")
     target_s = 3.0
     worst = max(r[3] for r in rows)
-    if not args.quick:
+    if not quick:
         verdict = "met" if worst < target_s else "MISSED"
-        print(f"\nTarget: every task under {target_s:.0f} s -> {verdict} (slowest {worst:.2f} s)")
+        lines.append(
+            f"\nTarget: every task under {target_s:.0f} s -> {verdict} (slowest {worst:.2f} s)"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="CI size (60 videos)")
+    parser.add_argument("--device", default="cpu", help="where the library evaluator runs")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--baseline-frames", type=int, default=3000)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    print(
+        run(
+            torch.device(args.device),
+            quick=args.quick,
+            baseline_frames=args.baseline_frames,
+            threads=args.threads,
+            seed=args.seed,
+        )
+    )
 
 
 if __name__ == "__main__":

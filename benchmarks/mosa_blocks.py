@@ -6,7 +6,8 @@ SGDet about 5.7), length-bucketed; random 1936-d pair features.
 
 Side by side in one run:
 
-- `motion_attributes` (MoSA Eq. 3-6) over every pair of every frame of the workload;
+- `motion_attributes` (MoSA Eq. 3-6) over every pair of every frame of the workload, on the
+  device asked for;
 - the plain spatial-temporal block (1 spatial + 3 temporal layers, 8 heads, FFN 2048) against the
   full MoSA head on the same videos (spatial encoder -> MFE + MIM -> temporal decoder -> three
   ASMs over the 26 predicates), and each MoSA block alone: the overhead ratios.
@@ -80,61 +81,59 @@ class MoSAHead(torch.nn.Module):
         return torch.cat([asm(x) for asm in self.asm], -1)
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--quick", action="store_true", help="CI size: 40 videos, width 128")
-    p.add_argument("--head-videos", type=int, default=None, help="default: cpu 100, cuda all")
-    p.add_argument("--max-videos", type=int, default=64)
-    p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args()
-    device = torch.device(args.device)
-    torch.set_num_threads(args.threads)
-    d, ff, total = (128, 256, 40) if args.quick else (1936, 2048, 1737)
-    head_videos = args.head_videos or (total if device.type == "cuda" or args.quick else 100)
+def run(
+    device: torch.device,
+    *,
+    quick: bool = False,
+    head_videos: int | None = None,
+    max_videos: int = 64,
+    threads: int = 2,
+    seed: int = 0,
+) -> str:
+    """Run the benchmark and return its Markdown report (also used by ``gpu_suite.py``)."""
+    d, ff, total = (128, 256, 40) if quick else (1936, 2048, 1737)
+    head_videos = head_videos or (total if device.type == "cuda" or quick else 100)
     where = (
-        torch.cuda.get_device_name(device)
-        if device.type == "cuda"
-        else f"CPU, {args.threads} threads"
+        torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {threads} threads"
     )
-    print(f"# MoSA blocks; {where}; torch {torch.__version__}")
-
+    lines = [f"# MoSA blocks; {where}; torch {torch.__version__}"]
     graphs = {}
-    print("\n## Motion attributes over the whole workload (CPU)\n")
-    print("| task | videos | frames | pairs | seconds | target < 0.2 s |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    lines.append(f"\n## Motion attributes over the whole workload ({device.type})\n")
+    lines.append("| task | videos | frames | pairs | seconds | target < 0.2 s |")
+    lines.append("| --- | --- | --- | --- | --- | --- |")
     for task in ("predcls", "sgdet"):
-        cfg = SyntheticConfig.action_genome_test_scale(num_test_videos=total, seed=args.seed)
+        cfg = SyntheticConfig.action_genome_test_scale(num_test_videos=total, seed=seed)
         g = SyntheticActionGenome(cfg, split="test", mode=task).batch()
         graphs[task] = g
-        cpu = batches(g, 256, torch.device("cpu"))
+        work = batches(g, 256, device)
 
-        def attrs(cpu=cpu):
-            for mask, bs, bo, times, size in cpu:
+        def attrs(work=work):
+            for mask, bs, bo, times, size in work:
                 motion_attributes(bs, bo, mask, times, image_size=size)
 
         with torch.no_grad():
-            t = best_of(attrs, torch.device("cpu"))
+            t = best_of(attrs, device)
         frames, pairs = int(g.frame_mask.sum()), int(g.mask.sum())
         verdict = "met" if t < 0.2 else "missed"
-        print(f"| {task} | {total} | {frames} | {pairs} | {t:.3f} | {verdict} |")
+        lines.append(f"| {task} | {total} | {frames} | {pairs} | {t:.3f} | {verdict} |")
 
-    torch.manual_seed(args.seed)
+    torch.manual_seed(seed)
     block = SpatialTemporalEncoder(d, 8, ff, spatial_layers=1, temporal_layers=3, dropout=0.0).to(
         device
     )
     text = F.normalize(torch.randn(26, 512), dim=-1)
     head = MoSAHead(block, d, text).to(device).eval()
     block.eval()
-    print(f"\n## MoSA head vs the plain block, inference, d={d}, FFN {ff}, "
-          f"{head_videos} videos ({device.type})\n")  # fmt: skip
-    print("| task | plain block (s) | MFE | MIM | ASM x3 | MoSA head (s) | head / plain | target |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    lines.append(f"\n## MoSA head vs the plain block, inference, d={d}, FFN {ff}, "
+                 f"{head_videos} videos ({device.type})\n")  # fmt: skip
+    lines.append(
+        "| task | plain block (s) | MFE | MIM | ASM x3 | MoSA head (s) | head / plain | target |"
+    )
+    lines.append("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for task, g in graphs.items():
         work = []
         for i, (mask, bs, bo, times, size) in enumerate(
-            batches(g[:head_videos], args.max_videos, device)
+            batches(g[:head_videos], max_videos, device)
         ):
             gen = torch.Generator().manual_seed(i)
             x = (
@@ -158,7 +157,30 @@ def main() -> None:
         ratio = t["full"] / t["plain"]
         cells = " | ".join(f"{t[k]:.3f}" for k in ("plain", "mfe", "mim", "asm", "full"))
         verdict = "met (<= 1.3x)" if ratio <= 1.3 else "missed (> 1.3x)"
-        print(f"| {task} | {cells} | {ratio:.2f}x | {verdict} |")
+        lines.append(f"| {task} | {cells} | {ratio:.2f}x | {verdict} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--quick", action="store_true", help="CI size: 40 videos, width 128")
+    p.add_argument("--head-videos", type=int, default=None, help="default: cpu 100, cuda all")
+    p.add_argument("--max-videos", type=int, default=64)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    print(
+        run(
+            torch.device(args.device),
+            quick=args.quick,
+            head_videos=args.head_videos,
+            max_videos=args.max_videos,
+            threads=args.threads,
+            seed=args.seed,
+        )
+    )
 
 
 if __name__ == "__main__":

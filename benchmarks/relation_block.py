@@ -162,6 +162,144 @@ def agreement(block, videos) -> float:
     return worst
 
 
+def best_time(fn: Callable[[], object], device: torch.device, repeats: int) -> float:
+    """Shortest of ``repeats`` timed calls of ``fn`` (each a pass over the workload)."""
+    return min(timed(fn, device) for _ in range(repeats))
+
+
+def run(
+    device: torch.device,
+    *,
+    quick: bool = False,
+    videos: int | None = None,
+    baseline_videos: int | None = None,
+    max_videos: int | None = None,
+    tasks: str | None = None,
+    compile_modes: tuple[str, ...] | None = None,
+    repeats: int | None = None,
+    threads: int = 2,
+    seed: int = 0,
+) -> str:
+    """Run the benchmark and return its Markdown report (also used by ``gpu_suite.py``)."""
+    cuda = device.type == "cuda"
+    d, ff, total_videos = (128, 256, 24) if quick else (1936, 2048, 1737)
+    videos = videos or (total_videos if cuda or quick else 200)
+    base_videos = baseline_videos or (4 if quick else 100 if cuda else 20)
+    max_videos = max_videos or (64 if cuda else 16)
+    repeats = repeats or (3 if cuda else 1)
+    if compile_modes is None:
+        compile_modes = ("default", "reduce-overhead") if cuda else ("default",)
+    torch.manual_seed(seed)
+    block = SpatialTemporalEncoder(d, 8, ff, spatial_layers=1, temporal_layers=3, dropout=0.0,
+                                   temporal_window=2).to(device)  # fmt: skip
+    whole = SpatialTemporalEncoder(d, 8, ff, temporal_layers=3, dropout=0.0).to(device)
+    whole.load_state_dict(block.state_dict())
+    padded = SpatialTemporalEncoder(d, 8, ff, temporal_layers=3, dropout=0.0, temporal_window=2,
+                                    skip_padding=False).to(device)  # fmt: skip
+    padded.load_state_dict(block.state_dict())
+    whole_padded = SpatialTemporalEncoder(d, 8, ff, temporal_layers=3, dropout=0.0,
+                                          skip_padding=False).to(device)  # fmt: skip
+    whole_padded.load_state_dict(block.state_dict())
+    gpu = torch.cuda.get_device_name(device) if cuda else f"CPU, {threads} threads"
+    lines = [f"# Spatial-temporal relation block, d={d}, FFN {ff}, 1+3 layers, 8 heads; {gpu}; "
+             f"torch {torch.__version__}"]  # fmt: skip
+    peak = {name: gemm_flops(device, dt) for name, dt in (("fp32", torch.float32),
+                                                          ("bf16", torch.bfloat16))}  # fmt: skip
+    per_pair = block_flops_per_pair(d, ff, 4)
+    lines.append(f"\nGEMM throughput: fp32 {peak['fp32'] / 1e9:.0f} GFLOP/s, bf16 "
+                 f"{peak['bf16'] / 1e9:.0f} GFLOP/s; the block's matrix products: "
+                 f"{per_pair / 1e6:.0f} MFLOP a pair-frame (whole track; windows of 2 run the 3 "
+                 f"temporal layers twice for most frames); each library row is the best of "
+                 f"{repeats} passes over the workload")  # fmt: skip
+    tasks = tasks or ("predcls" if quick else "predcls,sgdet")
+    for task in tasks.split(","):
+        mask, frame_mask = load_masks(task, total_videos, seed)
+        work = Workload(mask, frame_mask, videos, max_videos, d, device)
+        base = flat_videos(work, base_videos, device)
+        for m in (block, whole, padded, whole_padded):
+            m.eval()
+        pad = padding_fraction(work.sizes, work.batches)
+        diff = agreement(block, base)
+        pairs_per_video = work.pairs / len(work.mask)
+        bound = {k: v / (per_pair * pairs_per_video) for k, v in peak.items()}
+        lines.append(f"\n## {task}: {len(work.mask)} of {total_videos} videos timed, "
+                     f"{work.pairs} pairs, {len(work.batches)} batches, padding {pad:.0%}; "
+                     f"baseline on {len(base)} videos; max |library - sttran-style| = "
+                     f"{diff:.1e}; GEMM bound for the whole-track block: fp32 "
+                     f"{bound['fp32']:.1f}, bf16 {bound['bf16']:.1f} videos/s\n")  # fmt: skip
+        rows = []
+
+        def measure(name, kind, fn, count, warm=None, rows=rows):
+            if warm is not None:
+                warm()
+            if cuda:
+                torch.cuda.reset_peak_memory_stats(device)
+            t = best_time(fn, device, 1 if kind == "training" else repeats)
+            mem = torch.cuda.max_memory_allocated(device) / 2**30 if cuda else float("nan")
+            rows.append((name, kind, count / t, mem))
+
+        def library(name, model, amp, *, train=False, opt=None, work=work):
+            """Time one library configuration over the workload, after a one-batch warm-up."""
+            go = run_library(model, work, amp=amp, train=train, opt=opt)
+            warm = run_library(model, work, amp=amp, train=train, opt=opt, inputs=work.inputs[:1])
+            measure(name, "training" if train else "inference", go, len(work.mask), warm=warm)
+
+        measure("sttran-style, one video per call, window 2", "inference",
+                run_baseline(block, base, train=False), len(base),
+                warm=run_baseline(block, base[:1], train=False))  # fmt: skip
+        configs = [
+            ("library, window 2, fp32, padded grid", padded, None),
+            ("library, window 2, fp32", block, None),
+            ("library, window 2, bf16 autocast", block, torch.bfloat16),
+            ("library, whole track, fp32, padded grid", whole_padded, None),
+            ("library, whole track, fp32", whole, None),
+            ("library, whole track, bf16 autocast, padded grid", whole_padded, torch.bfloat16),
+            ("library, whole track, bf16 autocast", whole, torch.bfloat16),
+        ]
+        for name, model, amp in configs:
+            library(name, model, amp)
+        for mode in compile_modes:
+            targets = [("window 2, fp32", block, None),
+                       ("whole track, bf16 autocast", whole, torch.bfloat16)]  # fmt: skip
+            for label, model, amp in targets[1:] if quick else targets:
+                compiled = torch.compile(model, mode=mode, dynamic=True)
+                go = run_library(compiled, work, amp=amp, train=False)
+                name = f"library, {label}, compile {mode}"
+                try:  # the warm-up pass compiles every shape
+                    measure(name, "inference", go, len(work.mask), warm=go)
+                except Exception as error:  # a compiler failure is a result, not the end of a run
+                    if not cuda:
+                        raise
+                    rows.append((f"{name}: failed, {type(error).__name__}: {str(error)[:80]}",
+                                 "inference", float("nan"), float("nan")))  # fmt: skip
+        # training: forward + backward + AdamW step
+        block.train()
+        opt = torch.optim.AdamW(block.parameters(), lr=1e-5)
+        train_base = base[: max(2, len(base) // 2)]
+        measure("sttran-style, one video per step, window 2", "training",
+                run_baseline(block, train_base, train=True, opt=opt), len(train_base),
+                warm=run_baseline(block, train_base[:1], train=True, opt=opt))  # fmt: skip
+        library("library, window 2, fp32", block, None, train=True, opt=opt)
+        if cuda:
+            library("library, window 2, bf16 autocast", block, torch.bfloat16, train=True, opt=opt)
+        whole.train()
+        opt_whole = torch.optim.AdamW(whole.parameters(), lr=1e-5)
+        if cuda:
+            library("library, whole track, fp32", whole, None, train=True, opt=opt_whole)
+        library("library, whole track, bf16 autocast", whole, torch.bfloat16, train=True,
+                opt=opt_whole)  # fmt: skip
+        base_rate = {kind: rate for name, kind, rate, _ in rows if name.startswith("sttran")}
+        mem_col = " peak memory (GiB) |" if cuda else ""
+        lines.append("| implementation | pass | videos/s | whole workload (s) | vs sttran-style |"
+                     + mem_col)  # fmt: skip
+        lines.append("| --- | --- | --- | --- | --- |" + (" --- |" if cuda else ""))
+        for name, kind, rate, mem in rows:
+            cells = (f"| {name} | {kind} | {rate:.1f} | {total_videos / rate:.2f} | "
+                     f"{rate / base_rate[kind]:.1f}x |")  # fmt: skip
+            lines.append(cells + (f" {mem:.2f} |" if cuda else ""))
+    return "\n".join(lines)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cpu")
@@ -175,107 +313,24 @@ def main() -> None:
         "--max-videos", type=int, default=None, help="videos per library batch (cpu 16, cuda 64)"
     )
     p.add_argument("--tasks", default=None, help="default: predcls,sgdet (--quick: predcls)")
+    p.add_argument("--repeats", type=int, default=None, help="passes a row, best kept (cuda 3)")
     p.add_argument("--no-compile", action="store_true")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
-    device = torch.device(args.device)
     torch.set_num_threads(args.threads)
-    cuda = device.type == "cuda"
-    d, ff, total_videos = (128, 256, 24) if args.quick else (1936, 2048, 1737)
-    videos = args.videos or (total_videos if cuda or args.quick else 200)
-    base_videos = args.baseline_videos or (4 if args.quick else 100 if cuda else 20)
-    max_videos = args.max_videos or (64 if cuda else 16)
-    torch.manual_seed(args.seed)
-    block = SpatialTemporalEncoder(d, 8, ff, spatial_layers=1, temporal_layers=3, dropout=0.0,
-                                   temporal_window=2).to(device)  # fmt: skip
-    whole = SpatialTemporalEncoder(d, 8, ff, temporal_layers=3, dropout=0.0).to(device)
-    whole.load_state_dict(block.state_dict())
-    padded = SpatialTemporalEncoder(d, 8, ff, temporal_layers=3, dropout=0.0, temporal_window=2,
-                                    skip_padding=False).to(device)  # fmt: skip
-    padded.load_state_dict(block.state_dict())
-    gpu = torch.cuda.get_device_name(device) if cuda else f"CPU, {args.threads} threads"
-    print(f"# Spatial-temporal relation block, d={d}, FFN {ff}, 1+3 layers, 8 heads; {gpu}; "
-          f"torch {torch.__version__}")  # fmt: skip
-    peak = {name: gemm_flops(device, dt) for name, dt in (("fp32", torch.float32),
-                                                          ("bf16", torch.bfloat16))}  # fmt: skip
-    per_pair = block_flops_per_pair(d, ff, 4)
-    print(f"\nGEMM throughput: fp32 {peak['fp32'] / 1e9:.0f} GFLOP/s, bf16 "
-          f"{peak['bf16'] / 1e9:.0f} GFLOP/s; the block's matrix products: "
-          f"{per_pair / 1e6:.0f} MFLOP a pair-frame (whole track; windows of 2 run the 3 "
-          f"temporal layers twice for most frames)")  # fmt: skip
-    tasks = args.tasks or ("predcls" if args.quick else "predcls,sgdet")
-    for task in tasks.split(","):
-        mask, frame_mask = load_masks(task, total_videos, args.seed)
-        work = Workload(mask, frame_mask, videos, max_videos, d, device)
-        base = flat_videos(work, base_videos, device)
-        block.eval()
-        whole.eval()
-        pad = padding_fraction(work.sizes, work.batches)
-        diff = agreement(block, base)
-        pairs_per_video = work.pairs / len(work.mask)
-        bound = {k: v / (per_pair * pairs_per_video) for k, v in peak.items()}
-        print(f"\n## {task}: {len(work.mask)} of {total_videos} videos timed, {work.pairs} pairs, "
-              f"{len(work.batches)} batches, padding {pad:.0%}; baseline on {len(base)} videos; "
-              f"max |library - sttran-style| = {diff:.1e}; GEMM bound for the whole-track block: "
-              f"fp32 {bound['fp32']:.1f}, bf16 {bound['bf16']:.1f} videos/s\n")  # fmt: skip
-        rows = []
-        run_baseline(block, base[:1], train=False)()  # warm-up
-        t = timed(run_baseline(block, base, train=False), device)
-        base_rate = len(base) / t
-        rows.append(("sttran-style, one video per call, window 2", "inference", base_rate))
-        padded.eval()
-        configs = [
-            ("library, window 2, fp32, padded grid", padded, None),
-            ("library, window 2, fp32", block, None),
-            ("library, window 2, bf16 autocast", block, torch.bfloat16),
-            ("library, whole track, fp32", whole, None),
-            ("library, whole track, bf16 autocast", whole, torch.bfloat16),
-        ]
-        first = work.inputs[:1]
-        for name, model, amp in configs:
-            run_library(model, work, amp=amp, train=False, inputs=first)()  # warm-up
-            t = timed(run_library(model, work, amp=amp, train=False), device)
-            rows.append((name, "inference", len(work.mask) / t))
-        if not args.no_compile:
-            modes = ["default", "reduce-overhead"] if cuda else ["default"]
-            for mode in modes:
-                compiled = torch.compile(block, mode=mode, dynamic=True)
-                run_library(compiled, work, amp=None, train=False)()  # compile every shape
-                t = timed(run_library(compiled, work, amp=None, train=False), device)
-                rows.append(
-                    (f"library, window 2, fp32, compile {mode}", "inference", len(work.mask) / t)
-                )
-        # training: forward + backward + AdamW step
-        block.train()
-        opt = torch.optim.AdamW(block.parameters(), lr=1e-5)
-        train_base = base[: max(2, len(base) // 2)]
-        run_baseline(block, train_base[:1], train=True, opt=opt)()
-        t = timed(run_baseline(block, train_base, train=True, opt=opt), device)
-        base_train = len(train_base) / t
-        rows.append(("sttran-style, one video per step, window 2", "training", base_train))
-        run_library(block, work, amp=None, train=True, opt=opt, inputs=first)()
-        t = timed(run_library(block, work, amp=None, train=True, opt=opt), device)
-        rows.append(("library, window 2, fp32", "training", len(work.mask) / t))
-        if cuda:
-            run_library(block, work, amp=torch.bfloat16, train=True, opt=opt, inputs=first)()
-            torch.cuda.reset_peak_memory_stats(device)
-            t = timed(run_library(block, work, amp=torch.bfloat16, train=True, opt=opt), device)
-            rows.append(("library, window 2, bf16 autocast", "training", len(work.mask) / t))
-        whole.train()
-        opt_whole = torch.optim.AdamW(whole.parameters(), lr=1e-5)
-        run_library(whole, work, amp=torch.bfloat16, train=True, opt=opt_whole, inputs=first)()
-        t = timed(run_library(whole, work, amp=torch.bfloat16, train=True, opt=opt_whole), device)
-        rows.append(("library, whole track, bf16 autocast", "training", len(work.mask) / t))
-        print("| implementation | pass | videos/s | whole workload (s) | vs sttran-style |")
-        print("| --- | --- | --- | --- | --- |")
-        for name, kind, rate in rows:
-            ref = base_rate if kind == "inference" else base_train
-            print(
-                f"| {name} | {kind} | {rate:.1f} | {total_videos / rate:.1f} | {rate / ref:.1f}x |"
-            )
-        if cuda:
-            peak_mem = torch.cuda.max_memory_allocated(device) / 2**30
-            print(f"\npeak memory (bf16 training): {peak_mem:.2f} GiB")
+    report = run(
+        torch.device(args.device),
+        quick=args.quick,
+        videos=args.videos,
+        baseline_videos=args.baseline_videos,
+        max_videos=args.max_videos,
+        tasks=args.tasks,
+        compile_modes=() if args.no_compile else None,
+        repeats=args.repeats,
+        threads=args.threads,
+        seed=args.seed,
+    )
+    print(report)
 
 
 if __name__ == "__main__":

@@ -373,6 +373,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="open_clip weights for the text embeddings (e.g. openai); default random",
     )
     p.add_argument(
+        "--random-text",
+        action="store_true",
+        help="random unit predicate embeddings instead of CLIP's (needs no open_clip)",
+    )
+    p.add_argument(
         "--no-mfe", action="store_true", help="ablation: no motion features (and no MIM)"
     )
     p.add_argument("--no-mim", action="store_true", help="ablation: fuse motion by concatenation")
@@ -399,7 +404,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, object]:
     torch.manual_seed(args.seed)
 
     train_videos, test_videos, semantics = load_data(args)
-    text = encode_prompts(mosa_prompts(), model=args.clip_model, pretrained=args.clip_pretrained)
+    if args.random_text:  # no text tower needed (machines without open_clip, GPU suite)
+        gen = torch.Generator().manual_seed(args.seed)
+        text = F.normalize(torch.randn(len(PREDICATES), 512, generator=gen), dim=-1)
+    else:
+        text = encode_prompts(
+            mosa_prompts(), model=args.clip_model, pretrained=args.clip_pretrained
+        )
     model = build_model(args, train_videos[0], semantics, text).to(device)
     if world > 1:
         model = nn.parallel.DistributedDataParallel(
