@@ -42,7 +42,7 @@ def sttran_style_forward(
         features = torch.cat([local[t, : counts[t]] for t in range(num_frames)])
     if block.temporal is None or not len(features):
         return features
-    # temporal decoder: sliding windows of w frames; each pair's rows in a window are a sequence
+    # temporal encoder: sliding windows of w frames; each pair's rows in a window are a sequence
     w = block.temporal_window or num_frames
     w = min(w, num_frames)
     starts = range(num_frames - w + 1)

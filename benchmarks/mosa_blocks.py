@@ -9,7 +9,7 @@ Side by side in one run:
 - `motion_attributes` (MoSA Eq. 3-6) over every pair of every frame of the workload, on the
   device asked for;
 - the plain spatial-temporal block (1 spatial + 3 temporal layers, 8 heads, FFN 2048) against the
-  full MoSA head on the same videos (spatial encoder -> MFE + MIM -> temporal decoder -> three
+  full MoSA head on the same videos (spatial encoder -> MFE + MIM -> temporal encoder -> three
   ASMs over the 26 predicates), and each MoSA block alone: the overhead ratios.
 
     python benchmarks/mosa_blocks.py                 # CPU, 2 threads (head on 100 videos)
@@ -63,7 +63,7 @@ def best_of(fn, device, repeats: int = 3) -> float:
 
 
 class MoSAHead(torch.nn.Module):
-    """Spatial encoder -> MFE + MIM -> temporal decoder -> ASM per predicate group."""
+    """Spatial encoder -> MFE + MIM -> temporal encoder -> ASM per predicate group."""
 
     def __init__(self, block: SpatialTemporalEncoder, d: int, text: torch.Tensor) -> None:
         super().__init__()

@@ -3,7 +3,7 @@
 Workload: the pair tracks of the synthetic benchmark at the size of Action Genome's test set
 (1,737 videos, about 41,700 key frames; PredCls about 2.2 pairs a frame, SGDet about 5.7), with
 random 1936-d pair features (the width STTran-family models use). The block: 1 spatial encoder
-layer + 3 temporal decoder layers, 8 heads, FFN 2048 (`dsgg_layers.SpatialTemporalEncoder`).
+layer + 3 temporal encoder layers, 8 heads, FFN 2048 (`dsgg_layers.SpatialTemporalEncoder`).
 
 Side by side in one run, on the same videos and weights:
 

@@ -29,6 +29,7 @@ from dsgg_layers.boxes import (
     box_iou,
     box_union,
     elementwise_box_iou,
+    image_size_like,
     normalize_boxes,
 )
 from dsgg_layers.layout import (
@@ -51,8 +52,13 @@ from dsgg_layers.motion import (
     MotionInteraction,
     motion_attributes,
 )
-from dsgg_layers.relation import SpatialTemporalEncoder, sinusoidal_positions
+from dsgg_layers.pooling import MaskedPooling, masked_pool
+from dsgg_layers.positions import LearnedPositions, sinusoidal_positions
+from dsgg_layers.relation import SpatialTemporalEncoder
+from dsgg_layers.rows import ValidRows
 from dsgg_layers.semantic import ActionSemanticMatcher
+from dsgg_layers.temporal import gather_previous, previous_frame_index
+from dsgg_layers.tokens import LearnableTokens, prepend_tokens, split_tokens
 
 __version__ = "0.1.0.dev0"
 
@@ -61,7 +67,10 @@ __all__ = [
     "ActionSemanticMatcher",
     "BucketBatchSampler",
     "CategoryWeightedLoss",
+    "LearnableTokens",
+    "LearnedPositions",
     "MaskedMultiheadAttention",
+    "MaskedPooling",
     "MotionFeatureExtractor",
     "MotionInteraction",
     "PairTracks",
@@ -71,6 +80,7 @@ __all__ = [
     "TransformerDecoderLayer",
     "TransformerEncoder",
     "TransformerEncoderLayer",
+    "ValidRows",
     "__version__",
     "box_area",
     "box_center",
@@ -84,13 +94,19 @@ __all__ = [
     "collate_tracks",
     "elementwise_box_iou",
     "flat_to_tracks",
+    "gather_previous",
+    "image_size_like",
     "label_frequencies",
     "masked_attention",
+    "masked_pool",
     "motion_attributes",
     "normalize_boxes",
     "padding_fraction",
     "person_object_pairs",
+    "prepend_tokens",
+    "previous_frame_index",
     "sinusoidal_positions",
+    "split_tokens",
     "split_tracks",
     "text",
     "track_sizes",

@@ -22,12 +22,25 @@ weights are requested (``need_weights=True``), where it is written out so the we
 returned.
 
 **Padding costs no matrix products.** With ``skip_padding=True`` (the default) and a validity
-mask, :class:`MaskedMultiheadAttention`, :class:`TransformerEncoderLayer` and
-:class:`TransformerEncoder` run their row-wise work (projections, feed-forward network, norms:
-nearly all the FLOPs) on the valid rows only, gathered into ``(N, D)``; only the attention itself
-runs on the padded grid. The outputs are those of the padded computation (up to float rounding).
-The row-wise path needs the number of valid rows, a data-dependent size: under
-``torch.compile`` the padded path runs instead, and on a GPU it costs a host sync per call.
+mask, :class:`MaskedMultiheadAttention`, the encoder and decoder layers and their stacks run
+their row-wise work (projections, feed-forward networks, norms: nearly all the FLOPs) on the
+valid rows only, gathered into ``(N, D)`` (:class:`dsgg_layers.rows.ValidRows`); only the
+attention itself runs on the padded grid. The outputs are those of the padded computation (up
+to float rounding). The valid rows have a data-dependent count: on a GPU, building them costs a
+host sync, which a caller avoids by building them once per batch and passing ``rows=``; under
+``torch.compile`` the padded path runs instead.
+
+**Padding never leaks.** Whatever padded positions hold (zeros, NaN, ±Inf, 3e38 as left by
+``torch.empty``), valid outputs and gradients are those of zero padding, and the gradient at
+padded positions is exactly 0, on every path (valid rows, padded grid, ``need_weights``,
+``attn_mask``, cross-attention to a padded memory, compiled): each block replaces padded
+entries with 0 (``masked_fill``, not a product) before they meet a matrix product.
+
+**One body.** Every layer is a sequence of residual sub-layers written once
+(:meth:`_ResidualLayer._sublayer`: ``x + drop(part(norm(x)))`` pre-norm, ``norm(x +
+drop(part(x)))`` post-norm), the parts being self-attention, cross-attention and the
+feed-forward network; the same body runs on the padded grid or on the valid rows, which differ
+only in how attention is called.
 """
 
 from __future__ import annotations
@@ -42,7 +55,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dsgg_layers._checks import check_broadcastable, check_choice, check_positive, check_tensor
-from dsgg_layers._rows import ValidRows, use_valid_rows
+from dsgg_layers.rows import ValidRows, resolve_rows
 
 __all__ = [
     "MaskedMultiheadAttention",
@@ -108,18 +121,29 @@ def masked_attention(
     check_tensor(value, "value", ("...", "H", "S", "*"), dims=dims, dtype="float")
     *lead, H, L, _ = query.shape
     S = key.shape[-2]
-    allowed: Tensor | None = None
     if key_mask is not None:
         check_tensor(key_mask, "key_mask", ("...", "S"), dims=dims, dtype="bool")
-        allowed = key_mask[..., None, None, :]
+        invalid = ~key_mask[..., None, :, None]  # padded keys hold 0, whatever they held
+        key, value = key.masked_fill(invalid, 0.0), value.masked_fill(invalid, 0.0)
     if attn_mask is not None:
         check_tensor(attn_mask, "attn_mask", ("...", S), dtype="bool")
         check_broadcastable(attn_mask, "attn_mask", (*lead, H, L, S))
-        allowed = attn_mask if allowed is None else allowed & attn_mask
+    allowed = _allowed(key_mask, attn_mask)
     out, weights, has_key = _attention(query, key, value, allowed, dropout_p, scale, need_weights)
-    if has_key is not None:
-        out = out.masked_fill(~has_key, 0.0)
-    return out, weights
+    return out.masked_fill(~has_key, 0.0), weights
+
+
+def _allowed(key_mask: Tensor | None, attn_mask: Tensor | None) -> Tensor | None:
+    """Which key each query may attend to, ``(..., H or 1, L or 1, S)``; ``None`` = all."""
+    allowed = None if key_mask is None else key_mask[..., None, None, :]
+    if attn_mask is not None:
+        allowed = attn_mask if allowed is None else allowed & attn_mask
+    return allowed
+
+
+def _zero_padding(x: Tensor, mask: Tensor | None) -> Tensor:
+    """``x (..., N, C)`` with the rows where ``mask (..., N)`` is False replaced by 0."""
+    return x if mask is None else x.masked_fill(~mask.unsqueeze(-1), 0.0)
 
 
 def _attention(
@@ -134,15 +158,17 @@ def _attention(
     """:func:`masked_attention` after its checks, without zeroing the rows that have no key.
 
     Returns ``(out, weights, has_key)``: ``out`` rows without an allowed key hold finite values
-    to be discarded or zeroed with ``has_key``, broadcastable to ``(..., H, L, 1)`` (``None``:
-    every row has a key).
+    (when the inputs are finite) to be discarded or zeroed with ``has_key``, a bool tensor
+    broadcastable to ``(..., H, L, 1)``. This is the one place where "does this query row have
+    any key" is decided.
     """
     *lead, H, L, E = query.shape
     S, Ev = key.shape[-2], value.shape[-1]
     n = math.prod(lead)
     if n == 0 or L == 0 or S == 0:  # nothing to attend from or to: every row is empty
         out = query.new_zeros(*lead, H, L, Ev)
-        return out, (query.new_zeros(*lead, H, L, S) if need_weights else None), None
+        weights = query.new_zeros(*lead, H, L, S) if need_weights else None
+        return out, weights, torch.zeros(*lead, 1, 1, 1, dtype=torch.bool, device=query.device)
     # Fused SDPA kernels want exactly one batch dim: fold the leading dims into it.
     q = query.reshape(n, H, L, E)
     k = key.reshape(n, H, S, E)
@@ -172,7 +198,13 @@ def _attention(
         out = torch.matmul(dropped, v)
         weights = weights.reshape(*lead, H, L, S)
     out = out.reshape(*lead, H, L, Ev)
-    return out, weights, None if has_key is None else has_key.reshape(*lead, *has_key.shape[-3:])
+    if has_key is None:
+        return (
+            out,
+            weights,
+            torch.ones((), dtype=torch.bool, device=out.device).expand(*lead, 1, 1, 1),
+        )
+    return out, weights, has_key.reshape(*lead, *has_key.shape[-3:])
 
 
 class MaskedMultiheadAttention(nn.Module):
@@ -180,7 +212,8 @@ class MaskedMultiheadAttention(nn.Module):
 
     ``out = W_o · Attn((q + query_pos) W_q, (k + key_pos) W_k, v W_v)``: the positional terms
     enter queries and keys but not values, as in DETR, STTran and RS-Net (Eq. 3-4). Rows of the
-    output whose ``query_mask`` is ``False``, or that have no valid key, are exactly 0.
+    output whose ``query_mask`` is ``False``, or that have no valid key, are exactly 0, and
+    whatever padded queries, keys, values or positions hold never reaches a valid row.
 
     Args:
         embed_dim: width ``D`` of queries and of the output.
@@ -202,6 +235,8 @@ class MaskedMultiheadAttention(nn.Module):
           self-attention
         - attn_mask: ``(L, S)`` or ``(..., L, S)`` bool, ``True`` = may attend
         - query_pos: broadcastable to ``(..., L, D)``; key_pos: to ``(..., S, kdim)``
+        - query_rows, key_rows: :class:`~dsgg_layers.rows.ValidRows` of ``query_mask`` and
+          ``key_mask`` (optional: built from the masks when not given)
         - output: ``(..., L, D)``; weights ``(..., H, L, S)`` or ``None``
 
     Raises:
@@ -270,6 +305,40 @@ class MaskedMultiheadAttention(nn.Module):
         # (..., N, D) -> (..., H, N, D / H)
         return x.unflatten(-1, (self.num_heads, self.head_dim)).transpose(-3, -2)
 
+    def _merge_heads(self, x: Tensor) -> Tensor:
+        # (..., H, N, D / H) -> (..., N, D)
+        return x.transpose(-3, -2).flatten(-2)
+
+    def _check(
+        self,
+        query: Tensor,
+        key: Tensor,
+        value: Tensor,
+        query_mask: Tensor | None,
+        key_mask: Tensor | None,
+        attn_mask: Tensor | None,
+        query_pos: Tensor | None,
+        key_pos: Tensor | None,
+        self_attention: bool,
+    ) -> None:
+        """Types, dtypes and shapes of every argument (never values)."""
+        dims: dict[str, tuple[int, str]] = {}
+        check_tensor(query, "query", ("...", "L", self.embed_dim), dims=dims, dtype="float")
+        check_tensor(key, "key", ("...", "S", self.kdim), dims=dims, dtype="float")
+        check_tensor(value, "value", ("...", "S", self.vdim), dims=dims, dtype="float")
+        if query_mask is not None:
+            check_tensor(query_mask, "query_mask", ("...", "L"), dims=dims, dtype="bool")
+        if key_mask is not None:
+            name = "query_mask" if self_attention and key_mask is query_mask else "key_mask"
+            check_tensor(key_mask, name, ("...", "S"), dims=dims, dtype="bool")
+        if attn_mask is not None:
+            check_tensor(attn_mask, "attn_mask", ("...", "*", "*"), dtype="bool")
+            check_broadcastable(attn_mask, "attn_mask", (*query.shape[:-1], key.shape[-2]))
+        if query_pos is not None:
+            check_broadcastable(query_pos, "query_pos", query.shape)
+        if key_pos is not None:
+            check_broadcastable(key_pos, "key_pos", key.shape)
+
     def forward(
         self,
         query: Tensor,
@@ -282,79 +351,93 @@ class MaskedMultiheadAttention(nn.Module):
         query_pos: Tensor | None = None,
         key_pos: Tensor | None = None,
         need_weights: bool = False,
+        query_rows: ValidRows | None = None,
+        key_rows: ValidRows | None = None,
     ) -> tuple[Tensor, Tensor | None]:
         """Attend from ``query`` to ``key``/``value``; see the class docstring for shapes."""
-        dims: dict[str, tuple[int, str]] = {}
-        check_tensor(query, "query", ("...", "L", self.embed_dim), dims=dims, dtype="float")
         self_attention = key is None
         if key is None:
             key = query
             key_pos = query_pos if key_pos is None else key_pos
             if key_mask is None:
-                key_mask = query_mask
-        if value is None:
-            value = key
-        check_tensor(key, "key", ("...", "S", self.kdim), dims=dims, dtype="float")
-        check_tensor(value, "value", ("...", "S", self.vdim), dims=dims, dtype="float")
-        if query_mask is not None:
-            check_tensor(query_mask, "query_mask", ("...", "L"), dims=dims, dtype="bool")
-        if key_mask is not None:
-            name = "query_mask" if self_attention and key_mask is query_mask else "key_mask"
-            check_tensor(key_mask, name, ("...", "S"), dims=dims, dtype="bool")
-        if attn_mask is not None:
-            check_tensor(attn_mask, "attn_mask", ("...", "*", "*"), dtype="bool")
-            check_broadcastable(attn_mask, "attn_mask", (*query.shape[:-1], key.shape[-2]))
-            attn_mask = attn_mask.unsqueeze(-3)  # broadcast over heads
-        if query_pos is not None:
-            check_broadcastable(query_pos, "query_pos", query.shape)
-        if key_pos is not None:
-            check_broadcastable(key_pos, "key_pos", key.shape)
-        if (
-            attn_mask is None
-            and not need_weights
-            and use_valid_rows(self.skip_padding, query_mask, query.shape[:-1])
-            and use_valid_rows(True, key_mask, key.shape[:-1])
-        ):
-            assert query_mask is not None and key_mask is not None  # by use_valid_rows
-            queries = ValidRows(query_mask)
-            keys = queries if key_mask is query_mask else ValidRows(key_mask)
-            q_rows = queries.gather(query)
-            k_rows = q_rows if key is query and keys is queries else keys.gather(key)
-            qpos_rows = None if query_pos is None else queries.gather(query_pos)
-            same_pos = key_pos is query_pos and keys is queries  # self-attention positions
-            kpos_rows = qpos_rows if same_pos else None if key_pos is None else keys.gather(key_pos)
-            out_rows = self.forward_rows(
-                q_rows,
-                queries,
-                k_rows,
-                keys,
-                k_rows if value is key else keys.gather(value),
-                query_pos=qpos_rows,
-                key_pos=kpos_rows,
+                key_mask, key_rows = query_mask, query_rows if key_rows is None else key_rows
+        value = key if value is None else value
+        self._check(query, key, value, query_mask, key_mask, attn_mask, query_pos, key_pos,
+                    self_attention)  # fmt: skip
+        if attn_mask is None and not need_weights:
+            queries = resolve_rows(
+                self.skip_padding, query_mask, query.shape[:-1], query_rows, "query_mask"
             )
-            return queries.scatter(out_rows), None
-        q_in = query if query_pos is None else query + query_pos
-        k_in = key if key_pos is None else key + key_pos
-        q = self._split_heads(self.q_proj(q_in))
-        k = self._split_heads(self.k_proj(k_in))
-        v = self._split_heads(self.v_proj(value))
-        out, weights = masked_attention(
-            q,
-            k,
-            v,
-            key_mask=key_mask,
-            attn_mask=attn_mask,
-            dropout_p=self.dropout if self.training else 0.0,
-            need_weights=need_weights,
+            if queries is not None and key_mask is query_mask and key_rows is query_rows:
+                keys: ValidRows | None = queries
+            else:
+                keys = resolve_rows(
+                    queries is not None, key_mask, key.shape[:-1], key_rows, "key_mask"
+                )
+            if queries is not None and keys is not None:
+                return queries.scatter(
+                    self._forward_gathered(query, key, value, queries, keys, query_pos, key_pos)
+                ), None
+        return self._forward_grid(
+            query, key, value, query_mask, key_mask, attn_mask, query_pos, key_pos, need_weights
         )
-        out = self.out_proj(out.transpose(-3, -2).flatten(-2))
-        # Padded queries and queries with no valid key are exactly 0 after the projection too.
-        valid = _rows_with_keys(key_mask, attn_mask, key.shape[-2], out)
+
+    def _forward_gathered(
+        self,
+        query: Tensor,
+        key: Tensor,
+        value: Tensor,
+        queries: ValidRows,
+        keys: ValidRows,
+        query_pos: Tensor | None,
+        key_pos: Tensor | None,
+    ) -> Tensor:
+        """Gather the valid rows of the grids (each once) and run :meth:`forward_rows`."""
+        q_rows = queries.gather(query)
+        k_rows = q_rows if key is query and keys is queries else keys.gather(key)
+        qpos_rows = None if query_pos is None else queries.gather(query_pos)
+        if key_pos is query_pos and keys is queries:  # self-attention positions
+            kpos_rows = qpos_rows
+        else:
+            kpos_rows = None if key_pos is None else keys.gather(key_pos)
+        v_rows = k_rows if value is key else keys.gather(value)
+        return self.forward_rows(
+            q_rows, queries, k_rows, keys, v_rows, query_pos=qpos_rows, key_pos=kpos_rows
+        )
+
+    def _forward_grid(
+        self,
+        query: Tensor,
+        key: Tensor,
+        value: Tensor,
+        query_mask: Tensor | None,
+        key_mask: Tensor | None,
+        attn_mask: Tensor | None,
+        query_pos: Tensor | None,
+        key_pos: Tensor | None,
+        need_weights: bool,
+    ) -> tuple[Tensor, Tensor | None]:
+        """Attention on the padded grid; padded rows are set to 0 before every projection."""
+        q_in = _zero_padding(query if query_pos is None else query + query_pos, query_mask)
+        k_in = _zero_padding(key if key_pos is None else key + key_pos, key_mask)
+        v_in = _zero_padding(value, key_mask)
+        if attn_mask is not None:
+            attn_mask = attn_mask.unsqueeze(-3)  # broadcast over heads
+        out, weights, has_key = _attention(
+            self._split_heads(self.q_proj(q_in)),
+            self._split_heads(self.k_proj(k_in)),
+            self._split_heads(self.v_proj(v_in)),
+            _allowed(key_mask, attn_mask),
+            self.dropout if self.training else 0.0,
+            None,
+            need_weights,
+        )
+        out = self.out_proj(self._merge_heads(out))
+        # Padded queries and queries with no key are exactly 0 after the projection too.
+        valid = has_key.squeeze(-3)  # (..., L or 1, 1): heads share their masks
         if query_mask is not None:
-            valid = query_mask if valid is None else valid & query_mask
-        if valid is not None:
-            out = out.masked_fill(~valid.unsqueeze(-1), 0.0)
-        return out, weights
+            valid = valid & query_mask.unsqueeze(-1)
+        return out.masked_fill(~valid, 0.0), weights
 
     def forward_rows(
         self,
@@ -386,7 +469,7 @@ class MaskedMultiheadAttention(nn.Module):
         v = self.v_proj(value)
         # Rows without a valid key (padding, in self-attention) come out finite and are dropped
         # by the gather below; valid rows without keys (cross-attention) are zeroed after it.
-        out, _, _ = _attention(
+        out, _, has_key = _attention(
             self._split_heads(queries.scatter(q)),
             self._split_heads(keys.scatter(k)),
             self._split_heads(keys.scatter(v)),
@@ -395,24 +478,11 @@ class MaskedMultiheadAttention(nn.Module):
             None,
             False,
         )
-        out = self.out_proj(queries.gather(out.transpose(-3, -2).flatten(-2)))
+        out = self.out_proj(queries.gather(self._merge_heads(out)))
         if keys is not queries:  # a valid query whose keys are all padding outputs 0
-            has_key = keys.mask.any(-1, keepdim=True).expand(queries.shape)
-            out = out.masked_fill(~queries.gather(has_key.unsqueeze(-1)), 0.0)
+            has_key = has_key.squeeze(-3).expand(*queries.shape, 1)
+            out = out.masked_fill(~queries.gather(has_key), 0.0)
         return out
-
-
-def _rows_with_keys(
-    key_mask: Tensor | None, attn_mask: Tensor | None, num_keys: int, out: Tensor
-) -> Tensor | None:
-    """``(..., L)`` bool, True for query rows that have some key to attend to; ``None`` = all."""
-    if num_keys == 0:
-        return torch.zeros(out.shape[:-1], dtype=torch.bool, device=out.device)
-    allowed = None if key_mask is None else key_mask.unsqueeze(-2)  # (..., 1, S)
-    if attn_mask is not None:
-        attn_mask = attn_mask.squeeze(-3)  # drop the head dim added for masked_attention
-        allowed = attn_mask if allowed is None else allowed & attn_mask
-    return None if allowed is None else allowed.any(dim=-1)
 
 
 def _activation(name: str):
@@ -420,13 +490,51 @@ def _activation(name: str):
     return F.relu if name == "relu" else F.gelu
 
 
-class TransformerEncoderLayer(nn.Module):
+class _ResidualLayer(nn.Module):
+    """What the encoder and decoder layers share: the residual sub-layer and the feed-forward.
+
+    Subclasses own ``linear1``, ``linear2``, ``dropout`` (inside the feed-forward network),
+    ``activation`` and ``norm_first``, named as in :class:`torch.nn.TransformerEncoderLayer`.
+    """
+
+    norm_first: bool
+    linear1: nn.Linear
+    linear2: nn.Linear
+    dropout: nn.Dropout
+
+    def _sublayer(
+        self, x: Tensor, part, norm: nn.Module | None, dropout: nn.Module
+    ) -> Tensor:  # fmt: skip
+        """One residual sub-layer around ``part``: pre-norm or post-norm (``norm=None``: none)."""
+        if self.norm_first:
+            return x + dropout(part(x if norm is None else norm(x)))
+        out = x + dropout(part(x))
+        return out if norm is None else norm(out)
+
+    def _feedforward(self, x: Tensor) -> Tensor:
+        return self.linear2(self.dropout(self.activation(self.linear1(x))))
+
+    @property
+    def skip_padding(self) -> bool:
+        """Whether the layer runs its row-wise work on the valid rows only."""
+        return all(m.skip_padding for m in self._attentions())
+
+    @skip_padding.setter
+    def skip_padding(self, value: bool) -> None:
+        for m in self._attentions():
+            m.skip_padding = value
+
+    def _attentions(self) -> list[MaskedMultiheadAttention]:
+        return [m for m in self.children() if isinstance(m, MaskedMultiheadAttention)]
+
+
+class TransformerEncoderLayer(_ResidualLayer):
     """Self-attention + feed-forward layer over ``(..., N, D)`` with a bool validity mask.
 
-    Like :class:`torch.nn.TransformerEncoderLayer`, with the library's conventions: any leading
-    batch dims (``(B, T, P, D)`` attends over pairs ``P``; transpose to attend over frames),
-    ``mask`` is ``True`` for valid rows, ``pos`` is added to queries and keys only, and padded
-    rows come out as exactly 0.
+    Like :class:`torch.nn.TransformerEncoderLayer` (same parameter names), with the library's
+    conventions: any leading batch dims (``(B, T, P, D)`` attends over pairs ``P``; transpose to
+    attend over frames), ``mask`` is ``True`` for valid rows, ``pos`` is added to queries and keys
+    only, and padded rows come out as exactly 0.
 
     Args:
         d_model: width ``D``.
@@ -445,6 +553,7 @@ class TransformerEncoderLayer(nn.Module):
         - mask: ``(..., N)`` bool, ``True`` = valid
         - pos: broadcastable to ``(..., N, D)``
         - attn_mask: ``(N, N)`` or ``(..., N, N)`` bool, ``True`` = may attend
+        - rows: :class:`~dsgg_layers.rows.ValidRows` of ``mask`` (optional)
         - output: ``(..., N, D)``; with ``need_weights=True`` also ``(..., H, N, N)``
 
     Raises:
@@ -495,44 +604,33 @@ class TransformerEncoderLayer(nn.Module):
         for module in (self.linear1, self.linear2, self.norm1, self.norm2):
             module.reset_parameters()
 
-    @property
-    def skip_padding(self) -> bool:
-        """Whether the layer runs its row-wise work on the valid rows only."""
-        return self.self_attn.skip_padding
-
-    @skip_padding.setter
-    def skip_padding(self, value: bool) -> None:
-        self.self_attn.skip_padding = value
-
     def extra_repr(self) -> str:
         return f"activation={self.activation_name!r}, norm_first={self.norm_first}"
 
-    def _ff(self, x: Tensor) -> Tensor:
-        return self.dropout2(self.linear2(self.dropout(self.activation(self.linear1(x)))))
+    def _body(self, x: Tensor, attend) -> Tensor:
+        x = self._sublayer(x, attend, self.norm1, self.dropout1)
+        return self._sublayer(x, self._feedforward, self.norm2, self.dropout2)
 
-    def _use_rows(self, x: Tensor, mask: Tensor | None, pos: Tensor | None) -> bool:
-        """Check the inputs of the row-wise path; whether it applies."""
-        if not use_valid_rows(self.skip_padding, mask, x.shape[:-1]):
-            return False
+    def _resolve(
+        self, x: Tensor, mask: Tensor | None, pos: Tensor | None, rows: ValidRows | None
+    ) -> ValidRows | None:
+        """The rows to run on (checking the inputs of that path), or ``None``: the grid."""
+        resolved = resolve_rows(self.skip_padding, mask, x.shape[:-1], rows)
+        if resolved is None:
+            return None
         dims: dict[str, tuple[int, str]] = {}
         check_tensor(x, "x", ("...", "N", self.d_model), dims=dims, dtype="float")
         check_tensor(mask, "mask", ("...", "N"), dims=dims, dtype="bool")
         if pos is not None:
             check_broadcastable(pos, "pos", x.shape)
-        return True
+        return resolved
 
     def forward_rows(self, x: Tensor, rows: ValidRows, pos: Tensor | None = None) -> Tensor:
         """The layer on the valid rows ``x (N, D)`` of the grid ``rows`` (no checks).
 
         ``pos (N, D)``: the positions of those rows. Returns the output rows ``(N, D)``.
         """
-        h = self.norm1(x) if self.norm_first else x
-        attn = self.self_attn.forward_rows(h, rows, query_pos=pos)
-        if self.norm_first:
-            x = x + self.dropout1(attn)
-            return x + self._ff(self.norm2(x))
-        x = self.norm1(x + self.dropout1(attn))
-        return self.norm2(x + self._ff(x))
+        return self._body(x, lambda h: self.self_attn.forward_rows(h, rows, query_pos=pos))
 
     @overload
     def forward(
@@ -543,6 +641,7 @@ class TransformerEncoderLayer(nn.Module):
         pos: Tensor | None = ...,
         attn_mask: Tensor | None = ...,
         need_weights: Literal[False] = ...,
+        rows: ValidRows | None = ...,
     ) -> Tensor: ...
 
     @overload
@@ -554,6 +653,7 @@ class TransformerEncoderLayer(nn.Module):
         pos: Tensor | None = ...,
         attn_mask: Tensor | None = ...,
         need_weights: Literal[True],
+        rows: ValidRows | None = ...,
     ) -> tuple[Tensor, Tensor]: ...
 
     def forward(
@@ -564,50 +664,44 @@ class TransformerEncoderLayer(nn.Module):
         pos: Tensor | None = None,
         attn_mask: Tensor | None = None,
         need_weights: bool = False,
+        rows: ValidRows | None = None,
     ) -> Tensor | tuple[Tensor, Tensor]:
         """Encode ``x``; returns ``(output, weights)`` when ``need_weights`` is true."""
-        if attn_mask is None and not need_weights and self._use_rows(x, mask, pos):
-            assert mask is not None  # by _use_rows
-            return _encode_rows((self,), None, x, mask, pos)
-        h = self.norm1(x) if self.norm_first else x
-        attn, weights = self.self_attn(
-            h, query_mask=mask, query_pos=pos, attn_mask=attn_mask, need_weights=need_weights
+        resolved = (
+            None if attn_mask is not None or need_weights else self._resolve(x, mask, pos, rows)
         )
-        if self.norm_first:
-            x = x + self.dropout1(attn)
-            x = x + self._ff(self.norm2(x))
-        else:
-            x = self.norm1(x + self.dropout1(attn))
-            x = self.norm2(x + self._ff(x))
-        if mask is not None:
-            x = x.masked_fill(~mask.unsqueeze(-1), 0.0)
-        return (x, weights) if need_weights else x  # type: ignore[return-value]
+        if resolved is not None:
+            return _run_rows(resolved, x, pos, None, lambda h, p: self.forward_rows(h, resolved, p))
+        weights: list[Tensor | None] = []
+
+        def attend(h: Tensor) -> Tensor:
+            out, w = self.self_attn(h, query_mask=mask, query_pos=pos, attn_mask=attn_mask,
+                                    need_weights=need_weights)  # fmt: skip
+            weights.append(w)
+            return out
+
+        x = _zero_padding(self._body(_zero_padding(x, mask), attend), mask)
+        return (x, weights[0]) if need_weights else x  # type: ignore[return-value]
 
 
-def _encode_rows(
-    layers: Iterable[TransformerEncoderLayer],
-    norm: nn.Module | None,
-    x: Tensor,
-    mask: Tensor,
-    pos: Tensor | None,
+def _run_rows(
+    rows: ValidRows, x: Tensor, pos: Tensor | None, norm: nn.Module | None, step
 ) -> Tensor:
-    """Encoder layers (then ``norm``) on the valid rows of ``x``: gather once, scatter once."""
-    rows = ValidRows(mask)
-    h = rows.gather(x)
-    pos_rows = None if pos is None else rows.gather(pos)
-    for layer in layers:
-        h = layer.forward_rows(h, rows, pos_rows)
+    """Gather the valid rows of ``x`` (and ``pos``) once, run ``step(h, pos_rows)``, then
+    ``norm``, and scatter back once."""
+    h = step(rows.gather(x), None if pos is None else rows.gather(pos))
     return rows.scatter(h if norm is None else norm(h))
 
 
-class TransformerDecoderLayer(nn.Module):
+class TransformerDecoderLayer(_ResidualLayer):
     """(Optional) self-attention, cross-attention to a memory, and feed-forward.
 
     The DETR-style decoder layer: queries ``(..., L, D)`` attend to each other (unless
     ``self_attention=False``), then to a memory ``(..., S, D)``; ``query_pos`` enters the
     queries of both attentions and the keys of the self-attention, ``memory_pos`` the keys of the
     cross-attention. Padded queries come out as exactly 0; a query with no valid memory entry
-    gets no cross-attention update (it is 0, not NaN).
+    gets no cross-attention update (it is 0, not NaN). With ``mask`` and ``memory_mask`` of the
+    inputs' exact shapes, the row-wise work runs on the valid rows (as the encoder layer).
 
     Args:
         d_model: width ``D``.
@@ -619,6 +713,7 @@ class TransformerDecoderLayer(nn.Module):
         layer_norm_eps: epsilon of the layer norms.
         self_attention: include the self-attention sub-layer.
         memory_dim: width of the memory (default ``d_model``).
+        skip_padding: run the row-wise work on the valid rows (see the module docstring).
 
     Shape:
         - x: ``(..., L, D)``; memory: ``(..., S, memory_dim)``
@@ -626,6 +721,8 @@ class TransformerDecoderLayer(nn.Module):
         - query_pos: broadcastable to ``(..., L, D)``; memory_pos: to ``(..., S, memory_dim)``
         - self_attn_mask: ``(..., L, L)``; cross_attn_mask: ``(..., L, S)``; bool, ``True`` =
           may attend
+        - rows, memory_rows: :class:`~dsgg_layers.rows.ValidRows` of ``mask`` and
+          ``memory_mask`` (optional)
         - output: ``(..., L, D)``; with ``need_weights=True`` also the self-attention weights
           ``(..., H, L, L)`` (``None`` without self-attention) and cross-attention weights
           ``(..., H, L, S)``
@@ -654,18 +751,24 @@ class TransformerDecoderLayer(nn.Module):
         layer_norm_eps: float = 1e-5,
         self_attention: bool = True,
         memory_dim: int | None = None,
+        skip_padding: bool = True,
     ) -> None:
         super().__init__()
         check_positive(dim_feedforward, "dim_feedforward")
         self.activation_name = activation
         self.activation = _activation(activation)
         self.norm_first = norm_first
+        self.d_model = d_model
+        self.memory_dim = d_model if memory_dim is None else memory_dim
         self.self_attn = (
-            MaskedMultiheadAttention(d_model, nhead, dropout=dropout) if self_attention else None
+            MaskedMultiheadAttention(d_model, nhead, dropout=dropout, skip_padding=skip_padding)
+            if self_attention
+            else None
         )
         self.cross_attn = MaskedMultiheadAttention(
-            d_model, nhead, dropout=dropout, kdim=memory_dim, vdim=memory_dim
-        )
+            d_model, nhead, dropout=dropout, kdim=memory_dim, vdim=memory_dim,
+            skip_padding=skip_padding,
+        )  # fmt: skip
         self.linear1 = nn.Linear(d_model, dim_feedforward)
         self.linear2 = nn.Linear(dim_feedforward, d_model)
         self.norm1 = nn.LayerNorm(d_model, eps=layer_norm_eps) if self_attention else None
@@ -697,8 +800,52 @@ class TransformerDecoderLayer(nn.Module):
             f"self_attention={self.self_attn is not None}"
         )
 
-    def _ff(self, x: Tensor) -> Tensor:
-        return self.dropout3(self.linear2(self.dropout(self.activation(self.linear1(x)))))
+    def _body(self, x: Tensor, self_attend, cross_attend) -> Tensor:
+        if self.self_attn is not None:
+            x = self._sublayer(x, self_attend, self.norm1, self.dropout1)
+        x = self._sublayer(x, cross_attend, self.norm2, self.dropout2)
+        return self._sublayer(x, self._feedforward, self.norm3, self.dropout3)
+
+    def _resolve(
+        self,
+        x: Tensor,
+        memory: Tensor,
+        mask: Tensor | None,
+        memory_mask: Tensor | None,
+        rows: ValidRows | None,
+        memory_rows: ValidRows | None,
+    ) -> tuple[ValidRows, ValidRows] | None:
+        """The query and memory rows to run on, or ``None``: the padded grid."""
+        queries = resolve_rows(self.skip_padding, mask, x.shape[:-1], rows)
+        if queries is None:
+            return None
+        keys = resolve_rows(True, memory_mask, memory.shape[:-1], memory_rows, "memory_mask")
+        if keys is None:
+            return None
+        dims: dict[str, tuple[int, str]] = {}
+        check_tensor(x, "x", ("...", "L", self.d_model), dims=dims, dtype="float")
+        check_tensor(memory, "memory", ("...", "S", self.memory_dim), dims=dims, dtype="float")
+        return queries, keys
+
+    def forward_rows(
+        self,
+        x: Tensor,
+        rows: ValidRows,
+        memory: Tensor,
+        memory_rows: ValidRows,
+        query_pos: Tensor | None = None,
+        memory_pos: Tensor | None = None,
+    ) -> Tensor:
+        """The layer on the valid rows ``x (N, D)`` of ``rows`` against the memory rows
+        ``memory (M, memory_dim)`` of ``memory_rows`` (no checks); positions are rows too."""
+        sa = self.self_attn
+        return self._body(
+            x,
+            None if sa is None else lambda h: sa.forward_rows(h, rows, query_pos=query_pos),
+            lambda h: self.cross_attn.forward_rows(
+                h, rows, memory, memory_rows, query_pos=query_pos, key_pos=memory_pos
+            ),
+        )
 
     def forward(
         self,
@@ -712,49 +859,94 @@ class TransformerDecoderLayer(nn.Module):
         self_attn_mask: Tensor | None = None,
         cross_attn_mask: Tensor | None = None,
         need_weights: bool = False,
+        rows: ValidRows | None = None,
+        memory_rows: ValidRows | None = None,
     ) -> Tensor | tuple[Tensor, tuple[Tensor | None, Tensor | None]]:
         """Decode ``x`` against ``memory``.
 
         Returns ``out``, or ``(out, (w_self, w_cross))`` when ``need_weights`` is true.
         """
-        self_w = None
-        if self.self_attn is not None:
-            assert self.norm1 is not None
-            h = self.norm1(x) if self.norm_first else x
-            attn, self_w = self.self_attn(
-                h,
-                query_mask=mask,
-                query_pos=query_pos,
-                attn_mask=self_attn_mask,
+        plain = self_attn_mask is None and cross_attn_mask is None and not need_weights
+        resolved = self._resolve(x, memory, mask, memory_mask, rows, memory_rows) if plain else None
+        if resolved is not None:
+            return _decode_rows((self,), None, x, memory, resolved, query_pos, memory_pos)
+        weights: dict[str, Tensor | None] = {"self": None, "cross": None}
+
+        def self_attend(h: Tensor) -> Tensor:
+            assert self.self_attn is not None
+            out, weights["self"] = self.self_attn(
+                h, query_mask=mask, query_pos=query_pos, attn_mask=self_attn_mask,
                 need_weights=need_weights,
-            )
-            x = x + self.dropout1(attn) if self.norm_first else self.norm1(x + self.dropout1(attn))
-        h = self.norm2(x) if self.norm_first else x
-        attn, cross_w = self.cross_attn(
-            h,
-            memory,
-            query_mask=mask,
-            key_mask=memory_mask,
-            attn_mask=cross_attn_mask,
-            query_pos=query_pos,
-            key_pos=memory_pos,
-            need_weights=need_weights,
-        )
-        if self.norm_first:
-            x = x + self.dropout2(attn)
-            x = x + self._ff(self.norm3(x))
-        else:
-            x = self.norm2(x + self.dropout2(attn))
-            x = self.norm3(x + self._ff(x))
-        if mask is not None:
-            x = x.masked_fill(~mask.unsqueeze(-1), 0.0)
-        return (x, (self_w, cross_w)) if need_weights else x
+            )  # fmt: skip
+            return out
+
+        def cross_attend(h: Tensor) -> Tensor:
+            out, weights["cross"] = self.cross_attn(
+                h, memory, query_mask=mask, key_mask=memory_mask, attn_mask=cross_attn_mask,
+                query_pos=query_pos, key_pos=memory_pos, need_weights=need_weights,
+            )  # fmt: skip
+            return out
+
+        x = _zero_padding(self._body(_zero_padding(x, mask), self_attend, cross_attend), mask)
+        return (x, (weights["self"], weights["cross"])) if need_weights else x
 
 
-class TransformerEncoder(nn.Module):
+def _decode_rows(
+    layers: Iterable[TransformerDecoderLayer],
+    norm: nn.Module | None,
+    x: Tensor,
+    memory: Tensor,
+    rows: tuple[ValidRows, ValidRows],
+    query_pos: Tensor | None,
+    memory_pos: Tensor | None,
+) -> Tensor:
+    """Decoder layers on the valid rows: queries and memory gathered once, scattered once."""
+    queries, keys = rows
+    m = keys.gather(memory)
+    mpos = None if memory_pos is None else keys.gather(memory_pos)
+
+    def step(h: Tensor, qpos: Tensor | None) -> Tensor:
+        for layer in layers:
+            h = layer.forward_rows(h, queries, m, keys, qpos, mpos)
+        return h
+
+    return _run_rows(queries, x, query_pos, norm, step)
+
+
+class _LayerStack(nn.Module):
+    """``num_layers`` independent copies of a layer and an optional final norm."""
+
+    def __init__(self, layer: nn.Module, num_layers: int, norm: nn.Module | None = None) -> None:
+        super().__init__()
+        kind = self._layer_type()
+        if not isinstance(layer, kind):
+            raise TypeError(f"layer: expected a {kind.__name__}, got {type(layer).__name__}")
+        check_positive(num_layers, "num_layers")
+        self.layers = nn.ModuleList(copy.deepcopy(layer) for _ in range(num_layers))
+        self.norm = norm
+        self.reset_parameters()
+
+    @staticmethod
+    def _layer_type() -> type[nn.Module]:
+        raise NotImplementedError
+
+    def reset_parameters(self) -> None:
+        """Re-initialise every layer (so copies do not start equal)."""
+        for layer in self.layers:
+            layer.reset_parameters()
+        if self.norm is not None and hasattr(self.norm, "reset_parameters"):
+            self.norm.reset_parameters()
+
+    def _finish(self, x: Tensor, mask: Tensor | None) -> Tensor:
+        """The final norm on the grid; padded rows back to 0."""
+        return x if self.norm is None else _zero_padding(self.norm(x), mask)
+
+
+class TransformerEncoder(_LayerStack):
     """A stack of ``num_layers`` copies of a :class:`TransformerEncoderLayer`.
 
-    The same ``mask``, ``pos`` and ``attn_mask`` are given to every layer.
+    The same ``mask``, ``pos`` and ``attn_mask`` are given to every layer; on the valid-rows
+    path the rows are gathered once for the whole stack.
 
     Args:
         layer: the layer to copy (each copy is re-initialised independently).
@@ -774,25 +966,9 @@ class TransformerEncoder(nn.Module):
         torch.Size([3, 7, 16])
     """
 
-    def __init__(
-        self, layer: TransformerEncoderLayer, num_layers: int, norm: nn.Module | None = None
-    ) -> None:
-        super().__init__()
-        if not isinstance(layer, TransformerEncoderLayer):
-            raise TypeError(
-                f"layer: expected a TransformerEncoderLayer, got {type(layer).__name__}"
-            )
-        check_positive(num_layers, "num_layers")
-        self.layers = nn.ModuleList(copy.deepcopy(layer) for _ in range(num_layers))
-        self.norm = norm
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        """Re-initialise every layer (so copies do not start equal)."""
-        for layer in self.layers:
-            layer.reset_parameters()
-        if self.norm is not None and hasattr(self.norm, "reset_parameters"):
-            self.norm.reset_parameters()
+    @staticmethod
+    def _layer_type() -> type[nn.Module]:
+        return TransformerEncoderLayer
 
     def forward(
         self,
@@ -801,22 +977,25 @@ class TransformerEncoder(nn.Module):
         *,
         pos: Tensor | None = None,
         attn_mask: Tensor | None = None,
+        rows: ValidRows | None = None,
     ) -> Tensor:
         """Run the layers in turn (on the valid rows throughout, when the layers skip padding)."""
         first: TransformerEncoderLayer = self.layers[0]
-        if attn_mask is None and first._use_rows(x, mask, pos):
-            assert mask is not None  # by _use_rows
-            return _encode_rows(self.layers, self.norm, x, mask, pos)
+        resolved = None if attn_mask is not None else first._resolve(x, mask, pos, rows)
+        if resolved is not None:
+
+            def step(h: Tensor, p: Tensor | None) -> Tensor:
+                for layer in self.layers:
+                    h = layer.forward_rows(h, resolved, p)
+                return h
+
+            return _run_rows(resolved, x, pos, self.norm, step)
         for layer in self.layers:
             x = layer(x, mask, pos=pos, attn_mask=attn_mask)
-        if self.norm is not None:
-            x = self.norm(x)
-            if mask is not None:
-                x = x.masked_fill(~mask.unsqueeze(-1), 0.0)
-        return x
+        return self._finish(x, mask)
 
 
-class TransformerDecoder(nn.Module):
+class TransformerDecoder(_LayerStack):
     """A stack of ``num_layers`` copies of a :class:`TransformerDecoderLayer`.
 
     Args:
@@ -837,25 +1016,9 @@ class TransformerDecoder(nn.Module):
         torch.Size([2, 5, 16])
     """
 
-    def __init__(
-        self, layer: TransformerDecoderLayer, num_layers: int, norm: nn.Module | None = None
-    ) -> None:
-        super().__init__()
-        if not isinstance(layer, TransformerDecoderLayer):
-            raise TypeError(
-                f"layer: expected a TransformerDecoderLayer, got {type(layer).__name__}"
-            )
-        check_positive(num_layers, "num_layers")
-        self.layers = nn.ModuleList(copy.deepcopy(layer) for _ in range(num_layers))
-        self.norm = norm
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        """Re-initialise every layer (so copies do not start equal)."""
-        for layer in self.layers:
-            layer.reset_parameters()
-        if self.norm is not None and hasattr(self.norm, "reset_parameters"):
-            self.norm.reset_parameters()
+    @staticmethod
+    def _layer_type() -> type[nn.Module]:
+        return TransformerDecoderLayer
 
     def forward(
         self,
@@ -868,21 +1031,18 @@ class TransformerDecoder(nn.Module):
         memory_pos: Tensor | None = None,
         self_attn_mask: Tensor | None = None,
         cross_attn_mask: Tensor | None = None,
+        rows: ValidRows | None = None,
+        memory_rows: ValidRows | None = None,
     ) -> Tensor:
-        """Run the layers in turn."""
+        """Run the layers in turn (on the valid rows throughout, when the layers skip padding)."""
+        first: TransformerDecoderLayer = self.layers[0]
+        plain = self_attn_mask is None and cross_attn_mask is None
+        resolved = (
+            first._resolve(x, memory, mask, memory_mask, rows, memory_rows) if plain else None
+        )
+        if resolved is not None:
+            return _decode_rows(self.layers, self.norm, x, memory, resolved, query_pos, memory_pos)
         for layer in self.layers:
-            x = layer(
-                x,
-                memory,
-                mask,
-                memory_mask,
-                query_pos=query_pos,
-                memory_pos=memory_pos,
-                self_attn_mask=self_attn_mask,
-                cross_attn_mask=cross_attn_mask,
-            )
-        if self.norm is not None:
-            x = self.norm(x)
-            if mask is not None:
-                x = x.masked_fill(~mask.unsqueeze(-1), 0.0)
-        return x
+            x = layer(x, memory, mask, memory_mask, query_pos=query_pos, memory_pos=memory_pos,
+                      self_attn_mask=self_attn_mask, cross_attn_mask=cross_attn_mask)  # fmt: skip
+        return self._finish(x, mask)

@@ -26,6 +26,7 @@ __all__ = [
     "box_iou",
     "box_union",
     "elementwise_box_iou",
+    "image_size_like",
     "normalize_boxes",
 ]
 
@@ -251,35 +252,94 @@ def box_iou(boxes1: Tensor, boxes2: Tensor, *, legacy: bool = False) -> Tensor:
     return _iou(boxes1.unsqueeze(-2), boxes2.unsqueeze(-3), legacy)
 
 
+def image_size_like(
+    image_size: Tensor | tuple[float, float] | list[float], boxes: Tensor, name: str = "image_size"
+) -> Tensor:
+    """The image size as a ``(..., 2)`` tensor that broadcasts against ``boxes[..., :2]``.
+
+    The one rule of the library for image sizes, used by every function that takes one:
+
+    - ``(width, height)``: a pair of numbers or a ``(2,)`` tensor, the same for every box;
+    - ``(B, 2)``: one size per video, along the **first** dim of the boxes (their batch dim);
+    - ``(..., 2)`` with as many dims as the boxes: sizes that broadcast box by box.
+
+    Anything else raises; sizes must be positive (checked for Python numbers; a tensor's values
+    are not read, which would wait for the device).
+
+    Args:
+        image_size: the size, in one of the three forms above.
+        boxes: the ``(..., 4)`` boxes it applies to.
+        name: the argument name used in error messages.
+
+    Shape:
+        - boxes: ``(B, ..., 4)``
+        - output: ``(2,)``, or ``(B, 1, ..., 1, 2)``, or the given ``(..., 2)``
+
+    Raises:
+        TypeError: ``image_size`` is neither a pair of numbers nor a tensor.
+        ValueError: its shape fits none of the forms, or a Python size is not positive.
+
+    Examples:
+        >>> boxes = torch.zeros(3, 5, 2, 4)                       # (B, T, P, 4)
+        >>> image_size_like((640, 480), boxes).shape
+        torch.Size([2])
+        >>> image_size_like(torch.tensor([[640.0, 480], [320, 240], [100, 100]]), boxes).shape
+        torch.Size([3, 1, 1, 2])
+    """
+    if not isinstance(image_size, Tensor):
+        if not isinstance(image_size, (tuple, list)) or len(image_size) != 2:
+            raise TypeError(
+                f"{name}: expected (width, height) or a tensor (2,), (B, 2) or (..., 2), got "
+                f"{image_size!r}"
+            )
+        if min(image_size) <= 0:
+            raise ValueError(f"{name}: expected positive sizes, got {tuple(image_size)}")
+        return torch.tensor(image_size, dtype=boxes.dtype, device=boxes.device)
+    size = image_size.to(boxes.dtype)
+    shape = tuple(size.shape)
+    if shape == (2,):
+        return size
+    if size.dim() == boxes.dim() and shape[-1] == 2:
+        try:
+            torch.broadcast_shapes(size.shape[:-1], boxes.shape[:-1])
+        except RuntimeError:
+            pass
+        else:
+            return size
+    if size.dim() == 2 and shape[-1] == 2 and boxes.dim() >= 2 and shape[0] == boxes.shape[0]:
+        return size.reshape(shape[0], *([1] * (boxes.dim() - 2)), 2)
+    raise ValueError(
+        f"{name}: expected (2,), (B, 2) with B = boxes.shape[0] = "
+        f"{boxes.shape[0] if boxes.dim() else '-'}, or {boxes.dim()} dims broadcasting with the "
+        f"boxes {tuple(boxes.shape)}; got {shape}"
+    )
+
+
 def normalize_boxes(boxes: Tensor, image_size: Tensor | tuple[float, float]) -> Tensor:
     """Divide ``xyxy`` pixel boxes by the image size, giving coordinates in ``[0, 1]``.
 
     Args:
         boxes: ``xyxy`` boxes in pixels.
-        image_size: ``(width, height)``, as a pair of numbers or a tensor ``(..., 2)`` that
-            broadcasts with the boxes' leading dims (one size per video, say).
+        image_size: ``(width, height)`` for every box, ``(B, 2)`` one size per video along the
+            boxes' first dim, or ``(..., 2)`` with the boxes' number of dims (see
+            :func:`image_size_like`).
 
     Shape:
-        - boxes: ``(..., 4)``
-        - image_size: ``(2,)`` or ``(..., 2)``
-        - output: ``(..., 4)``
+        - boxes: ``(B, ..., 4)``
+        - image_size: ``(2,)``, ``(B, 2)`` or ``(B, ..., 2)``
+        - output: ``(B, ..., 4)``
 
     Raises:
-        TypeError: ``boxes`` is not a floating point tensor.
-        ValueError: the last dim is not 4, ``image_size`` is not ``(..., 2)`` or not positive.
+        TypeError: ``boxes`` is not a floating point tensor, or ``image_size`` not a size.
+        ValueError: the last dim is not 4, or ``image_size`` has none of the accepted shapes.
 
     Examples:
         >>> normalize_boxes(torch.tensor([48.0, 27.0, 480.0, 270.0]), (480, 270))
         tensor([0.1000, 0.1000, 1.0000, 1.0000])
+        >>> boxes = torch.tensor([[[10.0, 10, 20, 20]], [[10.0, 10, 20, 20]]])   # (B=2, P=1, 4)
+        >>> normalize_boxes(boxes, torch.tensor([[100.0, 100], [20, 20]]))[:, 0, 2].tolist()
+        [0.20000000298023224, 1.0]
     """
     _check_boxes(boxes, "boxes")
-    if not isinstance(image_size, Tensor):
-        if len(image_size) != 2:
-            raise ValueError(f"image_size: expected (width, height), got {image_size!r}")
-        if min(image_size) <= 0:
-            raise ValueError(f"image_size: expected positive sizes, got {tuple(image_size)}")
-        image_size = torch.tensor(image_size, dtype=boxes.dtype, device=boxes.device)
-    else:
-        check_tensor(image_size, "image_size", ("...", 2))
-    size = image_size.to(boxes.dtype)
+    size = image_size_like(image_size, boxes)
     return boxes / torch.cat((size, size), dim=-1)

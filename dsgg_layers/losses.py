@@ -1,7 +1,8 @@
 """Losses of the papers' blocks.
 
 - :func:`category_weighted_bce` / :class:`CategoryWeightedLoss`: MoSA's category-weighted loss
-  (seeds/000, Sec. 2.4, Eq. 11-12; not legible in the paper's text, this follows ``SPEC.md``):
+  (*MoSA*, arXiv:2604.19631, Sec. 2.4, Eq. 11-12; not legible in the paper's text, the
+  reading used is on the MoSA docs page):
   per-class weights ``w_c ∝ f_c^(-beta)`` from the class frequencies ``f_c``, normalised to mean 1
   over the classes seen, in a binary cross-entropy over the multi-label targets.
 """

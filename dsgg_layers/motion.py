@@ -1,8 +1,8 @@
 """MoSA motion blocks: motion attributes of subject-object pairs, their encoder, and MIM.
 
-Implements the Motion Feature Extractor (MFE) of *MoSA: Motion-guided Semantic Alignment for
-Dynamic Scene Graph Generation* (seeds/000, Sec. 2.2, Eq. 3-6). The paper's text lost Eq. 3-6;
-this module follows the reading of ``SPEC.md`` §2 "MoSA":
+Implements the Motion Feature Extractor (MFE) of *MoSA: Motion-Guided Semantic Alignment for
+Dynamic Scene Graph Generation* (arXiv:2604.19631, Sec. 2.2, Eq. 3-6). The paper's extracted
+text lost Eq. 3-6; this module follows the reading written out on the MoSA docs page:
 
 1. distance ``d_t = ||cs_t - co_t||_2`` between the box centres (Eq. 3), divided by the image
    diagonal when ``image_size`` is given (boxes in pixels), as is otherwise (boxes already
@@ -20,16 +20,16 @@ cumulative max over frame indices, the window mean from cumulative sums.
 
 from __future__ import annotations
 
-import math
 from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
 from dsgg_layers._checks import check_choice, check_positive, check_tensor
-from dsgg_layers._rows import ValidRows, use_valid_rows
 from dsgg_layers.attention import MaskedMultiheadAttention
-from dsgg_layers.boxes import box_center, elementwise_box_iou
+from dsgg_layers.boxes import box_center, elementwise_box_iou, image_size_like
+from dsgg_layers.rows import ValidRows, resolve_rows
+from dsgg_layers.temporal import previous_frame_index
 
 __all__ = [
     "NUM_MOTION_ATTRIBUTES",
@@ -40,14 +40,6 @@ __all__ = [
 
 NUM_MOTION_ATTRIBUTES = 4
 """Channels of :func:`motion_attributes`: distance, velocity, window IoU, direction consistency."""
-
-
-def _previous_frame(mask: Tensor) -> Tensor:
-    """``(..., T, P)`` index of the previous frame in which the pair exists, -1 if none."""
-    T = mask.shape[-2]
-    frames = torch.arange(T, device=mask.device).view(T, 1)
-    last_valid = torch.where(mask, frames, -1).cummax(dim=-2).values  # last valid index <= t
-    return torch.cat((torch.full_like(last_valid[..., :1, :], -1), last_valid[..., :-1, :]), dim=-2)
 
 
 def _gather_time(x: Tensor, index: Tensor) -> Tensor:
@@ -73,8 +65,9 @@ def motion_attributes(
         mask: ``True`` where the pair exists in that frame.
         frame_times: real time (e.g. frame number) of each frame slot; default ``0, 1, 2, ...``.
             Must increase along ``T`` over the frames where a pair exists.
-        image_size: ``(width, height)``, or ``(..., 2)`` with one size per video; distances are
-            divided by the image diagonal.
+        image_size: ``(width, height)``, ``(B, 2)`` one size per video along the boxes' first
+            dim, or ``(..., 2)`` like the boxes (:func:`~dsgg_layers.boxes.image_size_like`);
+            distances are divided by the image diagonal.
         window: number of frame slots of the sliding IoU window (Eq. 5).
         eps: displacements shorter than this count as "no motion" (direction consistency 0).
 
@@ -86,7 +79,7 @@ def motion_attributes(
         - subject_boxes, object_boxes: ``(..., T, P, 4)``
         - mask: ``(..., T, P)``
         - frame_times: ``(..., T)``
-        - image_size: ``(2,)`` or ``(..., 2)``
+        - image_size: ``(2,)``, ``(B, 2)`` or ``(B, ..., T, P, 2)``
         - output: ``(..., T, P, 4)``
 
     Raises:
@@ -114,23 +107,23 @@ def motion_attributes(
     T = subject_boxes.shape[-3]
     dtype = subject_boxes.dtype
     valid = mask.unsqueeze(-1)
+    # Padded positions may hold anything (NaN, inf): replace them before any arithmetic, so
+    # that neither the cumulative sums nor a gradient carries them to a valid position.
+    subject_boxes = subject_boxes.masked_fill(~valid, 0.0)
+    object_boxes = object_boxes.masked_fill(~valid, 0.0)
+    if frame_times is not None:
+        frame_times = frame_times.masked_fill(~mask.any(-1), 0)
 
     # Eq. 3: centre distance, optionally normalised by the image diagonal.
     cs, co = box_center(subject_boxes), box_center(object_boxes)
     distance = torch.linalg.vector_norm(cs - co, dim=-1)
-    if image_size is not None:
-        if isinstance(image_size, Tensor):
-            check_tensor(image_size, "image_size", ("...", 2))
-            diag = torch.linalg.vector_norm(image_size.to(dtype), dim=-1)[..., None, None]
-        else:
-            if len(image_size) != 2 or min(image_size) <= 0:
-                raise ValueError(f"image_size: expected positive (width, height), got {image_size}")
-            diag = torch.tensor(math.hypot(*image_size), dtype=dtype, device=distance.device)
+    if image_size is not None:  # one rule for sizes: (2,), (B, 2) or like the boxes
+        diag = torch.linalg.vector_norm(image_size_like(image_size, subject_boxes), dim=-1)
         distance = distance / diag
     distance = distance.masked_fill(~mask, 0.0)
 
     # The previous frame in which the pair exists (index scan, no loop).
-    prev = _previous_frame(mask)
+    prev = previous_frame_index(mask)
     has_prev = (prev >= 0) & mask
     prev_ = prev.clamp(min=0)
 
@@ -172,8 +165,9 @@ def motion_attributes(
 class MotionFeatureExtractor(nn.Module):
     """MoSA's Motion Feature Extractor (MFE): motion attributes, then an MLP to ``D`` channels.
 
-    ``f_mot = MLP([d_t, s * v_t, m_t, c_t])`` (seeds/000, Sec. 2.2, Eq. 3-6 and the text after
-    Eq. 6; the equations follow ``SPEC.md``, see :func:`motion_attributes`). Padded positions
+    ``f_mot = MLP([d_t, s * v_t, m_t, c_t])`` (MoSA, arXiv:2604.19631, Sec. 2.2, Eq. 3-6 and
+    the text after Eq. 6; the reading of the equations is on the MoSA docs page, see
+    :func:`motion_attributes`). Padded positions
     output 0.
 
     The attributes have different scales: distances and window IoU lie in ``[0, 1]``, direction
@@ -293,8 +287,13 @@ class MotionFeatureExtractor(nn.Module):
         *,
         image_size: Tensor | tuple[float, float] | None = None,
         return_attributes: bool = False,
+        rows: ValidRows | None = None,
     ) -> Tensor | tuple[Tensor, Tensor]:
-        """Motion features (and the raw attributes when ``return_attributes``)."""
+        """Motion features (and the raw attributes when ``return_attributes``).
+
+        ``rows``: the :class:`~dsgg_layers.rows.ValidRows` of ``mask``, when the caller built
+        them once for the batch (else the MLP builds them from ``mask``).
+        """
         attrs = motion_attributes(
             subject_boxes,
             object_boxes,
@@ -306,9 +305,9 @@ class MotionFeatureExtractor(nn.Module):
         scaled = attrs * self.attribute_scale.to(attrs.dtype)
         if self.standardize:
             scaled = self._standardize(scaled, mask)
-        if use_valid_rows(True, mask, scaled.shape[:-1]):  # the MLP on existing pairs only
-            rows = ValidRows(mask)
-            feats = rows.scatter(self.mlp(rows.gather(scaled)))
+        resolved = resolve_rows(True, mask, scaled.shape[:-1], rows)
+        if resolved is not None:  # the MLP on existing pairs only
+            feats = resolved.scatter(self.mlp(resolved.gather(scaled)))
         else:
             feats = self.mlp(scaled).masked_fill(~mask.unsqueeze(-1), 0.0)
         return (feats, attrs) if return_attributes else feats
@@ -320,8 +319,8 @@ class MotionInteraction(nn.Module):
     ``fused = Attn(Q = f_mot, K = V = f_spa)`` over the pairs of each frame (Eq. 7), then
     ``joint = Norm(f_spa + Dropout(fused))`` (Eq. 8, with the norm). ``fusion="concat"`` is the
     paper's ablation without MIM: ``fused = Linear([f_spa, f_mot])``, same residual and norm.
-    Padded pairs output 0 and are never attended to. (Seeds/000, Sec. 2.3; Eq. 7-8 are not
-    legible in the paper's text; this follows ``SPEC.md``.)
+    Padded pairs output 0 and are never attended to. (MoSA, arXiv:2604.19631, Sec. 2.3; Eq. 7-8
+    are not legible in the paper's text; the reading used is on the MoSA docs page.)
 
     Args:
         d_model: width ``D`` of the spatial and motion features.
@@ -379,15 +378,28 @@ class MotionInteraction(nn.Module):
     def extra_repr(self) -> str:
         return f"d_model={self.d_model}, fusion={self.fusion!r}"
 
-    def forward(self, spatial: Tensor, motion: Tensor, mask: Tensor | None = None) -> Tensor:
-        """Fuse motion into the spatial relation features; see the class docstring."""
+    def forward(
+        self,
+        spatial: Tensor,
+        motion: Tensor,
+        mask: Tensor | None = None,
+        *,
+        rows: ValidRows | None = None,
+    ) -> Tensor:
+        """Fuse motion into the spatial relation features; see the class docstring.
+
+        ``rows``: the :class:`~dsgg_layers.rows.ValidRows` of ``mask`` (optional).
+        """
         dims: dict[str, tuple[int, str]] = {}
         check_tensor(spatial, "spatial", ("...", "P", self.d_model), dims=dims, dtype="float")
         check_tensor(motion, "motion", ("...", "P", self.d_model), dims=dims, dtype="float")
         if mask is not None:
             check_tensor(mask, "mask", ("...", "P"), dims=dims, dtype="bool")
+            spatial = spatial.masked_fill(~mask.unsqueeze(-1), 0.0)  # padding never leaks
+            motion = motion.masked_fill(~mask.unsqueeze(-1), 0.0)
         if self.attn is not None:
-            fused, _ = self.attn(motion, spatial, spatial, query_mask=mask, key_mask=mask)
+            fused, _ = self.attn(motion, spatial, spatial, query_mask=mask, key_mask=mask,
+                                 query_rows=rows, key_rows=rows)  # fmt: skip
         else:
             assert self.concat is not None  # set in __init__ for fusion="concat"
             fused = self.concat(torch.cat((spatial, motion), -1))

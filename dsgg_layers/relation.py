@@ -1,8 +1,9 @@
 """The spatial-temporal relation block: attention over the pairs of a frame, then along each track.
 
 The block the field's networks share (STTran's "glocal" transformer, TR²'s relation feature
-fusion, seeds/003 Sec. III-B, the backbone of MoSA): a **spatial encoder** in which the pairs of
-each frame attend to each other, then a **temporal decoder** in which each pair attends to itself
+fusion in *Cross-Modality Time-Variant Relation Learning for Generating Dynamic Scene Graphs*,
+ICRA 2023, Sec. III-B; the backbone of MoSA): a **spatial encoder** in which the pairs of
+each frame attend to each other, then a **temporal encoder** in which each pair attends to itself
 in the other frames of its track, with a temporal position embedding on queries and keys. On
 pair tracks ``(B, T, P, D)`` both are reshapes of one batched call; no loop over videos, frames
 or pairs.
@@ -12,11 +13,17 @@ sliding windows instead (w = 2 in its code): the track is cut into every run of 
 consecutive frame slots, each window is encoded on its own (positions = offsets within the
 window), and a frame's output is the mean of its outputs over the windows that contain it.
 Windows are one batched call too (``unfold``, then a scatter-add of the ``w`` offsets).
+
+**Not STTran's decoder.** The windows follow STTran's *idea*, not its exact computation. STTran's
+public temporal decoder attends over *all* pairs of both frames of a window (one sequence a
+window, not one a pair track), adds two *learned* position embeddings (one per frame of the
+window) instead of sinusoidal offsets, keeps each frame's output from a single window
+(``mode='latter'``) instead of averaging the windows, and has no norm after its feed-forward
+network. Here every temporal sequence is one pair's track (the pair attends to itself in other
+frames), as the TR² and MoSA papers describe their temporal stage.
 """
 
 from __future__ import annotations
-
-import math
 
 import torch
 import torch.nn.functional as F
@@ -24,54 +31,18 @@ from torch import Tensor, nn
 
 from dsgg_layers._checks import check_positive, check_tensor
 from dsgg_layers.attention import TransformerEncoder, TransformerEncoderLayer
+from dsgg_layers.positions import sinusoidal_positions
+from dsgg_layers.rows import ValidRows
 
-__all__ = ["SpatialTemporalEncoder", "sinusoidal_positions"]
-
-
-def sinusoidal_positions(
-    positions: Tensor | int, dim: int, *, base: float = 10_000.0, dtype: torch.dtype | None = None
-) -> Tensor:
-    """Sinusoidal position encodings (Vaswani et al., 2017), ``[sin, cos]`` halves.
-
-    Args:
-        positions: integer or real positions, or ``n`` for ``0, 1, ..., n - 1``.
-        dim: width of the encodings (even).
-        base: the wavelength base.
-        dtype: output dtype (default: the default float dtype).
-
-    Shape:
-        - positions: ``(...)``
-        - output: ``(..., dim)``
-
-    Raises:
-        ValueError: ``dim`` is not a positive even number.
-
-    Examples:
-        >>> sinusoidal_positions(3, 4)
-        tensor([[ 0.0000,  0.0000,  1.0000,  1.0000],
-                [ 0.8415,  0.0100,  0.5403,  0.9999],
-                [ 0.9093,  0.0200, -0.4161,  0.9998]])
-    """
-    check_positive(dim, "dim")
-    if dim % 2:
-        raise ValueError(f"dim: expected an even width, got {dim}")
-    if isinstance(positions, int):
-        positions = torch.arange(positions)
-    dtype = dtype or torch.get_default_dtype()
-    half = dim // 2
-    freq = torch.exp(
-        -math.log(base) * torch.arange(half, device=positions.device, dtype=torch.float64) / half
-    )
-    angle = positions.to(torch.float64).unsqueeze(-1) * freq
-    return torch.cat((angle.sin(), angle.cos()), -1).to(dtype)
+__all__ = ["SpatialTemporalEncoder"]
 
 
 class SpatialTemporalEncoder(nn.Module):
-    """Spatial encoder over the pairs of each frame, then temporal decoder along each pair track.
+    """Spatial encoder over the pairs of each frame, then temporal encoder along each pair track.
 
-    ``x <- SpatialEncoder(x)`` over ``P`` in every frame, then ``x <- TemporalDecoder(x, pos)``
+    ``x <- SpatialEncoder(x)`` over ``P`` in every frame, then ``x <- TemporalEncoder(x, pos)``
     over ``T`` for every pair track, ``pos`` sinusoidal frame-slot positions added to queries and
-    keys (STTran; TR² Sec. III-B). With ``temporal_window=w`` the temporal decoder runs on
+    keys (STTran; TR² Sec. III-B). With ``temporal_window=w`` the temporal encoder runs on
     STTran's sliding windows of ``w`` frame slots and averages (see the module docstring). Padded
     entries output 0 and never affect the others; a video's output does not depend on the rest of
     the batch.
@@ -81,7 +52,7 @@ class SpatialTemporalEncoder(nn.Module):
         nhead: attention heads.
         dim_feedforward: hidden width of the feed-forward networks.
         spatial_layers: layers of the spatial encoder (0: none).
-        temporal_layers: layers of the temporal decoder (0: none).
+        temporal_layers: layers of the temporal encoder (0: none).
         dropout: dropout of the transformer layers.
         temporal_window: ``None`` (the whole track) or STTran's window size ``w >= 1``.
         norm_first: pre-norm layers.
@@ -155,16 +126,29 @@ class SpatialTemporalEncoder(nn.Module):
     def extra_repr(self) -> str:
         return f"d_model={self.d_model}, temporal_window={self.temporal_window}"
 
-    def forward(self, x: Tensor, mask: Tensor, frame_mask: Tensor | None = None) -> Tensor:
-        """Encode the pair tracks: :meth:`forward_spatial`, then :meth:`forward_temporal`."""
-        return self.forward_temporal(self.forward_spatial(x, mask), mask, frame_mask)
+    def forward(
+        self,
+        x: Tensor,
+        mask: Tensor,
+        frame_mask: Tensor | None = None,
+        *,
+        rows: ValidRows | None = None,
+    ) -> Tensor:
+        """Encode the pair tracks: :meth:`forward_spatial`, then :meth:`forward_temporal`.
+
+        ``rows``: the :class:`~dsgg_layers.rows.ValidRows` of ``mask`` ``(..., T, P)``, built
+        once for the batch (optional; the temporal half uses their transpose).
+        """
+        return self.forward_temporal(
+            self.forward_spatial(x, mask, rows=rows), mask, frame_mask, rows=rows
+        )
 
     def _check(self, x: Tensor, mask: Tensor) -> None:
         dims: dict[str, tuple[int, str]] = {}
         check_tensor(x, "x", ("...", "T", "P", self.d_model), dims=dims, dtype="float")
         check_tensor(mask, "mask", (*x.shape[:-1],), dims=dims, dtype="bool")
 
-    def forward_spatial(self, x: Tensor, mask: Tensor) -> Tensor:
+    def forward_spatial(self, x: Tensor, mask: Tensor, *, rows: ValidRows | None = None) -> Tensor:
         """The spatial encoder alone: attention over the pairs ``P`` of each frame.
 
         Blocks that work between the two halves (MoSA's motion interaction) call the halves
@@ -173,10 +157,17 @@ class SpatialTemporalEncoder(nn.Module):
         self._check(x, mask)
         if self.spatial is None:
             return x.masked_fill(~mask.unsqueeze(-1), 0.0)
-        return self.spatial(x, mask)
+        return self.spatial(x, mask, rows=rows)
 
-    def forward_temporal(self, x: Tensor, mask: Tensor, frame_mask: Tensor | None = None) -> Tensor:
-        """The temporal decoder alone: attention along each pair track (``T``).
+    def forward_temporal(
+        self,
+        x: Tensor,
+        mask: Tensor,
+        frame_mask: Tensor | None = None,
+        *,
+        rows: ValidRows | None = None,
+    ) -> Tensor:
+        """The temporal encoder alone: attention along each pair track (``T``).
 
         ``frame_mask (..., T)`` marks a video's real frame slots (a prefix); it matters only with
         ``temporal_window``, whose windows must not run into the padding. By default a video's
@@ -192,7 +183,8 @@ class SpatialTemporalEncoder(nn.Module):
         w = self.temporal_window
         if w is None or w >= T:
             pos = sinusoidal_positions(T, self.d_model, dtype=x.dtype).to(x.device)
-            return self.temporal(xt, mt, pos=pos).transpose(-3, -2)
+            rows_t = None if rows is None else rows.transpose(-2, -1)
+            return self.temporal(xt, mt, pos=pos, rows=rows_t).transpose(-3, -2)
         real = mask.any(-1) if frame_mask is None else frame_mask  # (..., T)
         slots = torch.arange(1, T + 1, device=mask.device)
         length = torch.where(real, slots, 0).amax(-1)  # (...,) frames of each video

@@ -1,8 +1,9 @@
 """Matching relation features against text embeddings of the predicate classes.
 
-:class:`ActionSemanticMatcher` is MoSA's Action Semantic Matching (ASM, seeds/000, Sec. 2.4,
-Eq. 10): relation features are projected into the text space and scored against a ``(C, E)``
-matrix of class text embeddings (built with :func:`dsgg_layers.text.encode_prompts`), giving one
+:class:`ActionSemanticMatcher` is MoSA's Action Semantic Matching (ASM; *MoSA*,
+arXiv:2604.19631, Sec. 2.4, Eq. 10): relation features are projected into the text space and
+scored against a ``(C, E)`` matrix of class text embeddings (built with
+:func:`dsgg_layers.text.encode_prompts`), giving one
 logit per class; ``sigmoid`` of the logits gives the multi-label probabilities. The text matrix
 is a buffer that :meth:`~ActionSemanticMatcher.set_text_embeddings` replaces, so that a trained
 matcher scores a new class set at inference (open vocabulary).
@@ -28,12 +29,20 @@ class ActionSemanticMatcher(nn.Module):
     """MoSA's ASM: logits ``s = scale * (f W) E^T + b`` against class text embeddings ``E``.
 
     ``f`` are relation features, ``W`` a learned projection into the text space and ``E`` the
-    ``(C, E)`` text embeddings (Eq. 10; the equation is not legible in the paper's text, this
-    follows ``SPEC.md``). With ``similarity="cosine"`` both ``f W`` and the rows of ``E`` are
-    L2-normalised first (CLIP style); with ``"dot"`` (the paper's) they are used as they are.
+    ``(C, E)`` text embeddings (Eq. 10; the equation is not legible in the paper's text, the
+    reading used is on the MoSA docs page). With ``similarity="cosine"`` both ``f W`` and the
+    rows of ``E`` are L2-normalised first (CLIP style); with ``"dot"`` (the paper's) they are
+    used as they are.
     ``scale = exp(logit_scale)`` is a learnable temperature (clamped at 100, as CLIP does) unless
     ``learnable_temperature=False``; ``b`` is one learnable bias shared by all classes, so that a
     new class set needs no new parameter.
+
+    **A generic text-embedding classifier.** Nothing here is specific to MoSA's predicates: with
+    ``similarity="cosine"`` and :meth:`probabilities` ``(kind="softmax")`` it is the
+    ``softmax(cos(f, E) / tau)`` classifier of UASAN (*Open-Vocabulary Video Scene Graph
+    Generation via Union-aware Semantic Alignment*) and ARN's classifier initialised from CLIP
+    text embeddings (*End-to-End Entity-Predicate Association Reasoning for Dynamic Scene Graph
+    Generation*); :meth:`set_text_embeddings` swaps the class set (open vocabulary).
 
     Args:
         in_features: width ``D`` of the relation features.
@@ -58,6 +67,8 @@ class ActionSemanticMatcher(nn.Module):
         >>> logits = asm(torch.randn(2, 8, 3, 256))                           # (B, T, P, D)
         >>> logits.shape, asm.probabilities(logits).max() <= 1
         (torch.Size([2, 8, 3, 26]), tensor(True))
+        >>> asm.probabilities(logits, "softmax").sum(-1).allclose(torch.ones(2, 8, 3))
+        True
         >>> asm.set_text_embeddings(E[:5])          # another class set, same weights
         >>> asm(torch.randn(4, 256)).shape
         torch.Size([4, 5])
@@ -144,6 +155,18 @@ class ActionSemanticMatcher(nn.Module):
         return logits if self.logit_bias is None else logits + self.logit_bias
 
     @staticmethod
-    def probabilities(logits: Tensor) -> Tensor:
-        """Multi-label class probabilities: ``sigmoid(logits)``."""
-        return logits.sigmoid()
+    def probabilities(
+        logits: Tensor, kind: Literal["sigmoid", "softmax"] = "sigmoid"
+    ) -> Tensor:  # fmt: skip
+        """Class probabilities from the logits.
+
+        ``"sigmoid"``: independent multi-label probabilities (MoSA's predicates, several of which
+        can hold at once). ``"softmax"``: one distribution over the classes (a single-label
+        classifier, as UASAN's ``cos / tau`` predicate classifier and ARN's CLIP-initialised
+        classifier use it).
+
+        Raises:
+            ValueError: ``kind`` is unknown.
+        """
+        check_choice(kind, "kind", ("sigmoid", "softmax"))
+        return logits.sigmoid() if kind == "sigmoid" else logits.softmax(-1)

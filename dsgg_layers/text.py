@@ -6,17 +6,22 @@ it with the ``clip`` extra: ``pip install "dsgg-layers[clip]"``).
 **Templates** (the object and predicate words are natural phrases: :data:`PREDICATE_PHRASES`,
 :data:`OBJECT_PHRASES`):
 
-- MoSA (seeds/000, Sec. 2.4): "textual descriptions for all subject-relationship-object pairs";
+- MoSA (*MoSA: Motion-Guided Semantic Alignment for Dynamic Scene Graph Generation*,
+  arXiv:2604.19631, Sec. 2.4): "textual descriptions for all subject-relationship-object pairs";
   :func:`mosa_prompts` gives, for each predicate, the sentence with every object class
   ("a person holding a cup or glass or bottle", "a bed beneath a person", ...), to be averaged
   per predicate into the ``(26, E)`` matrix of the Action Semantic Matcher.
-- ARN (seeds/002, Sec. 3.2): per predicate group, "The person is [attention] at the [object]",
+- ARN (*End-to-End Entity-Predicate Association Reasoning for Dynamic Scene Graph
+  Generation*, Sec. 3.2): per predicate group, "The person is [attention] at the [object]",
   "The [object] is [spatial] the person", "a photo of a person maybe [contacting] the [object]"
   (one embedding per triplet category, i.e. predicate and object), and "a photo of person and
   a [object]" for the object classes: :func:`arn_prompts`, :func:`arn_object_prompts`.
-- TR² (seeds/003, Sec. III-C): ``"a photo of a [subject] [predicate] a [object]"`` for a labelled
-  triplet, spatial ones in Action Genome's object -> person direction: :func:`tr2_prompt`.
-- UASAN (seeds/004, Sec. 3.3): the class words themselves, to follow learnable context tokens:
+- TR² (*Cross-Modality Time-Variant Relation Learning for Generating Dynamic Scene Graphs*,
+  ICRA 2023, arXiv:2305.08522, Sec. III-C): ``"a photo of a [subject] [predicate] a [object]"``
+  for a labelled triplet, spatial ones in Action Genome's object -> person direction:
+  :func:`tr2_prompt`.
+- UASAN (*Open-Vocabulary Video Scene Graph Generation via Union-aware Semantic Alignment*,
+  Sec. 3.3): the class words themselves, to follow learnable context tokens:
   :func:`class_words`.
 
 **Encoding.** :func:`encode_prompts` runs an open_clip text tower over the prompts in batches and

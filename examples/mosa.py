@@ -1,11 +1,12 @@
 """MoSA reference assembly: train and evaluate on Action Genome format data.
 
-MoSA (seeds/000) assembled from the library's blocks, end to end:
+MoSA (*MoSA: Motion-Guided Semantic Alignment for Dynamic Scene Graph Generation*,
+arXiv:2604.19631) assembled from the library's blocks, end to end:
 
     pair features (object visual + class semantics + union region + boxes)
       -> spatial encoder over the pairs of each frame    (TransformerEncoder over P)
       -> motion features + motion interaction            (MotionFeatureExtractor, MotionInteraction)
-      -> temporal decoder along each pair track          (TransformerEncoder over T)
+      -> temporal encoder along each pair track          (TransformerEncoder over T)
       -> action semantic matching, a text matrix a group (ActionSemanticMatcher x 3, sigmoid)
 
 trained with the category-weighted loss (CategoryWeightedLoss) and evaluated with the Action
@@ -47,7 +48,6 @@ from dsgg_layers import (
     TransformerEncoder,
     TransformerEncoderLayer,
     label_frequencies,
-    normalize_boxes,
     sinusoidal_positions,
 )
 from dsgg_layers.data import (
@@ -68,7 +68,7 @@ TASKS = ("predcls", "sgcls", "sgdet")
 
 
 class MoSA(nn.Module):
-    """MoSA: spatial encoder, MFE + MIM, temporal decoder, ASM (seeds/000, Fig. 2).
+    """MoSA: spatial encoder, MFE + MIM, temporal encoder, ASM (MoSA, arXiv:2604.19631, Fig. 2).
 
     Args:
         feature_dim: width of the per-box visual features.
@@ -121,10 +121,7 @@ class MoSA(nn.Module):
         self.d_model = d_model
 
     def pair_features(self, g: VideoGraph, object_probs: Tensor | None = None) -> Tensor:
-        size = g.image_size[:, None, None, :]
-        boxes = torch.cat(
-            (normalize_boxes(g.subject_boxes, size), normalize_boxes(g.object_boxes, size)), -1
-        )
+        boxes = torch.cat(g.normalized_boxes(), -1)
         if object_probs is None:  # the classes given (PredCls, SGDet's detector labels)
             semantics = self.class_semantics[g.object_labels.clamp(min=0)]
         else:  # SGCls: the class distribution the object classifier predicts

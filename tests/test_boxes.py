@@ -204,5 +204,53 @@ def test_errors():
         box_convert(torch.zeros(1, 4), "xxyy", "xyxy")
     with pytest.raises(ValueError, match="image_size: expected positive sizes"):
         normalize_boxes(torch.zeros(1, 4), (0, 10))
-    with pytest.raises(ValueError, match=r"image_size: expected shape \(\.\.\., 2\)"):
+    with pytest.raises(ValueError, match=r"image_size: expected \(2,\), \(B, 2\)"):
         normalize_boxes(torch.zeros(1, 4), torch.ones(3))
+
+
+def test_image_size_rule_one_size_per_video_along_the_batch_dim():
+    from dsgg_layers import image_size_like
+
+    boxes = torch.full((2, 5, 2, 4), 10.0)  # (B=2, T=5, P=2, 4): P == B must not confuse it
+    sizes = torch.tensor([[100.0, 50.0], [20.0, 10.0]])
+    out = normalize_boxes(boxes, sizes)
+    assert torch.equal(out[0, ..., 0], torch.full((5, 2), 0.1))  # video 0 by its own size
+    assert torch.equal(out[1, ..., 0], torch.full((5, 2), 0.5))
+    assert torch.equal(out[1, ..., 1], torch.full((5, 2), 1.0))
+    # the other two forms give the same numbers
+    same = normalize_boxes(boxes, sizes[:, None, None, :])
+    assert torch.equal(same, out)
+    assert torch.equal(normalize_boxes(boxes, (100, 50)), normalize_boxes(boxes, sizes[0]))
+    assert image_size_like(sizes, boxes).shape == (2, 1, 1, 2)
+
+
+@pytest.mark.parametrize(
+    ("size", "error", "match"),
+    [
+        (640, TypeError, "image_size: expected \\(width, height\\)"),
+        ((1, 2, 3), TypeError, "image_size"),
+        ((0, 10), ValueError, "positive"),
+        (torch.ones(3, 2), ValueError, r"B = boxes.shape\[0\] = 2"),
+        (torch.ones(2, 3), ValueError, "got \\(2, 3\\)"),
+        (torch.ones(2, 5, 2), ValueError, "image_size"),
+    ],
+)
+def test_image_size_rule_errors(size, error, match):
+    with pytest.raises(error, match=match):
+        normalize_boxes(torch.ones(2, 5, 2, 4), size)
+
+
+def test_motion_attributes_follow_the_same_size_rule():
+    from dsgg_layers import motion_attributes
+
+    g = torch.Generator().manual_seed(0)
+    boxes = torch.rand(2, 4, 2, 4, generator=g).sort(-1).values * 100
+    mask = torch.ones(2, 4, 2, dtype=torch.bool)
+    sizes = torch.tensor([[100.0, 100.0], [50.0, 200.0]])
+    a = motion_attributes(boxes, boxes.flip(2), mask, image_size=sizes)
+    b = motion_attributes(boxes, boxes.flip(2), mask, image_size=sizes[:, None, None, :])
+    torch.testing.assert_close(a, b)
+    one = motion_attributes(boxes[1:], boxes[1:].flip(2), mask[1:], image_size=(50.0, 200.0))
+    torch.testing.assert_close(a[1:], one)
+    with pytest.raises(ValueError, match="image_size"):
+        motion_attributes(boxes, boxes, mask, image_size=torch.ones(3, 2))

@@ -11,8 +11,8 @@ import dsgg_layers
 
 ROOT = Path(__file__).resolve().parents[1]
 MODULES = [
-    "attention", "batching", "boxes", "layout", "losses", "motion", "relation", "semantic", "text",
-    "vocab",
+    "attention", "batching", "boxes", "layout", "losses", "motion", "pooling", "positions",
+    "relation", "rows", "semantic", "temporal", "text", "tokens", "vocab",
 ]  # fmt: skip
 # Namespaces whose names are not re-exported at the top level: module -> its package.
 SUBPACKAGE_MODULES = {

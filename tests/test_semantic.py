@@ -27,6 +27,12 @@ def test_logits_match_the_formula(similarity):
         f, E = F.normalize(f, dim=-1), F.normalize(E, dim=-1)
     torch.testing.assert_close(asm(x), 3.0 * f @ E.T - 0.5)
     torch.testing.assert_close(asm.probabilities(asm(x)), torch.sigmoid(asm(x)))
+    # softmax: the single-label use (UASAN's cos / tau, ARN's CLIP-initialised classifier)
+    logits = asm(x)
+    want = torch.exp(logits) / torch.exp(logits).sum(-1, keepdim=True)
+    torch.testing.assert_close(asm.probabilities(logits, "softmax"), want)
+    with pytest.raises(ValueError, match="kind"):
+        asm.probabilities(logits, "tanh")
 
 
 def test_temperature_is_clamped_and_can_be_fixed():

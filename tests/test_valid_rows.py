@@ -14,7 +14,7 @@ from dsgg_layers import (
     TransformerEncoder,
     TransformerEncoderLayer,
 )
-from dsgg_layers._rows import ValidRows
+from dsgg_layers.rows import ValidRows
 
 
 def set_skip_padding(module: nn.Module, value: bool) -> nn.Module:

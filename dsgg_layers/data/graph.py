@@ -1,7 +1,8 @@
 """``VideoGraph``: a batch of videos' relations as pair tracks, the unit the data side yields.
 
 A :class:`VideoGraph` holds everything a DSGG model needs about a batch of videos in the
-pair-track layout of ``SPEC.md`` §1 (``(B, T, P, ...)`` + bool ``mask``): subject and object boxes,
+pair-track layout of the library (``(B, T, P, ...)`` + bool ``mask``, see the "Pair-track
+layout" docs page): subject and object boxes,
 object classes, the 26 Action Genome predicate labels of every pair in every frame, optional
 per-box and union-region features, detector scores, and the real frame numbers. The Action Genome
 loader and the synthetic benchmark both produce it; :meth:`VideoGraph.collate` pads many videos
@@ -20,6 +21,7 @@ import torch
 from torch import Tensor
 
 from dsgg_layers._checks import check_tensor
+from dsgg_layers.boxes import box_union, normalize_boxes
 from dsgg_layers.vocab import PREDICATES
 
 __all__ = ["VideoGraph", "VideoGraphDataset"]
@@ -309,6 +311,31 @@ class VideoGraph:
     def num_pairs(self) -> int:
         """Number of existing (pair, frame) entries over the batch."""
         return int(self.mask.sum())
+
+    def normalized_boxes(self) -> tuple[Tensor, Tensor]:
+        """Subject and object boxes divided by each video's image size, in ``[0, 1]``.
+
+        Examples:
+            >>> g = VideoGraph.empty(["v"], 2, 1)
+            >>> [b.shape for b in g.normalized_boxes()]
+            [torch.Size([1, 2, 1, 4]), torch.Size([1, 2, 1, 4])]
+        """
+        return (
+            normalize_boxes(self.subject_boxes, self.image_size),
+            normalize_boxes(self.object_boxes, self.image_size),
+        )
+
+    def union_boxes(self, *, normalized: bool = False) -> Tensor:
+        """The union box of every pair (``xyxy``; in ``[0, 1]`` when ``normalized``); 0 at
+        padded pairs.
+
+        Examples:
+            >>> VideoGraph.empty(["v"], 2, 1).union_boxes(normalized=True).shape
+            torch.Size([1, 2, 1, 4])
+        """
+        subject, obj = self.normalized_boxes() if normalized else (
+            self.subject_boxes, self.object_boxes)  # fmt: skip
+        return box_union(subject, obj).masked_fill(~self.mask.unsqueeze(-1), 0.0)
 
     def targets(self) -> dict[str, Tensor]:
         """The ground truth as the keyword arguments of the Action Genome evaluator.

@@ -1,0 +1,181 @@
+"""The valid rows of a padded grid: built once per batch, passed down to every block.
+
+A pair-track batch ``(..., L, D)`` with a bool mask ``(..., L)`` is mostly padding when videos
+differ in length or in pairs a frame (a third to a half of the cells of a typical batch). The
+row-wise work of a transformer layer (projections, feed-forward network, norms) does not mix
+rows, so it can run on the valid rows alone: :class:`ValidRows` gathers them into ``(N, D)``
+and scatters results back into a zero grid. Attention, which does mix rows, still runs on the
+grid. Padding then costs memory traffic, not matrix products, and garbage at padded positions
+never enters a matrix product.
+
+Both directions are one ``index_select`` / ``index_copy`` with the flat positions of the valid
+entries (row-major order of the mask); both are differentiable.
+
+**Build it once.** Finding the valid entries (``nonzero``) has a data-dependent size: on a GPU it
+waits for the device (a host sync). Every block that takes a ``mask`` builds its own
+:class:`ValidRows` when it is not given one; to pay once per batch, build it where the batch is
+made (on the CPU, e.g. in a ``collate_fn``), move it with the batch (:meth:`ValidRows.to`) and
+pass it as ``rows=`` to the blocks. :meth:`ValidRows.transpose` gives the rows of the transposed
+grid (the temporal view ``(B, P, T)`` of a ``(B, T, P)`` batch) without another sync.
+
+Under ``torch.compile`` the blocks ignore ``rows`` and compute on the padded grid (a full graph
+cannot hold a data-dependent size); the outputs are the same.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from dsgg_layers._checks import check_tensor
+
+__all__ = ["ValidRows"]
+
+
+def _is_compiling() -> bool:
+    """``torch.compiler.is_compiling()`` (torch >= 2.3), or dynamo's own flag on torch 2.2."""
+    is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None)
+    if is_compiling is None:  # pragma: no cover - torch 2.2
+        return bool(torch._dynamo.is_compiling())
+    return bool(is_compiling())
+
+
+class ValidRows:
+    """The ``True`` entries of a bool grid ``mask (..., L)``, in row-major order.
+
+    Args:
+        mask: ``True`` where a row is valid.
+
+    Shape:
+        - mask: ``(..., L)``
+        - :meth:`gather`: ``(..., L, C)`` (or broadcastable to it) -> ``(N, C)``,
+          ``N = mask.sum()``
+        - :meth:`scatter`: ``(N, C)`` -> ``(..., L, C)``, zeros at the padded rows
+
+    Raises:
+        TypeError: ``mask`` is not a bool tensor.
+
+    Examples:
+        >>> mask = torch.tensor([[True, False, True], [False, False, True]])
+        >>> rows = ValidRows(mask)
+        >>> x = torch.arange(12.0).view(2, 3, 2)
+        >>> len(rows), rows.gather(x).tolist()
+        (3, [[0.0, 1.0], [4.0, 5.0], [10.0, 11.0]])
+        >>> rows.scatter(rows.gather(x))[0, 1].tolist()   # padding comes back as 0
+        [0.0, 0.0]
+        >>> rows.transpose(0, 1).gather(x.transpose(0, 1)).tolist()  # the (L, B) view
+        [[0.0, 1.0], [4.0, 5.0], [10.0, 11.0]]
+    """
+
+    __slots__ = ("index", "mask", "shape")
+
+    def __init__(self, mask: Tensor) -> None:
+        check_tensor(mask, "mask", ("...",), dtype="bool")
+        self.mask = mask
+        self.shape = tuple(mask.shape)
+        self.index = mask.reshape(-1).nonzero().squeeze(-1)
+
+    @classmethod
+    def _from_index(cls, mask: Tensor, index: Tensor) -> ValidRows:
+        rows = cls.__new__(cls)
+        rows.mask, rows.shape, rows.index = mask, tuple(mask.shape), index
+        return rows
+
+    def __len__(self) -> int:
+        return self.index.numel()
+
+    def __repr__(self) -> str:
+        return f"ValidRows(shape={self.shape}, rows={len(self)}, device={self.mask.device})"
+
+    @property
+    def device(self) -> torch.device:
+        return self.mask.device
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> ValidRows:
+        """The same rows on ``device`` (no host sync: the row count is already known)."""
+        return ValidRows._from_index(
+            self.mask.to(device, non_blocking=non_blocking),
+            self.index.to(device, non_blocking=non_blocking),
+        )
+
+    def matches(self, mask: Tensor) -> bool:
+        """Whether these rows describe a grid of ``mask``'s shape on ``mask``'s device.
+
+        Only shapes and devices are compared, never values (that would sync).
+        """
+        return self.shape == tuple(mask.shape) and self.mask.device == mask.device
+
+    def transpose(self, dim0: int, dim1: int) -> ValidRows:
+        """The rows of the grid ``mask.transpose(dim0, dim1)``, without a host sync.
+
+        ``dim0`` and ``dim1`` index the mask's dims. Row ``i`` of the result is the valid entry
+        at position ``i`` in the row-major order of the transposed grid.
+        """
+        nd = len(self.shape)
+        d0, d1 = (d % nd if nd else 0 for d in (dim0, dim1))
+        if d0 == d1:
+            return self
+        coords = list(torch.unravel_index(self.index, self.shape))
+        coords[d0], coords[d1] = coords[d1], coords[d0]
+        shape = list(self.shape)
+        shape[d0], shape[d1] = shape[d1], shape[d0]
+        flat = torch.zeros_like(self.index)
+        for c, size in zip(coords, shape, strict=True):
+            flat = flat * size + c
+        index, _ = flat.sort()
+        return ValidRows._from_index(self.mask.transpose(d0, d1), index)
+
+    def gather(self, x: Tensor) -> Tensor:
+        """The valid rows of ``x``; ``x`` may broadcast over the leading dims (positions)."""
+        C = x.shape[-1]
+        if x.shape[:-1] != self.shape:
+            L = self.shape[-1] if self.shape else 1
+            if x.dim() >= 2 and x.shape[-2] == L and math.prod(x.shape[:-2]) == 1:
+                # (L, C) broadcast over the leading dims: row i sits at position i mod L.
+                return x.reshape(L, C).index_select(0, self.index % max(L, 1))
+            x = x.expand(*self.shape, C)
+        return x.reshape(-1, C).index_select(0, self.index)
+
+    def scatter(self, rows: Tensor) -> Tensor:
+        """The grid ``(..., L, C)`` holding ``rows`` at the valid entries and 0 elsewhere."""
+        C = rows.shape[-1]
+        grid = rows.new_zeros(math.prod(self.shape), C)
+        return grid.index_copy_(0, self.index, rows).view(*self.shape, C)
+
+
+def resolve_rows(
+    enabled: bool,
+    mask: Tensor | None,
+    shape: Sequence[int],
+    rows: ValidRows | None = None,
+    name: str = "mask",
+) -> ValidRows | None:
+    """The :class:`ValidRows` a block should run on, or ``None`` for the padded grid.
+
+    ``None`` unless ``enabled``, a mask of exactly the grid's leading ``shape`` is given, and
+    ``torch.compile`` is not tracing. ``rows`` given by the caller are checked against the mask's
+    shape and device (never its values) and used; otherwise they are built from the mask.
+
+    Raises:
+        TypeError: ``rows`` is not a :class:`ValidRows`, or ``mask`` is not bool.
+        ValueError: ``rows`` are given without a mask, or describe another grid than ``mask``.
+    """
+    if rows is not None:
+        if not isinstance(rows, ValidRows):
+            raise TypeError(f"rows: expected a ValidRows, got {type(rows).__name__}")
+        if mask is None:
+            raise ValueError(f"rows: given without {name}; pass the mask they were built from")
+    if not enabled or mask is None or tuple(mask.shape) != tuple(shape) or _is_compiling():
+        return None
+    check_tensor(mask, name, ("...",), dtype="bool")
+    if rows is None:
+        return ValidRows(mask)
+    if not rows.matches(mask):
+        raise ValueError(
+            f"rows: expected the ValidRows of a mask of shape {tuple(mask.shape)} on "
+            f"{mask.device}, got {rows.shape} on {rows.device}"
+        )
+    return rows

@@ -1,0 +1,89 @@
+"""The previous frame of each pair track: its index, and the features found there.
+
+A pair need not exist in every frame of its video. Blocks that compare a pair with itself one
+step back (MoSA's velocity and direction, *MoSA*, Sec. 2.2, Eq. 4 and 6; TR²'s message token and
+temporal-difference text guidance, *TR²: Exploring Spatio-Temporal ...*, Sec. III) need, for
+every frame ``t``, the last earlier frame ``t' < t`` in which the same pair exists. Both
+functions here are vectorised scans over ``T`` (a cumulative max of frame indices), with no loop
+over frames, pairs or videos.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from dsgg_layers._checks import check_tensor
+
+__all__ = ["gather_previous", "previous_frame_index"]
+
+
+def previous_frame_index(mask: Tensor) -> Tensor:
+    """Index of the previous frame in which each pair exists, ``-1`` where there is none.
+
+    Args:
+        mask: ``True`` where the pair exists in that frame.
+
+    Returns:
+        ``prev[..., t, p] = max {t' < t : mask[..., t', p]}``, or ``-1``. Defined at every
+        position (padded ones too), so that it can index any ``(..., T, P)`` tensor.
+
+    Shape:
+        - mask: ``(..., T, P)``
+        - output: ``(..., T, P)`` long
+
+    Raises:
+        TypeError: ``mask`` is not bool.
+        ValueError: ``mask`` has fewer than 2 dims.
+
+    Examples:
+        >>> mask = torch.tensor([[True], [False], [True], [True]])   # one pair, T = 4
+        >>> previous_frame_index(mask).flatten().tolist()
+        [-1, 0, 0, 2]
+    """
+    check_tensor(mask, "mask", ("...", "T", "P"), dtype="bool")
+    T = mask.shape[-2]
+    frames = torch.arange(T, device=mask.device).view(T, 1)
+    last_valid = torch.where(mask, frames, -1).cummax(dim=-2).values  # last valid index <= t
+    return torch.cat((torch.full_like(last_valid[..., :1, :], -1), last_valid[..., :-1, :]), dim=-2)
+
+
+def gather_previous(x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    """The features of each pair at its previous existing frame.
+
+    Args:
+        x: per-pair features.
+        mask: ``True`` where the pair exists in that frame.
+
+    Returns:
+        ``(previous, has_previous)``: ``previous[..., t, p] = x[..., t', p]`` for the frame
+        ``t'`` of :func:`previous_frame_index`, exactly 0 where the pair has no earlier frame
+        or does not exist at ``t``; ``has_previous`` marks the positions where it has one (and
+        exists at ``t``). Padded features never reach the output (nor get a gradient).
+
+    Shape:
+        - x: ``(..., T, P, D)``; mask: ``(..., T, P)``
+        - output: ``(..., T, P, D)`` and ``(..., T, P)`` bool
+
+    Raises:
+        TypeError: ``mask`` is not bool.
+        ValueError: shapes disagree.
+
+    Examples:
+        >>> x = torch.tensor([[[1.0]], [[2.0]], [[3.0]]])           # (T=3, P=1, D=1)
+        >>> mask = torch.tensor([[True], [False], [True]])
+        >>> prev, has = gather_previous(x, mask)
+        >>> prev.flatten().tolist(), has.flatten().tolist()      # frame 2 looks back to frame 0
+        ([0.0, 0.0, 1.0], [False, False, True])
+    """
+    dims: dict[str, tuple[int, str]] = {}
+    check_tensor(x, "x", ("...", "T", "P", "D"), dims=dims)
+    check_tensor(mask, "mask", ("...", "T", "P"), dims=dims, dtype="bool")
+    if tuple(mask.shape) != tuple(x.shape[:-1]):
+        raise ValueError(f"mask: expected shape {tuple(x.shape[:-1])}, got {tuple(mask.shape)}")
+    prev = previous_frame_index(mask)
+    has_prev = (prev >= 0) & mask
+    clean = x.masked_fill(~mask.unsqueeze(-1), 0)
+    index = prev.clamp(min=0).unsqueeze(-1).expand(*prev.shape, x.shape[-1])
+    gathered = torch.gather(clean, -3, index)
+    return gathered.masked_fill(~has_prev.unsqueeze(-1), 0), has_prev
