@@ -322,11 +322,23 @@ class MotionInteraction(nn.Module):
     Padded pairs output 0 and are never attended to. (MoSA, arXiv:2604.19631, Sec. 2.3; Eq. 7-8
     are not legible in the paper's text; the reading used is on the MoSA docs page.)
 
+    **Frames with one pair.** Motion enters Eq. 7 only through the queries, i.e. through the
+    attention weights. In a frame with a single pair there is a single key, its weight is exactly
+    1 whatever the query, and ``fused = W_o W_v f_spa`` does not depend on motion: the output of
+    such a pair ignores its motion and the gradient to the motion features (and to MFE) is zero
+    (up to rounding in the softmax's backward). In a video with one object every frame is like
+    that. ``motion_skip=True`` (not in the paper; off by default) adds a learned linear path for
+    the pair's own motion to the residual, ``joint = Norm(f_spa + Dropout(fused) + W_m f_mot)``,
+    so that motion reaches every pair while the attention keeps the paper's form. (A linear skip
+    was chosen over adding the pair's own motion as an extra key: that would change the attention
+    of every frame, not only of the one-pair ones.)
+
     Args:
         d_model: width ``D`` of the spatial and motion features.
         nhead: attention heads (``fusion="attention"``).
         dropout: dropout on the attention weights and the fused features.
         fusion: ``"attention"`` (MIM) or ``"concat"`` (the ablation).
+        motion_skip: add ``W_m f_mot`` to the residual (see above).
 
     Shape:
         - spatial: ``(..., P, D)`` relation features from the spatial encoder
@@ -353,10 +365,11 @@ class MotionInteraction(nn.Module):
         *,
         dropout: float = 0.1,
         fusion: Literal["attention", "concat"] = "attention",
+        motion_skip: bool = False,
     ) -> None:
         super().__init__()
         check_choice(fusion, "fusion", ("attention", "concat"))
-        self.d_model, self.fusion = d_model, fusion
+        self.d_model, self.fusion, self.motion_skip = d_model, fusion, motion_skip
         if fusion == "attention":
             self.attn: MaskedMultiheadAttention | None = MaskedMultiheadAttention(
                 d_model, nhead, dropout=dropout
@@ -367,16 +380,17 @@ class MotionInteraction(nn.Module):
             self.attn, self.concat = None, nn.Linear(2 * d_model, d_model)
         self.dropout = nn.Dropout(dropout)
         self.norm = nn.LayerNorm(d_model)
+        self.motion_proj = nn.Linear(d_model, d_model) if motion_skip else None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Reset the attention (or concat projection) and the norm."""
-        for module in (self.attn, self.concat, self.norm):
+        """Reset the attention (or concat projection), the norm and the motion skip."""
+        for module in (self.attn, self.concat, self.norm, self.motion_proj):
             if module is not None:
                 module.reset_parameters()
 
     def extra_repr(self) -> str:
-        return f"d_model={self.d_model}, fusion={self.fusion!r}"
+        return f"d_model={self.d_model}, fusion={self.fusion!r}, motion_skip={self.motion_skip}"
 
     def forward(
         self,
@@ -403,5 +417,8 @@ class MotionInteraction(nn.Module):
         else:
             assert self.concat is not None  # set in __init__ for fusion="concat"
             fused = self.concat(torch.cat((spatial, motion), -1))
-        out = self.norm(spatial + self.dropout(fused))
+        joint = spatial + self.dropout(fused)
+        if self.motion_proj is not None:
+            joint = joint + self.motion_proj(motion)
+        out = self.norm(joint)
         return out if mask is None else out.masked_fill(~mask.unsqueeze(-1), 0.0)

@@ -80,6 +80,7 @@ class MoSA(nn.Module):
         motion: use MFE (and MIM); ``False`` is the ``--no-mfe`` ablation.
         fusion: ``"attention"`` (MIM) or ``"concat"`` (the ``--no-mim`` ablation).
         semantic: classify with ASM; ``False`` is the ``--no-asm`` ablation (a linear layer).
+        motion_skip: MIM's linear motion path (``--mim-motion-skip``; not in the paper).
     """
 
     def __init__(
@@ -98,6 +99,7 @@ class MoSA(nn.Module):
         motion: bool = True,
         fusion: str = "attention",
         semantic: bool = True,
+        motion_skip: bool = False,
     ) -> None:
         super().__init__()
         self.register_buffer("class_semantics", class_semantics.float())
@@ -107,7 +109,11 @@ class MoSA(nn.Module):
         self.spatial = TransformerEncoder(layer(), spatial_layers)
         self.mfe = MotionFeatureExtractor(d_model) if motion else None
         self.mim = (
-            MotionInteraction(d_model, nhead, dropout=dropout, fusion=fusion) if motion else None
+            MotionInteraction(
+                d_model, nhead, dropout=dropout, fusion=fusion, motion_skip=motion_skip
+            )
+            if motion
+            else None
         )
         self.temporal = TransformerEncoder(layer(), temporal_layers)
         groups = list(PREDICATE_GROUPS.values())
@@ -165,6 +171,7 @@ def build_model(
         motion=not args.no_mfe,
         fusion="concat" if args.no_mim else "attention",
         semantic=not args.no_asm,
+        motion_skip=args.mim_motion_skip,
     )
 
 
@@ -379,6 +386,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--no-mim", action="store_true", help="ablation: fuse motion by concatenation")
     p.add_argument("--no-asm", action="store_true", help="ablation: a linear classifier, not ASM")
+    p.add_argument(
+        "--mim-motion-skip",
+        action="store_true",
+        help="MIM adds a linear motion path to its residual (motion reaches one-pair frames)",
+    )
     p.add_argument("--quick", action="store_true", help="a tiny run (tests, CI)")
     args = p.parse_args(argv)
     if args.quick:

@@ -39,3 +39,17 @@ def test_mosa_snippet_returns_flat_rows():
         exec(compile(block, "mosa.md", "exec"), namespace)
     assert namespace["rel_features"].shape == (7, 64)
     assert torch.isfinite(namespace["rel_features"]).all()
+
+
+def test_math_renderer_is_served_with_the_site():
+    """Equations render offline: KaTeX's files are in docs/, none is loaded from a CDN."""
+    config = (ROOT / "mkdocs.yml").read_text()
+    assets = re.findall(r"^\s+- ((?:assets|javascripts)/\S+\.(?:js|css))$", config, flags=re.M)
+    assert "assets/katex/katex.min.js" in assets and "assets/katex/katex.min.css" in assets
+    for asset in assets:
+        assert (ROOT / "docs" / asset).is_file(), asset
+    assert "http" not in "".join(re.findall(r"extra_(?:javascript|css):\n((?:\s+- .*\n)+)", config))
+    fonts = re.findall(
+        r"url\((fonts/[^)]+\.woff2)\)", (ROOT / "docs/assets/katex/katex.min.css").read_text()
+    )
+    assert fonts and all((ROOT / "docs/assets/katex" / f).is_file() for f in fonts)

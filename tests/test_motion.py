@@ -352,3 +352,35 @@ def test_mim_errors():
         mim(s, m, k.float())
     with pytest.raises(ValueError, match="fusion: expected one of 'attention', 'concat'"):
         MotionInteraction(8, fusion="sum")
+
+
+def test_mim_one_pair_frames_ignore_motion_unless_motion_skip():
+    """Eq. 7 with one key: weight 1, output independent of motion, zero gradient to it."""
+    torch.manual_seed(0)
+    spatial = torch.randn(2, 4, 1, 16, dtype=torch.float64)  # every frame has one pair
+    mask = torch.ones(2, 4, 1, dtype=torch.bool)
+    paper = MotionInteraction(16, 4, dropout=0.0).double()
+    m1 = torch.randn(2, 4, 1, 16, dtype=torch.float64, requires_grad=True)
+    out1 = paper(spatial, m1, mask)
+    out2 = paper(spatial, torch.randn_like(m1), mask)
+    assert torch.equal(out1, out2)  # motion does not matter at all
+    w = torch.randn(16, dtype=torch.float64)  # (not a sum of squares: constant after a norm)
+    (out1 * w).sum().backward()
+    assert m1.grad.abs().max() < 1e-12  # zero up to rounding in the softmax backward
+    skip = MotionInteraction(16, 4, dropout=0.0, motion_skip=True).double()
+    m1.grad = None
+    out = skip(spatial, m1, mask)
+    assert not torch.allclose(out, skip(spatial, torch.randn_like(m1), mask))
+    (out * w).sum().backward()
+    assert m1.grad.abs().max() > 1e-3
+    assert "motion_skip=True" in repr(skip)
+    # padding still never leaks with the skip
+    x = torch.randn(2, 3, 16, dtype=torch.float64)
+    pmask = torch.tensor([[True, False, True], [False, False, False]])
+    bad = x.masked_fill(~pmask.unsqueeze(-1), float("nan"))
+    ref = skip(x.masked_fill(~pmask.unsqueeze(-1), 0.0), x, pmask)
+    assert torch.equal(
+        skip(bad, bad, pmask),
+        skip(x.masked_fill(~pmask.unsqueeze(-1), 0), x.masked_fill(~pmask.unsqueeze(-1), 0), pmask),
+    )
+    assert torch.isfinite(ref).all()
