@@ -3,7 +3,8 @@
 Existing DSGG code (STTran, DSG-DETR, TEMPURA) keeps relations *flat*: one row per
 subject-object pair and frame, with the frame each row belongs to. The blocks of this library work
 on *pair tracks*: a dense grid ``x: (B, T, P, D)`` with a bool ``mask: (B, T, P)``, where the same
-subject-object pair keeps the same ``p`` in every frame of its video (SPEC §1).
+subject-object pair keeps the same ``p`` in every frame of its video (see the "Pair-track
+layout" docs page).
 
 The conversion is described once by a :class:`TrackIndex` (where each flat row lives in the grid,
 and which original video, frame and track each grid slot stands for), built by

@@ -1,4 +1,4 @@
-"""The Action Genome vocabulary: 36 object classes, 26 predicates in three groups (SPEC §4).
+"""The Action Genome vocabulary (36 object classes, 26 predicates in three groups) and `Vocabulary`.
 
 Object classes are in the order of the public annotation files (``person`` is index 0; STTran's
 code prepends a ``__background__`` class, so its object indices are these plus one). Predicates
@@ -18,9 +18,12 @@ contacting (17). The raw annotation files spell names without separators (``clos
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 from types import MappingProxyType
 
 __all__ = [
+    "ACTION_GENOME",
     "ATTENTION_PREDICATES",
     "CONTACTING_PREDICATES",
     "OBJECT_CLASSES",
@@ -29,6 +32,7 @@ __all__ = [
     "PREDICATE_GROUPS",
     "PREDICATE_GROUP_OF",
     "SPATIAL_PREDICATES",
+    "Vocabulary",
     "normalize_object_name",
     "normalize_predicate_name",
     "object_index",
@@ -154,3 +158,125 @@ def predicate_index(name: str) -> int:
         25
     """
     return PREDICATES.index(normalize_predicate_name(name))
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """The class names of a dataset: predicates in contiguous groups, objects and subjects.
+
+    Action Genome's is the default everywhere (:data:`ACTION_GENOME`: 26 predicates in the
+    attention / spatial / contacting groups, 36 object classes, the person as the only subject).
+    VidVRD-style data has one group of predicates and subjects from the object classes:
+    :meth:`single_group`.
+
+    Args:
+        predicates: predicate names, in label order.
+        groups: ``(name, start, stop)`` ranges of the predicate groups, contiguous, in order,
+            covering every predicate.
+        object_classes: object class names, in label order.
+        subject_classes: subject class names; ``None`` means the object classes.
+        name: the dataset's name (for messages and reprs).
+
+    Raises:
+        ValueError: names repeat, or the groups do not tile the predicates.
+
+    Examples:
+        >>> ACTION_GENOME.num_predicates, list(ACTION_GENOME.predicate_groups)
+        (26, ['attention', 'spatial', 'contacting'])
+        >>> vrd = Vocabulary.single_group(["ride", "chase"], ["dog", "person", "bicycle"])
+        >>> vrd.num_predicates, vrd.predicate_groups, vrd.subject_classes
+        (2, {'predicate': slice(0, 2, None)}, ('dog', 'person', 'bicycle'))
+    """
+
+    predicates: tuple[str, ...]
+    groups: tuple[tuple[str, int, int], ...]
+    object_classes: tuple[str, ...]
+    subject_classes: tuple[str, ...] | None = None
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "predicates", tuple(self.predicates))
+        object.__setattr__(self, "object_classes", tuple(self.object_classes))
+        object.__setattr__(
+            self, "groups", tuple((str(g), int(a), int(b)) for g, a, b in self.groups)
+        )
+        if self.subject_classes is None:
+            object.__setattr__(self, "subject_classes", self.object_classes)
+        else:
+            object.__setattr__(self, "subject_classes", tuple(self.subject_classes))
+        for what, names in (
+            ("predicates", self.predicates),
+            ("object_classes", self.object_classes),
+        ):
+            if len(set(names)) != len(names):
+                raise ValueError(f"{what}: expected unique names, got {list(names)}")
+        stop = 0
+        for group, a, b in self.groups:
+            if a != stop or b <= a:
+                raise ValueError(
+                    f"groups: expected contiguous non-empty ranges in order, got {group!r} = "
+                    f"[{a}, {b}) after {stop}"
+                )
+            stop = b
+        if stop != len(self.predicates):
+            raise ValueError(
+                f"groups: expected ranges covering the {len(self.predicates)} predicates, "
+                f"they end at {stop}"
+            )
+
+    @classmethod
+    def single_group(
+        cls,
+        predicates: Sequence[str],
+        object_classes: Sequence[str],
+        *,
+        subject_classes: Sequence[str] | None = None,
+        group: str = "predicate",
+        name: str = "",
+    ) -> Vocabulary:
+        """One group holding every predicate (VidVRD / VidOR style)."""
+        return cls(
+            tuple(predicates), ((group, 0, len(predicates)),), tuple(object_classes),
+            None if subject_classes is None else tuple(subject_classes), name,
+        )  # fmt: skip
+
+    @property
+    def num_predicates(self) -> int:
+        """Number of predicate classes (the width of a graph's ``relations``)."""
+        return len(self.predicates)
+
+    @property
+    def predicate_groups(self) -> dict[str, slice]:
+        """Index range of each predicate group, in order."""
+        return {g: slice(a, b) for g, a, b in self.groups}
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain lists and strings (``torch.save`` with ``weights_only`` loading)."""
+        return {
+            "predicates": list(self.predicates),
+            "groups": [list(g) for g in self.groups],
+            "object_classes": list(self.object_classes),
+            "subject_classes": list(self.subject_classes or ()),
+            "name": self.name,
+        }
+
+    @classmethod
+    def from_dict(cls, state: dict[str, object]) -> Vocabulary:
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            tuple(state["predicates"]),  # type: ignore[arg-type]
+            tuple(tuple(g) for g in state["groups"]),  # type: ignore[union-attr, misc]
+            tuple(state["object_classes"]),  # type: ignore[arg-type]
+            tuple(state["subject_classes"]) or None,  # type: ignore[arg-type]
+            str(state.get("name", "")),
+        )
+
+
+ACTION_GENOME = Vocabulary(
+    PREDICATES,
+    tuple((g, s.start, s.stop) for g, s in PREDICATE_GROUPS.items()),
+    OBJECT_CLASSES,
+    ("person",),
+    "Action Genome",
+)
+"""Action Genome's vocabulary: the default of :class:`~dsgg_layers.data.VideoGraph`."""

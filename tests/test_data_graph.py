@@ -88,3 +88,79 @@ def test_validation_errors():
         VideoGraph.collate([g, g.replace(union_features=None)])
     with pytest.raises(IndexError, match="video 3 out of range"):
         g[3]
+
+
+def vidvrd_graph(video: str, T: int, P: int, seed: int = 0) -> VideoGraph:
+    from dsgg_layers.vocab import Vocabulary
+
+    vocab = Vocabulary.single_group(
+        [f"pred{i}" for i in range(132)], ["person", "dog", "car"], name="VidVRD"
+    )
+    g = torch.Generator().manual_seed(seed)
+    base = VideoGraph.empty([video], T, P, vocabulary=vocab)
+    mask = torch.rand(1, T, P, generator=g) < 0.7
+    return base.replace(
+        mask=mask,
+        subject_labels=torch.randint(0, 3, (1, T, P), generator=g).masked_fill(~mask, -1),
+        object_labels=torch.randint(0, 3, (1, T, P), generator=g).masked_fill(~mask, -1),
+        relations=(torch.rand(1, T, P, 132, generator=g) < 0.05) & mask[..., None],
+        pair_extras={
+            "track_id": torch.randint(1, 9, (1, T, P), generator=g),
+            "depth": torch.rand(1, T, P, 1, generator=g),
+        },
+        frame_extras={"blur": torch.rand(1, T, generator=g)},
+    )
+
+
+def test_video_graph_beyond_action_genome_collates_splits_and_saves(tmp_path):
+    a, b = vidvrd_graph("a", 3, 2, 0), vidvrd_graph("b", 5, 4, 1)
+    batch = VideoGraph.collate([a, b])
+    assert batch.relations.shape == (2, 5, 4, 132)
+    assert batch.subject_labels.shape == (2, 5, 4) and (batch.subject_labels[0, 3:] == -1).all()
+    assert batch.pair_extras["track_id"].shape == (2, 5, 4)
+    assert batch.pair_extras["depth"].shape == (2, 5, 4, 1)
+    assert batch.frame_extras["blur"].shape == (2, 5)
+    assert (batch.pair_extras["track_id"][0, :, 2:] == 0).all()  # padded with 0
+    back = batch[0]
+    for name in ("track_id", "depth"):
+        assert torch.equal(back.pair_extras[name][:, :, : a.mask.shape[2]][back.mask],
+                           a.pair_extras[name][a.mask])  # fmt: skip
+    assert torch.equal(back.frame_extras["blur"], a.frame_extras["blur"])
+    assert back.vocabulary == a.vocabulary and back.vocabulary.name == "VidVRD"
+    torch.save(batch.state_dict(), tmp_path / "g.pt")
+    loaded = VideoGraph.from_state_dict(torch.load(tmp_path / "g.pt", weights_only=True))
+    assert loaded.vocabulary == batch.vocabulary
+    assert torch.equal(loaded.pair_extras["depth"], batch.pair_extras["depth"])
+    assert torch.equal(loaded.subject_labels, batch.subject_labels)
+    assert loaded.to("cpu").frame_extras["blur"].shape == (2, 5)
+
+
+def test_video_graph_field_errors():
+    a = vidvrd_graph("a", 3, 2)
+    with pytest.raises(ValueError, match="relations"):
+        a.replace(relations=torch.zeros(1, 3, 2, 26, dtype=torch.bool))
+    with pytest.raises(ValueError, match="pair_extras"):
+        a.replace(pair_extras={"x": torch.zeros(1, 4, 2)})
+    with pytest.raises(ValueError, match="frame_extras"):
+        a.replace(frame_extras={"x": torch.zeros(2, 3)})
+    with pytest.raises(TypeError, match="subject_labels"):
+        a.replace(subject_labels=torch.zeros(1, 3, 2))
+    with pytest.raises(TypeError, match="vocabulary"):
+        a.replace(vocabulary="VidVRD")
+    with pytest.raises(ValueError, match="one vocabulary"):
+        VideoGraph.collate([a, VideoGraph.empty(["b"], 2, 1)])
+    with pytest.raises(ValueError, match="different keys"):
+        VideoGraph.collate([a, a.replace(pair_extras={})])
+
+
+def test_vocabulary_validation():
+    from dsgg_layers.vocab import ACTION_GENOME, Vocabulary
+
+    assert ACTION_GENOME.predicate_groups["spatial"] == slice(3, 9)
+    assert Vocabulary.from_dict(ACTION_GENOME.to_dict()) == ACTION_GENOME
+    with pytest.raises(ValueError, match="groups"):
+        Vocabulary(("a", "b"), (("g", 0, 1),), ("x",))
+    with pytest.raises(ValueError, match="groups"):
+        Vocabulary(("a", "b"), (("g", 1, 2),), ("x",))
+    with pytest.raises(ValueError, match="unique"):
+        Vocabulary.single_group(["a", "a"], ["x"])

@@ -14,28 +14,35 @@ A single video is a ``VideoGraph`` with ``B = 1``: there is one type for both.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
 from dsgg_layers._checks import check_tensor
 from dsgg_layers.boxes import box_union, normalize_boxes
-from dsgg_layers.vocab import PREDICATES
+from dsgg_layers.vocab import ACTION_GENOME, PREDICATES, Vocabulary
 
 __all__ = ["VideoGraph", "VideoGraphDataset"]
 
 NUM_PREDICATES = len(PREDICATES)
 
 # Value of padded entries, by field; fields not listed pad with 0.
-_FILL = {"object_labels": -1, "mask": False, "frame_mask": False, "relations": False}
+_FILL = {
+    "object_labels": -1,
+    "subject_labels": -1,
+    "mask": False,
+    "frame_mask": False,
+    "relations": False,
+}
 # Fields laid out (B, T, P, ...).
 _PAIR_FIELDS = (
     "mask",
     "subject_boxes",
     "object_boxes",
     "object_labels",
+    "subject_labels",
     "relations",
     "subject_scores",
     "object_scores",
@@ -49,10 +56,21 @@ _PAIR_FIELDS = (
 class VideoGraph:
     """A batch of videos' pairs, boxes, labels and features as pair tracks.
 
-    Boxes are ``xyxy`` in pixels of the video's frames (``image_size``). The subject of every
-    pair is the person (Action Genome's setting); ``relations[b, t, p]`` is the 26-d multi-hot
-    label vector of pair ``p`` in frame ``t`` in the order of
-    :data:`dsgg_layers.vocab.PREDICATES` (attention, spatial, contacting).
+    Boxes are ``xyxy`` in pixels of the video's frames (``image_size``). ``relations[b, t, p]``
+    is the multi-hot predicate vector of pair ``p`` in frame ``t`` in the order of
+    ``vocabulary.predicates``: Action Genome's 26 (attention, spatial, contacting) by default,
+    any single-group vocabulary for VidVRD-style data
+    (:meth:`~dsgg_layers.vocab.Vocabulary.single_group`). The subject of every pair is the person
+    unless ``subject_labels`` says otherwise.
+
+    **Extra fields.** ``pair_extras`` (``(B, T, P, ...)`` tensors) and ``frame_extras``
+    (``(B, T, ...)``) carry whatever else a model needs (track ids, depth, a detector's
+    embeddings): they pad with 0 (``False``), collate, move and split like the built-in fields.
+
+    **Frame times.** ``frame_times`` holds the real frame numbers of the frame slots; it is what
+    :class:`~dsgg_layers.layout.TrackIndex` calls ``frame_ids`` (the frame number of each flat
+    row, kept per slot), and what :func:`~dsgg_layers.motion.motion_attributes` takes as
+    ``frame_times``.
 
     When the pairs are *detections* (SGDet), ``gt`` holds the ground-truth pairs of the same
     frames (same ``B`` and ``T``, its own ``P``), and ``relations`` holds the labels assigned to
@@ -76,6 +94,11 @@ class VideoGraph:
         object_features: ``(B, T, P, F)`` per-box features of the object, or ``None``.
         union_features: ``(B, T, P, U)`` features of the union region, or ``None``.
         gt: the ground-truth pairs when these pairs are detections, else ``None``.
+        subject_labels: ``(B, T, P)`` subject classes (indices into
+            ``vocabulary.subject_classes``), -1 where padded; ``None``: the person.
+        vocabulary: the class names (:data:`~dsgg_layers.vocab.ACTION_GENOME` by default).
+        pair_extras: more ``(B, T, P, ...)`` fields, by name.
+        frame_extras: more ``(B, T, ...)`` fields, by name.
 
     Raises:
         TypeError, ValueError: at construction, a field has the wrong dtype or a shape that
@@ -106,6 +129,10 @@ class VideoGraph:
     object_features: Tensor | None = None
     union_features: Tensor | None = None
     gt: VideoGraph | None = None
+    subject_labels: Tensor | None = None
+    vocabulary: Vocabulary = ACTION_GENOME
+    pair_extras: Mapping[str, Tensor] = field(default_factory=dict)
+    frame_extras: Mapping[str, Tensor] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "video_ids", tuple(self.video_ids))
@@ -117,9 +144,26 @@ class VideoGraph:
         for name in ("subject_boxes", "object_boxes"):
             check_tensor(getattr(self, name), name, ("B", "T", "P", 4), dims=dims, dtype="float")
         check_tensor(self.object_labels, "object_labels", ("B", "T", "P"), dims=dims, dtype="int")
-        check_tensor(
-            self.relations, "relations", ("B", "T", "P", NUM_PREDICATES), dims=dims, dtype="bool"
-        )
+        if not isinstance(self.vocabulary, Vocabulary):
+            raise TypeError(
+                f"vocabulary: expected a Vocabulary, got {type(self.vocabulary).__name__}"
+            )
+        R = self.vocabulary.num_predicates
+        check_tensor(self.relations, "relations", ("B", "T", "P", R), dims=dims, dtype="bool")
+        if self.subject_labels is not None:
+            check_tensor(
+                self.subject_labels, "subject_labels", ("B", "T", "P"), dims=dims, dtype="int"
+            )
+        for extras, what, shape in (
+            ("pair_extras", "per-pair", ("B", "T", "P", "...")),
+            ("frame_extras", "per-frame", ("B", "T", "...")),
+        ):
+            value = getattr(self, extras)
+            if not isinstance(value, Mapping):
+                raise TypeError(f"{extras}: expected a mapping of names to tensors")
+            object.__setattr__(self, extras, dict(value))
+            for key, x in value.items():
+                check_tensor(x, f"{extras}[{key!r}] ({what})", shape, dims=dict(dims))
         for name in ("subject_scores", "object_scores"):
             if getattr(self, name) is not None:
                 check_tensor(getattr(self, name), name, ("B", "T", "P"), dims=dims, dtype="float")
@@ -151,6 +195,7 @@ class VideoGraph:
         *,
         feature_dim: int | None = None,
         union_dim: int | None = None,
+        vocabulary: Vocabulary = ACTION_GENOME,
     ) -> VideoGraph:
         """A graph with every frame present and every pair padded (all zeros / -1 / False).
 
@@ -160,6 +205,7 @@ class VideoGraph:
             num_pairs: ``P``.
             feature_dim: ``F``; allocate subject and object features when given.
             union_dim: ``U``; allocate union features when given.
+            vocabulary: the class names (the width of ``relations``).
 
         Examples:
             >>> VideoGraph.empty(["v"], 2, 1, feature_dim=8).object_features.shape
@@ -176,10 +222,11 @@ class VideoGraph:
             subject_boxes=torch.zeros(B, T, P, 4),
             object_boxes=torch.zeros(B, T, P, 4),
             object_labels=torch.full((B, T, P), -1, dtype=torch.long),
-            relations=torch.zeros(B, T, P, NUM_PREDICATES, dtype=torch.bool),
+            relations=torch.zeros(B, T, P, vocabulary.num_predicates, dtype=torch.bool),
             subject_features=feats,
             object_features=None if feats is None else feats.clone(),
             union_features=None if union_dim is None else torch.zeros(B, T, P, union_dim),
+            vocabulary=vocabulary,
         )
 
     @classmethod
@@ -210,14 +257,32 @@ class VideoGraph:
         for g in graphs:
             if not isinstance(g, VideoGraph):
                 raise TypeError(f"graphs: expected VideoGraph items, got {type(g).__name__}")
+        if any(g.vocabulary != graphs[0].vocabulary for g in graphs):
+            names = sorted({g.vocabulary.name or "unnamed" for g in graphs})
+            raise ValueError(f"graphs: expected one vocabulary, got several ({', '.join(names)})")
         T = max(g.frame_times.shape[1] for g in graphs)
         P = max(g.mask.shape[2] for g in graphs)
         values: dict[str, object] = {"video_ids": sum((g.video_ids for g in graphs), ())}
-        for field in dataclasses.fields(cls):
-            name = field.name
+        for f in dataclasses.fields(cls):
+            name = f.name
             if name == "video_ids":
                 continue
             items = [getattr(g, name) for g in graphs]
+            if name == "vocabulary":
+                values[name] = items[0]  # one vocabulary: checked above
+                continue
+            if name in ("pair_extras", "frame_extras"):
+                keys = set(items[0])
+                if any(set(x) != keys for x in items):
+                    raise ValueError(f"graphs: {name} have different keys")
+                size = (T, P) if name == "pair_extras" else (T,)
+                values[name] = {
+                    k: torch.cat(
+                        [_pad(x[k], size, False if x[k].dtype == torch.bool else 0) for x in items]
+                    )
+                    for k in sorted(keys)
+                }
+                continue
             present = [x is not None for x in items]
             if any(present) and not all(present):
                 raise ValueError(f"graphs: {name} is set in some graphs and None in others")
@@ -260,10 +325,23 @@ class VideoGraph:
     ) -> VideoGraph:
         rows = torch.tensor(idx, dtype=torch.long, device=self.mask.device)
         values: dict[str, object] = {"video_ids": tuple(self.video_ids[i] for i in idx), "gt": gt}
-        for field in dataclasses.fields(self):
-            name = field.name
+
+        def take(x: Tensor, per_pair: bool) -> Tensor:
+            x = x.index_select(0, rows)
+            if T is not None:
+                x = x[:, :T]
+            return x[:, :, :P] if P is not None and per_pair else x
+
+        for f in dataclasses.fields(self):
+            name = f.name
             x = getattr(self, name)
             if name in ("video_ids", "gt"):
+                continue
+            if name == "vocabulary":
+                values[name] = x
+                continue
+            if name in ("pair_extras", "frame_extras"):
+                values[name] = {k: take(v, name == "pair_extras") for k, v in x.items()}
                 continue
             if x is None:
                 values[name] = None
@@ -279,13 +357,13 @@ class VideoGraph:
     def to(self, device: torch.device | str, *, non_blocking: bool = False) -> VideoGraph:
         """This graph with every tensor moved to ``device``."""
         values: dict[str, object] = {}
-        for field in dataclasses.fields(self):
-            x = getattr(self, field.name)
-            if isinstance(x, Tensor):
+        for f in dataclasses.fields(self):
+            x = getattr(self, f.name)
+            if isinstance(x, (Tensor, VideoGraph)):
                 x = x.to(device, non_blocking=non_blocking)
-            elif isinstance(x, VideoGraph):
-                x = x.to(device, non_blocking=non_blocking)
-            values[field.name] = x
+            elif f.name in ("pair_extras", "frame_extras"):
+                x = {k: v.to(device, non_blocking=non_blocking) for k, v in x.items()}
+            values[f.name] = x
         return type(self)(**values)  # type: ignore[arg-type]
 
     def replace(self, **changes: object) -> VideoGraph:
@@ -356,16 +434,20 @@ class VideoGraph:
     def state_dict(self) -> dict[str, object]:
         """Plain tensors and strings (for ``torch.save``; loads with ``weights_only=True``)."""
         out: dict[str, object] = {}
-        for field in dataclasses.fields(self):
-            x = getattr(self, field.name)
-            out[field.name] = x.state_dict() if isinstance(x, VideoGraph) else x
+        for f in dataclasses.fields(self):
+            x = getattr(self, f.name)
+            out[f.name] = x.state_dict() if isinstance(x, VideoGraph) else x
         out["video_ids"] = list(self.video_ids)
+        out["vocabulary"] = self.vocabulary.to_dict()
+        out["pair_extras"], out["frame_extras"] = dict(self.pair_extras), dict(self.frame_extras)
         return out
 
     @classmethod
     def from_state_dict(cls, state: dict[str, object]) -> VideoGraph:
         """Inverse of :meth:`state_dict`."""
         values = dict(state)
+        if isinstance(values.get("vocabulary"), dict):
+            values["vocabulary"] = Vocabulary.from_dict(values["vocabulary"])  # type: ignore[arg-type]
         if values.get("gt") is not None:
             values["gt"] = cls.from_state_dict(values["gt"])  # type: ignore[arg-type]
         return cls(**values)  # type: ignore[arg-type]
