@@ -57,6 +57,7 @@ from dsgg_layers.positions import LearnedPositions, sinusoidal_positions
 from dsgg_layers.relation import SpatialTemporalEncoder
 from dsgg_layers.rows import ValidRows
 from dsgg_layers.semantic import ActionSemanticMatcher
+from dsgg_layers.sttran import STTranPairs, from_sttran, link_tracks, sttran_to_tracks
 from dsgg_layers.temporal import gather_previous, previous_frame_index
 from dsgg_layers.tokens import LearnableTokens, prepend_tokens, split_tokens
 
@@ -74,6 +75,7 @@ __all__ = [
     "MotionFeatureExtractor",
     "MotionInteraction",
     "PairTracks",
+    "STTranPairs",
     "SpatialTemporalEncoder",
     "TrackIndex",
     "TransformerDecoder",
@@ -94,9 +96,11 @@ __all__ = [
     "collate_tracks",
     "elementwise_box_iou",
     "flat_to_tracks",
+    "from_sttran",
     "gather_previous",
     "image_size_like",
     "label_frequencies",
+    "link_tracks",
     "masked_attention",
     "masked_pool",
     "motion_attributes",
@@ -108,6 +112,7 @@ __all__ = [
     "sinusoidal_positions",
     "split_tokens",
     "split_tracks",
+    "sttran_to_tracks",
     "text",
     "track_sizes",
     "tracks_to_flat",

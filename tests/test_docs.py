@@ -37,8 +37,18 @@ def test_mosa_snippet_returns_flat_rows():
     namespace: dict = {}
     for block in blocks(ROOT / "docs" / "mosa.md"):
         exec(compile(block, "mosa.md", "exec"), namespace)
-    assert namespace["rel_features"].shape == (7, 64)
+    assert namespace["rel_features"].shape == (3, 64)
     assert torch.isfinite(namespace["rel_features"]).all()
+    # the hook computes MFE + MIM on the pair tracks of STTran's spatial output
+    from dsgg_layers import from_sttran
+
+    model, entry = namespace["model"].eval(), namespace["entry"]
+    got = model(entry)
+    p = from_sttran(entry)
+    x = p.to_tracks(2 * entry["features"][entry["pair_idx"][:, 1]])  # the stand-in doubles
+    m = model.mfe(p.subject_boxes, p.object_boxes, p.mask, p.frame_times, image_size=(480, 270))
+    torch.testing.assert_close(got, p.to_rows(model.mim(x, m, p.mask)))
+    assert not torch.allclose(got, namespace["plain"])
 
 
 def test_math_renderer_is_served_with_the_site():

@@ -12,7 +12,7 @@ import dsgg_layers
 ROOT = Path(__file__).resolve().parents[1]
 MODULES = [
     "attention", "batching", "boxes", "layout", "losses", "motion", "pooling", "positions",
-    "relation", "rows", "semantic", "temporal", "text", "tokens", "vocab",
+    "relation", "rows", "semantic", "sttran", "temporal", "text", "tokens", "vocab",
 ]  # fmt: skip
 # Namespaces whose names are not re-exported at the top level: module -> its package.
 SUBPACKAGE_MODULES = {
