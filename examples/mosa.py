@@ -47,6 +47,7 @@ from dsgg_layers import (
     MotionInteraction,
     TransformerEncoder,
     TransformerEncoderLayer,
+    ValidRows,
     label_frequencies,
     sinusoidal_positions,
 )
@@ -137,19 +138,26 @@ class MoSA(nn.Module):
         )
         return self.pair_proj(x)
 
-    def forward(self, g: VideoGraph, object_probs: Tensor | None = None) -> Tensor:
-        """Predicate logits ``(B, T, P, 26)`` of every pair in every frame."""
+    def forward(
+        self, g: VideoGraph, object_probs: Tensor | None = None, rows: ValidRows | None = None
+    ) -> Tensor:
+        """Predicate logits ``(B, T, P, 26)`` of every pair in every frame.
+
+        ``rows``: the valid rows of ``g.mask``, found once for all blocks (built here when not
+        given; pass them from the data loader to find them on the CPU).
+        """
         mask = g.mask
-        x = self.spatial(self.pair_features(g, object_probs), mask)  # over the pairs of a frame
+        rows = ValidRows(mask) if rows is None else rows
+        x = self.spatial(self.pair_features(g, object_probs), mask, rows=rows)  # pairs of a frame
         if self.mfe is not None and self.mim is not None:
-            motion = self.mfe(
-                g.subject_boxes, g.object_boxes, mask, g.frame_times, image_size=g.image_size
-            )
-            x = self.mim(x, motion, mask)
+            motion = self.mfe(g.subject_boxes, g.object_boxes, mask, g.frame_times,
+                              image_size=g.image_size, rows=rows)  # fmt: skip
+            x = self.mim(x, motion, mask, rows=rows)
         # along each pair's track: (B, P, T, D), positions = frame slots
         T = mask.shape[1]
-        pos = sinusoidal_positions(T, self.d_model, dtype=x.dtype).to(x.device)
-        x = self.temporal(x.transpose(1, 2), mask.transpose(1, 2), pos=pos).transpose(1, 2)
+        pos = sinusoidal_positions(T, self.d_model, dtype=x.dtype, device=x.device)
+        x = self.temporal(x.transpose(1, 2), mask.transpose(1, 2), pos=pos,
+                          rows=rows.transpose(1, 2)).transpose(1, 2)  # fmt: skip
         return torch.cat([head(x) for head in self.heads], -1)
 
     def classify_objects(self, g: VideoGraph) -> Tensor:
@@ -255,9 +263,10 @@ def train(
         model.train()
         start, total, count = time.perf_counter(), 0.0, 0
         for batch in batches(mine, args.batch_size, shuffle=True, seed=args.seed * 1000 + epoch):
+            rows = ValidRows(batch.mask).to(device, non_blocking=True)  # found on the CPU
             batch = batch.to(device)
             with autocast(args, device):
-                logits = model(batch)
+                logits = model(batch, rows=rows)
                 loss = criterion(logits.float(), batch.relations, batch.mask)
                 obj = core.classify_objects(batch).float()
                 loss = loss + F.cross_entropy(obj[batch.mask], batch.object_labels[batch.mask])
@@ -292,6 +301,7 @@ def evaluate(
     for task, videos in test.items():
         evaluator = ActionGenomeEvaluator(constraints=("with", "no"), ks=(10, 20, 50))
         for batch in batches(videos[rank::world], args.batch_size, shuffle=False, seed=0):
+            rows = ValidRows(batch.mask).to(device, non_blocking=True)
             batch = batch.to(device)
             with autocast(args, device):
                 preds = {
@@ -303,10 +313,10 @@ def evaluate(
                     probs = core.classify_objects(batch).float().softmax(-1)
                     probs[..., 0] = 0  # the person is the subject, never an object
                     scores, labels = probs.max(-1)
-                    logits = core(batch, object_probs=probs / probs.sum(-1, keepdim=True))
+                    logits = core(batch, probs / probs.sum(-1, keepdim=True), rows)
                     preds |= {"object_labels": labels, "object_scores": scores}
                 else:  # PredCls: given classes; SGDet: the detector's classes and scores
-                    logits = core(batch)
+                    logits = core(batch, rows=rows)
                     preds["object_labels"] = batch.object_labels
                     if batch.object_scores is not None:
                         preds["object_scores"] = batch.object_scores
