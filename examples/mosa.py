@@ -470,6 +470,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, object]:
     if world > 1:
         dist.destroy_process_group()
     summary["results_tensors"] = results
+    summary["model"] = (
+        model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    )
     return summary
 
 

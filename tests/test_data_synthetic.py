@@ -89,6 +89,7 @@ def test_motion_rules_show_in_the_attributes(train):
     assert median("drinking_from", 1, True) > 2 * median("touching", 1, True)
 
 
+@pytest.mark.slow
 def test_motion_decides_the_motion_predicates(train):
     """The single-frame probe stays near chance; seeing motion attributes adds a large margin.
 

@@ -57,10 +57,26 @@ def test_mosa_checkpoint_reloads_and_predicts_the_same(mosa, quick_run):
     model.load_state_dict(ckpt["model"])
     model.eval()
     batch = mosa.VideoGraph.collate(test["predcls"][:3])
+    trained = quick_run[1]["model"].eval()
     with torch.no_grad():
-        a, b = model(batch), model(batch)
-    assert a.shape == (*batch.mask.shape, 26)
-    assert torch.equal(a, b) and torch.isfinite(a).all()
+        got, want = model(batch), trained(batch)
+    assert got.shape == (*batch.mask.shape, 26) and torch.isfinite(got).all()
+    torch.testing.assert_close(got, want, rtol=0, atol=0)  # the model that was saved
+    fresh = mosa.build_model(args, train[0], semantics, text).eval()
+    with torch.no_grad():
+        assert not torch.allclose(fresh(batch), want)  # a model that was not saved differs
+
+
+def test_mosa_quick_run_learns(mosa, quick_run):
+    """Two epochs beat the same model untrained on the same test videos (PredCls R@20)."""
+    _, summary = quick_run
+    args = mosa.parse_args(["--quick"])
+    train, test, semantics = mosa.load_data(args)
+    torch.manual_seed(args.seed)
+    untrained = mosa.build_model(args, train[0], semantics, torch.randn(26, 512))
+    floor = mosa.evaluate(untrained, {"predcls": test["predcls"]}, args, torch.device("cpu"), 0, 1)
+    trained = float(summary["results_tensors"]["predcls"]["with/R@20"])
+    assert trained > float(floor["predcls"]["with/R@20"]) + 0.05, (trained, floor)
 
 
 @pytest.mark.parametrize(

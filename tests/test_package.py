@@ -51,8 +51,8 @@ def test_subpackage_exports(module_name, package):
     module = importlib.import_module(f"dsgg_layers.{module_name}")
     pkg = importlib.import_module(f"dsgg_layers.{package}")
     for name in module.__all__:
-        if name in pkg.__all__:
-            assert getattr(pkg, name) is getattr(module, name), name
+        assert name in pkg.__all__, f"{module_name}.{name} is not re-exported by {package}"
+        assert getattr(pkg, name) is getattr(module, name), name
 
 
 def _public_callables():

@@ -156,7 +156,7 @@ def test_empty_and_degenerate_grids():
     out = block(x, torch.zeros(2, 4, 3, dtype=torch.bool))  # fully masked
     assert (out == 0).all()
     out.sum().backward()
-    assert torch.isfinite(x.grad).all()
+    assert torch.equal(x.grad, torch.zeros_like(x))  # padding gets exactly zero gradient
 
 
 def test_bf16_autocast_rows_close_to_grid():

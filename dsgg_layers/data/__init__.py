@@ -2,6 +2,7 @@
 
 from dsgg_layers.data.action_genome import ActionGenome, write_action_genome
 from dsgg_layers.data.graph import VideoGraph, VideoGraphDataset
+from dsgg_layers.data.probe import motion_probe
 from dsgg_layers.data.synthetic import MOTION_PREDICATES, SyntheticActionGenome, SyntheticConfig
 
 __all__ = [
@@ -11,5 +12,6 @@ __all__ = [
     "SyntheticConfig",
     "VideoGraph",
     "VideoGraphDataset",
+    "motion_probe",
     "write_action_genome",
 ]
