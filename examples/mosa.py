@@ -194,6 +194,8 @@ def load_data(
         cfg = SyntheticConfig(seed=args.data_seed)
         if args.quick:
             cfg = cfg.replace(num_videos=40, num_test_videos=16)
+        if args.train_videos is not None:
+            cfg = cfg.replace(num_videos=args.train_videos)
         train = SyntheticActionGenome(cfg, split="train", mode="predcls")
         test = {task: list(SyntheticActionGenome(cfg, split="test", mode=task)) for task in TASKS}
         return list(train), test, train.class_semantics
@@ -252,6 +254,9 @@ def train(
         lr=args.lr,
     )
     mine = videos[rank::world]
+    if world > 1:  # every rank takes the same number of steps, or DDP's all-reduce waits forever
+        per_rank = math.ceil(len(videos) / world)
+        mine = mine + videos[: per_rank - len(mine)]  # wrap around, as DistributedSampler does
     steps = args.epochs * math.ceil(len(mine) / args.batch_size)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, args.lr, total_steps=steps, pct_start=0.1
@@ -402,6 +407,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="MIM adds a linear motion path to its residual (motion reaches one-pair frames)",
     )
     p.add_argument("--quick", action="store_true", help="a tiny run (tests, CI)")
+    p.add_argument(
+        "--train-videos", type=int, default=None, help="synthetic training videos (default: all)"
+    )
     args = p.parse_args(argv)
     if args.quick:
         args.epochs = min(args.epochs, 2)
