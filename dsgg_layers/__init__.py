@@ -58,7 +58,7 @@ from dsgg_layers.relation import SpatialTemporalEncoder
 from dsgg_layers.rows import ValidRows
 from dsgg_layers.semantic import ActionSemanticMatcher
 from dsgg_layers.sttran import STTranPairs, from_sttran, link_tracks, sttran_to_tracks
-from dsgg_layers.temporal import gather_previous, previous_frame_index
+from dsgg_layers.temporal import gather_frames, gather_previous, previous_frame_index
 from dsgg_layers.tokens import LearnableTokens, prepend_tokens, split_tokens
 
 __version__ = "0.1.0.dev0"
@@ -97,6 +97,7 @@ __all__ = [
     "elementwise_box_iou",
     "flat_to_tracks",
     "from_sttran",
+    "gather_frames",
     "gather_previous",
     "image_size_like",
     "label_frequencies",

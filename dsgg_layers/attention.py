@@ -130,7 +130,7 @@ def masked_attention(
         check_broadcastable(attn_mask, "attn_mask", (*lead, H, L, S))
     allowed = _allowed(key_mask, attn_mask)
     out, weights, has_key = _attention(query, key, value, allowed, dropout_p, scale, need_weights)
-    return out.masked_fill(~has_key, 0.0), weights
+    return (out if has_key is None else out.masked_fill(~has_key, 0.0)), weights
 
 
 def _allowed(key_mask: Tensor | None, attn_mask: Tensor | None) -> Tensor | None:
@@ -159,8 +159,8 @@ def _attention(
 
     Returns ``(out, weights, has_key)``: ``out`` rows without an allowed key hold finite values
     (when the inputs are finite) to be discarded or zeroed with ``has_key``, a bool tensor
-    broadcastable to ``(..., H, L, 1)``. This is the one place where "does this query row have
-    any key" is decided.
+    broadcastable to ``(..., H, L, 1)``, or ``None`` when every row has a key (no mask at all).
+    This is the one place where "does this query row have any key" is decided.
     """
     *lead, H, L, E = query.shape
     S, Ev = key.shape[-2], value.shape[-1]
@@ -198,13 +198,7 @@ def _attention(
         out = torch.matmul(dropped, v)
         weights = weights.reshape(*lead, H, L, S)
     out = out.reshape(*lead, H, L, Ev)
-    if has_key is None:
-        return (
-            out,
-            weights,
-            torch.ones((), dtype=torch.bool, device=out.device).expand(*lead, 1, 1, 1),
-        )
-    return out, weights, has_key.reshape(*lead, *has_key.shape[-3:])
+    return out, weights, None if has_key is None else has_key.reshape(*lead, *has_key.shape[-3:])
 
 
 class MaskedMultiheadAttention(nn.Module):
@@ -419,7 +413,10 @@ class MaskedMultiheadAttention(nn.Module):
     ) -> tuple[Tensor, Tensor | None]:
         """Attention on the padded grid; padded rows are set to 0 before every projection."""
         q_in = _zero_padding(query if query_pos is None else query + query_pos, query_mask)
-        k_in = _zero_padding(key if key_pos is None else key + key_pos, key_mask)
+        if key is query and key_pos is query_pos and key_mask is query_mask:
+            k_in = q_in  # self-attention: the keys are the queries
+        else:
+            k_in = _zero_padding(key if key_pos is None else key + key_pos, key_mask)
         v_in = _zero_padding(value, key_mask)
         if attn_mask is not None:
             attn_mask = attn_mask.unsqueeze(-3)  # broadcast over heads
@@ -434,10 +431,11 @@ class MaskedMultiheadAttention(nn.Module):
         )
         out = self.out_proj(self._merge_heads(out))
         # Padded queries and queries with no key are exactly 0 after the projection too.
-        valid = has_key.squeeze(-3)  # (..., L or 1, 1): heads share their masks
+        valid = None if has_key is None else has_key.squeeze(-3)  # (..., L or 1, 1)
         if query_mask is not None:
-            valid = valid & query_mask.unsqueeze(-1)
-        return out.masked_fill(~valid, 0.0), weights
+            qm = query_mask.unsqueeze(-1)
+            valid = qm if valid is None else valid & qm
+        return (out if valid is None else out.masked_fill(~valid, 0.0)), weights
 
     def forward_rows(
         self,
@@ -480,6 +478,7 @@ class MaskedMultiheadAttention(nn.Module):
         )
         out = self.out_proj(queries.gather(self._merge_heads(out)))
         if keys is not queries:  # a valid query whose keys are all padding outputs 0
+            assert has_key is not None  # the key mask was given
             has_key = has_key.squeeze(-3).expand(*queries.shape, 1)
             out = out.masked_fill(~queries.gather(has_key), 0.0)
         return out
@@ -671,7 +670,19 @@ class TransformerEncoderLayer(_ResidualLayer):
             None if attn_mask is not None or need_weights else self._resolve(x, mask, pos, rows)
         )
         if resolved is not None:
-            return _run_rows(resolved, x, pos, None, lambda h, p: self.forward_rows(h, resolved, p))
+            return _encode_rows((self,), None, x, resolved, pos)
+        x, weights = self._forward_grid(_zero_padding(x, mask), mask, pos, attn_mask, need_weights)
+        return (x, weights) if need_weights else x  # type: ignore[return-value]
+
+    def _forward_grid(
+        self,
+        x: Tensor,
+        mask: Tensor | None,
+        pos: Tensor | None,
+        attn_mask: Tensor | None,
+        need_weights: bool,
+    ) -> tuple[Tensor, Tensor | None]:
+        """The layer on the padded grid; ``x`` is already 0 at padding, and so is the output."""
         weights: list[Tensor | None] = []
 
         def attend(h: Tensor) -> Tensor:
@@ -680,8 +691,24 @@ class TransformerEncoderLayer(_ResidualLayer):
             weights.append(w)
             return out
 
-        x = _zero_padding(self._body(_zero_padding(x, mask), attend), mask)
-        return (x, weights[0]) if need_weights else x  # type: ignore[return-value]
+        return _zero_padding(self._body(x, attend), mask), weights[0]
+
+
+def _encode_rows(
+    layers: Iterable[TransformerEncoderLayer],
+    norm: nn.Module | None,
+    x: Tensor,
+    rows: ValidRows,
+    pos: Tensor | None,
+) -> Tensor:
+    """Encoder layers on the valid rows: gathered once, scattered once."""
+
+    def step(h: Tensor, p: Tensor | None) -> Tensor:
+        for layer in layers:
+            h = layer.forward_rows(h, rows, p)
+        return h
+
+    return _run_rows(rows, x, pos, norm, step)
 
 
 def _run_rows(
@@ -870,6 +897,25 @@ class TransformerDecoderLayer(_ResidualLayer):
         resolved = self._resolve(x, memory, mask, memory_mask, rows, memory_rows) if plain else None
         if resolved is not None:
             return _decode_rows((self,), None, x, memory, resolved, query_pos, memory_pos)
+        x, weights = self._forward_grid(
+            _zero_padding(x, mask), memory, mask, memory_mask, query_pos, memory_pos,
+            self_attn_mask, cross_attn_mask, need_weights,
+        )  # fmt: skip
+        return (x, weights) if need_weights else x
+
+    def _forward_grid(
+        self,
+        x: Tensor,
+        memory: Tensor,
+        mask: Tensor | None,
+        memory_mask: Tensor | None,
+        query_pos: Tensor | None,
+        memory_pos: Tensor | None,
+        self_attn_mask: Tensor | None,
+        cross_attn_mask: Tensor | None,
+        need_weights: bool,
+    ) -> tuple[Tensor, tuple[Tensor | None, Tensor | None]]:
+        """The layer on the padded grid; ``x`` is already 0 at padding, and so is the output."""
         weights: dict[str, Tensor | None] = {"self": None, "cross": None}
 
         def self_attend(h: Tensor) -> Tensor:
@@ -887,8 +933,8 @@ class TransformerDecoderLayer(_ResidualLayer):
             )  # fmt: skip
             return out
 
-        x = _zero_padding(self._body(_zero_padding(x, mask), self_attend, cross_attend), mask)
-        return (x, (weights["self"], weights["cross"])) if need_weights else x
+        x = _zero_padding(self._body(x, self_attend, cross_attend), mask)
+        return x, (weights["self"], weights["cross"])
 
 
 def _decode_rows(
@@ -983,15 +1029,10 @@ class TransformerEncoder(_LayerStack):
         first: TransformerEncoderLayer = self.layers[0]
         resolved = None if attn_mask is not None else first._resolve(x, mask, pos, rows)
         if resolved is not None:
-
-            def step(h: Tensor, p: Tensor | None) -> Tensor:
-                for layer in self.layers:
-                    h = layer.forward_rows(h, resolved, p)
-                return h
-
-            return _run_rows(resolved, x, pos, self.norm, step)
+            return _encode_rows(self.layers, self.norm, x, resolved, pos)
+        x = _zero_padding(x, mask)  # once: every layer's output is 0 at padding again
         for layer in self.layers:
-            x = layer(x, mask, pos=pos, attn_mask=attn_mask)
+            x, _ = layer._forward_grid(x, mask, pos, attn_mask, False)
         return self._finish(x, mask)
 
 
@@ -1042,7 +1083,8 @@ class TransformerDecoder(_LayerStack):
         )
         if resolved is not None:
             return _decode_rows(self.layers, self.norm, x, memory, resolved, query_pos, memory_pos)
+        x = _zero_padding(x, mask)  # once: every layer's output is 0 at padding again
         for layer in self.layers:
-            x = layer(x, memory, mask, memory_mask, query_pos=query_pos, memory_pos=memory_pos,
-                      self_attn_mask=self_attn_mask, cross_attn_mask=cross_attn_mask)  # fmt: skip
+            x, _ = layer._forward_grid(x, memory, mask, memory_mask, query_pos, memory_pos,
+                                       self_attn_mask, cross_attn_mask, False)  # fmt: skip
         return self._finish(x, mask)

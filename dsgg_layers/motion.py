@@ -29,7 +29,7 @@ from dsgg_layers._checks import check_choice, check_positive, check_tensor
 from dsgg_layers.attention import MaskedMultiheadAttention
 from dsgg_layers.boxes import box_center, elementwise_box_iou, image_size_like
 from dsgg_layers.rows import ValidRows, resolve_rows
-from dsgg_layers.temporal import previous_frame_index
+from dsgg_layers.temporal import gather_frames, previous_frame_index
 
 __all__ = [
     "NUM_MOTION_ATTRIBUTES",
@@ -40,11 +40,6 @@ __all__ = [
 
 NUM_MOTION_ATTRIBUTES = 4
 """Channels of :func:`motion_attributes`: distance, velocity, window IoU, direction consistency."""
-
-
-def _gather_time(x: Tensor, index: Tensor) -> Tensor:
-    """``x[..., index[t, p], p, :]`` for ``x (..., T, P, C)`` and ``index (..., T, P)`` >= 0."""
-    return torch.gather(x, -3, index.unsqueeze(-1).expand(*index.shape, x.shape[-1]))
 
 
 def motion_attributes(
@@ -150,8 +145,8 @@ def motion_attributes(
     window_iou = torch.where(mask, iou_sum / count.clamp(min=1.0), 0.0)
 
     # Eq. 6: cosine between the subject's and the object's displacement since t'.
-    ds = cs - _gather_time(cs, prev_)
-    do = co - _gather_time(co, prev_)
+    ds = cs - gather_frames(cs, prev_)
+    do = co - gather_frames(co, prev_)
     ns = torch.linalg.vector_norm(ds, dim=-1)
     no = torch.linalg.vector_norm(do, dim=-1)
     moving = has_prev & (ns > eps) & (no > eps)

@@ -171,8 +171,8 @@ def resolve_rows(
     if not enabled or mask is None or tuple(mask.shape) != tuple(shape) or _is_compiling():
         return None
     check_tensor(mask, name, ("...",), dtype="bool")
-    if rows is None:
-        return ValidRows(mask)
+    if rows is None:  # checked above: skip ValidRows' own check of the mask
+        return ValidRows._from_index(mask, mask.reshape(-1).nonzero().squeeze(-1))
     if not rows.matches(mask):
         raise ValueError(
             f"rows: expected the ValidRows of a mask of shape {tuple(mask.shape)} on "

@@ -175,14 +175,13 @@ def from_sttran(
     if frame_times is not None:
         check_tensor(frame_times, "frame_times", (b,), dtype="int")
         slot_frames = frame_times.to(slot_frames.device)[slot_frames] * index.frame_mask
-    rows = lambda x, fill=0: flat_to_tracks(x, index, fill_value=fill)  # noqa: E731
-    mask = rows(torch.ones_like(im_idx, dtype=torch.bool), False)[0]
+    subject_boxes, mask = flat_to_tracks(boxes[subj, 1:], index)
     return STTranPairs(
         index=index,
         mask=mask,
-        subject_boxes=rows(boxes[subj, 1:])[0],
-        object_boxes=rows(boxes[obj, 1:])[0],
-        object_labels=rows(labels[obj], -1)[0],
+        subject_boxes=subject_boxes,
+        object_boxes=flat_to_tracks(boxes[obj, 1:], index)[0],
+        object_labels=flat_to_tracks(labels[obj], index, fill_value=-1)[0],
         frame_times=slot_frames,
         frame_counts=counts,
     )

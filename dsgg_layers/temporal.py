@@ -15,7 +15,7 @@ from torch import Tensor
 
 from dsgg_layers._checks import check_tensor
 
-__all__ = ["gather_previous", "previous_frame_index"]
+__all__ = ["gather_frames", "gather_previous", "previous_frame_index"]
 
 
 def previous_frame_index(mask: Tensor) -> Tensor:
@@ -83,7 +83,23 @@ def gather_previous(x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         raise ValueError(f"mask: expected shape {tuple(x.shape[:-1])}, got {tuple(mask.shape)}")
     prev = previous_frame_index(mask)
     has_prev = (prev >= 0) & mask
-    clean = x.masked_fill(~mask.unsqueeze(-1), 0)
-    index = prev.clamp(min=0).unsqueeze(-1).expand(*prev.shape, x.shape[-1])
-    gathered = torch.gather(clean, -3, index)
+    gathered = gather_frames(x.masked_fill(~mask.unsqueeze(-1), 0), prev.clamp(min=0))
     return gathered.masked_fill(~has_prev.unsqueeze(-1), 0), has_prev
+
+
+def gather_frames(x: Tensor, index: Tensor) -> Tensor:
+    """``x[..., index[..., t, p], p, :]``: per pair, the features at frame ``index`` (no checks).
+
+    The gather behind :func:`gather_previous`, for callers that hold the index already
+    (``previous_frame_index(mask).clamp(min=0)``, say).
+
+    Shape:
+        - x: ``(..., T, P, C)``; index: ``(..., T', P)`` long in ``[0, T)``
+        - output: ``(..., T', P, C)``
+
+    Examples:
+        >>> x = torch.arange(6.0).view(3, 2, 1)                  # (T=3, P=2, C=1)
+        >>> gather_frames(x, torch.tensor([[0, 0], [0, 2]]))[..., 0].tolist()
+        [[0.0, 1.0], [0.0, 5.0]]
+    """
+    return torch.gather(x, -3, index.unsqueeze(-1).expand(*index.shape, x.shape[-1]))

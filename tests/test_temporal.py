@@ -74,3 +74,14 @@ def test_empty_one_frame_batch_invariance_compile():
     assert torch.equal(gather_previous(x[2:], mask[2:])[0], whole[2:])
     compiled = torch.compile(gather_previous, fullgraph=True)
     assert torch.equal(compiled(x, mask)[0], whole)
+
+
+def test_gather_frames_matches_indexing():
+    from dsgg_layers import gather_frames
+
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 5, 3, 4, generator=g)
+    index = torch.randint(0, 5, (2, 5, 3), generator=g)
+    out = gather_frames(x, index)
+    for b, t, p in itertools.product(range(2), range(5), range(3)):
+        assert torch.equal(out[b, t, p], x[b, index[b, t, p], p])

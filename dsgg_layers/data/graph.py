@@ -277,10 +277,7 @@ class VideoGraph:
                     raise ValueError(f"graphs: {name} have different keys")
                 size = (T, P) if name == "pair_extras" else (T,)
                 values[name] = {
-                    k: torch.cat(
-                        [_pad(x[k], size, False if x[k].dtype == torch.bool else 0) for x in items]
-                    )
-                    for k in sorted(keys)
+                    k: torch.cat([_pad(x[k], size, 0) for x in items]) for k in sorted(keys)
                 }
                 continue
             present = [x is not None for x in items]
