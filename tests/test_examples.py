@@ -9,6 +9,8 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "examples"))
+import harness  # noqa: E402  (examples/harness.py, the assemblies' shared harness)
 
 
 def _load(name: str):
@@ -45,38 +47,66 @@ def test_mosa_quick_run_writes_outputs(quick_run):
         assert 0.0 <= float(results["with/R@20"]) <= 1.0
         assert float(results["no/R@50"]) >= float(results["with/R@50"]) - 1e-6
     assert len(saved["epoch_seconds"]) == 2
+    assert [set(h) >= {"loss", "relation", "object"} for h in saved["history"]] == [True, True]
+    assert set(saved["report"]) == {"predcls", "sgcls", "sgdet"}  # MoSA's motion report
+
+
+def _args(mosa, *flags: str):
+    return harness.make_parser(mosa.ASSEMBLY).parse_args(["--quick", *flags])
 
 
 def test_mosa_checkpoint_reloads_and_predicts_the_same(mosa, quick_run):
-    out, _ = quick_run
+    out, summary = quick_run
     ckpt = torch.load(out / "mosa.pt", weights_only=True)
-    args = mosa.parse_args(["--quick"])
-    train, test, semantics = mosa.load_data(args)
-    text = torch.zeros(26, 512)  # replaced by the checkpoint's buffers
-    model = mosa.build_model(args, train[0], semantics, text)
+    args = _args(mosa, "--random-text")  # the text embeddings come from the checkpoint
+    data = harness.load_data(args)
+    model = mosa.build_model(args, data)
     model.load_state_dict(ckpt["model"])
     model.eval()
-    batch = mosa.VideoGraph.collate(test["predcls"][:3])
-    trained = quick_run[1]["model"].eval()
+    batch = mosa.VideoGraph.collate(data.test["predcls"][:3])
+    trained = summary["model"].eval()
     with torch.no_grad():
-        got, want = model(batch), trained(batch)
+        got, want = model.predicate_logits(batch), trained.predicate_logits(batch)
     assert got.shape == (*batch.mask.shape, 26) and torch.isfinite(got).all()
     torch.testing.assert_close(got, want, rtol=0, atol=0)  # the model that was saved
-    fresh = mosa.build_model(args, train[0], semantics, text).eval()
+    fresh = mosa.build_model(args, data).eval()
     with torch.no_grad():
-        assert not torch.allclose(fresh(batch), want)  # a model that was not saved differs
+        assert not torch.allclose(fresh.predicate_logits(batch), want)  # one not saved differs
 
 
 def test_mosa_quick_run_learns(mosa, quick_run):
     """Two epochs beat the same model untrained on the same test videos (PredCls R@20)."""
     _, summary = quick_run
-    args = mosa.parse_args(["--quick"])
-    train, test, semantics = mosa.load_data(args)
+    args = _args(mosa, "--random-text")
+    data = harness.load_data(args)
     torch.manual_seed(args.seed)
-    untrained = mosa.build_model(args, train[0], semantics, torch.randn(26, 512))
-    floor = mosa.evaluate(untrained, {"predcls": test["predcls"]}, args, torch.device("cpu"), 0, 1)
+    untrained = mosa.build_model(args, data)
+    floor = harness.evaluate(untrained, {"predcls": data.test["predcls"]}, args)
     trained = float(summary["results_tensors"]["predcls"]["with/R@20"])
     assert trained > float(floor["predcls"]["with/R@20"]) + 0.05, (trained, floor)
+
+
+def test_mosa_keeps_the_model_contract(mosa):
+    """Training: a dict of named losses; evaluation: the evaluator's predictions for each task."""
+    args = _args(mosa, "--random-text")
+    data = harness.load_data(args)
+    model = mosa.build_model(args, data)
+    batch = mosa.VideoGraph.collate(data.train[:3])
+    losses = model.train()(batch)
+    assert set(losses) == {"relation", "object"}
+    assert all(v.ndim == 0 and torch.isfinite(v) for v in losses.values())
+    model.eval()
+    for task in harness.TASKS:
+        graph = mosa.VideoGraph.collate(data.test[task][:3])
+        with torch.no_grad():
+            preds = model(graph, task=task)
+        ev = harness.ActionGenomeEvaluator()
+        ev.update(preds, graph.targets())  # the evaluator takes them as they are
+        assert 0.0 <= float(ev.compute()["with/R@20"]) <= 1.0
+        assert preds["predicate_scores"].shape == (*graph.mask.shape, 26)
+        if task == "sgcls":  # classified by the model, never the person class
+            assert (preds["object_labels"][graph.mask] > 0).all()
+            assert "object_scores" in preds
 
 
 @pytest.mark.parametrize(
@@ -88,26 +118,27 @@ def test_mosa_quick_run_learns(mosa, quick_run):
     ],
 )
 def test_mosa_ablation_flags_build_the_ablated_model(mosa, flag, check):
-    args = mosa.parse_args(["--quick", flag])
-    train, _, semantics = mosa.load_data(args)
-    model = mosa.build_model(args, train[0], semantics, torch.randn(26, 512))
+    args = _args(mosa, "--random-text", flag)
+    data = harness.load_data(args)
+    model = mosa.build_model(args, data)
     assert check(model)
-    batch = mosa.VideoGraph.collate(train[:2])
-    logits = model(batch)
+    batch = mosa.VideoGraph.collate(data.train[:2])
+    logits = model.predicate_logits(batch)
     assert logits.shape == (*batch.mask.shape, 26) and torch.isfinite(logits).all()
-    logits[batch.mask].sum().backward()
+    sum(model(batch).values()).backward()
 
 
 def test_mosa_runs_under_bf16_autocast_on_cpu(mosa):
-    args = mosa.parse_args(["--quick", "--amp", "bf16"])
-    train, _, semantics = mosa.load_data(args)
-    model = mosa.build_model(args, train[0], semantics, torch.randn(26, 512))
-    batch = mosa.VideoGraph.collate(train[:4])
-    with mosa.autocast(args, torch.device("cpu")):
-        logits = model(batch)
+    args = _args(mosa, "--random-text", "--amp", "bf16")
+    data = harness.load_data(args)
+    model = mosa.build_model(args, data)
+    batch = mosa.VideoGraph.collate(data.train[:4])
+    with harness.autocast(args.amp, torch.device("cpu")):
+        logits = model.predicate_logits(batch)
+        losses = model(batch)
     assert logits.dtype == torch.bfloat16
     assert torch.isfinite(logits.float()).all()
-    logits.float()[batch.mask].sum().backward()
+    sum(losses.values()).backward()
 
 
 def test_mosa_two_processes_with_uneven_shards_finish_and_merge(mosa, tmp_path):
@@ -121,7 +152,7 @@ def test_mosa_two_processes_with_uneven_shards_finish_and_merge(mosa, tmp_path):
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=180, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     saved = json.loads((tmp_path / "results.json").read_text())
-    _, test, _ = mosa.load_data(mosa.parse_args(["--quick"]))
+    test = harness.load_data(_args(mosa)).test
     for task in ("predcls", "sgdet"):
         frames = sum(int(g.ground_truth.mask.any(-1).sum()) for g in test[task])
         assert saved["results"][task]["num_frames"] == frames  # both ranks' frames merged
