@@ -14,18 +14,29 @@ Traceback (most recent call last):
   ...
 ValueError: mask: expected shape (..., T, P) with T=5 (from subject_boxes), got (2, 4, 3)
 
-All checks run on shapes and dtypes only (never on values), so they cost nothing on the GPU and
-are traced away by ``torch.compile``.
+:func:`check_tensor` runs on shapes and dtypes only (never on values), so it costs nothing on the
+GPU and is traced away by ``torch.compile``. Value checks (:func:`check_finite` and the like) run
+only where reading values is free: on CPU tensors, outside ``torch.compile``
+(:func:`values_readable`); on an accelerator they would wait for the device, so there the
+library documents what happens instead.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 
 import torch
 from torch import Tensor
 
-__all__ = ["check_broadcastable", "check_choice", "check_positive", "check_tensor"]
+__all__ = [
+    "check_broadcastable",
+    "check_choice",
+    "check_finite",
+    "check_positive",
+    "check_tensor",
+    "values_readable",
+]
 
 #: A dimension in a shape pattern: an int (that exact size), a name (bound across calls through
 #: ``dims``), ``"*"`` (any size) or ``"..."`` (any number of dims, at most once per pattern).
@@ -166,6 +177,36 @@ def check_positive(
     if isinstance(value, bool) or not isinstance(value, kinds):
         kind = "an int" if integer else "a number"
         raise TypeError(f"{name}: expected {kind}, got {type(value).__name__}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{name}: expected a finite number, got {value}")
     if value < 0 or (value == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{name}: expected a value {bound}, got {value}")
+
+
+def _is_compiling() -> bool:
+    """``torch.compiler.is_compiling()`` (torch >= 2.3), or dynamo's own flag on torch 2.2."""
+    is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None)
+    if is_compiling is None:  # pragma: no cover - torch 2.2
+        return bool(torch._dynamo.is_compiling())
+    return bool(is_compiling())
+
+
+def values_readable(*tensors: Tensor | None) -> bool:
+    """Whether reading these tensors' values is free: all on the CPU, and not under compile."""
+    return not _is_compiling() and all(t is None or t.device.type == "cpu" for t in tensors)
+
+
+def check_finite(value: Tensor, name: str, where: Tensor | None = None) -> None:
+    """Raise ``ValueError`` naming ``name`` if ``value`` holds NaN or +-Inf (only at ``where``,
+    a bool mask over its leading dims, when given). A no-op where values are not readable."""
+    if not values_readable(value, where):
+        return
+    picked = value if where is None else value[where]
+    bad = ~torch.isfinite(picked)
+    if bool(bad.any()):
+        first = picked[bad][0].item()
+        at = " at a valid position" if where is not None else ""
+        raise ValueError(
+            f"{name}: expected finite values{at}, got {int(bad.sum())} non-finite (e.g. {first})"
+        )

@@ -253,7 +253,10 @@ def collate_tracks(
         ``(B, T, P, *F)`` and the ``(B, T, P)`` mask.
 
     Raises:
-        ValueError: no tensors, a count or shape mismatch.
+        TypeError: a tensor's dtype differs from the first's (nothing is cast), or a mask is
+            not bool.
+        ValueError: no tensors, a count, shape or device mismatch, or a fractional ``fill`` for
+            integer tensors.
 
     Examples:
         >>> xs = [torch.ones(2, 1, 3), torch.ones(4, 2, 3)]
@@ -265,13 +268,25 @@ def collate_tracks(
         raise ValueError("tensors: expected at least one tensor, got none")
     if len(tensors) != len(masks):
         raise ValueError(f"masks: expected {len(tensors)} masks (one per tensor), got {len(masks)}")
+    check_tensor(tensors[0], "tensors[0]", ("T", "P", "..."))
     trailing = tuple(tensors[0].shape[2:])
+    first = tensors[0]
     for i, (x, m) in enumerate(zip(tensors, masks, strict=True)):
         check_tensor(x, f"tensors[{i}]", ("T", "P", *trailing))
         check_tensor(m, f"masks[{i}]", tuple(x.shape[:2]), dtype="bool")
+        if x.dtype != first.dtype:  # never cast silently (float64 -> float32, float -> int)
+            raise TypeError(
+                f"tensors[{i}]: expected dtype {first.dtype} (of tensors[0]), got {x.dtype}"
+            )
+        if x.device != first.device or m.device != first.device:
+            raise ValueError(
+                f"tensors[{i}], masks[{i}]: expected device {first.device} (of tensors[0]), got "
+                f"{x.device} and {m.device}"
+            )
+    if not first.is_floating_point() and not float(fill).is_integer():
+        raise ValueError(f"fill: expected an integer for {first.dtype} tensors, got {fill}")
     T = max(x.shape[0] for x in tensors)
     P = max(x.shape[1] for x in tensors)
-    first = tensors[0]
     out = first.new_full((len(tensors), T, P, *trailing), fill)
     mask = torch.zeros(len(tensors), T, P, dtype=torch.bool, device=first.device)
     for b, (x, m) in enumerate(zip(tensors, masks, strict=True)):  # copies, not compute

@@ -3,7 +3,8 @@
 Every function works on any number of leading batch dims and is differentiable. Boxes are
 ``xyxy`` (``x1, y1, x2, y2``) unless a function says otherwise. Degenerate boxes (zero width or
 height, or ``x2 < x1``) have area 0, and the IoU of two boxes whose union is empty is defined as
-0 — never NaN, and with finite gradients.
+0 — never NaN, and with finite gradients. Areas and IoU of float16/bfloat16 boxes are computed in
+float32 (the area of a 256 x 256 px box overflows float16); IoU is returned in the boxes' dtype.
 
 ``legacy=True`` selects the "+1 pixel" convention of the Fast R-CNN era evaluators (the one the
 public Action Genome evaluator uses): a box covers the integer pixels ``x1..x2`` inclusive, so
@@ -12,12 +13,13 @@ its width is ``x2 - x1 + 1``.
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
 from torch import Tensor
 
-from dsgg_layers._checks import check_choice, check_tensor
+from dsgg_layers._checks import check_choice, check_tensor, values_readable
 
 __all__ = [
     "box_area",
@@ -36,6 +38,11 @@ _FORMATS = ("xyxy", "xywh", "cxcywh")
 
 def _check_boxes(boxes: object, name: str) -> Tensor:
     return check_tensor(boxes, name, ("...", 4), dtype="float")
+
+
+def _upcast(boxes: Tensor) -> Tensor:
+    """Half-precision boxes in float32: a 256 x 256 px area (65536) overflows float16."""
+    return boxes.float() if boxes.dtype in (torch.float16, torch.bfloat16) else boxes
 
 
 def _extent(boxes: Tensor, legacy: bool) -> tuple[Tensor, Tensor]:
@@ -99,7 +106,8 @@ def box_area(boxes: Tensor, *, legacy: bool = False) -> Tensor:
 
     Shape:
         - boxes: ``(..., 4)``
-        - output: ``(...)``
+        - output: ``(...)``, float32 for float16/bfloat16 boxes (a 256 x 256 px area overflows
+          float16), else the boxes' dtype.
 
     Raises:
         TypeError: ``boxes`` is not a floating point tensor.
@@ -112,7 +120,7 @@ def box_area(boxes: Tensor, *, legacy: bool = False) -> Tensor:
         tensor(12.)
     """
     _check_boxes(boxes, "boxes")
-    w, h = _extent(boxes, legacy)
+    w, h = _extent(_upcast(boxes), legacy)
     return w * h
 
 
@@ -173,7 +181,13 @@ def _check_broadcast(boxes1: Tensor, boxes2: Tensor) -> None:
 
 
 def _iou(boxes1: Tensor, boxes2: Tensor, legacy: bool) -> Tensor:
-    """IoU of broadcast-aligned xyxy boxes (no checks)."""
+    """IoU of broadcast-aligned xyxy boxes (no checks), computed in at least float32 and
+    returned in the boxes' (promoted) dtype: IoU lies in [0, 1], areas do not."""
+    dtype = torch.promote_types(boxes1.dtype, boxes2.dtype)
+    return _iou32(_upcast(boxes1), _upcast(boxes2), legacy).to(dtype)
+
+
+def _iou32(boxes1: Tensor, boxes2: Tensor, legacy: bool) -> Tensor:
     lt = torch.maximum(boxes1[..., :2], boxes2[..., :2])
     rb = torch.minimum(boxes1[..., 2:], boxes2[..., 2:])
     inter_w, inter_h = _extent(torch.cat((lt, rb), dim=-1), legacy)
@@ -263,8 +277,9 @@ def image_size_like(
     - ``(B, 2)``: one size per video, along the **first** dim of the boxes (their batch dim);
     - ``(..., 2)`` with as many dims as the boxes: sizes that broadcast box by box.
 
-    Anything else raises; sizes must be positive (checked for Python numbers; a tensor's values
-    are not read, which would wait for the device).
+    Anything else raises; sizes must be positive and finite (checked for Python numbers and CPU
+    tensors; the values of a tensor on an accelerator are not read, which would wait for the
+    device).
 
     Args:
         image_size: the size, in one of the three forms above.
@@ -277,7 +292,7 @@ def image_size_like(
 
     Raises:
         TypeError: ``image_size`` is neither a pair of numbers nor a tensor.
-        ValueError: its shape fits none of the forms, or a Python size is not positive.
+        ValueError: its shape fits none of the forms, or a size is not positive and finite.
 
     Examples:
         >>> boxes = torch.zeros(3, 5, 2, 4)                       # (B, T, P, 4)
@@ -292,9 +307,16 @@ def image_size_like(
                 f"{name}: expected (width, height) or a tensor (2,), (B, 2) or (..., 2), got "
                 f"{image_size!r}"
             )
-        if min(image_size) <= 0:
-            raise ValueError(f"{name}: expected positive sizes, got {tuple(image_size)}")
+        if not all(isinstance(v, (int, float)) and 0 < v < math.inf for v in image_size):
+            raise ValueError(f"{name}: expected positive finite sizes, got {tuple(image_size)}")
         return torch.tensor(image_size, dtype=boxes.dtype, device=boxes.device)
+    if values_readable(image_size) and not bool(
+        ((image_size > 0) & torch.isfinite(image_size)).all()
+    ):
+        bad = image_size[~((image_size > 0) & torch.isfinite(image_size))]
+        raise ValueError(
+            f"{name}: expected positive finite sizes, got {bad.flatten()[:4].tolist()}"
+        )
     size = image_size.to(boxes.dtype)
     shape = tuple(size.shape)
     if shape == (2,):

@@ -408,8 +408,8 @@ def person_object_pairs(
 
     Raises:
         TypeError: a tensor has the wrong dtype.
-        ValueError: lengths differ, a frame has two persons and no ``scores``, or an object
-            track appears twice in one frame.
+        ValueError: lengths differ, a frame has two persons and no ``scores``, a score is NaN,
+            or an object track appears twice in one frame.
 
     Examples:
         >>> boxes = torch.tensor([[0.0, 0, 10, 10], [5, 5, 20, 20], [30, 0, 40, 5],
@@ -453,8 +453,12 @@ def person_object_pairs(
         rank = torch.zeros(n, device=dev)
     else:
         rank = scores.detach().float()
-    # The subject of a frame: its person with the highest rank (ties: the first row).
-    neg_inf = torch.finfo(torch.float32).min
+        if bool(rank.isnan().any()):  # a NaN never wins a max: the frame would lose its pairs
+            r = int(rank.isnan().nonzero()[0])
+            raise ValueError(f"scores: expected no NaN, got NaN at row {r}")
+    # The subject of a frame: its person with the highest rank (ties: the first row); -inf and
+    # +inf scores rank like any other.
+    neg_inf = float("-inf")
     person_rank = torch.where(is_person, rank, torch.full_like(rank, neg_inf))
     best = torch.full((num_frames,), neg_inf, device=dev).scatter_reduce(
         0, frame_code, person_rank, reduce="amax"

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dsgg_layers._checks import check_choice, check_tensor
+from dsgg_layers._checks import check_choice, check_positive, check_tensor, values_readable
 
 __all__ = [
     "CategoryWeightedLoss",
@@ -45,7 +45,8 @@ def class_weights(frequencies: Tensor, beta: float = 0.5) -> Tensor:
 
     Raises:
         TypeError: ``frequencies`` is not a tensor.
-        ValueError: it is not 1-d, has a negative entry, or ``beta < 0``.
+        ValueError: it is not 1-d, has a negative or non-finite entry, or ``beta`` is negative
+            or not finite.
 
     Examples:
         >>> class_weights(torch.tensor([100, 25, 0]), beta=0.5)
@@ -54,11 +55,10 @@ def class_weights(frequencies: Tensor, beta: float = 0.5) -> Tensor:
         tensor([1., 1., 1.])
     """
     check_tensor(frequencies, "frequencies", ("C",))
-    if beta < 0:
-        raise ValueError(f"beta: expected a value >= 0, got {beta}")
+    check_positive(beta, "beta", integer=False, allow_zero=True)
     f = frequencies.detach().double()
-    if bool((f < 0).any()):
-        raise ValueError(f"frequencies: expected counts >= 0, got {frequencies.tolist()}")
+    if not bool(((f >= 0) & torch.isfinite(f)).all()):
+        raise ValueError(f"frequencies: expected finite counts >= 0, got {frequencies.tolist()}")
     seen = f > 0
     if not bool(seen.any()):
         return torch.ones_like(f, dtype=torch.float32)
@@ -86,7 +86,7 @@ def category_weighted_bce(
         targets: multi-label targets in ``[0, 1]`` (bool or float).
         weights: per-class weights (:func:`class_weights`).
         mask: ``True`` for the samples to count (e.g. the pairs that exist); padded samples add
-            nothing and get no gradient.
+            nothing and get no gradient, whatever their logits and targets hold (NaN included).
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.
 
     Shape:
@@ -96,7 +96,8 @@ def category_weighted_bce(
         - output: scalar, or ``(..., C)`` with ``"none"`` (0 at masked samples)
 
     Raises:
-        TypeError, ValueError: shapes or dtypes disagree, or ``reduction`` is unknown.
+        TypeError, ValueError: shapes or dtypes disagree, ``reduction`` is unknown, or (CPU
+            tensors) a counted target lies outside ``[0, 1]`` or is NaN.
 
     Examples:
         >>> logits, targets = torch.randn(4, 3), torch.rand(4, 3) > 0.5
@@ -112,17 +113,33 @@ def category_weighted_bce(
     targets = targets.to(logits.dtype)
     weight = weights.to(logits.dtype)
     if mask is None:
+        _check_targets(targets, None)
         return F.binary_cross_entropy_with_logits(
             logits, targets, weight=weight, reduction=reduction
         )
     check_tensor(mask, "mask", tuple(logits.shape[:-1]), dtype="bool")
+    _check_targets(targets, mask)
+    # masked samples may hold anything (NaN, inf): replace them before the loss, so that no
+    # 0 * NaN reaches the sum or the gradient
+    padded = ~mask.unsqueeze(-1)
+    logits, targets = logits.masked_fill(padded, 0.0), targets.masked_fill(padded, 0.0)
     loss = F.binary_cross_entropy_with_logits(logits, targets, weight=weight, reduction="none")
-    loss = loss.masked_fill(~mask.unsqueeze(-1), 0.0)
+    loss = loss.masked_fill(padded, 0.0)
     if reduction == "none":
         return loss
     if reduction == "sum":
         return loss.sum()
     return loss.sum() / (mask.sum() * logits.shape[-1]).clamp(min=1)
+
+
+def _check_targets(targets: Tensor, mask: Tensor | None) -> None:
+    """Targets in [0, 1] at the counted samples (CPU only: reading values costs no sync)."""
+    if not values_readable(targets, mask):
+        return
+    t = targets if mask is None else targets[mask]
+    bad = ~((t >= 0) & (t <= 1))  # NaN fails both
+    if bool(bad.any()):
+        raise ValueError(f"targets: expected values in [0, 1], got {t[bad][0].item()}")
 
 
 class CategoryWeightedLoss(nn.Module):

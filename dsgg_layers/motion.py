@@ -25,7 +25,13 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from dsgg_layers._checks import check_choice, check_positive, check_tensor
+from dsgg_layers._checks import (
+    check_choice,
+    check_finite,
+    check_positive,
+    check_tensor,
+    values_readable,
+)
 from dsgg_layers.attention import MaskedMultiheadAttention
 from dsgg_layers.boxes import box_center, elementwise_box_iou, image_size_like
 from dsgg_layers.rows import ValidRows, resolve_rows
@@ -59,7 +65,9 @@ def motion_attributes(
         object_boxes: ``xyxy`` object boxes, same convention.
         mask: ``True`` where the pair exists in that frame.
         frame_times: real time (e.g. frame number) of each frame slot; default ``0, 1, 2, ...``.
-            Must increase along ``T`` over the frames where a pair exists.
+            Must not decrease along ``T`` over the frames where a pair exists (checked on the
+            CPU; on an accelerator a decreasing time gives velocity 0); a repeated time gives
+            velocity 0.
         image_size: ``(width, height)``, ``(B, 2)`` one size per video along the boxes' first
             dim, or ``(..., 2)`` like the boxes (:func:`~dsgg_layers.boxes.image_size_like`);
             distances are divided by the image diagonal.
@@ -67,8 +75,9 @@ def motion_attributes(
         eps: displacements shorter than this count as "no motion" (direction consistency 0).
 
     Returns:
-        ``[distance, velocity, window IoU, direction consistency]`` in the last dim; exactly 0 at
-        padded positions; never NaN.
+        ``[distance, velocity, window IoU, direction consistency]`` in the last dim, in the
+        boxes' dtype (computed in float32 for float16/bfloat16 boxes); exactly 0 at padded
+        positions, whatever they hold; never NaN for finite boxes at the valid positions.
 
     Shape:
         - subject_boxes, object_boxes: ``(..., T, P, 4)``
@@ -79,7 +88,9 @@ def motion_attributes(
 
     Raises:
         TypeError: boxes are not floating point, or ``mask`` is not bool.
-        ValueError: shapes disagree, or ``window`` is not a positive int.
+        ValueError: shapes disagree, ``window`` is not a positive int, ``image_size`` is not
+            positive and finite, or (CPU tensors) a box at a valid position is not finite or
+            ``frame_times`` decrease.
 
     Examples:
         >>> # one pair over three frames: the object moves towards the person, then away
@@ -99,8 +110,14 @@ def motion_attributes(
     check_positive(window, "window")
     if frame_times is not None:
         check_tensor(frame_times, "frame_times", ("...", "T"), dims=dims)
+    check_finite(subject_boxes, "subject_boxes", mask)  # CPU only: no device sync
+    check_finite(object_boxes, "object_boxes", mask)
     T = subject_boxes.shape[-3]
-    dtype = subject_boxes.dtype
+    out_dtype = torch.promote_types(subject_boxes.dtype, object_boxes.dtype)
+    # Half-precision boxes are computed in float32: squared pixel distances and areas of boxes
+    # of a few hundred pixels overflow float16 (65504).
+    dtype = torch.float32 if out_dtype in (torch.float16, torch.bfloat16) else out_dtype
+    subject_boxes, object_boxes = subject_boxes.to(dtype), object_boxes.to(dtype)
     valid = mask.unsqueeze(-1)
     # Padded positions may hold anything (NaN, inf): replace them before any arithmetic, so
     # that neither the cumulative sums nor a gradient carries them to a valid position.
@@ -129,6 +146,15 @@ def motion_attributes(
         t_now = frame_times.to(dtype).unsqueeze(-1).expand_as(distance)
         dt = t_now - torch.gather(t_now, -2, prev_)
     prev_distance = torch.gather(distance, -2, prev_)
+    if (
+        frame_times is not None
+        and values_readable(dt, has_prev)
+        and bool((has_prev & (dt < 0)).any())
+    ):
+        raise ValueError(
+            "frame_times: expected times that never decrease along T over the frames where a pair "
+            f"exists, got {frame_times.flatten()[:8].tolist()}"
+        )
     ok_dt = has_prev & (dt > 0)
     velocity = torch.where(
         ok_dt, (distance - prev_distance) / torch.where(ok_dt, dt, torch.ones_like(dt)), 0.0
@@ -154,7 +180,7 @@ def motion_attributes(
     direction = torch.where(moving, (ds * do).sum(-1) / denom, 0.0).clamp(-1.0, 1.0)
 
     out = torch.stack((distance, velocity, window_iou, direction), dim=-1)
-    return out.masked_fill(~valid, 0.0)
+    return out.masked_fill(~valid, 0.0).to(out_dtype)
 
 
 class MotionFeatureExtractor(nn.Module):
@@ -263,11 +289,15 @@ class MotionFeatureExtractor(nn.Module):
             mean = (x * m).sum(dims) / n.clamp(min=1.0)
             var = (((x - mean) * m) ** 2).sum(dims) / n.clamp(min=1.0)
             with torch.no_grad():  # unbiased running variance, as batch norm keeps it
-                seen = (n > 1).to(x.dtype)
+                # a batch with a non-finite attribute never reaches the running statistics
+                # (checked on the device, without a sync): one bad batch would poison them
+                finite = torch.isfinite(mean) & torch.isfinite(var)
+                seen = ((n > 1) & finite).to(x.dtype)
                 rate = self.momentum * seen
                 unbiased = var.detach() * n / (n - 1).clamp(min=1.0)
-                self.running_mean.lerp_(mean.detach().to(self.running_mean.dtype), rate)
-                self.running_var.lerp_(unbiased.to(self.running_var.dtype), rate)
+                mean_, var_ = mean.detach().nan_to_num(0.0), unbiased.nan_to_num(1.0)
+                self.running_mean.lerp_(mean_.to(self.running_mean.dtype), rate)
+                self.running_var.lerp_(var_.to(self.running_var.dtype), rate)
         else:
             mean = self.running_mean.to(x.dtype)
             var = self.running_var.to(x.dtype)

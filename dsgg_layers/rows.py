@@ -30,17 +30,9 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from dsgg_layers._checks import check_tensor
+from dsgg_layers._checks import _is_compiling, check_tensor
 
 __all__ = ["ValidRows"]
-
-
-def _is_compiling() -> bool:
-    """``torch.compiler.is_compiling()`` (torch >= 2.3), or dynamo's own flag on torch 2.2."""
-    is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None)
-    if is_compiling is None:  # pragma: no cover - torch 2.2
-        return bool(torch._dynamo.is_compiling())
-    return bool(is_compiling())
 
 
 class ValidRows:

@@ -282,7 +282,9 @@ def sttran_to_tracks(
     ``[subject box, object box]``; ``im_idx`` ``(Q,)`` the frame of each pair; and
     ``attention_distribution`` ``(Q, 3)``, ``spatial_distribution`` ``(Q, 6)``,
     ``contacting_distribution`` ``(Q, 17)`` (attention as logits, softmaxed here as the public
-    evaluator does unless ``attention_softmax=False``).
+    evaluator does unless ``attention_softmax=False``; TEMPURA's model outputs softmaxed
+    attention and its evaluator does not softmax again, so pass ``attention_softmax=False`` for
+    TEMPURA outputs).
 
     ``gt_annotation`` has one list per frame: ``{"person_bbox": (1, 4)}`` first, then one dict per
     object with ``class`` and ``bbox`` (``xyxy``) and the group-local indices
@@ -295,7 +297,8 @@ def sttran_to_tracks(
         repeated annotation entries.
 
     Raises:
-        ValueError: a key is missing, or a pair refers to a frame outside the annotation.
+        ValueError: a key is missing, a pair refers to a frame outside the annotation, or a
+            relation index lies outside its group (3 attention, 6 spatial, 17 contacting).
 
     Examples:
         >>> entry = {"boxes": torch.tensor([[0, 0.0, 0, 10, 10], [0, 5, 5, 20, 20]]),
@@ -365,7 +368,9 @@ def sttran_to_tracks(
     g_sub = torch.zeros(num_frames, G, 4)
     g_obj = torch.zeros(num_frames, G, 4)
     g_lab = torch.full((num_frames, G), -1, dtype=torch.long)
-    offsets = [g.start for g in PREDICATE_GROUPS.values()]
+    groups = list(PREDICATE_GROUPS.values())
+    offsets = [g.start for g in groups]
+    sizes = [g.stop - g.start for g in groups]
     keys = ("attention_relationship", "spatial_relationship", "contacting_relationship")
     for f, frame in enumerate(gt_annotation):  # annotation parsing, not a forward pass
         person = as_t(frame[0]["person_bbox"], torch.float32).reshape(-1, 4)[0]
@@ -374,10 +379,15 @@ def sttran_to_tracks(
             g_sub[f, j] = person
             g_obj[f, j] = as_t(obj["bbox"], torch.float32).reshape(4)
             g_lab[f, j] = int(obj["class"])
-            for key, off in zip(keys, offsets, strict=True):
+            for key, off, size in zip(keys, offsets, sizes, strict=True):
                 for r in (
                     as_t(obj.get(key) if obj.get(key) is not None else []).reshape(-1).tolist()
                 ):
+                    if not (float(r).is_integer() and 0 <= r < size):  # never another group's
+                        raise ValueError(
+                            f"gt_annotation[{f}][{j + 1}]['{key}']: expected indices in "
+                            f"[0, {size}), got {r}"
+                        )
                     rel[f, j, off + int(r)] += 1
     target = {
         "relations": rel,

@@ -202,7 +202,7 @@ def test_errors():
         box_iou(torch.zeros(2, 3, 4), torch.zeros(5, 3, 4))
     with pytest.raises(ValueError, match="in_fmt: expected one of 'xyxy', 'xywh', 'cxcywh'"):
         box_convert(torch.zeros(1, 4), "xxyy", "xyxy")
-    with pytest.raises(ValueError, match="image_size: expected positive sizes"):
+    with pytest.raises(ValueError, match="image_size: expected positive finite sizes"):
         normalize_boxes(torch.zeros(1, 4), (0, 10))
     with pytest.raises(ValueError, match=r"image_size: expected \(2,\), \(B, 2\)"):
         normalize_boxes(torch.zeros(1, 4), torch.ones(3))

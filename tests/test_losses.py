@@ -103,7 +103,7 @@ def test_label_frequencies_of_a_dataset():
 def test_errors():
     with pytest.raises(ValueError, match="beta: expected a value >= 0"):
         class_weights(torch.tensor([1, 2]), beta=-1)
-    with pytest.raises(ValueError, match="frequencies: expected counts >= 0"):
+    with pytest.raises(ValueError, match="frequencies: expected finite counts >= 0"):
         class_weights(torch.tensor([1, -2]))
     with pytest.raises(ValueError, match=r"targets: expected shape \(4, C\) with C=3"):
         category_weighted_bce(torch.zeros(4, 3), torch.zeros(4, 2), torch.ones(3))

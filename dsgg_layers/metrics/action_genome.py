@@ -62,6 +62,7 @@ papers' per-class figures).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -118,8 +119,38 @@ def predicate_probabilities(logits: Tensor) -> Tensor:
 
 
 def _flatten_frames(x: Tensor, tail: int) -> Tensor:
-    """``(..., *tail dims)`` -> ``(F, *tail dims)``."""
-    return x.reshape(-1, *x.shape[x.dim() - tail :])
+    """``(..., *tail dims)`` -> ``(F, *tail dims)`` (also when a tail dim is 0: no pairs)."""
+    lead = x.shape[: x.dim() - tail]
+    return x.reshape(math.prod(lead), *x.shape[x.dim() - tail :])
+
+
+def _check_values(x: dict[str, Tensor]) -> None:
+    """Values the ranking trusts: probabilities in [0, 1] and finite boxes at the valid pairs.
+
+    A NaN score would take the top-K slots (NaN sorts first), a logit or a negative score would
+    invert the ranking once multiplied by the object scores, and a NaN box never matches: each
+    gives a wrong recall without a word, so they are refused. Reading the values costs one sync,
+    which the evaluator pays anyway.
+    """
+    p, g = x["p_mask"], x["g_mask"]
+    checks = [
+        ("preds['predicate_scores']", x["p_scores"][p], "probabilities in [0, 1] (see "
+         "predicate_probabilities for logits)", lambda v: (v >= 0) & (v <= 1)),
+    ]  # fmt: skip
+    for key in ("object_scores", "subject_scores"):
+        if "p_" + key in x:
+            checks.append((f"preds['{key}']", x["p_" + key][p], "scores in [0, 1]",
+                           lambda v: (v >= 0) & (v <= 1)))  # fmt: skip
+    for prefix, name, m in (("p_", "preds", p), ("g_", "target", g)):
+        for key in ("subject_boxes", "object_boxes"):
+            checks.append((f"{name}['{key}']", x[prefix + key][m], "finite boxes", torch.isfinite))
+    checks.append(("target['relations']", x["g_relations"][g], "counts >= 0", lambda v: v >= 0))
+    for name, values, what, ok in checks:
+        bad = ~ok(values)
+        if bool(bad.any()):
+            raise ValueError(
+                f"{name}: expected {what} at the valid pairs, got {values[bad].flatten()[0].item()}"
+            )
 
 
 def _check_inputs(preds: Mapping[str, Any], target: Mapping[str, Any]) -> dict[str, Tensor]:
@@ -324,7 +355,9 @@ class ActionGenomeEvaluator:
     @torch.no_grad()
     def update(self, preds: Mapping[str, Any], target: Mapping[str, Any]) -> None:
         """Score the frames of one batch; see the class docstring for the keys."""
-        x = _compact(_check_inputs(preds, target))
+        x = _check_inputs(preds, target)
+        _check_values(x)
+        x = _compact(x)
         state = _bucketed_state(
             x,
             self.constraints,
@@ -352,6 +385,15 @@ class ActionGenomeEvaluator:
 
         See :func:`sttran_to_tracks` for the formats (STTran's classes, with ``__background__``
         at 0 and the person at 1, are used as they are on both sides).
+
+        ``attention_softmax``: STTran's evaluator softmaxes ``attention_distribution`` (its
+        model outputs logits), so the default does too. TEMPURA's model softmaxes attention
+        itself and its evaluator does not: pass ``attention_softmax=False`` for TEMPURA outputs,
+        or they are softmaxed twice (a flatter attention distribution, a different ranking).
+
+        Raises:
+            ValueError: as :func:`sttran_to_tracks` (e.g. a relation index outside its group)
+                and :meth:`update` (e.g. scores outside ``[0, 1]``).
         """
         preds, target = sttran_to_tracks(
             entry, gt_annotation, mode=mode, attention_softmax=attention_softmax

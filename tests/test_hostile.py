@@ -1,0 +1,321 @@
+"""Hostile input, tried as a new user would: bad dtypes, shapes and devices, empty and degenerate
+input, NaN / Inf / huge values at valid and at padded positions, half precision, malformed files.
+
+Every case asserts its outcome: the exact error type and that the message names the argument,
+or the exact reference value. The promises these tests hold are listed in docs/reliability.md.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dsgg_layers import (
+    CategoryWeightedLoss,
+    MotionFeatureExtractor,
+    box_area,
+    box_iou,
+    category_weighted_bce,
+    class_weights,
+    collate_tracks,
+    elementwise_box_iou,
+    image_size_like,
+    motion_attributes,
+    normalize_boxes,
+    person_object_pairs,
+)
+from dsgg_layers.metrics import ActionGenomeEvaluator, sttran_to_tracks
+
+NAN, INF = float("nan"), float("inf")
+
+
+def _finite_grads(*tensors: torch.Tensor) -> bool:
+    return all(t.grad is not None and bool(torch.isfinite(t.grad).all()) for t in tensors)
+
+
+# ----------------------------------------------------------------------------------------- boxes
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_iou_of_large_boxes_is_exact(dtype):
+    """A 400 x 400 px box has area 160000, beyond float16's 65504: computed in float32."""
+    a = torch.tensor([[0.0, 0, 400, 400]])
+    b = torch.tensor([[0.0, 0, 400, 200]])
+    assert box_iou(a.to(dtype), b.to(dtype)).item() == 0.5
+    assert elementwise_box_iou(a.to(dtype), b.to(dtype)).item() == 0.5
+    assert box_iou(a.to(dtype), b.to(dtype)).dtype == dtype
+    assert box_area(a.to(dtype)).item() == 160000.0  # float32 area, not inf
+    assert elementwise_box_iou(a.half(), b.float()).dtype == torch.float32
+
+
+@pytest.mark.parametrize(
+    "size",
+    [
+        (0, 100),
+        (100, -1),
+        (NAN, 100),
+        (INF, 100),
+        torch.tensor([0.0, 100.0]),
+        torch.tensor([[100.0, NAN]]),
+    ],
+)
+def test_image_sizes_must_be_positive_and_finite(size):
+    boxes = torch.zeros(1, 2, 4)
+    with pytest.raises(ValueError, match="image_size: expected positive finite sizes"):
+        image_size_like(size, boxes)
+    with pytest.raises(ValueError, match="image_size: expected positive finite sizes"):
+        normalize_boxes(boxes, size)
+
+
+# ---------------------------------------------------------------------------------------- motion
+
+
+def _track(T: int = 3):
+    s = torch.tensor([0.0, 0, 300, 300]).expand(T, 1, 4).clone()
+    o = s + torch.arange(T, dtype=torch.float32).view(T, 1, 1) * 20 + 100
+    return s, o, torch.ones(T, 1, dtype=torch.bool)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_motion_attributes_of_pixel_boxes_in_half_precision_match_float32(dtype):
+    s, o, m = _track()
+    want = motion_attributes(s, o, m)
+    got = motion_attributes(s.to(dtype), o.to(dtype), m)
+    assert got.dtype == dtype and torch.isfinite(got).all()
+    torch.testing.assert_close(got.float(), want, rtol=2e-2, atol=1e-2)
+
+
+def test_motion_attributes_refuse_decreasing_times_and_accept_repeated_ones():
+    s, o, m = _track()
+    with pytest.raises(ValueError, match="frame_times: expected times that never decrease"):
+        motion_attributes(s, o, m, torch.tensor([0.0, 2.0, 1.0]))
+    repeated = motion_attributes(s, o, m, torch.tensor([0.0, 0.0, 1.0]))
+    assert repeated[1, 0, 1] == 0.0 and torch.isfinite(repeated).all()
+
+
+@pytest.mark.parametrize("value", [NAN, INF])
+def test_motion_attributes_refuse_non_finite_valid_boxes_and_ignore_padded_ones(value):
+    s, o, m = _track()
+    bad = o.clone()
+    bad[1, 0, 2] = value
+    with pytest.raises(ValueError, match="object_boxes: expected finite values at a valid"):
+        motion_attributes(s, bad, m)
+    m[1, 0] = False  # the same garbage in a padded frame: no effect, no NaN gradient
+    s.requires_grad_()
+    bad.requires_grad_()
+    out = motion_attributes(s, bad, m)
+    assert torch.isfinite(out).all() and (out[1] == 0).all()
+    out.sum().backward()
+    assert _finite_grads(s, bad) and (bad.grad[1] == 0).all()
+
+
+def test_a_non_finite_batch_never_reaches_the_running_statistics():
+    """On an accelerator boxes are not read; a NaN batch must not poison the statistics."""
+    mfe = MotionFeatureExtractor(8).train()
+    s, o, m = _track(4)
+    mfe(s, o, m)
+    before = (mfe.running_mean.clone(), mfe.running_var.clone())
+    x = torch.full((1, 4, 1, 4), NAN)
+    mfe._standardize(x, m.unsqueeze(0))  # the attributes a NaN box would give
+    assert torch.equal(mfe.running_mean, before[0]) and torch.equal(mfe.running_var, before[1])
+
+
+# ---------------------------------------------------------------------------------------- layout
+
+
+@pytest.mark.parametrize("score", [-INF, INF, -1e30])
+def test_person_object_pairs_keep_a_frame_whose_person_score_is_extreme(score):
+    boxes = torch.tensor([[0.0, 0, 10, 10], [5, 5, 20, 20]])
+    zero = torch.tensor([0, 0])
+    tracks = person_object_pairs(
+        boxes, torch.tensor([0, 3]), zero, zero, torch.tensor([0, 1]),
+        scores=torch.tensor([score, 0.9]),
+    )  # fmt: skip
+    assert tracks.mask.tolist() == [[[True]]]
+
+
+def test_person_object_pairs_refuse_nan_scores():
+    boxes = torch.tensor([[0.0, 0, 10, 10], [5, 5, 20, 20]])
+    zero = torch.tensor([0, 0])
+    with pytest.raises(ValueError, match="scores: expected no NaN, got NaN at row 0"):
+        person_object_pairs(boxes, torch.tensor([0, 3]), zero, zero, torch.tensor([0, 1]),
+                            scores=torch.tensor([NAN, 0.9]))  # fmt: skip
+
+
+# -------------------------------------------------------------------------------------- batching
+
+
+def test_collate_tracks_never_casts():
+    m = torch.ones(2, 1, dtype=torch.bool)
+    with pytest.raises(TypeError, match=r"tensors\[1\]: expected dtype torch.float32"):
+        collate_tracks([torch.ones(2, 1), torch.ones(2, 1, dtype=torch.float64)], [m, m])
+    with pytest.raises(TypeError, match=r"tensors\[1\]: expected dtype torch.int64"):
+        collate_tracks([torch.ones(2, 1, dtype=torch.long), torch.full((2, 1), 0.5)], [m, m])
+    with pytest.raises(ValueError, match="fill: expected an integer for torch.int64"):
+        collate_tracks([torch.ones(2, 1, dtype=torch.long)], [m], fill=0.5)
+    x, _ = collate_tracks([torch.ones(2, 1, dtype=torch.float64)], [m])
+    assert x.dtype == torch.float64
+
+
+# ---------------------------------------------------------------------------------------- losses
+
+
+@pytest.mark.parametrize("beta", [NAN, INF, -0.5])
+def test_class_weights_refuse_bad_beta(beta):
+    with pytest.raises(ValueError, match="beta: expected"):
+        class_weights(torch.tensor([3, 1]), beta)
+    with pytest.raises(ValueError, match="beta: expected"):
+        CategoryWeightedLoss(torch.tensor([3, 1]), beta)
+
+
+@pytest.mark.parametrize("freq", [[1.0, NAN], [1.0, INF], [1.0, -1.0]])
+def test_class_weights_refuse_bad_frequencies(freq):
+    with pytest.raises(ValueError, match="frequencies: expected finite counts >= 0"):
+        class_weights(torch.tensor(freq))
+
+
+def test_garbage_at_masked_samples_gives_zero_gradient_and_the_clean_loss():
+    logits = torch.randn(3, 4, dtype=torch.float64)
+    targets = (torch.rand(3, 4) > 0.5).double()
+    mask = torch.tensor([True, False, True])
+    clean = category_weighted_bce(logits, targets, torch.ones(4), mask=mask)
+    dirty_logits = logits.clone()
+    dirty_logits[1] = torch.tensor([NAN, INF, -INF, 1e308])
+    dirty_targets = targets.clone()
+    dirty_targets[1] = NAN
+    dirty_logits.requires_grad_()
+    loss = category_weighted_bce(dirty_logits, dirty_targets, torch.ones(4), mask=mask)
+    loss.backward()
+    assert loss.item() == clean.item()
+    assert (dirty_logits.grad[1] == 0).all() and torch.isfinite(dirty_logits.grad).all()
+
+
+@pytest.mark.parametrize("value", [NAN, 2.0, -1.0])
+def test_targets_outside_zero_one_at_counted_samples_are_refused(value):
+    targets = torch.zeros(2, 3)
+    targets[0, 1] = value
+    with pytest.raises(ValueError, match=r"targets: expected values in \[0, 1\]"):
+        category_weighted_bce(torch.zeros(2, 3), targets, torch.ones(3))
+    with pytest.raises(ValueError, match=r"targets: expected values in \[0, 1\]"):
+        category_weighted_bce(torch.zeros(2, 3), targets, torch.ones(3),
+                              mask=torch.tensor([True, True]))  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------- metrics
+
+
+def _side(P: int, T: int = 2) -> dict[str, torch.Tensor]:
+    return {
+        "mask": torch.ones(T, P, dtype=torch.bool),
+        "subject_boxes": torch.tensor([0.0, 0, 50, 50]).expand(T, P, 4).clone(),
+        "object_boxes": torch.tensor([10.0, 10, 60, 60]).expand(T, P, 4).clone(),
+        "object_labels": torch.full((T, P), 3),
+    }
+
+
+def _target(G: int, T: int = 2) -> dict[str, torch.Tensor]:
+    t = _side(G, T)
+    t["relations"] = torch.zeros(T, G, 26, dtype=torch.bool)
+    t["relations"][..., 0] = True
+    return t
+
+
+def _preds(P: int, T: int = 2) -> dict[str, torch.Tensor]:
+    p = _side(P, T)
+    p["predicate_scores"] = torch.full((T, P, 26), 0.1)
+    p["predicate_scores"][..., 0] = 0.9
+    return p
+
+
+def test_a_video_without_predicted_pairs_scores_zero_recall():
+    ev = ActionGenomeEvaluator()
+    ev.update(_preds(0), _target(2))
+    r = ev.compute()
+    assert r["num_frames"].item() == 2 and r["with/R@20"].item() == 0.0
+
+
+def test_frames_without_ground_truth_pairs_count_nothing():
+    ev = ActionGenomeEvaluator()
+    ev.update(_preds(2), _target(0))
+    ev.update(_preds(0), _target(0))
+    ev.update(_preds(1), _target(1))
+    r = ev.compute()
+    assert r["num_frames"].item() == 2 and r["with/R@20"].item() == 1.0
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        (
+            "predicate_scores",
+            NAN,
+            r"preds\['predicate_scores'\]: expected probabilities in \[0, 1\]",
+        ),
+        ("predicate_scores", -0.5, r"preds\['predicate_scores'\]: expected probabilities"),
+        ("predicate_scores", 3.0, r"preds\['predicate_scores'\]: expected probabilities"),
+        ("object_scores", NAN, r"preds\['object_scores'\]: expected scores in \[0, 1\]"),
+        ("subject_boxes", NAN, r"preds\['subject_boxes'\]: expected finite boxes"),
+        ("object_boxes", INF, r"preds\['object_boxes'\]: expected finite boxes"),
+    ],
+)
+def test_the_evaluator_refuses_values_that_would_rank_wrongly(key, value, message):
+    preds = _preds(2)
+    if key == "object_scores":
+        preds[key] = torch.ones(2, 2)
+    preds[key].view(-1)[0] = value
+    with pytest.raises(ValueError, match=message):
+        ActionGenomeEvaluator().update(preds, _target(2))
+
+
+def test_the_evaluator_ignores_garbage_at_padded_pairs():
+    preds, target = _preds(3), _target(2)
+    want = ActionGenomeEvaluator()
+    want.update({k: v[:, :2] for k, v in preds.items()}, target)
+    preds["mask"][:, 2] = False
+    preds["predicate_scores"][:, 2] = NAN
+    preds["subject_boxes"][:, 2] = INF
+    got = ActionGenomeEvaluator()
+    got.update(preds, target)
+    for key, value in want.compute().items():
+        torch.testing.assert_close(got.compute()[key], value, msg=key)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_boxes_of_large_pictures_still_match(dtype):
+    preds, target = _preds(2), _target(2)
+    for d in (preds, target):
+        for key in ("subject_boxes", "object_boxes"):
+            d[key] = (d[key] * 8).to(dtype)  # boxes of 400 px and more
+    ev = ActionGenomeEvaluator()
+    ev.update(preds, target)
+    assert ev.compute()["with/R@20"].item() == 1.0
+
+
+@pytest.mark.parametrize(
+    ("key", "index"),
+    [
+        ("attention_relationship", 3),
+        ("spatial_relationship", 6),
+        ("contacting_relationship", 17),
+        ("spatial_relationship", -1),
+    ],
+)
+def test_sttran_ground_truth_indices_outside_their_group_are_refused(key, index):
+    entry = {
+        "boxes": torch.tensor([[0, 0.0, 0, 10, 10], [0, 5, 5, 20, 20]]),
+        "labels": torch.tensor([1, 7]),
+        "scores": torch.ones(2),
+        "pair_idx": torch.tensor([[0, 1]]),
+        "im_idx": torch.tensor([0]),
+        "attention_distribution": torch.zeros(1, 3),
+        "spatial_distribution": torch.zeros(1, 6),
+        "contacting_distribution": torch.zeros(1, 17),
+    }
+    obj = {"class": 7, "bbox": [5.0, 5, 20, 20], "attention_relationship": [0],
+           "spatial_relationship": [], "contacting_relationship": []}  # fmt: skip
+    obj[key] = [index]
+    gt = [[{"person_bbox": [[0.0, 0, 10, 10]]}, obj]]
+    with pytest.raises(ValueError, match=rf"gt_annotation\[0\]\[1\]\['{key}'\]: expected indices"):
+        sttran_to_tracks(entry, gt)
+    with pytest.raises(ValueError, match=rf"\['{key}'\]: expected indices in \[0, "):
+        ActionGenomeEvaluator().update_sttran(entry, gt)
