@@ -38,6 +38,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from types import MappingProxyType
@@ -256,6 +257,32 @@ def _text_tower(model: str, pretrained: str | None) -> tuple[Any, Any]:
     return clip.eval(), open_clip.get_tokenizer(model)
 
 
+def _read_cache(path: Path) -> dict[str, Tensor]:
+    """The cached embeddings, or none (with a warning) when the file is corrupt: they are then
+    encoded again and the file rewritten."""
+    try:
+        stored = torch.load(path, weights_only=True)
+        ok = isinstance(stored, dict) and all(
+            isinstance(k, str)
+            and isinstance(v, Tensor)
+            and v.dim() == 1
+            and bool(v.isfinite().all())
+            for k, v in stored.items()
+        )
+    except Exception as e:
+        ok, reason = False, f"{type(e).__name__}: {e}"
+    else:
+        reason = "not a dict of finite embedding vectors"
+    if ok:
+        return stored
+    warnings.warn(
+        f"text embedding cache {path} is corrupt ({reason}); encoding again and rewriting it",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+    return {}
+
+
 def _cache_path(cache_dir: Path, model: str, pretrained: str | None) -> Path:
     tag = hashlib.sha256(f"{model}|{pretrained}".encode()).hexdigest()[:16]
     safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in model)
@@ -317,7 +344,7 @@ def encode_prompts(
     path = _cache_path(folder, model, pretrained)
     stored: dict[str, Tensor] = {}
     if cache and path.is_file():
-        stored = torch.load(path, weights_only=True)
+        stored = _read_cache(path)
     missing = [s for s in sentences if s not in stored]
     if missing:
         clip, tokenizer = _text_tower(model, pretrained)

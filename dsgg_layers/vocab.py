@@ -85,7 +85,10 @@ PREDICATE_GROUP_OF: MappingProxyType[str, str] = MappingProxyType(
 
 
 def _squash(name: str) -> str:
-    return re.sub(r"[^a-z]", "", name.lower())
+    """Lower case without separators; ``""`` (matches nothing) for any other character, so that
+    ``"3bed3"`` or ``"bed!"`` are not taken for ``"bed"``."""
+    low = name.strip().lower()
+    return re.sub(r"[ _/-]", "", low) if re.fullmatch(r"[a-z _/-]+", low) else ""
 
 
 _OBJECT_BY_KEY = {_squash(c): c for c in OBJECT_CLASSES}
@@ -97,8 +100,9 @@ _PREDICATE_BY_KEY["notcontactingwith"] = "not_contacting"
 def normalize_object_name(name: str) -> str:
     """Map any spelling of an Action Genome object class to its name in :data:`OBJECT_CLASSES`.
 
-    Case and separators (``_``, ``/``, spaces) are ignored, so the raw ``closetcabinet`` and the
-    STTran spelling ``closet/cabinet`` both give ``closet/cabinet``.
+    Case and separators (``_``, ``/``, ``-``, spaces) are ignored, so the raw ``closetcabinet``
+    and the STTran spelling ``closet/cabinet`` both give ``closet/cabinet``; any other character
+    (a digit, punctuation) makes the name unknown.
 
     Args:
         name: a raw or normalised class name.

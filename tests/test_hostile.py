@@ -319,3 +319,145 @@ def test_sttran_ground_truth_indices_outside_their_group_are_refused(key, index)
         sttran_to_tracks(entry, gt)
     with pytest.raises(ValueError, match=rf"\['{key}'\]: expected indices in \[0, "):
         ActionGenomeEvaluator().update_sttran(entry, gt)
+
+
+# ------------------------------------------------------------------------- data, text, vocab
+
+
+def _sttran_lookup(annotations):
+    """The public STTran loader's name rules: read the class lists, respell a few entries, then
+    look every pickle name up with ``list.index`` (a reimplementation of the rule, not its code)."""
+    objects = ["__background__", *(annotations / "object_classes.txt").read_text().split()]
+    for i, name in {9: "closet/cabinet", 11: "cup/glass/bottle", 23: "paper/notebook",
+                    24: "phone/camera", 31: "sofa/couch"}.items():  # fmt: skip
+        objects[i] = name
+    relations = (annotations / "relationship_classes.txt").read_text().split()
+    respelled = {0: "looking_at", 1: "not_looking_at", 5: "in_front_of", 7: "on_the_side_of",
+                 10: "covered_by", 11: "drinking_from", 13: "have_it_on_the_back",
+                 15: "leaning_on", 16: "lying_on", 17: "not_contacting",
+                 18: "other_relationship", 19: "sitting_on", 20: "standing_on",
+                 25: "writing_on"}  # fmt: skip
+    for i, name in respelled.items():
+        relations[i] = name
+    return objects, relations[0:3], relations[3:9], relations[9:]
+
+
+def test_written_annotations_load_under_the_public_loaders_rules(tmp_path):
+    import pickle
+
+    from dsgg_layers.data import SyntheticActionGenome, SyntheticConfig, write_action_genome
+    from dsgg_layers.vocab import OBJECT_CLASSES, PREDICATES
+
+    g = SyntheticActionGenome(SyntheticConfig(num_videos=1, num_test_videos=1, objects=(2, 2)))[0]
+    labels = g.object_labels.clone()
+    labels[..., 0] = torch.where(g.mask[..., 0], 8, -1)  # track 0: closet/cabinet
+    labels[..., 1] = torch.where(g.mask[..., 1], 10, -1)  # track 1: cup/glass/bottle
+    data = [g.replace(object_labels=labels)]
+    write_action_genome(data, tmp_path)
+    objects, att, spa, con = _sttran_lookup(tmp_path / "annotations")
+    with (tmp_path / "annotations" / "object_bbox_and_relationship.pkl").open("rb") as f:
+        table = pickle.load(f)
+    seen_classes, seen_predicates = set(), set()
+    for records in table.values():
+        for r in (r for r in records if r["visible"]):
+            cls = objects.index(r["class"])  # raises as STTran's loader would
+            assert OBJECT_CLASSES[cls - 1] == r["class"]
+            seen_classes.add(r["class"])
+            for names, group in ((r["attention_relationship"], att),
+                                 (r["spatial_relationship"], spa),
+                                 (r["contacting_relationship"], con)):  # fmt: skip
+                for name in names:
+                    assert group[group.index(name)] in PREDICATES
+                    seen_predicates.add(name)
+    assert seen_classes == {"closet/cabinet", "cup/glass/bottle"}  # the separated spellings
+    assert any("_" in p for p in seen_predicates)
+
+
+def test_writing_a_padding_label_at_a_valid_pair_is_refused(tmp_path):
+    from dsgg_layers.data import SyntheticActionGenome, SyntheticConfig, write_action_genome
+
+    g = SyntheticActionGenome(SyntheticConfig(num_videos=1, num_test_videos=1))[0]
+    labels = g.object_labels.clone()
+    labels[g.mask] = -1
+    with pytest.raises(ValueError, match="videos: video .* has object label -1 at a valid pair"):
+        write_action_genome([g.replace(object_labels=labels)], tmp_path)
+
+
+@pytest.mark.parametrize("field", ["person", "object"])
+def test_the_loader_refuses_non_finite_boxes(tmp_path, field):
+    import pickle
+
+    from dsgg_layers.data import (
+        ActionGenome,
+        SyntheticActionGenome,
+        SyntheticConfig,
+        write_action_genome,
+    )
+
+    write_action_genome(SyntheticActionGenome(SyntheticConfig(num_videos=2)), tmp_path)
+    name = "person_bbox.pkl" if field == "person" else "object_bbox_and_relationship.pkl"
+    path = tmp_path / "annotations" / name
+    table = pickle.loads(path.read_bytes())
+    key = sorted(table)[0]
+    if field == "person":
+        table[key]["bbox"] = table[key]["bbox"].copy()
+        table[key]["bbox"][0, 2] = NAN
+        match = "person_bbox.pkl: frame .*'bbox' is not finite"
+    else:
+        record = next(r for r in table[key] if r["visible"])
+        record["bbox"] = (1.0, 2.0, INF, 3.0)
+        match = "object_bbox_and_relationship.pkl: frame .*expected a finite"
+    path.write_bytes(pickle.dumps(table))
+    with pytest.raises(ValueError, match=match):
+        list(ActionGenome(tmp_path, "train"))
+
+
+def test_the_loader_refuses_non_finite_features(tmp_path):
+    import numpy as np
+
+    from dsgg_layers.data import (
+        ActionGenome,
+        SyntheticActionGenome,
+        SyntheticConfig,
+        write_action_genome,
+    )
+
+    write_action_genome(SyntheticActionGenome(SyntheticConfig(num_videos=2)), tmp_path)
+    path = sorted((tmp_path / "features").iterdir())[0]
+    arrays = dict(np.load(path))
+    arrays["objects"][0, 0] = NAN
+    np.savez(path, **arrays)
+    with pytest.raises(ValueError, match=r"array 'objects' holds 1 NaN/Inf"):
+        list(ActionGenome(tmp_path, "train", features=tmp_path / "features"))
+
+
+@pytest.mark.parametrize("name", ["3bed3", "bed!", "b3d", "", "  "])
+def test_vocabulary_refuses_names_with_other_characters(name):
+    from dsgg_layers.vocab import normalize_object_name
+
+    with pytest.raises(ValueError, match="is not an Action Genome object class"):
+        normalize_object_name(name)
+
+
+def test_an_unreachable_object_count_is_refused_not_a_hang():
+    from dsgg_layers.data import SyntheticConfig
+
+    with pytest.raises(ValueError, match=r"objects: expected at most 35 objects a video"):
+        SyntheticConfig(objects=(36, 40))
+
+
+@pytest.mark.parametrize("content", [b"not a zip", b"", "pickle"])
+def test_a_corrupt_text_cache_is_reported_and_rewritten(tmp_path, content):
+    from dsgg_layers import text
+
+    path = text._cache_path(tmp_path, "ViT-B-32", None)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if content == "pickle":
+        torch.save({"a sentence": torch.tensor([NAN, 1.0])}, path)  # readable, not embeddings
+    else:
+        path.write_bytes(content)
+    with pytest.warns(RuntimeWarning, match="text embedding cache .* is corrupt"):
+        emb = text.encode_prompts(["a person holding a cup"], cache_dir=tmp_path)
+    assert emb.shape == (1, 512) and torch.isfinite(emb).all()
+    stored = torch.load(path, weights_only=True)
+    assert list(stored) == ["a person holding a cup"]  # rewritten with good embeddings

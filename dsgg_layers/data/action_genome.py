@@ -106,6 +106,8 @@ class _Frame:
                 f"person_bbox.pkl: frame {key!r}: 'bbox' must be an (n, 4) array, got shape "
                 f"{bbox.shape}"
             )
+        if len(bbox) and not np.isfinite(bbox[0]).all():
+            raise ValueError(f"person_bbox.pkl: frame {key!r}: 'bbox' is not finite: {bbox[0]}")
         self.person_box = bbox[0] if len(bbox) else None
         classes, boxes, relations = [], [], []
         for i, obj in enumerate(objects):
@@ -121,6 +123,8 @@ class _Frame:
             if obj.get("bbox") is None:
                 raise ValueError(f"{where}: visible object {obj['class']!r} has no bbox")
             x, y, w, h = (float(v) for v in np.asarray(obj["bbox"], dtype=np.float64).reshape(4))
+            if not all(np.isfinite((x, y, w, h))) or w < 0 or h < 0:
+                raise ValueError(f"{where}: expected a finite (x, y, w, h) bbox, got {obj['bbox']}")
             if min_box_size is not None and min(w, h) <= min_box_size:
                 continue
             labels = np.zeros(len(PREDICATES), dtype=bool)
@@ -261,6 +265,9 @@ def _load_features(folder: Path, video: str) -> dict[str, np.ndarray]:
     for k in ("person_frames", "person", "object_frames", "object_classes", "objects"):
         if k not in feats:
             raise ValueError(f"{path}: missing array {k!r}")
+    for k, v in feats.items():
+        if np.issubdtype(v.dtype, np.floating) and not np.isfinite(v).all():
+            raise ValueError(f"{path}: array {k!r} holds {int((~np.isfinite(v)).sum())} NaN/Inf")
     return feats
 
 
@@ -336,8 +343,12 @@ def write_action_genome(
     Writes ``annotations/person_bbox.pkl`` and ``annotations/object_bbox_and_relationship.pkl``
     under ``root`` with the field layout of the real files (person boxes ``xyxy`` with
     ``bbox_score``, ``bbox_size``, ``bbox_mode``, ``keypoints``; objects with ``class``,
-    ``bbox`` ``(x, y, w, h)``, the three relationship lists in the raw spellings, ``metadata``
-    ``{'tag', 'set'}`` and ``visible``). An object of the video that is not in a frame is written
+    ``bbox`` ``(x, y, w, h)``, the three relationship lists, ``metadata`` ``{'tag', 'set'}`` and
+    ``visible``), and ``annotations/object_classes.txt`` / ``relationship_classes.txt`` (when
+    missing). Names are spelled as the real files spell them: the class lists in the raw
+    spellings (``closetcabinet``, ``lookingat``), the pickles in the separated names
+    (``closet/cabinet``, ``looking_at``) that public loaders (STTran's) look up after respelling
+    the lists. An object of the video that is not in a frame is written
     as an invisible record, as the real files do. With ``features`` and features in the graphs,
     ``features/<video>.npz`` files are written too. Only ground-truth pairs are written (a
     graph's ``gt`` when it has one).
@@ -350,15 +361,16 @@ def write_action_genome(
         append: add to existing annotation files in ``root`` instead of replacing them.
 
     Raises:
-        ValueError: a frame has two objects of one class.
+        ValueError: a frame has two objects of one class, or a valid pair's object label is not
+            a class (e.g. the padding label -1).
 
     Examples:
         >>> import tempfile
         >>> from dsgg_layers.data import SyntheticActionGenome, SyntheticConfig
         >>> root = tempfile.mkdtemp()
         >>> write_action_genome(SyntheticActionGenome(SyntheticConfig(num_videos=2)), root)
-        >>> sorted(p.name for p in (Path(root) / "annotations").iterdir())
-        ['object_bbox_and_relationship.pkl', 'person_bbox.pkl']
+        >>> sorted(p.stem for p in (Path(root) / "annotations").iterdir())
+        ['object_bbox_and_relationship', 'object_classes', 'person_bbox', 'relationship_classes']
     """
     check_choice(split, "split", ("train", "test"))
     root = Path(root)
@@ -367,6 +379,7 @@ def write_action_genome(
     o_path = root / "annotations" / "object_bbox_and_relationship.pkl"
     persons: dict[str, Any] = _load_pickle(p_path) if append and p_path.is_file() else {}
     objects: dict[str, Any] = _load_pickle(o_path) if append and o_path.is_file() else {}
+    _write_class_lists(root / "annotations")
     for graph in videos:
         for b in range(len(graph)):
             rows = _write_video(graph[b].ground_truth, split, persons, objects)
@@ -378,6 +391,19 @@ def write_action_genome(
         pickle.dump(persons, f)
     with o_path.open("wb") as f:
         pickle.dump(objects, f)
+
+
+def _write_class_lists(folder: Path) -> None:
+    """``object_classes.txt`` and ``relationship_classes.txt`` in the raw spellings of the real
+    files (public loaders read them, then respell a few entries: ``closetcabinet`` becomes
+    ``closet/cabinet``, ``lookingat`` becomes ``looking_at``)."""
+    for name, names in (
+        ("object_classes.txt", [_RAW_OBJECT[c] for c in OBJECT_CLASSES]),
+        ("relationship_classes.txt", [_RAW_PREDICATE[p] for p in PREDICATES]),
+    ):
+        path = folder / name
+        if not path.is_file():
+            path.write_text("\n".join(names) + "\n")
 
 
 def _person_record(box: np.ndarray, size: tuple[int, int]) -> dict[str, Any]:
@@ -402,7 +428,7 @@ def _object_record(
     record["bbox"] = (x1, y1, x2 - x1, y2 - y1)
     for group, field in _REL_KEYS.items():
         span = range(PREDICATE_GROUPS[group].start, PREDICATE_GROUPS[group].stop)
-        record[field] = [_RAW_PREDICATE[PREDICATES[r]] for r in span if relations[r]]
+        record[field] = [PREDICATES[r] for r in span if relations[r]]  # the pickles' spelling
     return record
 
 
@@ -414,6 +440,12 @@ def _write_video(
     size = (int(g.image_size[0, 0]), int(g.image_size[0, 1]))
     mask, labels = g.mask[0], g.object_labels[0]
     classes = sorted({int(c) for c in labels[mask].tolist()})
+    if classes and not 0 <= classes[0] <= classes[-1] < len(OBJECT_CLASSES):
+        bad = classes[0] if classes[0] < 0 else classes[-1]  # -1 would be written as 'window'
+        raise ValueError(
+            f"videos: video {video!r} has object label {bad} at a valid pair, expected "
+            f"0..{len(OBJECT_CLASSES) - 1}"
+        )
     rows: dict[str, list[Any]] = {
         k: []
         for k in ("person_frames", "person", "object_frames", "object_classes", "objects", "union")
@@ -433,8 +465,8 @@ def _write_video(
             by_class[int(labels[t, p])] = p
         records = []
         for c in classes:
-            name = _RAW_OBJECT[OBJECT_CLASSES[c]]
-            meta = {"tag": f"{video}/{name}/{frame:06d}", "set": split}
+            name = OBJECT_CLASSES[c]  # the pickles spell classes as public loaders look them up
+            meta = {"tag": f"{video}/{_RAW_OBJECT[name]}/{frame:06d}", "set": split}
             p = by_class.get(c)
             box = None if p is None else g.object_boxes[0, t, p].double().tolist()
             records.append(

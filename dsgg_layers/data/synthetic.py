@@ -161,6 +161,11 @@ _BEHAVIOURS: dict[str, _Behaviour] = {
     "have_it_on_the_back": _Behaviour(0.004, ("bag",), "back", True, _ANY, 0.05, "back"),
 }
 _CODES = tuple(sorted({b.code for b in _BEHAVIOURS.values()}))
+# The most objects a video can hold: the classes the least permissive mode of the person allows.
+_MAX_OBJECTS = min(
+    len({c for spec in _BEHAVIOURS.values() if mode in spec.modes for c in spec.classes})
+    for mode in (_STILL, _SHIFT, _WALK)
+)
 
 
 @dataclass(frozen=True)
@@ -175,7 +180,7 @@ class SyntheticConfig:
         num_videos: videos per split (``{"train": n, "test": m}`` via ``num_test_videos``).
         num_test_videos: videos of the test split.
         frames: inclusive range of key frames per video.
-        objects: inclusive range of objects per video.
+        objects: inclusive range of objects per video (at most 35: one per object class).
         frame_gap: inclusive range of real frames between consecutive key frames.
         image_size: ``(width, height)`` of the frames.
         feature_dim: width ``F`` of the per-box visual features.
@@ -236,6 +241,11 @@ class SyntheticConfig:
         for name in ("walking", "shifting", "visibility", "unsure", "det_miss", "det_accuracy"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name}: expected a probability, got {getattr(self, name)}")
+        if self.objects[1] > _MAX_OBJECTS:  # one object per class: more never fit (a hang)
+            raise ValueError(
+                f"objects: expected at most {_MAX_OBJECTS} objects a video (one per class the "
+                f"person's behaviours allow), got {self.objects}"
+            )
         if self.walking + self.shifting > 1:
             raise ValueError(
                 f"walking + shifting: expected at most 1, got {self.walking + self.shifting}"
