@@ -53,6 +53,8 @@ _DTYPE_KINDS = {
 
 DtypeSpec = str | torch.dtype | Sequence[str | torch.dtype]
 
+_DEVICE = "<device>"  # the key of ``dims`` that binds the device of the tensors checked together
+
 
 def _format_shape(shape: Iterable[Dim]) -> str:
     parts = [str(d) for d in shape]
@@ -90,7 +92,8 @@ def check_tensor(
         name: the argument's name, used in error messages.
         shape: a pattern such as ``("...", "T", "P", 4)``; ``None`` skips the shape check.
         dims: named sizes bound so far, ``{name: (size, argument that bound it)}``; updated in place
-            with the names this call binds. ``"..."`` binds the dims it stands for too.
+            with the names this call binds. ``"..."`` binds the dims it stands for too, and the
+            first tensor binds the device: tensors checked with one ``dims`` share a device.
         dtype: ``"float"``, ``"bool"``, ``"int"``, a ``torch.dtype``, or a sequence of these.
 
     Returns:
@@ -98,7 +101,8 @@ def check_tensor(
 
     Raises:
         TypeError: ``value`` is not a tensor, or its dtype does not match ``dtype``.
-        ValueError: its shape does not match ``shape`` or the sizes bound in ``dims``.
+        ValueError: its shape does not match ``shape`` or the sizes bound in ``dims``, or its
+            device is not the one bound in ``dims``.
     """
     if not isinstance(value, Tensor):
         raise TypeError(f"{name}: expected a torch.Tensor, got {type(value).__name__}")
@@ -106,6 +110,14 @@ def check_tensor(
         ok, expected = _dtype_ok(value.dtype, dtype)
         if not ok:
             raise TypeError(f"{name}: expected {expected} tensor, got dtype {value.dtype}")
+    if dims is not None:  # tensors checked together live on one device
+        bound_device = dims.get(_DEVICE)
+        if bound_device is not None and bound_device[0] != value.device:
+            raise ValueError(
+                f"{name}: expected device {bound_device[0]} (of {bound_device[1]}), got "
+                f"{value.device}"
+            )
+        dims.setdefault(_DEVICE, (value.device, name))  # type: ignore[arg-type]
     if shape is None:
         return value
     if dims is None:

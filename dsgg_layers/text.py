@@ -89,8 +89,21 @@ def _a(phrase: str) -> str:
     return ("an " if phrase[:1].lower() in "aeiou" else "a ") + phrase
 
 
+def _names(names: object, what: str) -> list[str]:
+    """``names`` as a non-empty list of str (one str is refused: it would be one name a letter)."""
+    if isinstance(names, str) or not isinstance(names, Sequence):
+        raise TypeError(f"{what}: expected a sequence of names, got {names!r}")
+    out = list(names)
+    if not out:
+        raise ValueError(f"{what}: expected at least one name, got none")
+    for n in out:
+        if not isinstance(n, str):
+            raise TypeError(f"{what}: expected str names, got {n!r}")
+    return out
+
+
 def _objects(objects: Sequence[str] | None) -> list[str]:
-    names = list(OBJECT_CLASSES[1:] if objects is None else objects)
+    names = list(OBJECT_CLASSES[1:]) if objects is None else _names(objects, "objects")
     for name in names:
         if name not in OBJECT_PHRASES:
             raise ValueError(f"objects: {name!r} is not an Action Genome object class")
@@ -205,13 +218,14 @@ def class_words(names: Sequence[str] | None = None) -> list[str]:
         names: predicates or object classes (default: the 26 predicates).
 
     Raises:
-        ValueError: a name is neither a predicate nor an object class.
+        TypeError: ``names`` is a str or holds a non-str.
+        ValueError: ``names`` is empty, or a name is neither a predicate nor an object class.
 
     Examples:
         >>> class_words(["looking_at", "sofa/couch"])
         ['looking at', 'sofa or couch']
     """
-    names = list(PREDICATES if names is None else names)
+    names = list(PREDICATES) if names is None else _names(names, "names")
     out = []
     for n in names:
         phrase = PREDICATE_PHRASES.get(n, OBJECT_PHRASES.get(n))

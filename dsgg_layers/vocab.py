@@ -199,18 +199,28 @@ class Vocabulary:
     name: str = ""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "predicates", tuple(self.predicates))
-        object.__setattr__(self, "object_classes", tuple(self.object_classes))
-        object.__setattr__(
-            self, "groups", tuple((str(g), int(a), int(b)) for g, a, b in self.groups)
-        )
+        for what in ("predicates", "object_classes", "subject_classes"):
+            names = getattr(self, what)
+            if names is None and what == "subject_classes":
+                continue
+            if isinstance(names, str) or not isinstance(names, Sequence):
+                raise TypeError(f"{what}: expected a sequence of names, got {names!r}")
+            if not all(isinstance(n, str) and n for n in names):
+                raise TypeError(f"{what}: expected non-empty str names, got {list(names)[:4]}")
+            object.__setattr__(self, what, tuple(names))
+        groups = []
+        for g in self.groups:
+            if not (isinstance(g, Sequence) and len(g) == 3 and isinstance(g[0], str)):
+                raise TypeError(f"groups: expected (name, start, stop) items, got {g!r}")
+            groups.append((g[0], int(g[1]), int(g[2])))
+        object.__setattr__(self, "groups", tuple(groups))
         if self.subject_classes is None:
             object.__setattr__(self, "subject_classes", self.object_classes)
-        else:
-            object.__setattr__(self, "subject_classes", tuple(self.subject_classes))
         for what, names in (
             ("predicates", self.predicates),
             ("object_classes", self.object_classes),
+            ("subject_classes", self.subject_classes),
+            ("groups", [g for g, _, _ in self.groups]),
         ):
             if len(set(names)) != len(names):
                 raise ValueError(f"{what}: expected unique names, got {list(names)}")

@@ -461,3 +461,204 @@ def test_a_corrupt_text_cache_is_reported_and_rewritten(tmp_path, content):
     assert emb.shape == (1, 512) and torch.isfinite(emb).all()
     stored = torch.load(path, weights_only=True)
     assert list(stored) == ["a person holding a cup"]  # rewritten with good embeddings
+
+
+def test_topk_ties_keep_the_predicate_order():
+    """All 26 scores tied: top-k keeps the first k predicates (a stable sort), as "no" does."""
+    from dsgg_layers.metrics import action_genome_metrics
+
+    target = _target(1, T=1)  # looking_at, the first predicate
+    preds = _preds(1, T=1)
+    preds["predicate_scores"] = torch.full((1, 1, 26), 0.5)
+    r = action_genome_metrics(preds, target, constraints=["topk", "no"], ks=[6])
+    assert r["top6/R@6"].item() == 1.0 and r["no/R@6"].item() == 1.0
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("iou_threshold", 0.9),
+        ("legacy_iou", False),
+        ("semi_threshold", 0.5),
+        ("no_constraint_top", 5),
+        ("precision_denominator", "available"),
+        ("top_k_per_pair", 3),
+        ("person_label", 1),
+    ],
+)
+def test_merging_evaluators_of_different_protocols_is_refused(option, value):
+    a, b = ActionGenomeEvaluator(), ActionGenomeEvaluator(**{option: value})
+    with pytest.raises(ValueError, match=f"other: expected {option}="):
+        a.merge(b)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"semi_threshold": NAN}, ValueError, "semi_threshold: expected a number in"),
+        ({"semi_threshold": 2.0}, ValueError, "semi_threshold: expected a number in"),
+        ({"legacy_iou": "no"}, TypeError, "legacy_iou: expected a bool"),
+        ({"person_label": "x"}, TypeError, "person_label: expected an int"),
+        ({"ks": [10, 10]}, ValueError, "ks: expected no repeats"),
+    ],
+)
+def test_evaluator_options_are_checked_at_construction(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        ActionGenomeEvaluator(**kwargs)
+
+
+def test_format_results_names_bad_metrics_ks_and_keys():
+    from dsgg_layers.metrics import format_results
+
+    results = {"with/R@10": torch.tensor(0.5)}
+    with pytest.raises(ValueError, match="metrics: expected one of 'R', 'mR', 'P'"):
+        format_results(results, metrics=["recall"])
+    with pytest.raises(ValueError, match=r"ks: \[20\] not in the results"):
+        format_results(results, ks=[20])
+    with pytest.raises(ValueError, match="results: key 'with/R@ten' has no integer K"):
+        format_results({"with/R@ten": torch.tensor(0.5)})
+
+
+def test_targets_carry_the_subject_labels_so_a_perfect_prediction_scores_one():
+    from dsgg_layers.data import VideoGraph
+    from dsgg_layers.metrics import action_genome_metrics
+
+    box = torch.tensor([0.0, 0, 9, 9]).view(1, 1, 1, 4)
+    rel = torch.zeros(1, 1, 1, 26, dtype=torch.bool)
+    rel[..., 0] = True
+    g = VideoGraph.empty(["v"], 1, 1).replace(
+        mask=torch.ones(1, 1, 1, dtype=torch.bool), subject_boxes=box, object_boxes=box,
+        object_labels=torch.full((1, 1, 1), 5), subject_labels=torch.full((1, 1, 1), 2),
+        relations=rel,
+    )  # fmt: skip
+    target = g.targets()
+    preds = dict(target, predicate_scores=rel.float())
+    assert action_genome_metrics(preds, target, ks=[10])["with/R@10"].item() == 1.0
+
+
+def test_video_graph_indexing_takes_bool_masks_and_names_bad_indices():
+    from dsgg_layers.data import VideoGraph
+
+    g = VideoGraph.empty(["a", "b", "c"], 2, 1)
+    assert g[torch.tensor([False, False, True])].video_ids == ("c",)
+    assert g[[-1, 0]].video_ids == ("c", "a")
+    with pytest.raises(IndexError, match="item: video 5 out of range for a batch of 3"):
+        g[[5]]
+    with pytest.raises(IndexError, match=r"item: expected a bool mask of shape \(3,\)"):
+        g[torch.tensor([True, False])]
+
+
+@pytest.mark.parametrize("ids", ["a.mp4", [1, 2]])
+def test_video_ids_must_be_a_sequence_of_str(ids):
+    from dsgg_layers.data import VideoGraph
+
+    with pytest.raises(TypeError, match="video_ids: expected"):
+        VideoGraph.empty(ids, 2, 1)
+
+
+@pytest.mark.parametrize(("frames", "pairs"), [(-1, 1), (1, -2), (2.5, 1)])
+def test_video_graph_sizes_are_checked(frames, pairs):
+    from dsgg_layers.data import VideoGraph
+
+    with pytest.raises((TypeError, ValueError), match="num_frames|num_pairs"):
+        VideoGraph.empty(["a"], frames, pairs)
+
+
+def test_collate_names_the_field_whose_widths_differ():
+    from dsgg_layers.data import VideoGraph
+
+    a, b = (
+        VideoGraph.empty(["a"], 2, 1, feature_dim=8),
+        VideoGraph.empty(["b"], 3, 2, feature_dim=16),
+    )
+    with pytest.raises(ValueError, match=r"graphs: subject_features have different trailing"):
+        VideoGraph.collate([a, b])
+    a = VideoGraph.empty(["a"], 2, 1).replace(pair_extras={"d": torch.zeros(1, 2, 1, 3)})
+    b = VideoGraph.empty(["b"], 2, 1).replace(pair_extras={"d": torch.zeros(1, 2, 1, 5)})
+    with pytest.raises(ValueError, match=r"graphs: pair_extras\['d'\] have different trailing"):
+        VideoGraph.collate([a, b])
+
+
+def test_a_ground_truth_of_another_vocabulary_is_refused():
+    from dsgg_layers.data import VideoGraph
+    from dsgg_layers.vocab import Vocabulary
+
+    vrd = Vocabulary.single_group(["ride", "chase"], ["dog", "person"])
+    with pytest.raises(ValueError, match="gt: expected the graph's vocabulary"):
+        VideoGraph.empty(["v"], 1, 1).replace(gt=VideoGraph.empty(["v"], 1, 1, vocabulary=vrd))
+
+
+def test_a_single_video_id_string_is_refused_by_the_loader(tmp_path):
+    from dsgg_layers.data import (
+        ActionGenome,
+        SyntheticActionGenome,
+        SyntheticConfig,
+        write_action_genome,
+    )
+
+    write_action_genome(SyntheticActionGenome(SyntheticConfig(num_videos=2)), tmp_path)
+    with pytest.raises(TypeError, match="videos: expected an iterable of video ids, got the str"):
+        ActionGenome(tmp_path, videos="synTR00000.mp4")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"groups": [("a", 0, 1), ("a", 1, 2)]}, "groups: expected unique names"),
+        ({"predicates": "ab"}, "predicates: expected a sequence of names"),
+        ({"object_classes": ["x", ""]}, "object_classes: expected non-empty str names"),
+    ],
+)
+def test_vocabularies_refuse_duplicates_and_strings(kwargs, message):
+    from dsgg_layers.vocab import Vocabulary
+
+    base = {"predicates": ["p", "q"], "object_classes": ["x", "y"], "groups": [("all", 0, 2)]}
+    with pytest.raises((TypeError, ValueError), match=message):
+        Vocabulary(**(base | kwargs))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"seed": -1}, "seed: expected a non-negative int"),
+        ({"frames": 5}, r"frames: expected a range \(lo, hi\) of two ints"),
+        ({"objects": (2.5, 3)}, r"objects: expected a range \(lo, hi\) of two ints"),
+        ({"box_noise": NAN}, "box_noise: expected a finite number >= 0"),
+        ({"feature_noise": INF}, "feature_noise: expected a finite number >= 0"),
+        ({"det_spurious": -1.0}, "det_spurious: expected a finite number >= 0"),
+        ({"image_size": (20, 20)}, r"image_size: expected at least \(300, 250\)"),
+    ],
+)
+def test_synthetic_configs_are_checked(kwargs, message):
+    from dsgg_layers.data import SyntheticConfig
+
+    with pytest.raises((TypeError, ValueError), match=message):
+        SyntheticConfig(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda t: t.class_words("holding"), "names: expected a sequence of names"),
+        (lambda t: t.mosa_prompts("bed"), "objects: expected a sequence of names"),
+        (lambda t: t.mosa_prompts([]), "objects: expected at least one name"),
+        (lambda t: t.class_words([["holding"]]), "names: expected str names"),
+    ],
+)
+def test_prompt_builders_refuse_a_single_string(call, message):
+    from dsgg_layers import text
+
+    with pytest.raises((TypeError, ValueError), match=message):
+        call(text)
+
+
+def test_tensors_on_another_device_are_named():
+    """The 'meta' device stands in for an accelerator on this CPU-only machine."""
+    from dsgg_layers import TransformerEncoderLayer
+
+    x = torch.randn(2, 3, 8, device="meta")
+    with pytest.raises(ValueError, match="mask: expected device meta .of x., got cpu"):
+        TransformerEncoderLayer(8, 2).to("meta")(x, torch.ones(2, 3, dtype=torch.bool))
+    s, o, m = _track()
+    with pytest.raises(ValueError, match="object_boxes: expected device cpu .of subject_boxes"):
+        motion_attributes(s, o.to("meta"), m)

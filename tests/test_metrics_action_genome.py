@@ -472,7 +472,7 @@ def test_errors():
         ActionGenomeEvaluator(constraints=["none"])
     with pytest.raises(ValueError, match="iou_threshold: expected a value in"):
         ActionGenomeEvaluator(iou_threshold=0)
-    with pytest.raises(ValueError, match="other: expected constraints"):
+    with pytest.raises(ValueError, match=r"other: expected ks=\(10,\) as this one, got \(20,\)"):
         ActionGenomeEvaluator(ks=[10]).merge(ActionGenomeEvaluator(ks=[20]))
     with pytest.raises(TypeError, match="preds: expected a mapping of tensors, got list"):
         action_genome_metrics([], target)

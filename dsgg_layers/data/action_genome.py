@@ -212,6 +212,8 @@ class ActionGenome(VideoGraphDataset):
                 raise ValueError(
                     f"{name}: expected a dict of frame keys, got {type(table).__name__}"
                 )
+        if isinstance(videos, str):  # a str would be a set of letters: nothing would match
+            raise TypeError(f"videos: expected an iterable of video ids, got the str {videos!r}")
         wanted = set(videos) if videos is not None else None
         stats = dict.fromkeys(
             ("frames_in_split", "no_visible_object", "no_person", "short_videos"), 0

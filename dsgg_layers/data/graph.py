@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from dsgg_layers._checks import check_tensor
+from dsgg_layers._checks import check_positive, check_tensor
 from dsgg_layers.boxes import box_union, normalize_boxes
 from dsgg_layers.vocab import ACTION_GENOME, PREDICATES, Vocabulary
 
@@ -135,7 +135,7 @@ class VideoGraph:
     frame_extras: Mapping[str, Tensor] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "video_ids", tuple(self.video_ids))
+        object.__setattr__(self, "video_ids", _video_ids(self.video_ids))
         dims: dict[str, tuple[int, str]] = {"B": (len(self.video_ids), "video_ids")}
         check_tensor(self.frame_times, "frame_times", ("B", "T"), dims=dims, dtype="int")
         check_tensor(self.frame_mask, "frame_mask", ("B", "T"), dims=dims, dtype="bool")
@@ -178,6 +178,11 @@ class VideoGraph:
         if self.gt is not None:
             if not isinstance(self.gt, VideoGraph):
                 raise TypeError(f"gt: expected a VideoGraph or None, got {type(self.gt).__name__}")
+            if self.gt.vocabulary != self.vocabulary:
+                raise ValueError(
+                    f"gt: expected the graph's vocabulary ({self.vocabulary.num_predicates} "
+                    f"predicates), got one with {self.gt.vocabulary.num_predicates}"
+                )
             if self.gt.frame_times.shape != self.frame_times.shape:
                 raise ValueError(
                     f"gt: expected the same (B, T) = {tuple(self.frame_times.shape)} as the "
@@ -211,6 +216,12 @@ class VideoGraph:
             >>> VideoGraph.empty(["v"], 2, 1, feature_dim=8).object_features.shape
             torch.Size([1, 2, 1, 8])
         """
+        video_ids = _video_ids(video_ids)
+        for name, value in (("num_frames", num_frames), ("num_pairs", num_pairs)):
+            check_positive(value, name, allow_zero=True)
+        for name, value in (("feature_dim", feature_dim), ("union_dim", union_dim)):
+            if value is not None:
+                check_positive(value, name, allow_zero=True)
         B, T, P = len(video_ids), num_frames, num_pairs
         feats = None if feature_dim is None else torch.zeros(B, T, P, feature_dim)
         return cls(
@@ -242,7 +253,8 @@ class VideoGraph:
             One graph with ``B = sum of their B``.
 
         Raises:
-            ValueError: ``graphs`` is empty, or the graphs differ in their optional fields.
+            ValueError: ``graphs`` is empty, or the graphs differ in their optional fields, their
+                vocabulary or a feature / extras width.
 
         Examples:
             >>> a = VideoGraph.empty(["a"], num_frames=2, num_pairs=3)
@@ -276,6 +288,8 @@ class VideoGraph:
                 if any(set(x) != keys for x in items):
                     raise ValueError(f"graphs: {name} have different keys")
                 size = (T, P) if name == "pair_extras" else (T,)
+                for k in keys:
+                    _check_widths(f"{name}[{k!r}]", [x[k] for x in items], lead=1 + len(size))
                 values[name] = {
                     k: torch.cat([_pad(x[k], size, 0) for x in items]) for k in sorted(keys)
                 }
@@ -283,6 +297,8 @@ class VideoGraph:
             present = [x is not None for x in items]
             if any(present) and not all(present):
                 raise ValueError(f"graphs: {name} is set in some graphs and None in others")
+            if all(present) and name != "gt":
+                _check_widths(name, items)  # type: ignore[arg-type]
             if not all(present):
                 values[name] = None
             elif name == "gt":
@@ -313,7 +329,20 @@ class VideoGraph:
         if isinstance(item, slice):
             idx = list(range(len(self)))[item]
         else:
-            idx = [int(i) for i in (item.tolist() if isinstance(item, Tensor) else item)]
+            if isinstance(item, Tensor) and item.dtype == torch.bool:  # a mask over the videos
+                if item.shape != (len(self),):
+                    raise IndexError(
+                        f"item: expected a bool mask of shape ({len(self)},), got "
+                        f"{tuple(item.shape)}"
+                    )
+                item = item.nonzero().flatten()
+            raw = item.tolist() if isinstance(item, Tensor) else list(item)
+            if any(isinstance(i, bool) or not isinstance(i, int) for i in raw):
+                raise TypeError(f"item: expected int indices, got {raw[:4]}")
+            bad = [i for i in raw if not -len(self) <= i < len(self)]
+            if bad:
+                raise IndexError(f"item: video {bad[0]} out of range for a batch of {len(self)}")
+            idx = [i % len(self) for i in raw]
         gt = self.gt._select(idx, None, None, None) if self.gt is not None else None
         return self._select(idx, None, None, gt)
 
@@ -420,13 +449,16 @@ class VideoGraph:
             ['mask', 'object_boxes', 'object_labels', 'relations', 'subject_boxes']
         """
         g = self.ground_truth
-        return {
+        out = {
             "subject_boxes": g.subject_boxes,
             "object_boxes": g.object_boxes,
             "object_labels": g.object_labels,
             "relations": g.relations,
             "mask": g.mask,
         }
+        if g.subject_labels is not None:  # else the evaluator's person_label is the subject
+            out["subject_labels"] = g.subject_labels
+        return out
 
     def state_dict(self) -> dict[str, object]:
         """Plain tensors and strings (for ``torch.save``; loads with ``weights_only=True``)."""
@@ -484,6 +516,23 @@ class VideoGraphDataset(torch.utils.data.Dataset):
     def batch(self) -> VideoGraph:
         """All videos collated into one padded batch."""
         return VideoGraph.collate(self.videos)
+
+
+def _video_ids(video_ids: object) -> tuple[str, ...]:
+    """``video_ids`` as a tuple of str; one str is refused (it would be one video a letter)."""
+    if isinstance(video_ids, str) or not isinstance(video_ids, Sequence):
+        raise TypeError(f"video_ids: expected a sequence of str (one per video), got {video_ids!r}")
+    ids = tuple(video_ids)
+    if not all(isinstance(v, str) for v in ids):
+        raise TypeError(f"video_ids: expected str items, got {ids[:4]!r}")
+    return ids
+
+
+def _check_widths(name: str, items: Sequence[Tensor], lead: int = 3) -> None:
+    """Raise ``ValueError`` naming the field unless the items agree past their padded dims."""
+    widths = {tuple(x.shape[lead:]) for x in items}
+    if len(widths) > 1:
+        raise ValueError(f"graphs: {name} have different trailing shapes {sorted(widths)}")
 
 
 def _pad(x: Tensor, size: tuple[int, ...], fill: float | int | bool) -> Tensor:

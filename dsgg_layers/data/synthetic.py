@@ -232,12 +232,30 @@ class SyntheticConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name}: expected a non-negative int, got {value!r}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
+            raise ValueError(f"seed: expected a non-negative int, got {self.seed!r}")
         for name in ("frames", "objects", "frame_gap"):
-            lo, hi = getattr(self, name)
+            value = getattr(self, name)
+            if not (
+                isinstance(value, tuple | list)
+                and len(value) == 2
+                and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+            ):
+                raise TypeError(f"{name}: expected a range (lo, hi) of two ints, got {value!r}")
+            lo, hi = value
             if not 1 <= lo <= hi:
                 raise ValueError(
                     f"{name}: expected a range (lo, hi) with 1 <= lo <= hi, got {(lo, hi)}"
                 )
+        w, h = self.image_size
+        if not (isinstance(w, int | float) and isinstance(h, int | float)) or not (
+            w >= 300 and h >= 250 and math.isfinite(w) and math.isfinite(h)
+        ):  # the person box is up to 95 x 215 px, placed with a 5 px margin
+            raise ValueError(f"image_size: expected at least (300, 250), got {self.image_size!r}")
+        for name in ("box_noise", "feature_noise", "union_noise", "det_jitter", "det_spurious"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and 0 <= value < math.inf):
+                raise ValueError(f"{name}: expected a finite number >= 0, got {value!r}")
         for name in ("walking", "shifting", "visibility", "unsure", "det_miss", "det_accuracy"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name}: expected a probability, got {getattr(self, name)}")

@@ -90,6 +90,8 @@ CONSTRAINTS: tuple[str, ...] = ("with", "semi", "no", "topk")
 
 NUM_PREDICATES = len(PREDICATES)
 _GROUPS = tuple(PREDICATE_GROUPS.values())  # attention, spatial, contacting slices
+_SETTINGS = ("constraints", "ks", "semi_threshold", "no_constraint_top", "top_k_per_pair",
+             "iou_threshold", "legacy_iou", "precision_denominator", "person_label")  # fmt: skip
 _PRED_KEYS = ("predicate_scores", "mask", "subject_boxes", "object_boxes", "object_labels")
 _TARGET_KEYS = ("relations", "mask", "subject_boxes", "object_boxes", "object_labels")
 
@@ -284,6 +286,18 @@ class ActionGenomeEvaluator:
             raise ValueError("ks: expected at least one K, got none")
         for k in ks:
             check_positive(k, "ks")
+        if len(set(ks)) != len(ks):
+            raise ValueError(f"ks: expected no repeats, got {ks}")
+        if (
+            isinstance(semi_threshold, bool)
+            or not isinstance(semi_threshold, (int, float))
+            or not (0.0 <= semi_threshold <= 1.0)
+        ):
+            raise ValueError(f"semi_threshold: expected a number in [0, 1], got {semi_threshold!r}")
+        if not isinstance(legacy_iou, bool):
+            raise TypeError(f"legacy_iou: expected a bool, got {legacy_iou!r}")
+        if isinstance(person_label, bool) or not isinstance(person_label, int):
+            raise TypeError(f"person_label: expected an int, got {person_label!r}")
         check_positive(no_constraint_top, "no_constraint_top")
         check_positive(top_k_per_pair, "top_k_per_pair")
         check_choice(precision_denominator, "precision_denominator", ("k", "available"))
@@ -330,11 +344,10 @@ class ActionGenomeEvaluator:
         """Add another evaluator's state to this one (same settings)."""
         if not isinstance(other, ActionGenomeEvaluator):
             raise TypeError(f"other: expected an ActionGenomeEvaluator, got {type(other).__name__}")
-        if (other.constraints, other.ks) != (self.constraints, self.ks):
-            raise ValueError(
-                f"other: expected constraints={self.constraints} and ks={self.ks}, got "
-                f"{other.constraints} and {other.ks}"
-            )
+        for name in _SETTINGS:  # the sums of different protocols do not add up
+            mine, theirs = getattr(self, name), getattr(other, name)
+            if mine != theirs:
+                raise ValueError(f"other: expected {name}={mine!r} as this one, got {theirs!r}")
         for k, v in other.state.items():
             self.state[k] = self.state[k] + v.to(self.state[k].device)
 
@@ -450,8 +463,9 @@ def _candidates(
         pair = pairs.repeat(3).expand(Fr, -1)
         score = torch.where(valid.repeat(1, 3), score, neg)
         return score, pair, pred
-    if constraint == "topk":
-        score, pred = scores.topk(top_k, dim=-1)  # (F, P, k), sorted per pair
+    if constraint == "topk":  # ties keep the predicate order (a stable sort, not topk's order)
+        score, pred = torch.sort(scores, dim=-1, descending=True, stable=True)
+        score, pred = score[..., :top_k], pred[..., :top_k]  # (F, P, k), sorted per pair
         pair = pairs.view(1, P, 1).expand(Fr, P, top_k)
         score = torch.where(valid.unsqueeze(-1), score, neg)
         return score.flatten(1), pair.flatten(1), pred.flatten(1)
@@ -662,6 +676,8 @@ def format_results(
         constraint   R@10  mR@10
         with         50.0   25.0
     """
+    for m in metrics:
+        check_choice(m, "metrics", ("R", "mR", "P"))
     names: list[str] = []
     all_ks: list[int] = []
     for key in results:
@@ -669,10 +685,15 @@ def format_results(
         if len(parts) == 2 and "@" in parts[1]:
             metric, k = parts[1].split("@")
             if metric in ("R", "mR", "P"):
+                if not k.isdigit():
+                    raise ValueError(f"results: key {key!r} has no integer K")
                 if parts[0] not in names:
                     names.append(parts[0])
                 if int(k) not in all_ks:
                     all_ks.append(int(k))
+    missing = [k for k in ks if k not in all_ks]
+    if missing:
+        raise ValueError(f"ks: {missing} not in the results (they hold K = {sorted(all_ks)})")
     ks = list(ks) or sorted(all_ks)
     cols = [f"{m}@{k}" for m in metrics for k in ks]
     cols = [c for c in cols if any(f"{n}/{c}" in results for n in names)]
