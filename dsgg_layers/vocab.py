@@ -216,6 +216,9 @@ class Vocabulary:
         object.__setattr__(self, "groups", tuple(groups))
         if self.subject_classes is None:
             object.__setattr__(self, "subject_classes", self.object_classes)
+        for what in ("predicates", "object_classes", "subject_classes"):
+            if not getattr(self, what):
+                raise ValueError(f"{what}: expected at least one name, got none")
         for what, names in (
             ("predicates", self.predicates),
             ("object_classes", self.object_classes),
@@ -249,10 +252,11 @@ class Vocabulary:
         name: str = "",
     ) -> Vocabulary:
         """One group holding every predicate (VidVRD / VidOR style)."""
+        if isinstance(predicates, str) or not isinstance(predicates, Sequence):
+            raise TypeError(f"predicates: expected a sequence of names, got {predicates!r}")
         return cls(
-            tuple(predicates), ((group, 0, len(predicates)),), tuple(object_classes),
-            None if subject_classes is None else tuple(subject_classes), name,
-        )  # fmt: skip
+            predicates, ((group, 0, len(predicates)),), object_classes, subject_classes, name
+        )
 
     @property
     def num_predicates(self) -> int:

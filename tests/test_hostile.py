@@ -662,3 +662,104 @@ def test_tensors_on_another_device_are_named():
     s, o, m = _track()
     with pytest.raises(ValueError, match="object_boxes: expected device cpu .of subject_boxes"):
         motion_attributes(s, o.to("meta"), m)
+
+
+def test_features_of_any_dtype_or_autograd_state_are_written(tmp_path):
+    from dsgg_layers.data import (
+        ActionGenome,
+        SyntheticActionGenome,
+        SyntheticConfig,
+        write_action_genome,
+    )
+
+    g = SyntheticActionGenome(SyntheticConfig(num_videos=1, num_test_videos=0))[0]
+    odd = g.replace(subject_features=g.subject_features.bfloat16(),
+                    object_features=g.object_features.clone().requires_grad_(),
+                    union_features=g.union_features.half())  # fmt: skip
+    write_action_genome([odd], tmp_path)
+    back = ActionGenome(tmp_path, "train", features=tmp_path / "features", min_frames=1)[0]
+    assert back.object_features.dtype == torch.float32
+    assert torch.isfinite(back.subject_features).all()
+
+
+@pytest.mark.parametrize("change", ["1-d person", "short object_frames", "short union"])
+def test_malformed_feature_files_name_the_file_and_array(tmp_path, change):
+    import numpy as np
+
+    from dsgg_layers.data import (
+        ActionGenome,
+        SyntheticActionGenome,
+        SyntheticConfig,
+        write_action_genome,
+    )
+
+    write_action_genome(SyntheticActionGenome(SyntheticConfig(num_videos=1, num_test_videos=0)),
+                        tmp_path)  # fmt: skip
+    path = next((tmp_path / "features").iterdir())
+    arrays = dict(np.load(path))
+    if change == "1-d person":
+        arrays["person"] = arrays["person"][:, 0]
+    elif change == "short object_frames":
+        arrays["object_frames"] = arrays["object_frames"][:-1]
+    else:
+        arrays["union"] = arrays["union"][:-1]
+    np.savez(path, **arrays)
+    with pytest.raises(ValueError, match=rf"{path.name}: expected '\w+' \(n, F\) with one row"):
+        ActionGenome(tmp_path, features=tmp_path / "features", min_frames=1)
+
+
+def test_min_frames_is_checked(tmp_path):
+    from dsgg_layers.data import ActionGenome
+
+    with pytest.raises(TypeError, match="min_frames: expected an int"):
+        ActionGenome(tmp_path, min_frames="3")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"predicates": []}, ValueError, "predicates: expected at least two distinct"),
+        ({"predicates": ["holding", "holding"]}, ValueError, "predicates: expected at least two"),
+        ({"predicates": "holding"}, TypeError, "predicates: expected a sequence"),
+        ({"hidden": 0}, ValueError, "hidden: expected a value > 0"),
+        ({"steps": 20.5}, TypeError, "steps: expected an int"),
+        ({"train": []}, ValueError, "train: expected at least one video"),
+    ],
+)
+def test_motion_probe_arguments_are_checked(kwargs, error, message):
+    from dsgg_layers.data import SyntheticActionGenome, SyntheticConfig, motion_probe
+
+    cfg = SyntheticConfig(num_videos=2, num_test_videos=1)
+    args = {"train": SyntheticActionGenome(cfg), "test": SyntheticActionGenome(cfg, "test"),
+            "steps": 20} | kwargs  # fmt: skip
+    with pytest.raises(error, match=message):
+        motion_probe(**args)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda V: V.single_group("abc", ["x"]), "predicates: expected a sequence of names"),
+        (lambda V: V.single_group(["a"], "dog"), "object_classes: expected a sequence of names"),
+        (lambda V: V.single_group(["a"], ["x"], subject_classes=["p", "p"]), "subject_classes: "),
+        (lambda V: V.single_group(["a"], []), "object_classes: expected at least one name"),
+        (lambda V: V.single_group([1, 2], ["x"]), "predicates: expected non-empty str names"),
+        (lambda V: V(("a",), (("g", 0),), ("x",)), r"groups: expected \(name, start, stop\)"),
+        (lambda V: V(("a",), (("g", 0, 1),), ("x",), ()), "subject_classes: expected at least one"),
+    ],
+)
+def test_vocabulary_arguments_are_named(call, message):
+    from dsgg_layers.vocab import Vocabulary
+
+    with pytest.raises((TypeError, ValueError), match=message):
+        call(Vocabulary)
+
+
+def test_vocabulary_round_trips_exactly():
+    from dsgg_layers.vocab import ACTION_GENOME, Vocabulary
+
+    custom = Vocabulary.single_group(
+        ["ride", "chase"], ["dog", "person"], subject_classes=["person"]
+    )
+    for v in (ACTION_GENOME, custom):
+        assert Vocabulary.from_dict(v.to_dict()) == v

@@ -42,7 +42,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from dsgg_layers._checks import check_choice
+from dsgg_layers._checks import check_choice, check_positive
 from dsgg_layers.data.graph import VideoGraph, VideoGraphDataset
 from dsgg_layers.layout import build_track_index, flat_to_tracks
 from dsgg_layers.vocab import (
@@ -202,6 +202,9 @@ class ActionGenome(VideoGraphDataset):
         videos: Iterable[str] | None = None,
     ) -> None:
         check_choice(split, "split", ("train", "test"))
+        check_positive(min_frames, "min_frames")
+        if isinstance(videos, str):  # a str would be a set of letters: nothing would match
+            raise TypeError(f"videos: expected an iterable of video ids, got the str {videos!r}")
         root = Path(root)
         self.root, self.split = root, split
         persons = _load_pickle(root / "annotations" / "person_bbox.pkl")
@@ -212,8 +215,6 @@ class ActionGenome(VideoGraphDataset):
                 raise ValueError(
                     f"{name}: expected a dict of frame keys, got {type(table).__name__}"
                 )
-        if isinstance(videos, str):  # a str would be a set of letters: nothing would match
-            raise TypeError(f"videos: expected an iterable of video ids, got the str {videos!r}")
         wanted = set(videos) if videos is not None else None
         stats = dict.fromkeys(
             ("frames_in_split", "no_visible_object", "no_person", "short_videos"), 0
@@ -270,6 +271,15 @@ def _load_features(folder: Path, video: str) -> dict[str, np.ndarray]:
     for k, v in feats.items():
         if np.issubdtype(v.dtype, np.floating) and not np.isfinite(v).all():
             raise ValueError(f"{path}: array {k!r} holds {int((~np.isfinite(v)).sum())} NaN/Inf")
+    for rows, index in (("person", "person_frames"), ("objects", "object_frames"),
+                        ("objects", "object_classes"), ("union", "object_frames")):  # fmt: skip
+        if rows not in feats:
+            continue
+        if feats[rows].ndim != 2 or feats[index].ndim != 1 or len(feats[rows]) != len(feats[index]):
+            raise ValueError(
+                f"{path}: expected {rows!r} (n, F) with one row per entry of {index!r} (n,), got "
+                f"{feats[rows].shape} and {feats[index].shape}"
+            )
     return feats
 
 
@@ -395,6 +405,11 @@ def write_action_genome(
         pickle.dump(objects, f)
 
 
+def _numpy(x: torch.Tensor) -> np.ndarray:
+    """Features as float32 NumPy rows, whatever their dtype, device or autograd state."""
+    return x.detach().to("cpu", torch.float32).numpy()
+
+
 def _write_class_lists(folder: Path) -> None:
     """``object_classes.txt`` and ``relationship_classes.txt`` in the raw spellings of the real
     files (public loaders read them, then respell a few entries: ``closetcabinet`` becomes
@@ -458,7 +473,9 @@ def _write_video(
             continue
         frame = int(g.frame_times[0, t])
         key = f"{video}/{frame:06d}.png"
-        persons[key] = _person_record(g.subject_boxes[0, t, present[0]].double().numpy(), size)
+        persons[key] = _person_record(
+            g.subject_boxes[0, t, present[0]].detach().cpu().double().numpy(), size
+        )
         by_class: dict[int, int] = {}
         for p in present:
             if int(labels[t, p]) in by_class:
@@ -477,11 +494,11 @@ def _write_video(
             if p is not None and g.object_features is not None:
                 rows["object_frames"].append(frame)
                 rows["object_classes"].append(c)
-                rows["objects"].append(g.object_features[0, t, p].numpy())
+                rows["objects"].append(_numpy(g.object_features[0, t, p]))
                 if g.union_features is not None:
-                    rows["union"].append(g.union_features[0, t, p].numpy())
+                    rows["union"].append(_numpy(g.union_features[0, t, p]))
         objects[key] = records
         if g.subject_features is not None:
             rows["person_frames"].append(frame)
-            rows["person"].append(g.subject_features[0, t, present[0]].numpy())
+            rows["person"].append(_numpy(g.subject_features[0, t, present[0]]))
     return rows

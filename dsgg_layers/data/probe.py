@@ -134,7 +134,9 @@ def motion_probe(
         ``num_test`` (numbers of pairs).
 
     Raises:
-        ValueError: a graph has no union features, ``steps < 20``, or a predicate is unknown.
+        TypeError: ``predicates`` is a str, or ``hidden`` / ``steps`` are not ints.
+        ValueError: a graph has no union features, ``steps < 20``, ``hidden < 1``, ``train`` or
+            ``test`` is empty, or ``predicates`` has fewer than two distinct known predicates.
 
     Examples:
         >>> from dsgg_layers.data import SyntheticActionGenome, SyntheticConfig
@@ -147,15 +149,25 @@ def motion_probe(
     """
     from dsgg_layers.data.synthetic import MOTION_PREDICATES
 
+    if isinstance(predicates, str):
+        raise TypeError(f"predicates: expected a sequence of predicates, got {predicates!r}")
     predicates = tuple(MOTION_PREDICATES if predicates is None else predicates)
+    if len(predicates) < 2 or len(set(predicates)) != len(predicates):
+        raise ValueError(f"predicates: expected at least two distinct ones, got {predicates}")
     for p in predicates:
         if p not in PREDICATES:
             raise ValueError(f"predicates: {p!r} is not an Action Genome predicate")
     check_positive(window, "window")
+    check_positive(hidden, "hidden")
+    check_positive(steps, "steps")
     if steps < 20:
         raise ValueError(f"steps: expected at least 20, got {steps}")
-    train_graph = train if isinstance(train, VideoGraph) else VideoGraph.collate(list(train))
-    test_graph = test if isinstance(test, VideoGraph) else VideoGraph.collate(list(test))
+    graphs = {}
+    for name, value in (("train", train), ("test", test)):
+        if not isinstance(value, VideoGraph) and len(value) == 0:
+            raise ValueError(f"{name}: expected at least one video, got none")
+        graphs[name] = value if isinstance(value, VideoGraph) else VideoGraph.collate(list(value))
+    train_graph, test_graph = graphs["train"], graphs["test"]
     s_tr, m_tr, y_tr, v_tr = _probe_inputs(train_graph, predicates, window)
     s_te, m_te, y_te, _ = _probe_inputs(test_graph, predicates, window)
     out: dict[str, dict[str, object]] = {}
