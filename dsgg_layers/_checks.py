@@ -32,7 +32,9 @@ from torch import Tensor
 __all__ = [
     "check_broadcastable",
     "check_choice",
+    "check_fill",
     "check_finite",
+    "check_int",
     "check_positive",
     "check_tensor",
     "values_readable",
@@ -194,6 +196,28 @@ def check_positive(
     if value < 0 or (value == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{name}: expected a value {bound}, got {value}")
+
+
+def check_fill(value: object, name: str, dtype: torch.dtype) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``value`` is exactly representable in
+    ``dtype`` (a -1 padding in a bool tensor would become ``True``, 0.5 in an int one 0)."""
+    if not isinstance(value, int | float):  # bool is an int here: False / True pad bool grids
+        raise TypeError(f"{name}: expected a number, got {value!r}")
+    if dtype.is_floating_point:
+        return
+    if dtype == torch.bool:
+        ok = value in (0, 1)
+    else:
+        info = torch.iinfo(dtype)
+        ok = float(value).is_integer() and info.min <= value <= info.max
+    if not ok:
+        raise ValueError(f"{name}: expected a value representable in {dtype}, got {value!r}")
+
+
+def check_int(value: object, name: str) -> None:
+    """Raise ``TypeError`` naming ``name`` unless ``value`` is an int (not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name}: expected an int, got {value!r}")
 
 
 def _is_compiling() -> bool:

@@ -118,6 +118,16 @@ def masked_attention(
     dims: dict[str, tuple[int, str]] = {}
     check_tensor(query, "query", ("...", "H", "L", "E"), dims=dims, dtype="float")
     check_tensor(key, "key", ("...", "H", "S", "E"), dims=dims, dtype="float")
+    if (
+        isinstance(dropout_p, bool)
+        or not isinstance(dropout_p, int | float)
+        or not (0.0 <= dropout_p < 1.0)
+    ):
+        raise ValueError(f"dropout_p: expected a probability in [0, 1), got {dropout_p!r}")
+    if scale is not None and (
+        isinstance(scale, bool) or not isinstance(scale, int | float) or not 0 < scale < math.inf
+    ):
+        raise ValueError(f"scale: expected a positive finite number or None, got {scale!r}")
     check_tensor(value, "value", ("...", "H", "S", "*"), dims=dims, dtype="float")
     *lead, H, L, _ = query.shape
     S = key.shape[-2]
@@ -188,7 +198,9 @@ def _attention(
         )
     else:
         scale_ = 1.0 / math.sqrt(E) if scale is None else scale
-        logits = torch.matmul(q, k.transpose(-2, -1)) * scale_
+        # scale the queries before the product, as the fused kernels do: in half precision the
+        # unscaled q.k overflows (40 * 40 * 64 = 102400 > 65504) where the scaled logit fits
+        logits = torch.matmul(q * scale_, k.transpose(-2, -1))
         if safe is not None:
             logits = logits.masked_fill(~safe, float("-inf"))
         weights = logits.softmax(dim=-1)

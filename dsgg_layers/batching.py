@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Sampler
 
-from dsgg_layers._checks import check_positive, check_tensor
+from dsgg_layers._checks import check_fill, check_positive, check_tensor, values_readable
 
 __all__ = [
     "BucketBatchSampler",
@@ -30,7 +30,20 @@ __all__ = [
 
 
 def _sizes(sizes: Sequence[tuple[int, int]] | Tensor) -> Tensor:
-    t = torch.as_tensor(sizes, dtype=torch.long)
+    if isinstance(sizes, Tensor):
+        t = sizes
+    else:
+        try:
+            t = torch.as_tensor(list(sizes) if len(sizes) else [], dtype=None)
+        except (TypeError, ValueError, RuntimeError):
+            raise TypeError(
+                f"sizes: expected (frames, pairs) pairs of ints, got {sizes!r}"
+            ) from None
+        if t.numel() == 0:
+            t = t.long().reshape(0, 2) if t.dim() < 2 else t.long()
+    if t.is_floating_point() or t.dtype == torch.bool or t.is_complex():
+        raise TypeError(f"sizes: expected integer (frames, pairs), got dtype {t.dtype}")
+    t = t.long()
     if t.ndim != 2 or t.shape[1] != 2:
         raise ValueError(
             f"sizes: expected (N, 2) (frames, pairs) per video, got shape {tuple(t.shape)}"
@@ -76,6 +89,8 @@ def track_sizes(mask: Tensor, frame_mask: Tensor | None = None) -> Tensor:
     frames_real = mask.any(2)
     if frame_mask is not None:
         check_tensor(frame_mask, "frame_mask", ("B", "T"), dims=dims, dtype="bool")
+        if values_readable(mask) and bool((frames_real & ~frame_mask).any()):
+            raise ValueError("frame_mask: a pair exists in a frame slot it marks as not real")
         frames_real = frame_mask
     B, T, P = mask.shape
     slots = torch.arange(1, T + 1, device=mask.device)
@@ -283,8 +298,7 @@ def collate_tracks(
                 f"tensors[{i}], masks[{i}]: expected device {first.device} (of tensors[0]), got "
                 f"{x.device} and {m.device}"
             )
-    if not first.is_floating_point() and not float(fill).is_integer():
-        raise ValueError(f"fill: expected an integer for {first.dtype} tensors, got {fill}")
+    check_fill(fill, "fill", first.dtype)
     T = max(x.shape[0] for x in tensors)
     P = max(x.shape[1] for x in tensors)
     out = first.new_full((len(tensors), T, P, *trailing), fill)

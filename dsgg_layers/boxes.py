@@ -3,7 +3,8 @@
 Every function works on any number of leading batch dims and is differentiable. Boxes are
 ``xyxy`` (``x1, y1, x2, y2``) unless a function says otherwise. Degenerate boxes (zero width or
 height, or ``x2 < x1``) have area 0, and the IoU of two boxes whose union is empty is defined as
-0 — never NaN, and with finite gradients. Areas and IoU of float16/bfloat16 boxes are computed in
+0 — never NaN, and with finite gradients; a box with a NaN/Inf coordinate has IoU 0 with every
+box and passes no gradient to it. Areas and IoU of float16/bfloat16 boxes are computed in
 float32 (the area of a 256 x 256 px box overflows float16); IoU is returned in the boxes' dtype.
 
 ``legacy=True`` selects the "+1 pixel" convention of the Fast R-CNN era evaluators (the one the
@@ -188,6 +189,16 @@ def _iou(boxes1: Tensor, boxes2: Tensor, legacy: bool) -> Tensor:
 
 
 def _iou32(boxes1: Tensor, boxes2: Tensor, legacy: bool) -> Tensor:
+    # A box with a NaN/Inf coordinate has IoU 0 with every box, and no gradient flows through
+    # it: the non-finite values are replaced before any arithmetic (0 * NaN would reach the
+    # other box's gradient through the max / min).
+    ok1, ok2 = torch.isfinite(boxes1).all(-1), torch.isfinite(boxes2).all(-1)
+    boxes1 = torch.where(ok1.unsqueeze(-1), boxes1, 0.0)
+    boxes2 = torch.where(ok2.unsqueeze(-1), boxes2, 0.0)
+    return torch.where(ok1 & ok2, _iou_finite(boxes1, boxes2, legacy), 0.0)
+
+
+def _iou_finite(boxes1: Tensor, boxes2: Tensor, legacy: bool) -> Tensor:
     lt = torch.maximum(boxes1[..., :2], boxes2[..., :2])
     rb = torch.minimum(boxes1[..., 2:], boxes2[..., 2:])
     inter_w, inter_h = _extent(torch.cat((lt, rb), dim=-1), legacy)

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from dsgg_layers._checks import check_tensor
+from dsgg_layers._checks import check_fill, check_tensor
 from dsgg_layers.boxes import box_union
 
 __all__ = [
@@ -297,6 +297,7 @@ def flat_to_tracks(
     """
     index = _check_index(index)
     check_tensor(x, "x", (index.num_rows, "..."))
+    check_fill(fill_value, "fill_value", x.dtype)
     grid = x.new_full((*index.shape, *x.shape[1:]), fill_value)
     grid = grid.index_put((index.batch, index.time, index.track), x)
     return grid, index.mask

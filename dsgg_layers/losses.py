@@ -114,6 +114,8 @@ def category_weighted_bce(
     weight = weights.to(logits.dtype)
     if mask is None:
         _check_targets(targets, None)
+        if logits.numel() == 0 and reduction == "mean":  # no sample: 0, not 0 / 0
+            return logits.sum()
         return F.binary_cross_entropy_with_logits(
             logits, targets, weight=weight, reduction=reduction
         )
@@ -175,6 +177,7 @@ class CategoryWeightedLoss(nn.Module):
     ) -> None:
         super().__init__()
         check_choice(reduction, "reduction", ("mean", "sum", "none"))
+        check_tensor(frequencies, "frequencies", ("C",))
         self.beta, self.reduction = float(beta), reduction
         self.register_buffer("frequencies", frequencies.detach().clone().double())
         self.register_buffer("weights", class_weights(frequencies, beta))
@@ -221,6 +224,10 @@ def label_frequencies(videos: Iterable[Any]) -> Tensor:
     for i, v in enumerate(videos):
         if not hasattr(v, "relations") or not hasattr(v, "mask"):
             raise TypeError(f"videos[{i}]: expected an item with relations and mask")
+        dims: dict[str, tuple[int, str]] = {}
+        check_tensor(v.mask, f"videos[{i}].mask", ("...",), dims=dims, dtype="bool")
+        check_tensor(v.relations, f"videos[{i}].relations", (*v.mask.shape, "C"), dims=dims,
+                     dtype=("bool", "int"))  # fmt: skip
         counts = v.relations[v.mask].long().sum(0)
         total = counts if total is None else total + counts
     if total is None:

@@ -281,7 +281,12 @@ class MotionFeatureExtractor(nn.Module):
         )
 
     def _standardize(self, x: Tensor, mask: Tensor) -> Tensor:
-        """Per-attribute standardisation over the existing pairs (batch norm without affine)."""
+        """Per-attribute standardisation over the existing pairs (batch norm without affine).
+
+        Statistics in at least float32: a half-precision sum over more than 65504 pairs
+        overflows."""
+        dtype = x.dtype
+        x = x.float() if dtype in (torch.float16, torch.bfloat16) else x
         if self.training:
             m = mask.unsqueeze(-1).to(x.dtype)
             n = m.sum(dim=tuple(range(m.dim() - 1)))  # (1,): existing pairs in the batch
@@ -293,7 +298,7 @@ class MotionFeatureExtractor(nn.Module):
                 # (checked on the device, without a sync): one bad batch would poison them
                 finite = torch.isfinite(mean) & torch.isfinite(var)
                 seen = ((n > 1) & finite).to(x.dtype)
-                rate = self.momentum * seen
+                rate = (self.momentum * seen).to(self.running_mean.dtype)
                 unbiased = var.detach() * n / (n - 1).clamp(min=1.0)
                 mean_, var_ = mean.detach().nan_to_num(0.0), unbiased.nan_to_num(1.0)
                 self.running_mean.lerp_(mean_.to(self.running_mean.dtype), rate)
@@ -301,7 +306,7 @@ class MotionFeatureExtractor(nn.Module):
         else:
             mean = self.running_mean.to(x.dtype)
             var = self.running_var.to(x.dtype)
-        return (x - mean) * torch.rsqrt(var + 1e-5)
+        return ((x - mean) * torch.rsqrt(var + 1e-5)).to(dtype)
 
     def forward(
         self,

@@ -14,7 +14,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from dsgg_layers._checks import check_choice, check_tensor
+from dsgg_layers._checks import check_choice, check_int, check_tensor
 
 __all__ = ["MaskedPooling", "masked_pool"]
 
@@ -51,8 +51,10 @@ def masked_pool(x: Tensor, mask: Tensor, *, dim: int = -1, mode: PoolMode = "mea
         [3.0, 0.0]
     """
     check_choice(mode, "mode", ("mean", "max", "first"))
-    check_tensor(x, "x", ("...", "D"), dtype="float")
-    check_tensor(mask, "mask", tuple(x.shape[:-1]), dtype="bool")
+    dims: dict[str, tuple[int, str]] = {}
+    check_tensor(x, "x", ("...", "D"), dims=dims, dtype="float")
+    check_tensor(mask, "mask", tuple(x.shape[:-1]), dims=dims, dtype="bool")
+    check_int(dim, "dim")
     nd = mask.dim()
     if not -nd <= dim < nd:
         raise ValueError(f"dim: expected an axis of the mask (-{nd}..{nd - 1}), got {dim}")
@@ -61,10 +63,11 @@ def masked_pool(x: Tensor, mask: Tensor, *, dim: int = -1, mode: PoolMode = "mea
         return x.sum(axis)
     m = mask.unsqueeze(-1)
     any_valid = mask.any(axis).unsqueeze(-1)
-    if mode == "mean":
-        total = x.masked_fill(~m, 0.0).sum(axis)
-        count = mask.sum(axis).unsqueeze(-1).clamp(min=1).to(x.dtype)
-        return total / count
+    if mode == "mean":  # sum and count in at least float32: half precision overflows at 65504
+        acc = torch.promote_types(x.dtype, torch.float32)
+        total = x.masked_fill(~m, 0.0).sum(axis, dtype=acc)
+        count = mask.sum(axis).unsqueeze(-1).clamp(min=1).to(acc)
+        return (total / count).to(x.dtype)
     if mode == "max":
         best = x.masked_fill(~m, float("-inf")).amax(axis)
         return best.masked_fill(~any_valid, 0.0)

@@ -107,6 +107,9 @@ class ValidRows:
         at position ``i`` in the row-major order of the transposed grid.
         """
         nd = len(self.shape)
+        for name, d in (("dim0", dim0), ("dim1", dim1)):
+            if isinstance(d, bool) or not isinstance(d, int) or not -nd <= d < max(nd, 1):
+                raise ValueError(f"{name}: expected a dim of the {nd}-d mask, got {d!r}")
         d0, d1 = (d % nd if nd else 0 for d in (dim0, dim1))
         if d0 == d1:
             return self

@@ -15,7 +15,6 @@ import math
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dsgg_layers._checks import check_choice, check_positive, check_tensor
@@ -23,6 +22,23 @@ from dsgg_layers._checks import check_choice, check_positive, check_tensor
 __all__ = ["ActionSemanticMatcher"]
 
 _MAX_LOGIT_SCALE = math.log(100.0)  # CLIP's clamp of the learnable temperature
+
+
+def _unit(x: Tensor, eps: float = 1e-6) -> Tensor:
+    """Rows scaled to norm 1; a (near-)zero row, such as a padded one, gives 0 with zero gradient
+    (``F.normalize`` gives it a gradient of ``1 / eps``, which overflows half precision). Norms in
+    at least float32."""
+    acc = torch.promote_types(x.dtype, torch.float32)
+    x32 = x.to(acc)
+    norm = torch.linalg.vector_norm(x32, dim=-1, keepdim=True)
+    big = norm > eps
+    return torch.where(big, x32 / torch.where(big, norm, 1.0), 0.0).to(x.dtype)
+
+
+def _check_text(text_embeddings: Tensor) -> None:
+    """Finite embeddings (read once, when they are set: no cost per step)."""
+    if not bool(torch.isfinite(text_embeddings).all()):
+        raise ValueError("text_embeddings: expected finite values, got NaN/Inf")
 
 
 class ActionSemanticMatcher(nn.Module):
@@ -90,9 +106,13 @@ class ActionSemanticMatcher(nn.Module):
         check_positive(in_features, "in_features")
         check_choice(similarity, "similarity", ("dot", "cosine"))
         check_tensor(text_embeddings, "text_embeddings", ("C", "E"), dtype="float")
+        _check_text(text_embeddings)
         if temperature is None:
             temperature = 1.0 if similarity == "dot" else 0.07
         check_positive(temperature, "temperature", integer=False)
+        low = math.exp(-_MAX_LOGIT_SCALE)  # below it the clamped scale never learns
+        if temperature < low:
+            raise ValueError(f"temperature: expected at least {low:.4g}, got {temperature}")
         self.in_features = in_features
         self.embed_dim = text_embeddings.shape[1]
         self.similarity = similarity
@@ -139,6 +159,7 @@ class ActionSemanticMatcher(nn.Module):
             TypeError, ValueError: not a ``(C, E)`` float tensor with this matcher's ``E``.
         """
         check_tensor(text_embeddings, "text_embeddings", ("C", self.embed_dim), dtype="float")
+        _check_text(text_embeddings)
         self.text_embeddings = (
             text_embeddings.detach().clone().to(self.text_embeddings.device, torch.float32)
         )
@@ -149,8 +170,7 @@ class ActionSemanticMatcher(nn.Module):
         f = self.proj(x)
         text = self.text_embeddings.to(f.dtype)
         if self.similarity == "cosine":
-            f = F.normalize(f, dim=-1)
-            text = F.normalize(text, dim=-1)
+            f, text = _unit(f), _unit(text)
         logits = f @ text.transpose(0, 1) * self.logit_scale.clamp(max=_MAX_LOGIT_SCALE).exp()
         return logits if self.logit_bias is None else logits + self.logit_bias
 

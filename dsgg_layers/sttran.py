@@ -82,6 +82,12 @@ class STTranPairs:
     def padded_to_rows(self, padded: Tensor) -> Tensor:
         """STTran's frame-padded ``(l, b, D)`` (``local_attention``'s layout) -> rows ``(Q, D)``."""
         check_tensor(padded, "padded", ("l", self.frame_counts.shape[0], "D"))
+        most = int(self.frame_counts.max()) if self.frame_counts.numel() else 0
+        if padded.shape[0] < most:  # the pairs past its length would be dropped
+            raise ValueError(
+                f"padded: expected l >= the largest frame's pair count {most}, got "
+                f"{padded.shape[0]}"
+            )
         return padded.transpose(0, 1)[self._padded_mask(padded.shape[0])]
 
     def rows_to_padded(self, rows: Tensor, length: int) -> Tensor:
@@ -96,6 +102,23 @@ def _as_tensor(entry: Mapping[str, Any], key: str) -> Tensor:
     if key not in entry:
         raise ValueError(f"entry: missing key {key!r} (has {sorted(entry)})")
     return torch.as_tensor(entry[key])
+
+
+def _index_tensor(entry: Mapping[str, Any], key: str, size: int | None = None) -> Tensor:
+    """``entry[key]`` as int64 indices: whole numbers (STTran keeps some as floats), >= 0, and
+    below ``size`` when given (a negative index would wrap to the last box silently)."""
+    raw = _as_tensor(entry, key)
+    values = raw.double() if raw.is_floating_point() else raw
+    bad = (values < 0) | (values != values.floor()) if raw.is_floating_point() else values < 0
+    if size is not None:
+        bad = bad | (values >= size)
+    if raw.numel() and bool(bad.any()):
+        bound = f"[0, {size})" if size is not None else ">= 0"
+        raise ValueError(
+            f"entry['{key}']: expected whole-number indices in {bound}, got "
+            f"{values[bad].flatten()[0].item()}"
+        )
+    return raw.long()
 
 
 def from_sttran(
@@ -149,9 +172,9 @@ def from_sttran(
     check_tensor(boxes, "entry['boxes']", ("N", 5))
     labels = _as_tensor(entry, "labels" if mode == "predcls" else "pred_labels").long()
     check_tensor(labels, "entry labels", (boxes.shape[0],))
-    pair_idx = _as_tensor(entry, "pair_idx").long()
+    pair_idx = _index_tensor(entry, "pair_idx", len(boxes))
     check_tensor(pair_idx, "entry['pair_idx']", ("Q", 2))
-    im_idx = _as_tensor(entry, "im_idx").long()  # STTran stores it as float
+    im_idx = _index_tensor(entry, "im_idx")  # STTran stores it as float
     check_tensor(im_idx, "entry['im_idx']", (pair_idx.shape[0],))
     subj, obj = pair_idx[:, 0], pair_idx[:, 1]
     if track_ids is None:
@@ -327,12 +350,18 @@ def sttran_to_tracks(
     boxes = as_t(entry["boxes"], torch.float32)[:, 1:]
     labels = as_t(entry[label_key]).long()
     box_scores = as_t(entry[score_key], torch.float32)
-    pair_idx = as_t(entry["pair_idx"]).long()
-    im_idx = as_t(entry["im_idx"]).long()
-    att = as_t(entry["attention_distribution"], torch.float32)
-    att = att.softmax(-1) if attention_softmax else att
-    scores = torch.cat((att, as_t(entry["spatial_distribution"], torch.float32),
-                        as_t(entry["contacting_distribution"], torch.float32)), -1)  # fmt: skip
+    pair_idx = _index_tensor(entry, "pair_idx", len(boxes)).detach().cpu()
+    check_tensor(pair_idx, "entry['pair_idx']", ("Q", 2))
+    im_idx = _index_tensor(entry, "im_idx").detach().cpu()
+    check_tensor(im_idx, "entry['im_idx']", (pair_idx.shape[0],))
+    dists = []
+    for key, width in zip(("attention_distribution", "spatial_distribution",
+                           "contacting_distribution"), (3, 6, 17), strict=True):  # fmt: skip
+        d = as_t(entry[key], torch.float32)
+        check_tensor(d, f"entry['{key}']", (pair_idx.shape[0], width))  # Q rows, the group's width
+        dists.append(d)
+    att = dists[0].softmax(-1) if attention_softmax else dists[0]
+    scores = torch.cat((att, dists[1], dists[2]), -1)
     num_frames = len(gt_annotation)
     if im_idx.numel() and (int(im_idx.max()) >= num_frames or int(im_idx.min()) < 0):
         raise ValueError(

@@ -16,12 +16,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from dsgg_layers._checks import check_positive, check_tensor
+from dsgg_layers._checks import check_int, check_positive, check_tensor
 
 __all__ = ["LearnableTokens", "prepend_tokens", "split_tokens"]
 
 
 def _axis(dim: int, mask_dims: int, name: str = "dim") -> int:
+    check_int(dim, name)
     if not -mask_dims <= dim < mask_dims:
         raise ValueError(
             f"{name}: expected an axis of the mask (-{mask_dims}..{mask_dims - 1}), got {dim}"
@@ -68,11 +69,13 @@ def prepend_tokens(
         >>> y.shape, m.shape, bool(m[0, 1, 0])
         (torch.Size([2, 3, 5, 8]), torch.Size([2, 3, 5]), False)
     """
-    check_tensor(x, "x", ("...", "D"), dtype="float")
-    check_tensor(mask, "mask", tuple(x.shape[:-1]), dtype="bool")
+    dims: dict[str, tuple[int, str]] = {}  # binds the device: every input on x's
+    check_tensor(x, "x", ("...", "D"), dims=dims, dtype="float")
+    check_tensor(mask, "mask", tuple(x.shape[:-1]), dims=dims, dtype="bool")
     axis = _axis(dim, mask.dim())
     D = x.shape[-1]
-    check_tensor(tokens, "tokens", ("...", "K", D))
+    check_tensor(tokens, "tokens", ("...", "K", D), dims={"<device>": dims["<device>"]},
+                 dtype="float")  # fmt: skip
     K = tokens.shape[-2]
     shape = list(x.shape)
     shape[axis] = K
@@ -90,7 +93,8 @@ def prepend_tokens(
     if token_mask is None:
         group = mask.any(axis, keepdim=True)
     else:
-        check_tensor(token_mask, "token_mask", ("...",), dtype="bool")
+        check_tensor(token_mask, "token_mask", ("...",), dims={"<device>": dims["<device>"]},
+                     dtype="bool")  # fmt: skip
         group = token_mask.unsqueeze(axis) if token_mask.dim() else token_mask
     tmask_shape = list(mask.shape)
     tmask_shape[axis] = K
@@ -133,9 +137,14 @@ def split_tokens(
         >>> tok.shape, torch.equal(rest, x), torch.equal(rest_mask, mask)
         (torch.Size([2, 2, 4, 8]), True, True)
     """
-    check_tensor(x, "x", ("...", "D"))
+    dims: dict[str, tuple[int, str]] = {}
+    check_tensor(x, "x", ("...", "D"), dims=dims)
     axis = _axis(dim, x.dim() - 1)
-    if not isinstance(num_tokens, int) or not 0 <= num_tokens <= x.shape[axis]:
+    if (
+        isinstance(num_tokens, bool)
+        or not isinstance(num_tokens, int)
+        or not 0 <= num_tokens <= x.shape[axis]
+    ):
         raise ValueError(
             f"num_tokens: expected an int in [0, {x.shape[axis]}] (axis {dim} of x "
             f"{tuple(x.shape)}), got {num_tokens!r}"
@@ -143,7 +152,7 @@ def split_tokens(
     tokens, rest = x.split([num_tokens, x.shape[axis] - num_tokens], axis)
     if mask is None:
         return (tokens, None), (rest, None)
-    check_tensor(mask, "mask", tuple(x.shape[:-1]), dtype="bool")
+    check_tensor(mask, "mask", tuple(x.shape[:-1]), dims=dims, dtype="bool")
     tmask, rmask = mask.split([num_tokens, mask.shape[axis] - num_tokens], axis)
     return (tokens, tmask), (rest, rmask)
 

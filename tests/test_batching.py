@@ -108,7 +108,7 @@ def test_track_sizes_recover_the_collated_sizes():
     _x, mask = collate_tracks([torch.zeros(*m.shape, 1) for m in ms], ms)
     assert track_sizes(mask).tolist() == [list(s) for s in shapes]
     # frame_mask: a video's real frames, also where no pair exists in the last ones
-    frame_mask = torch.zeros(len(shapes), 7, dtype=torch.bool)
+    frame_mask = mask.any(2)
     frame_mask[0, :6] = True
     mask[0, 2:] = False
     mask[0, :2, 0] = True

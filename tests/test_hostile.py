@@ -151,7 +151,7 @@ def test_collate_tracks_never_casts():
         collate_tracks([torch.ones(2, 1), torch.ones(2, 1, dtype=torch.float64)], [m, m])
     with pytest.raises(TypeError, match=r"tensors\[1\]: expected dtype torch.int64"):
         collate_tracks([torch.ones(2, 1, dtype=torch.long), torch.full((2, 1), 0.5)], [m, m])
-    with pytest.raises(ValueError, match="fill: expected an integer for torch.int64"):
+    with pytest.raises(ValueError, match="fill: expected a value representable in torch.int64"):
         collate_tracks([torch.ones(2, 1, dtype=torch.long)], [m], fill=0.5)
     x, _ = collate_tracks([torch.ones(2, 1, dtype=torch.float64)], [m])
     assert x.dtype == torch.float64
@@ -763,3 +763,227 @@ def test_vocabulary_round_trips_exactly():
     )
     for v in (ACTION_GENOME, custom):
         assert Vocabulary.from_dict(v.to_dict()) == v
+
+
+# ------------------------------------------------------------------- blocks, second sweep
+
+
+def test_a_non_finite_box_has_iou_zero_and_passes_no_gradient():
+    a = torch.tensor([[0.0, 0.0, NAN, 1.0], [0.0, 0.0, 1.0, 1.0]], requires_grad=True)
+    b = torch.tensor([[0.0, 0.0, 1.0, 1.0], [0.0, 0.0, 2.0, 2.0]], requires_grad=True)
+    iou = box_iou(a, b)
+    assert iou[0].tolist() == [0.0, 0.0] and iou[1].tolist() == [1.0, 0.25]
+    iou.sum().backward()
+    assert torch.isfinite(b.grad).all() and (a.grad[0] == 0).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_motion_features_train_under_autocast_with_half_boxes(dtype):
+    b = torch.rand(2, 5, 3, 4).sort(-1).values
+    m = torch.ones(2, 5, 3, dtype=torch.bool)
+    mfe = MotionFeatureExtractor(16).train()
+    with torch.autocast("cpu", dtype=dtype):
+        out = mfe(b.to(dtype), b.flip(2).to(dtype), m)
+    assert torch.isfinite(out).all() and mfe.running_mean.dtype == torch.float32
+    assert not torch.equal(mfe.running_mean, torch.zeros(4))
+
+
+@pytest.mark.parametrize(
+    ("x", "fill"),
+    [
+        (torch.tensor([False]), -1),
+        (torch.tensor([7], dtype=torch.uint8), -1),
+        (torch.tensor([7]), 0.5),
+        (torch.tensor([7]), NAN),
+    ],
+)
+def test_flat_to_tracks_refuses_a_fill_the_dtype_cannot_hold(x, fill):
+    from dsgg_layers import TrackIndex, flat_to_tracks
+
+    index = TrackIndex.from_mask(torch.tensor([[[True, False]]]))
+    with pytest.raises(ValueError, match="fill_value: expected a value representable in"):
+        flat_to_tracks(x, index, fill_value=fill)
+    assert flat_to_tracks(torch.tensor([True]), index, fill_value=False)[0].tolist() == [
+        [[True, False]]
+    ]
+
+
+def test_an_empty_batch_has_loss_zero_with_and_without_a_mask():
+    logits = torch.zeros(0, 3, requires_grad=True)
+    for mask in (None, torch.zeros(0, dtype=torch.bool)):
+        loss = category_weighted_bce(logits, torch.zeros(0, 3), torch.ones(3), mask=mask)
+        assert loss.item() == 0.0
+        loss.backward()
+
+
+def test_label_frequencies_names_a_non_bool_mask_and_bad_relations():
+    from types import SimpleNamespace as V
+
+    from dsgg_layers import label_frequencies
+
+    rel = torch.tensor([[True, False], [True, True]])
+    with pytest.raises(TypeError, match=r"videos\[0\].mask: expected a bool tensor"):
+        label_frequencies([V(relations=rel, mask=torch.tensor([1, 0]))])
+    with pytest.raises(TypeError, match=r"videos\[0\].relations: expected a bool or an integer"):
+        label_frequencies([V(relations=torch.tensor([[0.6, NAN]]), mask=torch.tensor([True]))])
+    with pytest.raises(ValueError, match=r"videos\[0\].relations: expected shape \(3, C\)"):
+        label_frequencies([V(relations=rel, mask=torch.ones(3, dtype=torch.bool))])
+
+
+@pytest.mark.parametrize("n", [700, 70000])
+def test_half_precision_mean_pooling_accumulates_in_float32(n):
+    from dsgg_layers import masked_pool
+
+    value = 100.0 if n == 700 else 1e-3
+    x = torch.full((1, n, 1), value).half()
+    out = masked_pool(x, torch.ones(1, n, dtype=torch.bool), mode="mean")
+    assert out.dtype == torch.float16
+    torch.testing.assert_close(out.float(), torch.tensor([[value]]), rtol=1e-3, atol=0)
+
+
+def test_cosine_matching_in_half_precision_keeps_zero_rows_finite():
+    from dsgg_layers import ActionSemanticMatcher
+
+    emb = torch.nn.functional.normalize(torch.randn(5, 12), dim=-1)
+    asm = ActionSemanticMatcher(8, emb, similarity="cosine").half()
+    x = torch.randn(4, 8).half()
+    x[2:] = 0
+    out = asm(x)
+    out.float().sum().backward()
+    assert torch.isfinite(out).all() and torch.isfinite(asm.proj.weight.grad).all()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"text_embeddings": torch.full((5, 12), NAN)}, "text_embeddings: expected finite values"),
+        ({"temperature": 0.005}, "temperature: expected at least 0.01"),
+    ],
+)
+def test_semantic_matcher_refuses_nan_text_and_an_unlearnable_temperature(kwargs, message):
+    from dsgg_layers import ActionSemanticMatcher
+
+    args = {"text_embeddings": torch.randn(5, 12)} | kwargs
+    with pytest.raises(ValueError, match=message):
+        ActionSemanticMatcher(8, **args)
+
+
+def _entry(**changes):
+    L = torch.tensor
+    boxes = L([[0, 0.0, 0, 9, 9], [0, 5, 5, 20, 20], [1, 1, 1, 9, 9], [1, 6, 6, 21, 21]])
+    entry = {"boxes": boxes, "labels": L([1, 8, 1, 8]), "im_idx": L([0.0, 1.0]),
+             "pair_idx": L([[0, 1], [2, 3]])}  # fmt: skip
+    return entry | changes
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"pair_idx": torch.tensor([[0, 1], [2, -1]])}, r"entry\['pair_idx'\]: expected whole"),
+        ({"pair_idx": torch.tensor([[0, 1], [2, 7]])}, r"entry\['pair_idx'\]: expected whole"),
+        ({"im_idx": torch.tensor([0.0, -1.0])}, r"entry\['im_idx'\]: expected whole-number"),
+        ({"im_idx": torch.tensor([0.0, NAN])}, r"entry\['im_idx'\]: expected whole-number"),
+        ({"im_idx": torch.tensor([0.0, 0.7])}, r"entry\['im_idx'\]: expected whole-number"),
+    ],
+)
+def test_sttran_indices_are_checked(changes, message):
+    from dsgg_layers import from_sttran
+
+    with pytest.raises(ValueError, match=message):
+        from_sttran(_entry(**changes))
+
+
+def test_sttran_padded_layout_shorter_than_a_frame_is_refused():
+    from dsgg_layers import from_sttran
+
+    L = torch.tensor
+    p = from_sttran({"boxes": L([[0, 0.0, 0, 9, 9], [0, 5, 5, 20, 20], [0, 30, 5, 40, 20]]),
+                     "labels": L([1, 8, 9]), "pair_idx": L([[0, 1], [0, 2]]),
+                     "im_idx": L([0.0, 0.0])})  # fmt: skip
+    with pytest.raises(ValueError, match="padded: expected l >= the largest frame's pair count 2"):
+        p.padded_to_rows(torch.zeros(1, 1, 4))
+
+
+def test_sttran_distribution_widths_are_checked():
+    entry = _entry(
+        scores=torch.ones(4),
+        attention_distribution=torch.zeros(2, 3),
+        spatial_distribution=torch.rand(2, 5),
+        contacting_distribution=torch.rand(2, 17),
+    )
+    gt = [[{"person_bbox": [[0.0, 0, 9, 9]]}, {"class": 8, "bbox": [5.0, 5, 20, 20]}]] * 2
+    with pytest.raises(
+        ValueError, match=r"entry\['spatial_distribution'\]: expected shape \(2, 6\)"
+    ):
+        sttran_to_tracks(entry, gt)
+
+
+def test_half_precision_attention_weights_path_matches_the_fused_path():
+    from dsgg_layers import masked_attention
+
+    q = torch.full((1, 1, 2, 64), 40.0).half()
+    k = torch.full((1, 1, 3, 64), 40.0).half()
+    v = torch.randn(1, 1, 3, 64).half()
+    fused, _ = masked_attention(q, k, v)
+    out, w = masked_attention(q, k, v, need_weights=True)
+    assert torch.isfinite(out).all() and torch.isfinite(w).all()
+    torch.testing.assert_close(out, fused, rtol=1e-2, atol=1e-2)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"scale": NAN}, "scale: expected a positive finite number"),
+        ({"scale": INF}, "scale: expected a positive finite number"),
+        ({"dropout_p": 1.5}, r"dropout_p: expected a probability in \[0, 1\)"),
+        ({"dropout_p": NAN}, r"dropout_p: expected a probability in \[0, 1\)"),
+    ],
+)
+def test_attention_scale_and_dropout_are_checked(kwargs, message):
+    from dsgg_layers import masked_attention
+
+    q = torch.randn(1, 1, 2, 8)
+    with pytest.raises(ValueError, match=message):
+        masked_attention(q, q, q, **kwargs)
+
+
+def test_valid_rows_transpose_refuses_dims_outside_the_mask():
+    from dsgg_layers import ValidRows
+
+    rows = ValidRows(torch.ones(2, 3, dtype=torch.bool))
+    with pytest.raises(ValueError, match="dim1: expected a dim of the 2-d mask, got 5"):
+        rows.transpose(0, 5)
+
+
+def test_tokens_must_be_float_and_on_x_device():
+    from dsgg_layers import prepend_tokens
+
+    x, m = torch.randn(2, 3, 8), torch.ones(2, 3, dtype=torch.bool)
+    with pytest.raises(TypeError, match="tokens: expected a floating point tensor"):
+        prepend_tokens(x, m, torch.ones(1, 8, dtype=torch.long))
+    with pytest.raises(ValueError, match="mask: expected device meta .of x., got cpu"):
+        prepend_tokens(x.to("meta"), m, torch.ones(1, 8))
+
+
+def test_track_sizes_refuse_pairs_outside_the_frame_mask():
+    from dsgg_layers import track_sizes
+
+    mask = torch.zeros(1, 4, 1, dtype=torch.bool)
+    mask[0, :3, 0] = True
+    with pytest.raises(ValueError, match="frame_mask: a pair exists in a frame slot"):
+        track_sizes(mask, torch.tensor([[True, False, False, False]]))
+
+
+@pytest.mark.parametrize("sizes", [[], torch.zeros(0, 2, dtype=torch.long)])
+def test_no_videos_make_no_batches(sizes):
+    from dsgg_layers import BucketBatchSampler, bucket_batches
+
+    assert bucket_batches(sizes) == []
+    assert list(BucketBatchSampler(sizes)) == []
+
+
+def test_fractional_sizes_are_refused():
+    from dsgg_layers import bucket_batches
+
+    with pytest.raises(TypeError, match="sizes: expected integer"):
+        bucket_batches([(1.5, 2)])
