@@ -35,6 +35,7 @@ __all__ = [
     "check_fill",
     "check_finite",
     "check_int",
+    "check_param_dtype",
     "check_positive",
     "check_tensor",
     "values_readable",
@@ -218,6 +219,32 @@ def check_int(value: object, name: str) -> None:
     """Raise ``TypeError`` naming ``name`` unless ``value`` is an int (not a bool)."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name}: expected an int, got {value!r}")
+
+
+def _autocasting(device_type: str) -> bool:
+    try:
+        return bool(torch.is_autocast_enabled(device_type))
+    except TypeError:  # pragma: no cover - torch < 2.4 takes no device type
+        return (
+            bool(torch.is_autocast_enabled())
+            if device_type == "cuda"
+            else bool(torch.is_autocast_cpu_enabled())
+        )
+    except RuntimeError:  # a device without autocast (meta): nothing is cast there
+        return False
+
+
+def check_param_dtype(weight: Tensor, *named: tuple[str, Tensor | None]) -> None:
+    """Raise ``TypeError`` naming the argument whose dtype differs from the module's parameters
+    (``weight``), unless autocast is on for their device (then mixed dtypes are its job)."""
+    if _autocasting(weight.device.type):
+        return
+    for name, t in named:
+        if t is not None and t.dtype != weight.dtype:
+            raise TypeError(
+                f"{name}: expected dtype {weight.dtype} (the module's parameters; cast the module "
+                f"or run under torch.autocast), got {t.dtype}"
+            )
 
 
 def _is_compiling() -> bool:

@@ -54,7 +54,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dsgg_layers._checks import check_broadcastable, check_choice, check_positive, check_tensor
+from dsgg_layers._checks import (
+    check_broadcastable,
+    check_choice,
+    check_param_dtype,
+    check_positive,
+    check_tensor,
+)
 from dsgg_layers.rows import ValidRows, resolve_rows
 
 __all__ = [
@@ -278,6 +284,9 @@ class MaskedMultiheadAttention(nn.Module):
             )
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout: expected a probability in [0, 1), got {dropout}")
+        for name, d in (("kdim", kdim), ("vdim", vdim)):
+            if d is not None:
+                check_positive(d, name)
         self.embed_dim = embed_dim
         self.num_heads = num_heads
         self.head_dim = embed_dim // num_heads
@@ -344,6 +353,10 @@ class MaskedMultiheadAttention(nn.Module):
             check_broadcastable(query_pos, "query_pos", query.shape)
         if key_pos is not None:
             check_broadcastable(key_pos, "key_pos", key.shape)
+        for name, pos in (("query_pos", query_pos), ("key_pos", key_pos)):
+            if pos is not None:
+                check_tensor(pos, name, None, dims=dims, dtype="float")
+        check_param_dtype(self.q_proj.weight, ("query", query), ("key", key), ("value", value))
 
     def forward(
         self,
@@ -622,6 +635,17 @@ class TransformerEncoderLayer(_ResidualLayer):
         x = self._sublayer(x, attend, self.norm1, self.dropout1)
         return self._sublayer(x, self._feedforward, self.norm2, self.dropout2)
 
+    def _check_inputs(self, x: Tensor, mask: Tensor | None, pos: Tensor | None) -> None:
+        """Shapes, dtypes and devices of the caller's arguments, named as the caller names them."""
+        dims: dict[str, tuple[int, str]] = {}
+        check_tensor(x, "x", ("...", "N", self.d_model), dims=dims, dtype="float")
+        check_param_dtype(self.linear1.weight, ("x", x))
+        if mask is not None:
+            check_tensor(mask, "mask", tuple(x.shape[:-1]), dims=dims, dtype="bool")
+        if pos is not None:
+            check_tensor(pos, "pos", None, dims=dims, dtype="float")
+            check_broadcastable(pos, "pos", x.shape)
+
     def _resolve(
         self, x: Tensor, mask: Tensor | None, pos: Tensor | None, rows: ValidRows | None
     ) -> ValidRows | None:
@@ -678,6 +702,7 @@ class TransformerEncoderLayer(_ResidualLayer):
         rows: ValidRows | None = None,
     ) -> Tensor | tuple[Tensor, Tensor]:
         """Encode ``x``; returns ``(output, weights)`` when ``need_weights`` is true."""
+        self._check_inputs(x, mask, pos)
         resolved = (
             None if attn_mask is not None or need_weights else self._resolve(x, mask, pos, rows)
         )
@@ -798,6 +823,8 @@ class TransformerDecoderLayer(_ResidualLayer):
         self.activation = _activation(activation)
         self.norm_first = norm_first
         self.d_model = d_model
+        if memory_dim is not None:
+            check_positive(memory_dim, "memory_dim")
         self.memory_dim = d_model if memory_dim is None else memory_dim
         self.self_attn = (
             MaskedMultiheadAttention(d_model, nhead, dropout=dropout, skip_padding=skip_padding)
@@ -866,6 +893,28 @@ class TransformerDecoderLayer(_ResidualLayer):
         check_tensor(memory, "memory", ("...", "S", self.memory_dim), dims=dims, dtype="float")
         return queries, keys
 
+    def _check_inputs(
+        self,
+        x: Tensor,
+        memory: Tensor,
+        mask: Tensor | None,
+        memory_mask: Tensor | None,
+        query_pos: Tensor | None,
+        memory_pos: Tensor | None,
+    ) -> None:
+        """Shapes, dtypes and devices of the caller's arguments, named as the caller names them."""
+        dims: dict[str, tuple[int, str]] = {}
+        check_tensor(x, "x", ("...", "L", self.d_model), dims=dims, dtype="float")
+        check_tensor(memory, "memory", ("...", "S", self.memory_dim), dims=dims, dtype="float")
+        check_param_dtype(self.linear1.weight, ("x", x), ("memory", memory))
+        for value, name, like in ((mask, "mask", x), (memory_mask, "memory_mask", memory)):
+            if value is not None:
+                check_tensor(value, name, tuple(like.shape[:-1]), dims=dims, dtype="bool")
+        for value, name, like in ((query_pos, "query_pos", x), (memory_pos, "memory_pos", memory)):
+            if value is not None:
+                check_tensor(value, name, None, dims=dims, dtype="float")
+                check_broadcastable(value, name, like.shape)
+
     def forward_rows(
         self,
         x: Tensor,
@@ -905,6 +954,7 @@ class TransformerDecoderLayer(_ResidualLayer):
 
         Returns ``out``, or ``(out, (w_self, w_cross))`` when ``need_weights`` is true.
         """
+        self._check_inputs(x, memory, mask, memory_mask, query_pos, memory_pos)
         plain = self_attn_mask is None and cross_attn_mask is None and not need_weights
         resolved = self._resolve(x, memory, mask, memory_mask, rows, memory_rows) if plain else None
         if resolved is not None:
@@ -980,6 +1030,8 @@ class _LayerStack(nn.Module):
         if not isinstance(layer, kind):
             raise TypeError(f"layer: expected a {kind.__name__}, got {type(layer).__name__}")
         check_positive(num_layers, "num_layers")
+        if norm is not None and not isinstance(norm, nn.Module):
+            raise TypeError(f"norm: expected an nn.Module or None, got {type(norm).__name__}")
         self.layers = nn.ModuleList(copy.deepcopy(layer) for _ in range(num_layers))
         self.norm = norm
         self.reset_parameters()
@@ -1039,6 +1091,7 @@ class TransformerEncoder(_LayerStack):
     ) -> Tensor:
         """Run the layers in turn (on the valid rows throughout, when the layers skip padding)."""
         first: TransformerEncoderLayer = self.layers[0]
+        first._check_inputs(x, mask, pos)
         resolved = None if attn_mask is not None else first._resolve(x, mask, pos, rows)
         if resolved is not None:
             return _encode_rows(self.layers, self.norm, x, resolved, pos)
@@ -1089,6 +1142,7 @@ class TransformerDecoder(_LayerStack):
     ) -> Tensor:
         """Run the layers in turn (on the valid rows throughout, when the layers skip padding)."""
         first: TransformerDecoderLayer = self.layers[0]
+        first._check_inputs(x, memory, mask, memory_mask, query_pos, memory_pos)
         plain = self_attn_mask is None and cross_attn_mask is None
         resolved = (
             first._resolve(x, memory, mask, memory_mask, rows, memory_rows) if plain else None

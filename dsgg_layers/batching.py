@@ -165,6 +165,14 @@ def padding_fraction(
         0.25
     """
     t = _sizes(sizes)
+    seen: set[int] = set()
+    for b in batches:
+        for i in b:
+            if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < len(t) or i in seen:
+                raise ValueError(
+                    f"batches: expected int indices in [0, {len(t)}), each at most once, got {i!r}"
+                )
+            seen.add(i)
     padded = sum(len(b) * int(t[b, 0].max()) * int(t[b, 1].max()) for b in batches if len(b))
     used = sum(int(t[i, 0]) * int(t[i, 1]) for b in batches for i in b)
     return 0.0 if padded == 0 else 1.0 - used / padded
@@ -213,6 +221,10 @@ class BucketBatchSampler(Sampler[list[int]]):
         check_positive(max_videos, "max_videos")
         check_positive(bucket_size, "bucket_size")
         check_positive(num_replicas, "num_replicas")
+        if max_cells is not None:
+            check_positive(max_cells, "max_cells")
+        check_positive(seed, "seed", allow_zero=True)
+        check_positive(rank, "rank", allow_zero=True)
         if not 0 <= rank < num_replicas:
             raise ValueError(f"rank: expected 0 <= rank < num_replicas={num_replicas}, got {rank}")
         self.max_videos, self.max_cells = max_videos, max_cells
@@ -222,6 +234,7 @@ class BucketBatchSampler(Sampler[list[int]]):
 
     def set_epoch(self, epoch: int) -> None:
         """Use ``seed + epoch`` for the next iteration."""
+        check_positive(epoch, "epoch", allow_zero=True)
         self.epoch = epoch
 
     def _batches(self) -> list[list[int]]:

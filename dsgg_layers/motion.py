@@ -26,8 +26,10 @@ import torch
 from torch import Tensor, nn
 
 from dsgg_layers._checks import (
+    _autocasting,
     check_choice,
     check_finite,
+    check_param_dtype,
     check_positive,
     check_tensor,
     values_readable,
@@ -335,6 +337,9 @@ class MotionFeatureExtractor(nn.Module):
         scaled = attrs * self.attribute_scale.to(attrs.dtype)
         if self.standardize:
             scaled = self._standardize(scaled, mask)
+        weight = self.mlp[0].weight
+        if not _autocasting(weight.device.type):
+            scaled = scaled.to(weight.dtype)  # attributes of boxes in any dtype meet the MLP's
         resolved = resolve_rows(True, mask, scaled.shape[:-1], rows)
         if resolved is not None:  # the MLP on existing pairs only
             feats = resolved.scatter(self.mlp(resolved.gather(scaled)))
@@ -437,6 +442,7 @@ class MotionInteraction(nn.Module):
         dims: dict[str, tuple[int, str]] = {}
         check_tensor(spatial, "spatial", ("...", "P", self.d_model), dims=dims, dtype="float")
         check_tensor(motion, "motion", ("...", "P", self.d_model), dims=dims, dtype="float")
+        check_param_dtype(self.norm.weight, ("spatial", spatial), ("motion", motion))
         if mask is not None:
             check_tensor(mask, "mask", ("...", "P"), dims=dims, dtype="bool")
             spatial = spatial.masked_fill(~mask.unsqueeze(-1), 0.0)  # padding never leaks

@@ -45,7 +45,10 @@ def sinusoidal_positions(
         - output: ``(..., dim)``
 
     Raises:
-        ValueError: ``dim`` is not a positive even number.
+        TypeError: ``positions`` is neither an int nor a real tensor, or ``dtype`` is not a
+            floating point dtype.
+        ValueError: ``dim`` is not a positive even number, ``n`` is negative, or ``base`` is
+            not positive and finite.
 
     Examples:
         >>> sinusoidal_positions(3, 4)
@@ -56,8 +59,16 @@ def sinusoidal_positions(
     check_positive(dim, "dim")
     if dim % 2:
         raise ValueError(f"dim: expected an even width, got {dim}")
+    check_positive(base, "base", integer=False)
+    if isinstance(positions, bool) or not isinstance(positions, int | Tensor):
+        raise TypeError(f"positions: expected an int n or a tensor of positions, got {positions!r}")
     if isinstance(positions, int):
+        check_positive(positions, "positions", allow_zero=True)
         positions = torch.arange(positions, device=device)
+    elif positions.dtype == torch.bool or positions.is_complex():
+        raise TypeError(f"positions: expected integer or real positions, got {positions.dtype}")
+    if dtype is not None and not dtype.is_floating_point:
+        raise TypeError(f"dtype: expected a floating point dtype, got {dtype}")
     dtype = dtype or torch.get_default_dtype()
     half = dim // 2
     freq = torch.exp(
@@ -99,6 +110,7 @@ class LearnedPositions(nn.Module):
         super().__init__()
         check_positive(num_positions, "num_positions")
         check_positive(dim, "dim")
+        check_positive(std, "std", integer=False)
         self.num_positions, self.dim, self.std = num_positions, dim, float(std)
         self.weight = nn.Parameter(torch.empty(num_positions, dim))
         self.reset_parameters()
@@ -123,7 +135,7 @@ class LearnedPositions(nn.Module):
                     f"got {index}"
                 )
             return self.weight[:index]
-        check_tensor(index, "index", ("...",), dtype="int")
+        check_tensor(index, "index", ("...",), dtype=(torch.int64, torch.int32))
         if index.numel() and index.device.type == "cpu" and not _is_compiling():  # no sync
             lo, hi = int(index.min()), int(index.max())
             if lo < 0 or hi >= self.num_positions:

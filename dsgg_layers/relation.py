@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dsgg_layers._checks import check_positive, check_tensor
+from dsgg_layers._checks import check_positive, check_tensor, values_readable
 from dsgg_layers.attention import TransformerEncoder, TransformerEncoderLayer
 from dsgg_layers.positions import sinusoidal_positions
 from dsgg_layers.rows import ValidRows
@@ -171,11 +171,15 @@ class SpatialTemporalEncoder(nn.Module):
 
         ``frame_mask (..., T)`` marks a video's real frame slots (a prefix); it matters only with
         ``temporal_window``, whose windows must not run into the padding. By default a video's
-        frames run up to its last frame slot in which some pair exists.
+        frames run up to its last frame slot in which some pair exists. A pair outside it is an
+        error (checked on the CPU; its output would be 0).
         """
         self._check(x, mask)
         if frame_mask is not None:
-            check_tensor(frame_mask, "frame_mask", (*mask.shape[:-1],), dtype="bool")
+            check_tensor(frame_mask, "frame_mask", (*mask.shape[:-1],),
+                         dims={"<device>": (mask.device, "mask")}, dtype="bool")  # fmt: skip
+            if values_readable(mask) and bool((mask.any(-1) & ~frame_mask).any()):
+                raise ValueError("frame_mask: a pair exists in a frame slot it marks as not real")
         if self.temporal is None:
             return x.masked_fill(~mask.unsqueeze(-1), 0.0)
         xt, mt = x.transpose(-3, -2), mask.transpose(-2, -1)  # (..., P, T, D): along each track

@@ -17,7 +17,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from dsgg_layers._checks import check_choice, check_positive, check_tensor
+from dsgg_layers._checks import check_choice, check_param_dtype, check_positive, check_tensor
 
 __all__ = ["ActionSemanticMatcher"]
 
@@ -167,6 +167,7 @@ class ActionSemanticMatcher(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """Logits of every class for every relation feature."""
         check_tensor(x, "input", ("...", self.in_features), dtype="float")
+        check_param_dtype(self.proj.weight, ("input", x))
         f = self.proj(x)
         text = self.text_embeddings.to(f.dtype)
         if self.similarity == "cosine":

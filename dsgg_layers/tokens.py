@@ -185,6 +185,8 @@ class LearnableTokens(nn.Module):
         super().__init__()
         check_positive(num_tokens, "num_tokens")
         check_positive(d_model, "d_model")
+        check_positive(std, "std", integer=False)
+        check_int(dim, "dim")
         self.num_tokens, self.d_model, self.dim, self.std = num_tokens, d_model, dim, float(std)
         self.tokens = nn.Parameter(torch.empty(num_tokens, d_model))
         self.reset_parameters()

@@ -987,3 +987,132 @@ def test_fractional_sizes_are_refused():
 
     with pytest.raises(TypeError, match="sizes: expected integer"):
         bucket_batches([(1.5, 2)])
+
+
+def test_windowed_temporal_encoder_refuses_pairs_outside_the_frame_mask():
+    from dsgg_layers import SpatialTemporalEncoder
+
+    blk = SpatialTemporalEncoder(16, 4, 32, temporal_layers=1, temporal_window=2).eval()
+    x, m = torch.randn(1, 6, 2, 16), torch.ones(1, 6, 2, dtype=torch.bool)
+    frame_mask = torch.tensor([[True, True, True, False, False, False]])
+    with pytest.raises(ValueError, match="frame_mask: a pair exists in a frame slot"):
+        blk(x, m, frame_mask)
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (lambda f: f(-3, 4), ValueError, "positions: expected a value >= 0"),
+        (lambda f: f(3.0, 4), TypeError, "positions: expected an int n or a tensor"),
+        (lambda f: f(3, 4, base=NAN), ValueError, "base: expected a finite number"),
+        (lambda f: f(3, 4, base=0.0), ValueError, "base: expected a value > 0"),
+        (lambda f: f(3, 4, dtype=torch.long), TypeError, "dtype: expected a floating point"),
+    ],
+)
+def test_sinusoidal_positions_arguments_are_named(call, error, message):
+    from dsgg_layers import sinusoidal_positions
+
+    with pytest.raises(error, match=message):
+        call(sinusoidal_positions)
+
+
+@pytest.mark.parametrize("std", [-1.0, 0.0, NAN])
+def test_initialisation_std_is_checked(std):
+    from dsgg_layers import LearnableTokens, LearnedPositions
+
+    for cls in (LearnedPositions, LearnableTokens):
+        with pytest.raises(ValueError, match="std: expected"):
+            cls(2, 8, std=std)
+
+
+def test_learned_positions_refuse_uint8_indices():
+    from dsgg_layers import LearnedPositions
+
+    with pytest.raises(TypeError, match="index: expected torch.int64 or torch.int32"):
+        LearnedPositions(4, 8)(torch.tensor([1], dtype=torch.uint8))
+
+
+@pytest.mark.parametrize("batches", [[[0, -1]], [[1, 1]], [[0, 5]], [[0.0, 1.0]]])
+def test_padding_fraction_checks_its_batches(batches):
+    from dsgg_layers import padding_fraction
+
+    with pytest.raises(ValueError, match="batches: expected int indices in"):
+        padding_fraction([(2, 1), (4, 1)], batches)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"max_cells": 0}, ValueError, "max_cells: expected a value > 0"),
+        ({"num_replicas": 2, "rank": 0.5}, TypeError, "rank: expected an int"),
+        ({"seed": 1.5}, TypeError, "seed: expected an int"),
+        ({"seed": None}, TypeError, "seed: expected an int"),
+    ],
+)
+def test_bucket_sampler_arguments_are_checked_at_construction(kwargs, error, message):
+    from dsgg_layers import BucketBatchSampler
+
+    with pytest.raises(error, match=message):
+        BucketBatchSampler([(5, 1), (20, 3)], **kwargs)
+
+
+def test_encoder_and_decoder_errors_name_the_callers_arguments():
+    from dsgg_layers import TransformerDecoderLayer, TransformerEncoder, TransformerEncoderLayer
+
+    layer = TransformerEncoderLayer(16, 4, 32)
+    x = torch.randn(2, 3, 5, 16)
+    with pytest.raises(ValueError, match=r"mask: expected shape \(2, 3, 5\)"):
+        layer(x, torch.ones(2, 3, 4, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"mask: expected shape \(2, 3, 5\)"):
+        TransformerEncoder(layer, 2)(x, torch.ones(2, 3, 4, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"x: expected shape \(\.\.\., N, 16\)"):
+        layer(x[..., :8])
+    dec = TransformerDecoderLayer(16, 4, 32)
+    q, mem = torch.randn(2, 5, 16), torch.randn(2, 7, 16)
+    m, mm = torch.ones(2, 5, dtype=torch.bool), torch.ones(2, 7, dtype=torch.bool)
+    with pytest.raises(ValueError, match="query_pos: expected a shape that broadcasts"):
+        dec(q, mem, m, mm, query_pos=torch.zeros(4, 16))
+    with pytest.raises(ValueError, match="memory_pos: expected a shape that broadcasts"):
+        dec(q, mem, m, mm, memory_pos=torch.zeros(4, 16))
+    with pytest.raises(ValueError, match=r"memory_mask: expected shape \(2, 7\)"):
+        dec(q, mem, m, torch.ones(2, 6, dtype=torch.bool))
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (lambda a: a.MaskedMultiheadAttention(16, 4, kdim=0), ValueError, "kdim: expected a value"),
+        (lambda a: a.MaskedMultiheadAttention(16, 4, vdim=2.5), TypeError, "vdim: expected an int"),
+        (lambda a: a.TransformerDecoderLayer(16, 4, 32, memory_dim=0), ValueError, "memory_dim:"),
+        (
+            lambda a: a.TransformerEncoder(a.TransformerEncoderLayer(16, 4), 1, norm=5),
+            TypeError,
+            "norm: expected an nn.Module or None",
+        ),
+    ],
+)
+def test_attention_constructor_arguments_are_named(call, error, message):
+    from dsgg_layers import attention
+
+    with pytest.raises(error, match=message):
+        call(attention)
+
+
+def test_inputs_of_another_dtype_than_the_parameters_are_named_outside_autocast():
+    from dsgg_layers import ActionSemanticMatcher, MotionInteraction, TransformerEncoderLayer
+
+    x, m = torch.randn(2, 3, 16).half(), torch.ones(2, 3, dtype=torch.bool)
+    with pytest.raises(TypeError, match="x: expected dtype torch.float32 .the module's param"):
+        TransformerEncoderLayer(16, 4)(x, m)
+    with pytest.raises(TypeError, match="spatial: expected dtype torch.float32"):
+        MotionInteraction(16, 4)(x, x, m)
+    with pytest.raises(TypeError, match="input: expected dtype torch.float32"):
+        ActionSemanticMatcher(16, torch.randn(5, 8))(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # under autocast, mixed dtypes are fine
+        assert torch.isfinite(TransformerEncoderLayer(16, 4)(x.bfloat16(), m).float()).all()
+
+
+def test_half_precision_boxes_meet_a_float32_motion_extractor():
+    s, o, m = _track()
+    out = MotionFeatureExtractor(8).eval()(s.half(), o.half(), m)
+    assert out.dtype == torch.float32 and torch.isfinite(out).all()
