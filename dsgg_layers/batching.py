@@ -292,6 +292,11 @@ def collate_tracks(
         >>> x.shape, m.sum().item()
         (torch.Size([2, 4, 2, 3]), 10)
     """
+    for name, value in (("tensors", tensors), ("masks", masks)):
+        if isinstance(value, Tensor) or not isinstance(value, Sequence):
+            raise TypeError(
+                f"{name}: expected a sequence (list) of tensors, got {type(value).__name__}"
+            )
     if not tensors:
         raise ValueError("tensors: expected at least one tensor, got none")
     if len(tensors) != len(masks):

@@ -37,8 +37,19 @@ BoxFormat = Literal["xyxy", "xywh", "cxcywh"]
 _FORMATS = ("xyxy", "xywh", "cxcywh")
 
 
-def _check_boxes(boxes: object, name: str) -> Tensor:
-    return check_tensor(boxes, name, ("...", 4), dtype="float")
+def _check_boxes(
+    boxes: object, name: str, dims: dict[str, tuple[int, str]] | None = None
+) -> Tensor:
+    return check_tensor(boxes, name, ("...", 4), dims=dims, dtype="float")
+
+
+def _check_pair(boxes1: object, boxes2: object) -> None:
+    """Both box arguments: floating point ``(..., 4)`` tensors on one device."""
+    dims: dict[str, tuple[int, str]] = {}
+    _check_boxes(boxes1, "boxes1", {})
+    _check_boxes(boxes2, "boxes2", {})
+    check_tensor(boxes1, "boxes1", None, dims=dims)
+    check_tensor(boxes2, "boxes2", None, dims=dims)
 
 
 def _upcast(boxes: Tensor) -> Tensor:
@@ -163,8 +174,7 @@ def box_union(boxes1: Tensor, boxes2: Tensor) -> Tensor:
         >>> box_union(torch.tensor([0.0, 0.0, 2.0, 2.0]), torch.tensor([1.0, -1.0, 3.0, 1.0]))
         tensor([ 0., -1.,  3.,  2.])
     """
-    _check_boxes(boxes1, "boxes1")
-    _check_boxes(boxes2, "boxes2")
+    _check_pair(boxes1, boxes2)
     _check_broadcast(boxes1, boxes2)
     lt = torch.minimum(boxes1[..., :2], boxes2[..., :2])
     rb = torch.maximum(boxes1[..., 2:], boxes2[..., 2:])
@@ -233,8 +243,7 @@ def elementwise_box_iou(boxes1: Tensor, boxes2: Tensor, *, legacy: bool = False)
         >>> elementwise_box_iou(a, b)
         tensor([0.3333, 0.0000])
     """
-    _check_boxes(boxes1, "boxes1")
-    _check_boxes(boxes2, "boxes2")
+    _check_pair(boxes1, boxes2)
     _check_broadcast(boxes1, boxes2)
     return _iou(boxes1, boxes2, legacy)
 
@@ -267,6 +276,7 @@ def box_iou(boxes1: Tensor, boxes2: Tensor, *, legacy: bool = False) -> Tensor:
     """
     check_tensor(boxes1, "boxes1", ("...", "N", 4), dtype="float")
     check_tensor(boxes2, "boxes2", ("...", "M", 4), dtype="float")
+    _check_pair(boxes1, boxes2)
     try:
         torch.broadcast_shapes(boxes1.shape[:-2], boxes2.shape[:-2])
     except RuntimeError:
@@ -318,9 +328,16 @@ def image_size_like(
                 f"{name}: expected (width, height) or a tensor (2,), (B, 2) or (..., 2), got "
                 f"{image_size!r}"
             )
-        if not all(isinstance(v, (int, float)) and 0 < v < math.inf for v in image_size):
+        if not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < math.inf
+            for v in image_size
+        ):
             raise ValueError(f"{name}: expected positive finite sizes, got {tuple(image_size)}")
         return torch.tensor(image_size, dtype=boxes.dtype, device=boxes.device)
+    if image_size.device != boxes.device:
+        raise ValueError(
+            f"{name}: expected device {boxes.device} (of the boxes), got {image_size.device}"
+        )
     if values_readable(image_size) and not bool(
         ((image_size > 0) & torch.isfinite(image_size)).all()
     ):

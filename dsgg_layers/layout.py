@@ -427,6 +427,8 @@ def person_object_pairs(
     """
     dims: dict[str, tuple[int, str]] = {}
     check_tensor(boxes, "boxes", ("N", 4), dims=dims, dtype="float")
+    if isinstance(person_label, bool) or not isinstance(person_label, int):
+        raise TypeError(f"person_label: expected an int, got {person_label!r}")
     check_tensor(labels, "labels", ("N",), dims=dims, dtype="int")
     check_tensor(video_ids, "video_ids", ("N",), dims=dims, dtype="int")
     check_tensor(frame_ids, "frame_ids", ("N",), dims=dims, dtype="int")

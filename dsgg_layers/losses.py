@@ -119,7 +119,7 @@ def category_weighted_bce(
         return F.binary_cross_entropy_with_logits(
             logits, targets, weight=weight, reduction=reduction
         )
-    check_tensor(mask, "mask", tuple(logits.shape[:-1]), dtype="bool")
+    check_tensor(mask, "mask", tuple(logits.shape[:-1]), dims=dims, dtype="bool")
     _check_targets(targets, mask)
     # masked samples may hold anything (NaN, inf): replace them before the loss, so that no
     # 0 * NaN reaches the sum or the gradient

@@ -110,6 +110,7 @@ def motion_attributes(
     check_tensor(object_boxes, "object_boxes", ("...", "T", "P", 4), dims=dims, dtype="float")
     check_tensor(mask, "mask", ("...", "T", "P"), dims=dims, dtype="bool")
     check_positive(window, "window")
+    check_positive(eps, "eps", integer=False, allow_zero=True)
     if frame_times is not None:
         check_tensor(frame_times, "frame_times", ("...", "T"), dims=dims)
     check_finite(subject_boxes, "subject_boxes", mask)  # CPU only: no device sync

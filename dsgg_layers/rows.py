@@ -125,8 +125,19 @@ class ValidRows:
 
     def gather(self, x: Tensor) -> Tensor:
         """The valid rows of ``x``; ``x`` may broadcast over the leading dims (positions)."""
+        if not isinstance(x, Tensor) or x.dim() < 1:
+            raise TypeError(f"x: expected a tensor (..., {self.shape[-1] if self.shape else 1}, C)")
         C = x.shape[-1]
+        if x.device != self.device:
+            raise ValueError(f"x: expected device {self.device} (of the rows), got {x.device}")
         if x.shape[:-1] != self.shape:
+            try:
+                torch.broadcast_shapes(x.shape[:-1], self.shape)
+            except RuntimeError:
+                raise ValueError(
+                    f"x: expected a shape that broadcasts to {(*self.shape, C)}, got "
+                    f"{tuple(x.shape)}"
+                ) from None
             L = self.shape[-1] if self.shape else 1
             if x.dim() >= 2 and x.shape[-2] == L and math.prod(x.shape[:-2]) == 1:
                 # (L, C) broadcast over the leading dims: row i sits at position i mod L.
@@ -136,6 +147,7 @@ class ValidRows:
 
     def scatter(self, rows: Tensor) -> Tensor:
         """The grid ``(..., L, C)`` holding ``rows`` at the valid entries and 0 elsewhere."""
+        check_tensor(rows, "rows", (len(self), "C"), dims={"<device>": (self.device, "the rows")})
         C = rows.shape[-1]
         grid = rows.new_zeros(math.prod(self.shape), C)
         return grid.index_copy_(0, self.index, rows).view(*self.shape, C)

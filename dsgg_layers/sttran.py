@@ -92,6 +92,12 @@ class STTranPairs:
 
     def rows_to_padded(self, rows: Tensor, length: int) -> Tensor:
         """Rows ``(Q, D)`` -> STTran's frame-padded ``(length, b, D)``, zeros at padding."""
+        check_tensor(rows, "rows", (int(self.frame_counts.sum()), "D"))
+        most = int(self.frame_counts.max()) if self.frame_counts.numel() else 0
+        if isinstance(length, bool) or not isinstance(length, int) or length < most:
+            raise ValueError(
+                f"length: expected an int >= the largest frame's pair count {most}, got {length!r}"
+            )
         mask = self._padded_mask(length)
         out = rows.new_zeros(mask.shape[0], length, rows.shape[-1])
         out[mask] = rows
@@ -102,6 +108,17 @@ def _as_tensor(entry: Mapping[str, Any], key: str) -> Tensor:
     if key not in entry:
         raise ValueError(f"entry: missing key {key!r} (has {sorted(entry)})")
     return torch.as_tensor(entry[key])
+
+
+def _gt_box(record: Mapping[str, Any], key: str, where: str, rows: bool = False) -> Tensor:
+    """One ``xyxy`` box of a ground-truth record (the first row of ``(n, 4)`` when ``rows``)."""
+    if not isinstance(record, Mapping) or key not in record:
+        raise ValueError(f"{where}: expected a dict with {key!r}")
+    box = torch.as_tensor(record[key], dtype=torch.float32)
+    box = box.reshape(-1, 4)[:1] if rows and box.numel() % 4 == 0 else box
+    if box.numel() != 4:
+        raise ValueError(f"{where}['{key}']: expected one xyxy box, got shape {tuple(box.shape)}")
+    return box.reshape(4)
 
 
 def _index_tensor(entry: Mapping[str, Any], key: str, size: int | None = None) -> Tensor:
@@ -197,6 +214,10 @@ def from_sttran(
     slot_frames = index.frame_ids  # (1, T): the im_idx of each slot
     if frame_times is not None:
         check_tensor(frame_times, "frame_times", (b,), dtype="int")
+        if b > 1 and bool((frame_times[1:] <= frame_times[:-1]).any()):
+            raise ValueError(
+                f"frame_times: expected increasing frame numbers, got {frame_times.tolist()[:8]}"
+            )
         slot_frames = frame_times.to(slot_frames.device)[slot_frames] * index.frame_mask
     subject_boxes, mask = flat_to_tracks(boxes[subj, 1:], index)
     return STTranPairs(
@@ -256,6 +277,8 @@ def link_tracks(
     check_tensor(frame_ids, "frame_ids", ("N",), dims=dims, dtype="int")
     if not 0.0 < iou_threshold <= 1.0:
         raise ValueError(f"iou_threshold: expected a value in (0, 1], got {iou_threshold}")
+    if isinstance(max_gap, bool) or not isinstance(max_gap, int):
+        raise TypeError(f"max_gap: expected an int, got {max_gap!r}")
     if max_gap < 1:
         raise ValueError(f"max_gap: expected an int >= 1, got {max_gap}")
     n = boxes.shape[0]
@@ -402,11 +425,14 @@ def sttran_to_tracks(
     sizes = [g.stop - g.start for g in groups]
     keys = ("attention_relationship", "spatial_relationship", "contacting_relationship")
     for f, frame in enumerate(gt_annotation):  # annotation parsing, not a forward pass
-        person = as_t(frame[0]["person_bbox"], torch.float32).reshape(-1, 4)[0]
+        person = _gt_box(frame[0], "person_bbox", f"gt_annotation[{f}][0]", rows=True)
         for j, obj in enumerate(frame[1:]):
+            where = f"gt_annotation[{f}][{j + 1}]"
+            if not isinstance(obj, Mapping) or "class" not in obj:
+                raise ValueError(f"{where}: expected a dict with 'class' and 'bbox'")
             g_mask[f, j] = True
             g_sub[f, j] = person
-            g_obj[f, j] = as_t(obj["bbox"], torch.float32).reshape(4)
+            g_obj[f, j] = _gt_box(obj, "bbox", where)
             g_lab[f, j] = int(obj["class"])
             for key, off, size in zip(keys, offsets, sizes, strict=True):
                 for r in (

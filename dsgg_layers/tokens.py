@@ -95,6 +95,10 @@ def prepend_tokens(
     else:
         check_tensor(token_mask, "token_mask", ("...",), dims={"<device>": dims["<device>"]},
                      dtype="bool")  # fmt: skip
+        if 0 < token_mask.dim() < mask.dim() - 1:  # broadcasts from the left, as torch does
+            token_mask = token_mask.reshape(
+                (1,) * (mask.dim() - 1 - token_mask.dim()) + tuple(token_mask.shape)
+            )
         group = token_mask.unsqueeze(axis) if token_mask.dim() else token_mask
     tmask_shape = list(mask.shape)
     tmask_shape[axis] = K

@@ -1116,3 +1116,141 @@ def test_half_precision_boxes_meet_a_float32_motion_extractor():
     s, o, m = _track()
     out = MotionFeatureExtractor(8).eval()(s.half(), o.half(), m)
     assert out.dtype == torch.float32 and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (
+            lambda: from_sttran_(frame_times=torch.tensor([20, 10])),
+            ValueError,
+            "frame_times: expected increasing frame numbers",
+        ),
+        (
+            lambda: from_sttran_().rows_to_padded(torch.ones(3, 4), 1),
+            ValueError,
+            r"rows: expected shape \(2, D\)",
+        ),
+        (
+            lambda: from_sttran_().rows_to_padded(torch.ones(2, 4), 0),
+            ValueError,
+            "length: expected an int >= the largest frame's pair count 1",
+        ),
+        (
+            lambda: from_sttran_().rows_to_padded(torch.ones(2), 1),
+            ValueError,
+            r"rows: expected shape \(2, D\)",
+        ),
+    ],
+)
+def test_sttran_pairs_arguments_are_checked(call, error, message):
+    with pytest.raises(error, match=message):
+        call()
+
+
+def from_sttran_(**kwargs):
+    from dsgg_layers import from_sttran
+
+    return from_sttran(_entry(), **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("gt", "message"),
+    [
+        (
+            [[{"person_bbox": [[0.0, 0, 10, 10]]}, {"bbox": [5.0, 5, 20, 20]}]],
+            r"gt_annotation\[0\]\[1\]: expected a dict with 'class'",
+        ),
+        (
+            [[{"person_bbox": [[0.0, 0, 10, 10]]}, {"class": 7, "bbox": [5.0, 5, 20]}]],
+            r"gt_annotation\[0\]\[1\]\['bbox'\]: expected one xyxy box",
+        ),
+        (
+            [[{"person_bbox": []}, {"class": 7, "bbox": [5.0, 5, 20, 20]}]],
+            r"gt_annotation\[0\]\[0\]\['person_bbox'\]: expected one xyxy box",
+        ),
+    ],
+)
+def test_malformed_sttran_ground_truth_is_named(gt, message):
+    entry = {"boxes": torch.tensor([[0, 0.0, 0, 10, 10], [0, 5, 5, 20, 20]]),
+             "labels": torch.tensor([1, 7]), "scores": torch.ones(2),
+             "pair_idx": torch.tensor([[0, 1]]), "im_idx": torch.tensor([0]),
+             "attention_distribution": torch.zeros(1, 3), "spatial_distribution": torch.rand(1, 6),
+             "contacting_distribution": torch.rand(1, 17)}  # fmt: skip
+    with pytest.raises(ValueError, match=message):
+        sttran_to_tracks(entry, gt)
+
+
+def test_valid_rows_name_wrong_shapes_and_devices():
+    from dsgg_layers import ValidRows
+
+    rows = ValidRows(torch.tensor([[True, False, True], [False, False, True]]))
+    with pytest.raises(ValueError, match="x: expected a shape that broadcasts to"):
+        rows.gather(torch.zeros(2, 4, 2))
+    with pytest.raises(ValueError, match=r"rows: expected shape \(3, C\), got \(5, 2\)"):
+        rows.scatter(torch.zeros(5, 2))
+    with pytest.raises(ValueError, match="rows: expected device cpu"):
+        rows.scatter(torch.zeros(3, 2, device="meta"))
+
+
+def test_a_frame_level_token_mask_broadcasts_over_videos():
+    from dsgg_layers import prepend_tokens
+
+    x, mask = torch.randn(2, 3, 4, 8), torch.ones(2, 3, 4, dtype=torch.bool)
+    _, m = prepend_tokens(x, mask, torch.randn(1, 8), token_mask=torch.tensor([True, False, True]))
+    assert m[..., 0].tolist() == [[True, False, True]] * 2
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (lambda d: d.motion_attributes(*_track(), eps=-1.0), ValueError, "eps: expected a value"),
+        (
+            lambda d: d.box_union(torch.zeros(1, 4), torch.zeros(1, 4, device="meta")),
+            ValueError,
+            "boxes2: expected device cpu .of boxes1.",
+        ),
+        (
+            lambda d: d.normalize_boxes(torch.zeros(1, 4), torch.ones(2, device="meta")),
+            ValueError,
+            "image_size: expected device cpu",
+        ),
+        (
+            lambda d: d.image_size_like((True, 10), torch.zeros(1, 4)),
+            ValueError,
+            "image_size: expected positive finite sizes",
+        ),
+        (
+            lambda d: d.category_weighted_bce(
+                torch.zeros(2, 3),
+                torch.zeros(2, 3),
+                torch.ones(3),
+                mask=torch.ones(2, dtype=torch.bool, device="meta"),
+            ),
+            ValueError,
+            "mask: expected device cpu .of logits.",
+        ),
+        (
+            lambda d: d.link_tracks(
+                torch.zeros(0, 4),
+                torch.zeros(0, dtype=torch.long),
+                torch.zeros(0, dtype=torch.long),
+                max_gap=1.0,
+            ),
+            TypeError,
+            "max_gap: expected an int",
+        ),
+        (
+            lambda d: d.collate_tracks(
+                torch.ones(2, 3, 1, 3), torch.ones(2, 3, 1, dtype=torch.bool)
+            ),
+            TypeError,
+            "tensors: expected a sequence",
+        ),
+    ],
+)
+def test_more_arguments_are_named(call, error, message):
+    import dsgg_layers
+
+    with pytest.raises(error, match=message):
+        call(dsgg_layers)
