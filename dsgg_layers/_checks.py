@@ -265,9 +265,14 @@ def check_finite(value: Tensor, name: str, where: Tensor | None = None) -> None:
     a bool mask over its leading dims, when given). A no-op where values are not readable."""
     if not values_readable(value, where):
         return
-    picked = value if where is None else value[where]
-    bad = ~torch.isfinite(picked)
+    if value.numel() == 0 or bool(torch.isfinite(value.sum(dtype=torch.float64))):
+        return  # one pass, no temporaries: the sum of finite values is finite
+    bad = ~torch.isfinite(value)
+    if where is not None:  # reduce to where's dims without gathering: no copy on the happy path
+        bad = bad.reshape(*where.shape, -1).any(-1) & where
     if bool(bad.any()):
+        picked = value if where is None else value[where]
+        bad = ~torch.isfinite(picked)
         first = picked[bad][0].item()
         at = " at a valid position" if where is not None else ""
         raise ValueError(

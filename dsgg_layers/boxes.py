@@ -191,17 +191,25 @@ def _check_broadcast(boxes1: Tensor, boxes2: Tensor) -> None:
         ) from None
 
 
-def _iou(boxes1: Tensor, boxes2: Tensor, legacy: bool) -> Tensor:
+def _iou(boxes1: Tensor, boxes2: Tensor, legacy: bool, *, finite: bool = False) -> Tensor:
     """IoU of broadcast-aligned xyxy boxes (no checks), computed in at least float32 and
-    returned in the boxes' (promoted) dtype: IoU lies in [0, 1], areas do not."""
+    returned in the boxes' (promoted) dtype: IoU lies in [0, 1], areas do not.
+
+    ``finite=True``: the caller knows the boxes that matter are finite and discards the rest
+    (the evaluator), so the non-finite guard is skipped (a non-finite box gives NaN there)."""
     dtype = torch.promote_types(boxes1.dtype, boxes2.dtype)
-    return _iou32(_upcast(boxes1), _upcast(boxes2), legacy).to(dtype)
+    iou = _iou_finite if finite else _iou32
+    return iou(_upcast(boxes1), _upcast(boxes2), legacy).to(dtype)
 
 
 def _iou32(boxes1: Tensor, boxes2: Tensor, legacy: bool) -> Tensor:
-    # A box with a NaN/Inf coordinate has IoU 0 with every box, and no gradient flows through
-    # it: the non-finite values are replaced before any arithmetic (0 * NaN would reach the
-    # other box's gradient through the max / min).
+    # A box with a NaN/Inf coordinate has IoU 0 with every box (the division guard gives 0), and
+    # no gradient flows through it: when a gradient is wanted, the non-finite values are
+    # replaced before any arithmetic (0 * NaN would reach the other box's gradient through the
+    # max / min). Without autograd the replacement is skipped: it costs a few passes over the
+    # boxes and changes no value.
+    if not (torch.is_grad_enabled() and (boxes1.requires_grad or boxes2.requires_grad)):
+        return _iou_finite(boxes1, boxes2, legacy)
     ok1, ok2 = torch.isfinite(boxes1).all(-1), torch.isfinite(boxes2).all(-1)
     boxes1 = torch.where(ok1.unsqueeze(-1), boxes1, 0.0)
     boxes2 = torch.where(ok2.unsqueeze(-1), boxes2, 0.0)

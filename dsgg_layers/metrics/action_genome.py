@@ -71,7 +71,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from dsgg_layers._checks import check_choice, check_positive, check_tensor
-from dsgg_layers.boxes import elementwise_box_iou
+from dsgg_layers.boxes import _iou
 from dsgg_layers.sttran import sttran_to_tracks
 from dsgg_layers.vocab import PREDICATE_GROUPS, PREDICATES
 
@@ -561,8 +561,10 @@ def _frame_state(
         "g", "subject_labels", G
     ).unsqueeze(1)
     same &= x["p_object_labels"].unsqueeze(2) == x["g_object_labels"].unsqueeze(1)
-    iou = lambda key: elementwise_box_iou(  # noqa: E731
-        x[f"p_{key}"].unsqueeze(2), x[f"g_{key}"].unsqueeze(1), legacy=legacy_iou
+    # the boxes of valid pairs were checked finite; NaN at padded pairs fails ">=" and is
+    # masked below, so the non-finite guard of the public IoU is not needed here
+    iou = lambda key: _iou(  # noqa: E731
+        x[f"p_{key}"].unsqueeze(2), x[f"g_{key}"].unsqueeze(1), legacy_iou, finite=True
     )
     iou_s, iou_o = iou("subject_boxes"), iou("object_boxes")
     pair_match = same & (iou_s >= iou_threshold) & (iou_o >= iou_threshold)
