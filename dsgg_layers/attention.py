@@ -135,6 +135,9 @@ def masked_attention(
     ):
         raise ValueError(f"scale: expected a positive finite number or None, got {scale!r}")
     check_tensor(value, "value", ("...", "H", "S", "*"), dims=dims, dtype="float")
+    for name, t in (("key", key), ("value", value)):
+        if t.dtype != query.dtype:
+            raise TypeError(f"{name}: expected the dtype of query ({query.dtype}), got {t.dtype}")
     *lead, H, L, _ = query.shape
     S = key.shape[-2]
     if key_mask is not None:
@@ -615,6 +618,7 @@ class TransformerEncoderLayer(_ResidualLayer):
         )
         self.linear1 = nn.Linear(d_model, dim_feedforward)
         self.linear2 = nn.Linear(dim_feedforward, d_model)
+        check_positive(layer_norm_eps, "layer_norm_eps", integer=False)
         self.norm1 = nn.LayerNorm(d_model, eps=layer_norm_eps)
         self.norm2 = nn.LayerNorm(d_model, eps=layer_norm_eps)
         self.dropout = nn.Dropout(dropout)
@@ -837,6 +841,7 @@ class TransformerDecoderLayer(_ResidualLayer):
         )  # fmt: skip
         self.linear1 = nn.Linear(d_model, dim_feedforward)
         self.linear2 = nn.Linear(dim_feedforward, d_model)
+        check_positive(layer_norm_eps, "layer_norm_eps", integer=False)
         self.norm1 = nn.LayerNorm(d_model, eps=layer_norm_eps) if self_attention else None
         self.norm2 = nn.LayerNorm(d_model, eps=layer_norm_eps)
         self.norm3 = nn.LayerNorm(d_model, eps=layer_norm_eps)

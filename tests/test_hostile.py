@@ -1254,3 +1254,20 @@ def test_more_arguments_are_named(call, error, message):
 
     with pytest.raises(error, match=message):
         call(dsgg_layers)
+
+
+@pytest.mark.parametrize("eps", [-1.0, NAN, 0.0])
+def test_layer_norm_eps_is_checked(eps):
+    from dsgg_layers import TransformerDecoderLayer, TransformerEncoderLayer
+
+    for cls in (TransformerEncoderLayer, TransformerDecoderLayer):
+        with pytest.raises(ValueError, match="layer_norm_eps: expected"):
+            cls(16, 4, 32, layer_norm_eps=eps)
+
+
+def test_masked_attention_names_a_key_of_another_dtype():
+    from dsgg_layers import masked_attention
+
+    q, k = torch.randn(2, 4, 3, 8), torch.randn(2, 4, 5, 8)
+    with pytest.raises(TypeError, match=r"key: expected the dtype of query \(torch.float32\)"):
+        masked_attention(q, k.double(), k)
