@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from dsgg_layers._checks import check_fill, check_tensor
+from dsgg_layers._checks import check_fill, check_tensor, values_readable
 from dsgg_layers.boxes import box_union
 
 __all__ = [
@@ -263,6 +263,17 @@ def _check_unique_slots(
 def _check_index(index: object) -> TrackIndex:
     if not isinstance(index, TrackIndex):
         raise TypeError(f"index: expected a TrackIndex, got {type(index).__name__}")
+    # A TrackIndex built by hand (not by build_track_index) may point outside its grid: checked
+    # where reading the coordinates is free (CPU), else the scatter fails inside torch.
+    if index.num_rows and values_readable(index.batch):
+        for name, coord, size in zip(("batch", "time", "track"),
+                                     (index.batch, index.time, index.track), index.shape,
+                                     strict=True):  # fmt: skip
+            if coord.shape != index.batch.shape or bool(((coord < 0) | (coord >= size)).any()):
+                raise ValueError(
+                    f"index: {name} coordinates outside the grid {index.shape} "
+                    f"(got {coord.min().item()}..{coord.max().item()})"
+                )
     return index
 
 

@@ -1271,3 +1271,14 @@ def test_masked_attention_names_a_key_of_another_dtype():
     q, k = torch.randn(2, 4, 3, 8), torch.randn(2, 4, 5, 8)
     with pytest.raises(TypeError, match=r"key: expected the dtype of query \(torch.float32\)"):
         masked_attention(q, k.double(), k)
+
+
+def test_a_hand_built_track_index_outside_its_grid_is_named():
+    from dsgg_layers import TrackIndex, flat_to_tracks
+
+    L = torch.tensor
+    index = TrackIndex(batch=L([0]), time=L([5]), track=L([0]), video_ids=L([0]),
+                       frame_ids=L([[0]]), frame_mask=L([[True]]), track_ids=L([[0]]),
+                       track_mask=L([[True]]))  # fmt: skip
+    with pytest.raises(ValueError, match=r"index: time coordinates outside the grid \(1, 1, 1\)"):
+        flat_to_tracks(L([1.0]), index)
