@@ -1,0 +1,308 @@
+"""Profile of the synthetic Action Genome benchmark: how hard it is, next to Action Genome.
+
+Trains an STTran-style baseline (pair features -> the library's `SpatialTemporalEncoder` ->
+three predicate-group heads: attention softmax, spatial and contacting sigmoid; an object
+classifier for SGCls) on the shared harness of `examples/`, with the harness's default budget,
+and prints its R@K / mR@K table beside STTran's numbers on Action Genome (as the MoSA paper
+reports them, Tables 1-2), the target bands, and the statistics the next papers rely on:
+
+- detected pairs without annotation in SGDet (RS-Net's negatives), per video;
+- the share of ground-truth pair-frames whose label set differs from the pair's previous frame
+  (TR²'s relation changes);
+- co-occurrence between the predicate groups: mutual information (bits) between the attention
+  predicate and the spatial / contacting predicates of a pair-frame (ARN's association);
+
+and writes a head-to-tail per-predicate recall chart beside the predicate frequency curve.
+
+    python benchmarks/synthetic_profile.py                 # seed 0, default budget
+    python benchmarks/synthetic_profile.py --seeds 0 1     # two seeds
+    python benchmarks/synthetic_profile.py --quick         # CI size
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "examples"))
+import harness  # noqa: E402  (examples/harness.py)
+
+from dsgg_layers import (  # noqa: E402
+    SpatialTemporalEncoder,
+    ValidRows,
+    box_iou,
+    label_frequencies,
+)
+from dsgg_layers.data import SyntheticActionGenome, SyntheticConfig, VideoGraph  # noqa: E402
+from dsgg_layers.metrics import predicate_probabilities  # noqa: E402
+from dsgg_layers.temporal import previous_frame_index  # noqa: E402
+from dsgg_layers.vocab import OBJECT_CLASSES, PREDICATE_GROUPS, PREDICATES  # noqa: E402
+
+# STTran on Action Genome, as the MoSA paper reports it (Tables 1-2): R@10/20/50 and mR@10/20/50,
+# with and without constraint.
+STTRAN_AG = {
+    "predcls": {"with/R": (68.6, 71.8, 71.8), "with/mR": (37.8, 40.1, 40.2),
+                "no/R": (77.9, 94.2, 99.1), "no/mR": (51.4, 67.7, 82.7)},
+    "sgcls": {"with/R": (46.4, 47.5, 47.5), "with/mR": (27.3, 28.0, 28.0),
+              "no/R": (54.0, 63.7, 66.4), "no/mR": (40.7, 50.1, 58.8)},
+    "sgdet": {"with/R": (25.2, 34.1, 37.0), "with/mR": (16.6, 20.8, 22.2),
+              "no/R": (24.6, 36.2, 48.8), "no/mR": (20.9, 29.7, 39.2)},
+}  # fmt: skip
+# The target bands of the benchmark for this baseline (R@20 / mR@20).
+BANDS = {
+    ("predcls", "with/R@20"): (66, 78), ("predcls", "with/mR@20"): (32, 48),
+    ("predcls", "no/R@20"): (90, 97), ("predcls", "no/mR@20"): (58, 76),
+    ("sgcls", "with/R@20"): (42, 54), ("sgcls", "with/mR@20"): (22, 34),
+    ("sgdet", "with/R@20"): (28, 40), ("sgdet", "with/mR@20"): (15, 27),
+}  # fmt: skip
+
+
+# --------------------------------------------------------------------------- the baseline
+
+
+class STTranBaseline(nn.Module):
+    """Pair features, the spatial-temporal block, three group heads; keeps the harness contract.
+
+    Attention is one label per pair (cross-entropy, softmax scores); spatial and contacting are
+    multi-label (binary cross-entropy, sigmoid scores), as STTran trains and scores them.
+    """
+
+    def __init__(self, feature_dim: int, union_dim: int, class_semantics: Tensor, d_model: int):
+        super().__init__()
+        self.register_buffer("class_semantics", class_semantics.float())
+        in_dim = 2 * feature_dim + union_dim + class_semantics.shape[1] + 8
+        self.pair_proj = nn.Sequential(nn.Linear(in_dim, d_model), nn.LayerNorm(d_model))
+        self.block = SpatialTemporalEncoder(d_model, 4, 2 * d_model, temporal_layers=2)
+        self.head = nn.Linear(d_model, len(PREDICATES))
+        self.object_classifier = nn.Linear(feature_dim, len(OBJECT_CLASSES))
+
+    def logits(self, g: VideoGraph, object_probs: Tensor | None, rows: ValidRows | None) -> Tensor:
+        boxes = torch.cat(g.normalized_boxes(), -1)
+        semantics = (
+            self.class_semantics[g.object_labels.clamp(min=0)]
+            if object_probs is None
+            else object_probs @ self.class_semantics
+        )
+        x = torch.cat(
+            (g.subject_features, g.object_features, g.union_features, semantics, boxes), -1
+        )
+        return self.head(self.block(self.pair_proj(x), g.mask, rows=rows))
+
+    def forward(self, g: VideoGraph, *, task: str = "predcls", rows: ValidRows | None = None):
+        if self.training:
+            logits = self.logits(g, None, rows).float()[g.mask]
+            target = g.relations[g.mask]
+            att = PREDICATE_GROUPS["attention"]
+            has_att = target[:, att].any(-1)
+            objects = self.classify(g)[g.mask]
+            return {
+                "attention": F.cross_entropy(logits[has_att][:, att],
+                                             target[has_att][:, att].float().argmax(-1))
+                if bool(has_att.any()) else logits.sum() * 0,
+                "spatial_contacting": F.binary_cross_entropy_with_logits(
+                    logits[:, att.stop :], target[:, att.stop :].float()
+                ),
+                "object": F.cross_entropy(objects, g.object_labels[g.mask]),
+            }  # fmt: skip
+        preds = {"mask": g.mask, "subject_boxes": g.subject_boxes, "object_boxes": g.object_boxes}
+        if task == "sgcls":
+            probs = self.classify(g).softmax(-1)
+            probs[..., 0] = 0  # the person is the subject, never an object
+            scores, labels = probs.max(-1)
+            logits = self.logits(g, probs / probs.sum(-1, keepdim=True), rows)
+            preds |= {"object_labels": labels, "object_scores": scores}
+        else:
+            logits = self.logits(g, None, rows)
+            preds["object_labels"] = g.object_labels
+            if g.object_scores is not None:
+                preds["object_scores"] = g.object_scores
+        preds["predicate_scores"] = predicate_probabilities(logits.float())
+        return preds
+
+    def classify(self, g: VideoGraph) -> Tensor:
+        return self.object_classifier(g.object_features).float()
+
+
+def build(args: argparse.Namespace, data: harness.Data) -> STTranBaseline:
+    g = data.train[0]
+    return STTranBaseline(
+        g.object_features.shape[-1], g.union_features.shape[-1], data.class_semantics, 128
+    )
+
+
+ASSEMBLY = harness.Assembly("sttran_baseline", "STTran-style baseline", build)
+
+
+# --------------------------------------------------------------------------- the statistics
+
+
+def unannotated_detections(videos: list[VideoGraph]) -> tuple[float, float]:
+    """Mean per SGDet video of detected pair tracks, and of those matching no annotated pair in
+    any of their frames (same class, both boxes IoU >= 0.5)."""
+    tracks, unmatched = [], []
+    for v in videos:
+        gt = v.ground_truth
+        iou_s = box_iou(v.subject_boxes[0], gt.subject_boxes[0])  # (T, P, G)
+        iou_o = box_iou(v.object_boxes[0], gt.object_boxes[0])
+        same = v.object_labels[0].unsqueeze(-1) == gt.object_labels[0].unsqueeze(-2)
+        hit = (iou_s >= 0.5) & (iou_o >= 0.5) & same & gt.mask[0].unsqueeze(-2)
+        hit = (hit.any(-1) & v.mask[0]).any(0)  # (P,): matched in some frame
+        exists = v.mask[0].any(0)
+        tracks.append(int(exists.sum()))
+        unmatched.append(int((exists & ~hit).sum()))
+    return sum(tracks) / len(tracks), sum(unmatched) / len(unmatched)
+
+
+def label_change_share(videos: list[VideoGraph]) -> float:
+    """Share of ground-truth pair-frames (with a previous frame) whose label set differs."""
+    changed = total = 0
+    for v in videos:
+        mask, rel = v.mask[0], v.relations[0]
+        prev = previous_frame_index(mask)
+        has_prev = (prev >= 0) & mask
+        before = torch.gather(rel, 0, prev.clamp(min=0).unsqueeze(-1).expand_as(rel))
+        differs = (before != rel).any(-1) & has_prev
+        changed += int(differs.sum())
+        total += int(has_prev.sum())
+    return changed / max(total, 1)
+
+
+def group_mutual_information(videos: list[VideoGraph]) -> dict[str, float]:
+    """Mutual information (bits) between the attention predicate of a pair-frame and each of its
+    spatial / contacting predicates (every label pair of a pair-frame counted once)."""
+    att = PREDICATE_GROUPS["attention"]
+    out = {}
+    for group in ("spatial", "contacting"):
+        sl = PREDICATE_GROUPS[group]
+        joint = torch.zeros(att.stop - att.start, sl.stop - sl.start, dtype=torch.float64)
+        for v in videos:
+            rel = v.relations[0][v.mask[0]].double()  # (N, 26)
+            joint += rel[:, att].T @ rel[:, sl]
+        p = joint / joint.sum().clamp(min=1)
+        pa, pb = p.sum(1, keepdim=True), p.sum(0, keepdim=True)
+        terms = torch.where(p > 0, p * torch.log2(p / (pa * pb).clamp(min=1e-30)), 0.0)
+        out[group] = float(terms.sum())
+    return out
+
+
+# --------------------------------------------------------------------------------- report
+
+
+def table(results: dict[str, dict[str, Tensor]]) -> list[str]:
+    lines = ["| run | R@10/20/50 with | mR@10/20/50 with | R@10/20/50 no | mR@10/20/50 no |",
+             "| --- | --- | --- | --- | --- |"]  # fmt: skip
+    for task in ("predcls", "sgcls", "sgdet"):
+        if task not in results:
+            continue
+        r = results[task]
+        kinds = (("with", "R"), ("with", "mR"), ("no", "R"), ("no", "mR"))
+        cells = [
+            " / ".join(f"{100 * float(r[f'{c}/{m}@{k}']):.1f}" for k in (10, 20, 50))
+            for c, m in kinds
+        ]
+        ag = STTRAN_AG[task]
+        ref = [
+            " / ".join(f"{v:.1f}" for v in ag[k]) for k in ("with/R", "with/mR", "no/R", "no/mR")
+        ]
+        lines.append(f"| {task}, synthetic (baseline) | " + " | ".join(cells) + " |")
+        lines.append(f"| {task}, Action Genome (STTran) | " + " | ".join(ref) + " |")
+    return lines
+
+
+def bands(results: dict[str, dict[str, Tensor]]) -> list[str]:
+    lines = ["| task | metric | baseline | band | inside |", "| --- | --- | --- | --- | --- |"]
+    for (task, key), (lo, hi) in BANDS.items():
+        if task in results:
+            v = 100 * float(results[task][key])
+            lines.append(
+                f"| {task} | {key} | {v:.1f} | {lo}-{hi} | {'yes' if lo <= v <= hi else 'no'} |"
+            )
+    return lines
+
+
+def chart(results: dict[str, Tensor], frequencies: Tensor, path: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    order = torch.argsort(frequencies, descending=True).tolist()
+    recall = results["with/recall_per_predicate@20"] * 100
+    fig, ax = plt.subplots(figsize=(12, 4))
+    ax.bar(range(len(order)), [float(recall[i]) for i in order], color="tab:blue")
+    ax.set_ylabel("PredCls R@20 with constraint (%)")
+    ax.set_ylim(0, 100)
+    ax.set_xticks(range(len(order)), [PREDICATES[i] for i in order], rotation=70, ha="right",
+                  fontsize=8)  # fmt: skip
+    freq = ax.twinx()
+    share = frequencies.double() / frequencies.sum()
+    freq.plot(
+        range(len(order)), [100 * float(share[i]) for i in order], color="tab:red", marker="."
+    )
+    freq.set_yscale("log")
+    freq.set_ylabel("share of training labels (%, log)", color="tab:red")
+    ax.set_title("STTran-style baseline on the synthetic benchmark: recall head to tail")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--quick", action="store_true", help="CI size (tiny data, 1 epoch)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", default=None, help="where the chart goes (default: a temp folder)")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    cfg = SyntheticConfig()
+    if args.quick:
+        cfg = cfg.replace(num_videos=40, num_test_videos=16)
+    detected = list(SyntheticActionGenome(cfg, split="test", mode="sgdet"))
+    train = list(SyntheticActionGenome(cfg, split="train"))
+    n_tracks, n_unmatched = unannotated_detections(detected)
+    mi = group_mutual_information(train)
+    print("# Synthetic benchmark profile\n")
+    print(f"- SGDet: {n_tracks:.1f} detected pair tracks a test video, {n_unmatched:.1f} of them "
+          "matching no annotated pair (RS-Net's negatives)")  # fmt: skip
+    print(f"- relation changes: {100 * label_change_share(train):.1f}% of ground-truth "
+          "pair-frames differ from the pair's previous frame (TR²)")  # fmt: skip
+    print(f"- group association: MI(attention; spatial) = {mi['spatial']:.3f} bits, "
+          f"MI(attention; contacting) = {mi['contacting']:.3f} bits (ARN)\n")  # fmt: skip
+    out = Path(args.out) if args.out else Path(tempfile.mkdtemp())
+    frequencies = label_frequencies(train)
+    for seed in args.seeds:
+        argv_h = ["--seed", str(seed), "--out", str(out / f"seed{seed}"), "--random-text",
+                  "--threads", str(args.threads), *(["--quick"] if args.quick else [])]  # fmt: skip
+        start = time.perf_counter()
+        with contextlib.redirect_stdout(io.StringIO()):
+            summary = harness.run(ASSEMBLY, argv_h)
+        seconds = time.perf_counter() - start
+        results = summary["results_tensors"]
+        print(f"## Seed {seed} ({seconds:.0f} s: training and evaluation, harness defaults)\n")
+        print("\n".join(table(results)) + "\n")
+        print("\n".join(bands(results)) + "\n")
+        top5 = set(torch.argsort(frequencies, descending=True)[:5].tolist())
+        per_predicate = results["predcls"]["with/recall_per_predicate@20"].tolist()
+        full = [PREDICATES[i] for i, v in enumerate(per_predicate) if v >= 1.0 and i not in top5]
+        print(f"predicates outside the five most frequent at 100% PredCls R@20: {full or 'none'}\n")
+        path = out / f"profile_seed{seed}.png"
+        if chart(results["predcls"], frequencies, path):
+            print(f"chart: {path}\n")
+
+
+if __name__ == "__main__":
+    main()
