@@ -266,9 +266,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--quick", action="store_true", help="CI size (tiny data, 1 epoch)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default=None, help="where the chart goes (default: a temp folder)")
+    p.add_argument("--synthetic", nargs="+", default=[], metavar="FIELD=VALUE",
+                   help="SyntheticConfig fields to change (as the harness's flag)")  # fmt: skip
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    cfg = SyntheticConfig()
+    cfg = SyntheticConfig().replace(**harness.synthetic_changes(args.synthetic))
     if args.quick:
         cfg = cfg.replace(num_videos=40, num_test_videos=16)
     detected = list(SyntheticActionGenome(cfg, split="test", mode="sgdet"))
@@ -286,7 +288,8 @@ def main(argv: list[str] | None = None) -> None:
     frequencies = label_frequencies(train)
     for seed in args.seeds:
         argv_h = ["--seed", str(seed), "--out", str(out / f"seed{seed}"), "--random-text",
-                  "--threads", str(args.threads), *(["--quick"] if args.quick else [])]  # fmt: skip
+                  "--threads", str(args.threads), *(["--quick"] if args.quick else []),
+                  *(["--synthetic", *args.synthetic] if args.synthetic else [])]  # fmt: skip
         start = time.perf_counter()
         with contextlib.redirect_stdout(io.StringIO()):
             summary = harness.run(ASSEMBLY, argv_h)

@@ -32,6 +32,7 @@ per pair when asked), ``results.json``, the per-predicate recall chart, checkpoi
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import random
@@ -67,6 +68,7 @@ __all__ = [
     "plot_per_predicate",
     "run",
     "seed_everything",
+    "synthetic_changes",
     "text_embeddings",
     "train_one_epoch",
 ]
@@ -133,6 +135,10 @@ def make_parser(assembly: Assembly) -> argparse.ArgumentParser:
     g.add_argument("--data-seed", type=int, default=0, help="seed of the synthetic benchmark")
     g.add_argument("--train-videos", type=int, default=None, help="synthetic training videos")
     g.add_argument("--quick", action="store_true", help="a tiny run (tests, CI)")
+    g.add_argument(
+        "--synthetic", nargs="+", default=[], metavar="FIELD=VALUE",
+        help="SyntheticConfig fields to change, e.g. feature_noise=2.0 frames=10,20",
+    )  # fmt: skip
     g = p.add_argument_group("training")
     g.add_argument("--epochs", type=int, default=25)
     g.add_argument("--batch-size", type=int, default=16, help="most videos a batch")
@@ -229,7 +235,7 @@ def load_data(args: argparse.Namespace) -> Data:
     PredCls and SGCls test videos (one list, shared), its detections the SGDet ones.
     """
     if args.ag_root is None:
-        cfg = SyntheticConfig(seed=args.data_seed)
+        cfg = SyntheticConfig(seed=args.data_seed).replace(**synthetic_changes(args.synthetic))
         if args.quick:
             cfg = cfg.replace(num_videos=40, num_test_videos=16)
         if args.train_videos is not None:
@@ -253,6 +259,26 @@ def load_data(args: argparse.Namespace) -> Data:
         )
     test = {task: videos for task, videos in test.items() if task in args.tasks}
     return Data(train_videos, test, semantics, label_frequencies(train_videos))
+
+
+def synthetic_changes(items: Sequence[str]) -> dict[str, Any]:
+    """``["feature_noise=2.0", "frames=10,20"]`` -> ``SyntheticConfig`` field changes (numbers,
+    and comma-separated pairs for the range fields).
+
+    Raises:
+        ValueError: an item is not ``FIELD=VALUE`` or names no field of ``SyntheticConfig``.
+    """
+    fields = {f.name: f for f in dataclasses.fields(SyntheticConfig)}
+    out: dict[str, Any] = {}
+    for item in items:
+        name, sep, raw = item.partition("=")
+        if not sep or name not in fields:
+            raise ValueError(
+                f"--synthetic: expected FIELD=VALUE with a SyntheticConfig field, got {item!r}"
+            )
+        parts = [float(v) if "." in v or "e" in v else int(v) for v in raw.split(",")]
+        out[name] = tuple(parts) if len(parts) > 1 else parts[0]
+    return out
 
 
 def text_embeddings(args: argparse.Namespace, prompts: Sequence[Any], dim: int = 512) -> Tensor:

@@ -222,3 +222,13 @@ def test_param_groups_reject_a_no_weight_decay_name_that_is_not_a_parameter():
     model.linear.no_weight_decay = lambda: {"scale"}
     with pytest.raises(ValueError, match=r"linear.no_weight_decay\(\): no parameter named 'scale'"):
         harness.param_groups(model, 0.01)
+
+
+def test_synthetic_flag_changes_the_benchmark_and_names_bad_fields():
+    args = _args("--synthetic", "feature_noise=0.0", "frames=3,4")
+    data = harness.load_data(args)
+    assert all(3 <= v.mask.shape[1] <= 4 for v in data.train)
+    plain = harness.load_data(_args())
+    assert not torch.equal(data.train[0].object_features, plain.train[0].object_features)
+    with pytest.raises(ValueError, match="--synthetic: expected FIELD=VALUE"):
+        harness.load_data(_args("--synthetic", "nope=1"))
