@@ -184,3 +184,37 @@ def test_errors():
         SyntheticConfig(walking=1.5, shifting=0.0)
     with pytest.raises(ValueError, match="walking \\+ shifting: expected at most 1"):
         SyntheticConfig(walking=0.6, shifting=0.6)
+
+
+def test_difficulty_knobs_change_only_what_they_name():
+    import numpy as np
+
+    from dsgg_layers.data.synthetic import _LOOK_ALIKES, _World
+    from dsgg_layers.vocab import OBJECT_CLASSES, PREDICATE_GROUPS
+
+    base = SyntheticConfig(num_videos=6, num_test_videos=1)
+    # class_similarity: look-alike prototypes move toward their group's mean, others stay
+    plain, alike = _World(base), _World(base.replace(class_similarity=0.75))
+    group = [OBJECT_CLASSES.index(c) for c in _LOOK_ALIKES[1]]  # sofa, chair, bed
+    spread = lambda w: np.linalg.norm(w.prototypes[group] - w.prototypes[group].mean(0), axis=1)  # noqa: E731
+    np.testing.assert_allclose(spread(alike), 0.25 * spread(plain), rtol=1e-12)
+    person = OBJECT_CLASSES.index("person")
+    np.testing.assert_array_equal(alike.prototypes[person], plain.prototypes[person])
+    # code_sharing: the behaviours' codes move toward their mean
+    shared = _World(base.replace(code_sharing=0.5))
+    mean = np.mean(list(plain.codes.values()), axis=0)
+    for code, v in plain.codes.items():
+        np.testing.assert_allclose(shared.codes[code] - mean, 0.5 * (v - mean), atol=1e-12)
+    # annotation_noise: only spatial labels flip, at about the asked rate; nothing else moves
+    clean = SyntheticActionGenome(base)
+    noisy = SyntheticActionGenome(base.replace(annotation_noise=0.3))
+    flipped = total = 0
+    spatial = PREDICATE_GROUPS["spatial"]
+    for a, b in zip(clean, noisy, strict=True):
+        assert torch.equal(a.object_boxes, b.object_boxes)
+        assert torch.equal(a.object_features, b.object_features)
+        diff = a.relations[a.mask] != b.relations[b.mask]
+        assert not diff[:, : spatial.start].any() and not diff[:, spatial.stop :].any()
+        flipped += int(diff.any(-1).sum())
+        total += int(a.mask.sum())
+    assert 0.2 < flipped / total < 0.4, flipped / total

@@ -49,7 +49,7 @@ import torch
 
 from dsgg_layers._checks import check_choice
 from dsgg_layers.data.graph import VideoGraph, VideoGraphDataset
-from dsgg_layers.vocab import OBJECT_CLASSES, PREDICATES
+from dsgg_layers.vocab import OBJECT_CLASSES, PREDICATE_GROUPS, PREDICATES
 
 __all__ = [
     "MOTION_PREDICATES",
@@ -161,6 +161,7 @@ _BEHAVIOURS: dict[str, _Behaviour] = {
     "have_it_on_the_back": _Behaviour(0.004, ("bag",), "back", True, _ANY, 0.05, "back"),
 }
 _CODES = tuple(sorted({b.code for b in _BEHAVIOURS.values()}))
+_SPATIAL = tuple(range(PREDICATE_GROUPS["spatial"].start, PREDICATE_GROUPS["spatial"].stop))
 # The most objects a video can hold: the classes the least permissive mode of the person allows.
 _MAX_OBJECTS = min(
     len({c for spec in _BEHAVIOURS.values() if mode in spec.modes for c in spec.classes})
@@ -198,6 +199,15 @@ class SyntheticConfig:
         det_miss: SGDet probability of missing an object in a frame.
         det_spurious: SGDet mean number of spurious (false-positive) tracks per video.
         det_accuracy: SGDet probability that a detection has the right class.
+        class_similarity: how far the appearance prototypes of visually similar object classes
+            (Action Genome's look-alikes: cup/glass/bottle, dish, food; sofa, chair, bed; ...)
+            are pulled toward their group's mean (0: distinct classes, 1: one appearance a group).
+            Makes SGCls and SGDet harder, as on Action Genome.
+        code_sharing: how far the union-region appearance codes of the contacting behaviours
+            are pulled toward their mean (0: every behaviour has its own look, 1: one look): the
+            predicates must then be told apart by geometry, motion and context.
+        annotation_noise: probability that a ground-truth pair-frame has one spatial label
+            flipped (added or removed), the multi-label ambiguity of Action Genome's annotations.
         seed: the seed of everything.
 
     Examples:
@@ -225,6 +235,9 @@ class SyntheticConfig:
     det_miss: float = 0.1
     det_spurious: float = 5.5
     det_accuracy: float = 0.8
+    class_similarity: float = 0.0
+    code_sharing: float = 0.0
+    annotation_noise: float = 0.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -256,7 +269,8 @@ class SyntheticConfig:
             value = getattr(self, name)
             if not (isinstance(value, int | float) and 0 <= value < math.inf):
                 raise ValueError(f"{name}: expected a finite number >= 0, got {value!r}")
-        for name in ("walking", "shifting", "visibility", "unsure", "det_miss", "det_accuracy"):
+        for name in ("walking", "shifting", "visibility", "unsure", "det_miss", "det_accuracy",
+                     "class_similarity", "code_sharing", "annotation_noise"):  # fmt: skip
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name}: expected a probability, got {getattr(self, name)}")
         if self.objects[1] > _MAX_OBJECTS:  # one object per class: more never fit (a hang)
@@ -288,6 +302,18 @@ class SyntheticConfig:
         return base.replace(**changes)
 
 
+# Object classes that look alike in Action Genome's frames (confused by detectors and SGCls).
+_LOOK_ALIKES = (
+    ("cup/glass/bottle", "dish", "food", "sandwich", "groceries"),
+    ("sofa/couch", "chair", "bed"),
+    ("paper/notebook", "book", "laptop", "phone/camera", "picture"),
+    ("closet/cabinet", "shelf", "refrigerator", "table"),
+    ("door", "doorway", "doorknob", "window", "mirror"),
+    ("towel", "clothes", "blanket", "pillow", "shoe", "bag"),
+    ("television", "light", "vacuum", "broom", "medicine"),
+)
+
+
 class _World:
     """What all videos of a seed share: class prototypes, appearance codes, projections."""
 
@@ -300,9 +326,22 @@ class _World:
         self.codes = {
             c: v for c, v in zip(_CODES, rng.standard_normal((len(_CODES), U)) * 0.6, strict=True)
         }
+        if cfg.code_sharing > 0:  # the behaviours' looks pulled toward their mean
+            mean = np.mean(list(self.codes.values()), axis=0)
+            self.codes = {
+                c: (1 - cfg.code_sharing) * v + cfg.code_sharing * mean
+                for c, v in self.codes.items()
+            }
         self.geometry = rng.standard_normal((8, U)) * 0.5
         # Directions in feature space of the latent depth, the gaze and the hidden face.
         self.depth, self.gaze_x, self.gaze_y, self.hidden = _unit(rng.standard_normal((4, F)))
+        if cfg.class_similarity > 0:  # look-alike classes pulled toward their group's mean
+            for group in _LOOK_ALIKES:
+                idx = [OBJECT_CLASSES.index(c) for c in group]
+                mean = self.prototypes[idx].mean(0)
+                self.prototypes[idx] = (1 - cfg.class_similarity) * self.prototypes[
+                    idx
+                ] + cfg.class_similarity * mean
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -405,6 +444,13 @@ class _Video:
         boxes[..., 2:] = np.maximum(boxes[..., 2:], boxes[..., :2])
         self.object_boxes = boxes
         self.relations = self._label()
+        if cfg.annotation_noise > 0:  # a stream of its own: the other draws stay as they were
+            noise_rng = np.random.default_rng(rng.bit_generator.seed_seq.spawn(1)[0])
+            flip = noise_rng.random(self.relations.shape[:2]) < cfg.annotation_noise
+            which = noise_rng.integers(0, len(_SPATIAL), size=self.relations.shape[:2])
+            t, k = np.nonzero(flip)
+            cols = np.asarray(_SPATIAL)[which[t, k]]
+            self.relations[t, k, cols] = ~self.relations[t, k, cols]
 
     def _place(
         self, behaviour: str, cls: int, c0: np.ndarray
