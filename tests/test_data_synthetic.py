@@ -218,3 +218,21 @@ def test_difficulty_knobs_change_only_what_they_name():
         flipped += int(diff.any(-1).sum())
         total += int(a.mask.sum())
     assert 0.2 < flipped / total < 0.4, flipped / total
+
+
+def test_attention_coupling_makes_people_look_at_what_they_hold():
+    from dsgg_layers.vocab import PREDICATES
+
+    base = SyntheticConfig(num_videos=40, num_test_videos=1)
+    looked = {}
+    for coupling in (0.0, 0.9):
+        data = SyntheticActionGenome(base.replace(attention_coupling=coupling))
+        hits = total = 0
+        for v, ref in zip(data, SyntheticActionGenome(base), strict=True):
+            assert torch.equal(v.object_boxes, ref.object_boxes)  # only the gaze changes
+            rel = v.relations[v.mask]
+            held = rel[:, PREDICATES.index("holding")]
+            hits += int((held & rel[:, PREDICATES.index("looking_at")]).sum())
+            total += int(held.sum())
+        looked[coupling] = hits / total
+    assert looked[0.9] > looked[0.0] + 0.3, looked

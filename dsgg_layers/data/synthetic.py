@@ -161,6 +161,7 @@ _BEHAVIOURS: dict[str, _Behaviour] = {
     "have_it_on_the_back": _Behaviour(0.004, ("bag",), "back", True, _ANY, 0.05, "back"),
 }
 _CODES = tuple(sorted({b.code for b in _BEHAVIOURS.values()}))
+_HANDS_BUSY = frozenset(("holding", "drinking_from", "eating", "wiping", "writing_on", "twisting"))
 _SPATIAL = tuple(range(PREDICATE_GROUPS["spatial"].start, PREDICATE_GROUPS["spatial"].stop))
 # The most objects a video can hold: the classes the least permissive mode of the person allows.
 _MAX_OBJECTS = min(
@@ -208,6 +209,9 @@ class SyntheticConfig:
             predicates must then be told apart by geometry, motion and context.
         annotation_noise: probability that a ground-truth pair-frame has one spatial label
             flipped (added or removed), the multi-label ambiguity of Action Genome's annotations.
+        attention_coupling: probability that, in a frame, the person looks at an object their
+            hands are busy with (holding, drinking from, eating, wiping, writing on, twisting):
+            the co-occurrence between attention and contacting predicates of Action Genome.
         seed: the seed of everything.
 
     Examples:
@@ -238,6 +242,7 @@ class SyntheticConfig:
     class_similarity: float = 0.0
     code_sharing: float = 0.0
     annotation_noise: float = 0.0
+    attention_coupling: float = 0.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -270,7 +275,8 @@ class SyntheticConfig:
             if not (isinstance(value, int | float) and 0 <= value < math.inf):
                 raise ValueError(f"{name}: expected a finite number >= 0, got {value!r}")
         for name in ("walking", "shifting", "visibility", "unsure", "det_miss", "det_accuracy",
-                     "class_similarity", "code_sharing", "annotation_noise"):  # fmt: skip
+                     "class_similarity", "code_sharing", "annotation_noise",
+                     "attention_coupling"):  # fmt: skip
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name}: expected a probability, got {getattr(self, name)}")
         if self.objects[1] > _MAX_OBJECTS:  # one object per class: more never fit (a hang)
@@ -552,6 +558,13 @@ class _Video:
             if rng.random() < 0.35:
                 current = int(rng.integers(-1, n))
             target[t] = current
+        if cfg.attention_coupling > 0:  # people look at what their hands are busy with
+            busy = [k for k, b in enumerate(self.behaviours) if b in _HANDS_BUSY]
+            if busy:  # a stream of its own: the other draws stay as they were
+                gaze_rng = np.random.default_rng(rng.bit_generator.seed_seq.spawn(1)[0])
+                look = gaze_rng.random(T) < cfg.attention_coupling
+                target = np.where(look, np.asarray(busy)[gaze_rng.integers(len(busy), size=T)],
+                                  target)  # fmt: skip
         to_obj = self.object_center - head[:, None]  # (T, n, 2)
         angle = np.where(target >= 0, 0.0, rng.uniform(-np.pi, np.pi, T))
         aim = np.where(
