@@ -236,3 +236,22 @@ def test_attention_coupling_makes_people_look_at_what_they_hold():
             total += int(held.sum())
         looked[coupling] = hits / total
     assert looked[0.9] > looked[0.0] + 0.3, looked
+
+
+def test_reach_scale_widens_the_reach_of_a_shifting_person_only():
+    import numpy as np
+
+    from dsgg_layers.data.synthetic import _SHIFT, _Video, _World
+
+    cfg = SyntheticConfig(num_videos=1, num_test_videos=1)
+    sways = {}
+    for scale in (1.0, 3.0):
+        c = cfg.replace(reach_scale=scale)
+        world, spans = _World(c), []
+        for i in range(40):
+            v = _Video(c, world, np.random.default_rng([c.seed, 0, i]))
+            if v.mode == _SHIFT:
+                spans.append(np.ptp(v.person_center, axis=0).max())
+        sways[scale] = np.asarray(spans)
+    assert len(sways[1.0]) > 3
+    np.testing.assert_allclose(sways[3.0], 3 * sways[1.0], rtol=1e-9)

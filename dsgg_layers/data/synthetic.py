@@ -209,6 +209,8 @@ class SyntheticConfig:
             predicates must then be told apart by geometry, motion and context.
         annotation_noise: probability that a ground-truth pair-frame has one spatial label
             flipped (added or removed), the multi-label ambiguity of Action Genome's annotations.
+        reach_scale: factor on the reach of a person who shifts their weight toward the object
+            they touch (6-10 px at 1): a larger reach shows `touching`'s motion in more frames.
         attention_coupling: probability that, in a frame, the person looks at an object their
             hands are busy with (holding, drinking from, eating, wiping, writing on, twisting):
             the co-occurrence between attention and contacting predicates of Action Genome.
@@ -243,6 +245,7 @@ class SyntheticConfig:
     code_sharing: float = 0.0
     annotation_noise: float = 0.0
     attention_coupling: float = 0.0
+    reach_scale: float = 1.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -270,7 +273,8 @@ class SyntheticConfig:
             w >= 300 and h >= 250 and math.isfinite(w) and math.isfinite(h)
         ):  # the person box is up to 95 x 215 px, placed with a 5 px margin
             raise ValueError(f"image_size: expected at least (300, 250), got {self.image_size!r}")
-        for name in ("box_noise", "feature_noise", "union_noise", "det_jitter", "det_spurious"):
+        for name in ("box_noise", "feature_noise", "union_noise", "det_jitter", "det_spurious",
+                     "reach_scale"):  # fmt: skip
             value = getattr(self, name)
             if not (isinstance(value, int | float) and 0 <= value < math.inf):
                 raise ValueError(f"{name}: expected a finite number >= 0, got {value!r}")
@@ -420,6 +424,8 @@ class _Video:
             ]
             direction = _unit(touched[0][0]) if touched else np.array([1.0, 0.0])
             amplitude = rng.uniform(6, 10) if self.mode == _SHIFT else rng.uniform(0.0, 0.5)
+            if self.mode == _SHIFT:
+                amplitude *= cfg.reach_scale
             wave = np.sin(2 * np.pi * tau / rng.uniform(20, 40) + rng.uniform(0, 2 * np.pi))
             pc = c0 + wave * amplitude * direction
         self.person_center = pc
