@@ -650,19 +650,9 @@ class TransformerEncoderLayer(_ResidualLayer):
             check_tensor(pos, "pos", None, dims=dims, dtype="float")
             check_broadcastable(pos, "pos", x.shape)
 
-    def _resolve(
-        self, x: Tensor, mask: Tensor | None, pos: Tensor | None, rows: ValidRows | None
-    ) -> ValidRows | None:
-        """The rows to run on (checking the inputs of that path), or ``None``: the grid."""
-        resolved = resolve_rows(self.skip_padding, mask, x.shape[:-1], rows)
-        if resolved is None:
-            return None
-        dims: dict[str, tuple[int, str]] = {}
-        check_tensor(x, "x", ("...", "N", self.d_model), dims=dims, dtype="float")
-        check_tensor(mask, "mask", ("...", "N"), dims=dims, dtype="bool")
-        if pos is not None:
-            check_broadcastable(pos, "pos", x.shape)
-        return resolved
+    def _resolve(self, x: Tensor, mask: Tensor | None, rows: ValidRows | None) -> ValidRows | None:
+        """The rows to run on, or ``None``: the grid (inputs checked by :meth:`_check_inputs`)."""
+        return resolve_rows(self.skip_padding, mask, x.shape[:-1], rows)
 
     def forward_rows(self, x: Tensor, rows: ValidRows, pos: Tensor | None = None) -> Tensor:
         """The layer on the valid rows ``x (N, D)`` of the grid ``rows`` (no checks).
@@ -707,9 +697,7 @@ class TransformerEncoderLayer(_ResidualLayer):
     ) -> Tensor | tuple[Tensor, Tensor]:
         """Encode ``x``; returns ``(output, weights)`` when ``need_weights`` is true."""
         self._check_inputs(x, mask, pos)
-        resolved = (
-            None if attn_mask is not None or need_weights else self._resolve(x, mask, pos, rows)
-        )
+        resolved = None if attn_mask is not None or need_weights else self._resolve(x, mask, rows)
         if resolved is not None:
             return _encode_rows((self,), None, x, resolved, pos)
         x, weights = self._forward_grid(_zero_padding(x, mask), mask, pos, attn_mask, need_weights)
@@ -886,17 +874,13 @@ class TransformerDecoderLayer(_ResidualLayer):
         rows: ValidRows | None,
         memory_rows: ValidRows | None,
     ) -> tuple[ValidRows, ValidRows] | None:
-        """The query and memory rows to run on, or ``None``: the padded grid."""
+        """The query and memory rows to run on, or ``None``: the padded grid (inputs checked by
+        :meth:`_check_inputs`)."""
         queries = resolve_rows(self.skip_padding, mask, x.shape[:-1], rows)
         if queries is None:
             return None
         keys = resolve_rows(True, memory_mask, memory.shape[:-1], memory_rows, "memory_mask")
-        if keys is None:
-            return None
-        dims: dict[str, tuple[int, str]] = {}
-        check_tensor(x, "x", ("...", "L", self.d_model), dims=dims, dtype="float")
-        check_tensor(memory, "memory", ("...", "S", self.memory_dim), dims=dims, dtype="float")
-        return queries, keys
+        return None if keys is None else (queries, keys)
 
     def _check_inputs(
         self,
@@ -1097,7 +1081,7 @@ class TransformerEncoder(_LayerStack):
         """Run the layers in turn (on the valid rows throughout, when the layers skip padding)."""
         first: TransformerEncoderLayer = self.layers[0]
         first._check_inputs(x, mask, pos)
-        resolved = None if attn_mask is not None else first._resolve(x, mask, pos, rows)
+        resolved = None if attn_mask is not None else first._resolve(x, mask, rows)
         if resolved is not None:
             return _encode_rows(self.layers, self.norm, x, resolved, pos)
         x = _zero_padding(x, mask)  # once: every layer's output is 0 at padding again
