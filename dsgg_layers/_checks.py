@@ -32,6 +32,7 @@ from torch import Tensor
 __all__ = [
     "check_broadcastable",
     "check_choice",
+    "check_device",
     "check_fill",
     "check_finite",
     "check_int",
@@ -115,11 +116,8 @@ def check_tensor(
             raise TypeError(f"{name}: expected {expected} tensor, got dtype {value.dtype}")
     if dims is not None:  # tensors checked together live on one device
         bound_device = dims.get(_DEVICE)
-        if bound_device is not None and bound_device[0] != value.device:
-            raise ValueError(
-                f"{name}: expected device {bound_device[0]} (of {bound_device[1]}), got "
-                f"{value.device}"
-            )
+        if bound_device is not None:
+            check_device(value, name, *bound_device)  # type: ignore[arg-type]
         dims.setdefault(_DEVICE, (value.device, name))  # type: ignore[arg-type]
     if shape is None:
         return value
@@ -162,6 +160,13 @@ def check_tensor(
     for key, val in bound.items():
         dims.setdefault(key, val)
     return value
+
+
+def check_device(value: Tensor, name: str, device: torch.device, source: str) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``value`` is on ``device`` (that of
+    ``source``, named in the message)."""
+    if value.device != device:
+        raise ValueError(f"{name}: expected device {device} (of {source}), got {value.device}")
 
 
 def check_broadcastable(value: Tensor, name: str, shape: Sequence[int]) -> None:

@@ -17,7 +17,13 @@ import torch
 from torch import Tensor
 from torch.utils.data import Sampler
 
-from dsgg_layers._checks import check_fill, check_positive, check_tensor, values_readable
+from dsgg_layers._checks import (
+    check_device,
+    check_fill,
+    check_positive,
+    check_tensor,
+    values_readable,
+)
 
 __all__ = [
     "BucketBatchSampler",
@@ -311,11 +317,8 @@ def collate_tracks(
             raise TypeError(
                 f"tensors[{i}]: expected dtype {first.dtype} (of tensors[0]), got {x.dtype}"
             )
-        if x.device != first.device or m.device != first.device:
-            raise ValueError(
-                f"tensors[{i}], masks[{i}]: expected device {first.device} (of tensors[0]), got "
-                f"{x.device} and {m.device}"
-            )
+        check_device(x, f"tensors[{i}]", first.device, "tensors[0]")
+        check_device(m, f"masks[{i}]", first.device, "tensors[0]")
     check_fill(fill, "fill", first.dtype)
     T = max(x.shape[0] for x in tensors)
     P = max(x.shape[1] for x in tensors)

@@ -20,7 +20,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from dsgg_layers._checks import check_choice, check_tensor, values_readable
+from dsgg_layers._checks import check_choice, check_device, check_tensor, values_readable
 
 __all__ = [
     "box_area",
@@ -37,19 +37,15 @@ BoxFormat = Literal["xyxy", "xywh", "cxcywh"]
 _FORMATS = ("xyxy", "xywh", "cxcywh")
 
 
-def _check_boxes(
-    boxes: object, name: str, dims: dict[str, tuple[int, str]] | None = None
-) -> Tensor:
-    return check_tensor(boxes, name, ("...", 4), dims=dims, dtype="float")
+def _check_boxes(boxes: object, name: str) -> Tensor:
+    return check_tensor(boxes, name, ("...", 4), dtype="float")
 
 
 def _check_pair(boxes1: object, boxes2: object) -> None:
     """Both box arguments: floating point ``(..., 4)`` tensors on one device."""
-    dims: dict[str, tuple[int, str]] = {}
-    _check_boxes(boxes1, "boxes1", {})
-    _check_boxes(boxes2, "boxes2", {})
-    check_tensor(boxes1, "boxes1", None, dims=dims)
-    check_tensor(boxes2, "boxes2", None, dims=dims)
+    _check_boxes(boxes1, "boxes1")
+    _check_boxes(boxes2, "boxes2")
+    check_device(boxes2, "boxes2", boxes1.device, "boxes1")  # type: ignore[union-attr]
 
 
 def _upcast(boxes: Tensor) -> Tensor:
@@ -284,7 +280,7 @@ def box_iou(boxes1: Tensor, boxes2: Tensor, *, legacy: bool = False) -> Tensor:
     """
     check_tensor(boxes1, "boxes1", ("...", "N", 4), dtype="float")
     check_tensor(boxes2, "boxes2", ("...", "M", 4), dtype="float")
-    _check_pair(boxes1, boxes2)
+    check_device(boxes2, "boxes2", boxes1.device, "boxes1")
     try:
         torch.broadcast_shapes(boxes1.shape[:-2], boxes2.shape[:-2])
     except RuntimeError:
@@ -342,10 +338,7 @@ def image_size_like(
         ):
             raise ValueError(f"{name}: expected positive finite sizes, got {tuple(image_size)}")
         return torch.tensor(image_size, dtype=boxes.dtype, device=boxes.device)
-    if image_size.device != boxes.device:
-        raise ValueError(
-            f"{name}: expected device {boxes.device} (of the boxes), got {image_size.device}"
-        )
+    check_device(image_size, name, boxes.device, "the boxes")
     if values_readable(image_size) and not bool(
         ((image_size > 0) & torch.isfinite(image_size)).all()
     ):

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dsgg_layers._checks import check_positive, check_tensor, values_readable
+from dsgg_layers._checks import check_device, check_positive, check_tensor, values_readable
 from dsgg_layers.attention import TransformerEncoder, TransformerEncoderLayer
 from dsgg_layers.positions import sinusoidal_positions
 from dsgg_layers.rows import ValidRows
@@ -176,8 +176,8 @@ class SpatialTemporalEncoder(nn.Module):
         """
         self._check(x, mask)
         if frame_mask is not None:
-            check_tensor(frame_mask, "frame_mask", (*mask.shape[:-1],),
-                         dims={"<device>": (mask.device, "mask")}, dtype="bool")  # fmt: skip
+            check_tensor(frame_mask, "frame_mask", (*mask.shape[:-1],), dtype="bool")
+            check_device(frame_mask, "frame_mask", mask.device, "mask")
             if values_readable(mask) and bool((mask.any(-1) & ~frame_mask).any()):
                 raise ValueError("frame_mask: a pair exists in a frame slot it marks as not real")
         if self.temporal is None:

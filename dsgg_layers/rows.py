@@ -30,7 +30,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from dsgg_layers._checks import _is_compiling, check_tensor
+from dsgg_layers._checks import _is_compiling, check_device, check_tensor
 
 __all__ = ["ValidRows"]
 
@@ -128,8 +128,7 @@ class ValidRows:
         if not isinstance(x, Tensor) or x.dim() < 1:
             raise TypeError(f"x: expected a tensor (..., {self.shape[-1] if self.shape else 1}, C)")
         C = x.shape[-1]
-        if x.device != self.device:
-            raise ValueError(f"x: expected device {self.device} (of the rows), got {x.device}")
+        check_device(x, "x", self.device, "the rows")
         if x.shape[:-1] != self.shape:
             try:
                 torch.broadcast_shapes(x.shape[:-1], self.shape)
@@ -147,7 +146,8 @@ class ValidRows:
 
     def scatter(self, rows: Tensor) -> Tensor:
         """The grid ``(..., L, C)`` holding ``rows`` at the valid entries and 0 elsewhere."""
-        check_tensor(rows, "rows", (len(self), "C"), dims={"<device>": (self.device, "the rows")})
+        check_tensor(rows, "rows", (len(self), "C"))
+        check_device(rows, "rows", self.device, "the rows")
         C = rows.shape[-1]
         grid = rows.new_zeros(math.prod(self.shape), C)
         return grid.index_copy_(0, self.index, rows).view(*self.shape, C)

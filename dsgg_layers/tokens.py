@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from dsgg_layers._checks import check_int, check_positive, check_tensor
+from dsgg_layers._checks import check_device, check_int, check_positive, check_tensor
 
 __all__ = ["LearnableTokens", "prepend_tokens", "split_tokens"]
 
@@ -74,8 +74,8 @@ def prepend_tokens(
     check_tensor(mask, "mask", tuple(x.shape[:-1]), dims=dims, dtype="bool")
     axis = _axis(dim, mask.dim())
     D = x.shape[-1]
-    check_tensor(tokens, "tokens", ("...", "K", D), dims={"<device>": dims["<device>"]},
-                 dtype="float")  # fmt: skip
+    check_tensor(tokens, "tokens", ("...", "K", D), dtype="float")
+    check_device(tokens, "tokens", x.device, "x")
     K = tokens.shape[-2]
     shape = list(x.shape)
     shape[axis] = K
@@ -93,8 +93,8 @@ def prepend_tokens(
     if token_mask is None:
         group = mask.any(axis, keepdim=True)
     else:
-        check_tensor(token_mask, "token_mask", ("...",), dims={"<device>": dims["<device>"]},
-                     dtype="bool")  # fmt: skip
+        check_tensor(token_mask, "token_mask", ("...",), dtype="bool")
+        check_device(token_mask, "token_mask", x.device, "x")
         if 0 < token_mask.dim() < mask.dim() - 1:  # broadcasts from the left, as torch does
             token_mask = token_mask.reshape(
                 (1,) * (mask.dim() - 1 - token_mask.dim()) + tuple(token_mask.shape)
