@@ -87,16 +87,8 @@ class STTranBaseline(nn.Module):
         self.object_classifier = nn.Linear(feature_dim, len(OBJECT_CLASSES))
 
     def logits(self, g: VideoGraph, object_probs: Tensor | None, rows: ValidRows | None) -> Tensor:
-        boxes = torch.cat(g.normalized_boxes(), -1)
-        semantics = (
-            self.class_semantics[g.object_labels.clamp(min=0)]
-            if object_probs is None
-            else object_probs @ self.class_semantics
-        )
-        x = torch.cat(
-            (g.subject_features, g.object_features, g.union_features, semantics, boxes), -1
-        )
-        return self.head(self.block(self.pair_proj(x), g.mask, rows=rows))
+        x = self.pair_proj(harness.pair_inputs(g, self.class_semantics, object_probs))
+        return self.head(self.block(x, g.mask, rows=rows))
 
     def forward(self, g: VideoGraph, *, task: str = "predcls", rows: ValidRows | None = None):
         if self.training:
@@ -114,18 +106,8 @@ class STTranBaseline(nn.Module):
                 ),
                 "object": F.cross_entropy(objects, g.object_labels[g.mask]),
             }  # fmt: skip
-        preds = {"mask": g.mask, "subject_boxes": g.subject_boxes, "object_boxes": g.object_boxes}
-        if task == "sgcls":
-            probs = self.classify(g).softmax(-1)
-            probs[..., 0] = 0  # the person is the subject, never an object
-            scores, labels = probs.max(-1)
-            logits = self.logits(g, probs / probs.sum(-1, keepdim=True), rows)
-            preds |= {"object_labels": labels, "object_scores": scores}
-        else:
-            logits = self.logits(g, None, rows)
-            preds["object_labels"] = g.object_labels
-            if g.object_scores is not None:
-                preds["object_scores"] = g.object_scores
+        preds, object_probs = harness.object_predictions(g, task, lambda: self.classify(g))
+        logits = self.logits(g, object_probs, rows)
         preds["predicate_scores"] = predicate_probabilities(logits.float())
         return preds
 

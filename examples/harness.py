@@ -64,6 +64,8 @@ __all__ = [
     "load_data",
     "make_loader",
     "make_parser",
+    "object_predictions",
+    "pair_inputs",
     "param_groups",
     "plot_per_predicate",
     "run",
@@ -331,6 +333,50 @@ def make_loader(
         num_workers=args.workers,
         pin_memory=env.device.type == "cuda",
     )
+
+
+# ------------------------------------------------------------------------- model-side helpers
+
+
+def pair_inputs(
+    g: VideoGraph, class_semantics: Tensor, object_probs: Tensor | None = None
+) -> Tensor:
+    """The per-pair input of the assemblies: subject, object and union features, the object's
+    class semantics and both normalised boxes, ``(B, T, P, 2F + U + S + 8)``.
+
+    The semantics are those of the given classes (PredCls, SGDet's detector labels), or the
+    class distribution ``object_probs`` predicted for SGCls mixes them.
+    """
+    boxes = torch.cat(g.normalized_boxes(), -1)
+    if object_probs is None:
+        semantics = class_semantics[g.object_labels.clamp(min=0)]
+    else:
+        semantics = object_probs @ class_semantics
+    return torch.cat(
+        (g.subject_features, g.object_features, g.union_features, semantics, boxes), -1
+    )
+
+
+def object_predictions(
+    g: VideoGraph, task: str, object_logits: Callable[[], Tensor]
+) -> tuple[dict[str, Tensor], Tensor | None]:
+    """The object side of the evaluator's predictions for ``task``, and for SGCls the predicted
+    class distribution (normalised, the person excluded) to condition the predicates on.
+
+    SGCls classifies the ground-truth boxes with ``object_logits()`` (never as the person, the
+    subject); PredCls takes the given classes, SGDet the detector's classes and scores.
+    """
+    preds = {"mask": g.mask, "subject_boxes": g.subject_boxes, "object_boxes": g.object_boxes}
+    if task != "sgcls":
+        preds["object_labels"] = g.object_labels
+        if g.object_scores is not None:
+            preds["object_scores"] = g.object_scores
+        return preds, None
+    probs = object_logits().float().softmax(-1)
+    probs[..., 0] = 0
+    scores, labels = probs.max(-1)
+    preds |= {"object_labels": labels, "object_scores": scores}
+    return preds, probs / probs.sum(-1, keepdim=True)
 
 
 # --------------------------------------------------------------------------------- optimisation

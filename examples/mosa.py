@@ -55,7 +55,14 @@ from dsgg_layers.text import mosa_prompts
 from dsgg_layers.vocab import OBJECT_CLASSES, PREDICATE_GROUPS, PREDICATES
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared harness, beside this file
-from harness import Assembly, Data, run, text_embeddings
+from harness import (
+    Assembly,
+    Data,
+    object_predictions,
+    pair_inputs,
+    run,
+    text_embeddings,
+)
 
 # ------------------------------------------------------------------------------------ the model
 
@@ -105,7 +112,7 @@ class MoSA(nn.Module):
     ) -> None:
         super().__init__()
         self.register_buffer("class_semantics", class_semantics.float())
-        in_dim = 2 * feature_dim + union_dim + class_semantics.shape[1] + 8
+        in_dim = 2 * feature_dim + union_dim + class_semantics.shape[1] + 8  # harness.pair_inputs
         self.pair_proj = nn.Sequential(nn.Linear(in_dim, d_model), nn.LayerNorm(d_model))
         layer = lambda: TransformerEncoderLayer(d_model, nhead, dim_feedforward, dropout)  # noqa: E731
         self.spatial = TransformerEncoder(layer(), spatial_layers)
@@ -130,15 +137,7 @@ class MoSA(nn.Module):
         self.d_model = d_model
 
     def pair_features(self, g: VideoGraph, object_probs: Tensor | None = None) -> Tensor:
-        boxes = torch.cat(g.normalized_boxes(), -1)
-        if object_probs is None:  # the classes given (PredCls, SGDet's detector labels)
-            semantics = self.class_semantics[g.object_labels.clamp(min=0)]
-        else:  # SGCls: the class distribution the object classifier predicts
-            semantics = object_probs @ self.class_semantics
-        x = torch.cat(
-            (g.subject_features, g.object_features, g.union_features, semantics, boxes), -1
-        )
-        return self.pair_proj(x)
+        return self.pair_proj(pair_inputs(g, self.class_semantics, object_probs))
 
     def predicate_logits(
         self, g: VideoGraph, object_probs: Tensor | None = None, rows: ValidRows | None = None
@@ -177,18 +176,8 @@ class MoSA(nn.Module):
                 "relation": self.criterion(logits, g.relations, g.mask),
                 "object": F.cross_entropy(objects[g.mask], g.object_labels[g.mask]),
             }
-        preds = {"mask": g.mask, "subject_boxes": g.subject_boxes, "object_boxes": g.object_boxes}
-        if task == "sgcls":  # classify the ground-truth boxes; the person is never an object
-            probs = self.classify_objects(g).float().softmax(-1)
-            probs[..., 0] = 0
-            scores, labels = probs.max(-1)
-            logits = self.predicate_logits(g, probs / probs.sum(-1, keepdim=True), rows)
-            preds |= {"object_labels": labels, "object_scores": scores}
-        else:  # PredCls: the given classes; SGDet: the detector's classes and scores
-            logits = self.predicate_logits(g, rows=rows)
-            preds["object_labels"] = g.object_labels
-            if g.object_scores is not None:
-                preds["object_scores"] = g.object_scores
+        preds, object_probs = object_predictions(g, task, lambda: self.classify_objects(g))
+        logits = self.predicate_logits(g, object_probs, rows)
         preds["predicate_scores"] = logits.float().sigmoid()
         return preds
 
