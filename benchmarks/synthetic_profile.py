@@ -74,11 +74,20 @@ class STTranBaseline(nn.Module):
     """Pair features, the spatial-temporal block, three group heads; keeps the harness contract.
 
     Attention is one label per pair (cross-entropy, softmax scores); spatial and contacting are
-    multi-label (binary cross-entropy, sigmoid scores), as STTran trains and scores them.
+    multi-label with sigmoid scores, trained as STTran's public code trains them by default: the
+    multi-label margin loss on the sigmoid scores (``loss="bce"``: its ``--bce_loss`` option).
     """
 
-    def __init__(self, feature_dim: int, union_dim: int, class_semantics: Tensor, d_model: int):
+    def __init__(
+        self,
+        feature_dim: int,
+        union_dim: int,
+        class_semantics: Tensor,
+        d_model: int,
+        loss: str = "margin",
+    ):
         super().__init__()
+        self.loss = loss
         self.register_buffer("class_semantics", class_semantics.float())
         in_dim = 2 * feature_dim + union_dim + class_semantics.shape[1] + 8
         self.pair_proj = nn.Sequential(nn.Linear(in_dim, d_model), nn.LayerNorm(d_model))
@@ -101,15 +110,25 @@ class STTranBaseline(nn.Module):
                 "attention": F.cross_entropy(logits[has_att][:, att],
                                              target[has_att][:, att].float().argmax(-1))
                 if bool(has_att.any()) else logits.sum() * 0,
-                "spatial_contacting": F.binary_cross_entropy_with_logits(
-                    logits[:, att.stop :], target[:, att.stop :].float()
-                ),
+                **{name: self.multi_label_loss(logits[:, PREDICATE_GROUPS[name]],
+                                               target[:, PREDICATE_GROUPS[name]])
+                   for name in ("spatial", "contacting")},
                 "object": F.cross_entropy(objects, g.object_labels[g.mask]),
             }  # fmt: skip
         preds, object_probs = harness.object_predictions(g, task, lambda: self.classify(g))
         logits = self.logits(g, object_probs, rows)
         preds["predicate_scores"] = predicate_probabilities(logits.float())
         return preds
+
+    def multi_label_loss(self, logits: Tensor, target: Tensor) -> Tensor:
+        """STTran's multi-label loss of a group: the margin loss on sigmoid scores (its default)
+        or binary cross-entropy (its ``--bce_loss`` option)."""
+        if self.loss == "bce":
+            return F.binary_cross_entropy_with_logits(logits, target.float())
+        index = torch.arange(target.shape[-1], device=target.device).expand_as(target)
+        # MultiLabelMarginLoss reads the positive class indices up to the first -1
+        index = torch.where(target, index, -1).sort(-1, descending=True).values
+        return F.multilabel_margin_loss(torch.sigmoid(logits), index)
 
     def classify(self, g: VideoGraph) -> Tensor:
         return self.object_classifier(g.object_features).float()
@@ -118,11 +137,23 @@ class STTranBaseline(nn.Module):
 def build(args: argparse.Namespace, data: harness.Data) -> STTranBaseline:
     g = data.train[0]
     return STTranBaseline(
-        g.object_features.shape[-1], g.union_features.shape[-1], data.class_semantics, 128
+        g.object_features.shape[-1], g.union_features.shape[-1], data.class_semantics, 128,
+        loss=args.loss,
+    )  # fmt: skip
+
+
+def add_arguments(p: argparse._ActionsContainer) -> None:
+    p.add_argument(
+        "--loss",
+        choices=("margin", "bce"),
+        default="margin",
+        help="spatial/contacting loss: STTran's default (margin) or its BCE option",
     )
 
 
-ASSEMBLY = harness.Assembly("sttran_baseline", "STTran-style baseline", build)
+ASSEMBLY = harness.Assembly(
+    "sttran_baseline", "STTran-style baseline", build, add_arguments=add_arguments
+)
 
 
 # --------------------------------------------------------------------------- the statistics
@@ -250,6 +281,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", default=None, help="where the chart goes (default: a temp folder)")
     p.add_argument("--synthetic", nargs="+", default=[], metavar="FIELD=VALUE",
                    help="SyntheticConfig fields to change (as the harness's flag)")  # fmt: skip
+    add_arguments(p)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     cfg = SyntheticConfig().replace(**harness.synthetic_changes(args.synthetic))
@@ -270,7 +302,8 @@ def main(argv: list[str] | None = None) -> None:
     frequencies = label_frequencies(train)
     for seed in args.seeds:
         argv_h = ["--seed", str(seed), "--out", str(out / f"seed{seed}"), "--random-text",
-                  "--threads", str(args.threads), *(["--quick"] if args.quick else []),
+                  "--threads", str(args.threads), "--loss", args.loss,
+                  *(["--quick"] if args.quick else []),
                   *(["--synthetic", *args.synthetic] if args.synthetic else [])]  # fmt: skip
         start = time.perf_counter()
         with contextlib.redirect_stdout(io.StringIO()):

@@ -42,12 +42,15 @@ def test_label_rules(train):
     rel, mask = g.relations, g.mask
     per_group = {k: rel[..., s].sum(-1) for k, s in PREDICATE_GROUPS.items()}
     assert (per_group["attention"][mask] == 1).all()  # exactly one attention predicate
-    assert (per_group["contacting"][mask] == 1).all()  # one contacting predicate per pair
+    contacting = per_group["contacting"][mask]  # one, or two where the situation is ambiguous
+    assert ((contacting == 1) | (contacting == 2)).all() and (contacting == 1).float().mean() > 0.7
+    plain = SyntheticActionGenome(SMALL.replace(label_ambiguity=0.0)).batch()
+    assert (plain.relations[..., PREDICATE_GROUPS["contacting"]].sum(-1)[plain.mask] == 1).all()
     assert (per_group["spatial"][mask] >= 1).all()  # side / front / behind, plus extras
     assert not rel[~mask].any()
-    # the contacting predicate of a pair is the same in every frame of its track
-    contact = rel[..., PREDICATE_GROUPS["contacting"]].float().argmax(-1)
-    first = contact.masked_fill(~mask, 99).amin(1, keepdim=True)
+    # the contacting predicates of a pair are the same in every frame of its track
+    contact = (rel[..., PREDICATE_GROUPS["contacting"]].long() << torch.arange(17)).sum(-1)
+    first = contact.masked_fill(~mask, 1 << 20).amin(1, keepdim=True)
     assert (contact[mask] == first.expand_as(contact)[mask]).all()
     # AG's one-object-per-class: a class appears once per frame
     labels = g.object_labels.masked_fill(~mask, -1)
@@ -85,8 +88,8 @@ def test_motion_rules_show_in_the_attributes(train):
     assert median("holding", 3, True) < 0.8 and median("touching", 3, True) < 0.8
     # touching: the person reaches to and fro toward a still object; holding: nothing moves
     assert median("touching", 1, True) > 3 * median("holding", 1, True)
-    # drinking: the cup swings between hand and mouth, faster still
-    assert median("drinking_from", 1, True) > 2 * median("touching", 1, True)
+    # drinking: the cup swings between hand and mouth (medians 0.0034 and 0.0002 when written)
+    assert median("drinking_from", 1, True) > 3 * median("holding", 1, True)
 
 
 @pytest.mark.slow
@@ -111,7 +114,8 @@ def test_motion_decides_the_motion_predicates(train):
 def test_variants():
     pred = SyntheticActionGenome(SMALL, split="test", mode="predcls")
     sgcls = SyntheticActionGenome(SMALL, split="test", mode="sgcls")
-    sgdet = SyntheticActionGenome(SMALL, split="test", mode="sgdet")
+    # no duplicate tracks (they carry relations too: see the det_duplicates test)
+    sgdet = SyntheticActionGenome(SMALL.replace(det_duplicates=0.0), split="test", mode="sgdet")
     assert all(same(a, b) for a, b in zip(pred, sgcls, strict=True))
     det = sgdet.batch()
     assert det.gt is not None and same(VideoGraph.collate(list(pred)), det.gt)
@@ -189,10 +193,10 @@ def test_errors():
 def test_difficulty_knobs_change_only_what_they_name():
     import numpy as np
 
-    from dsgg_layers.data.synthetic import _LOOK_ALIKES, _World
+    from dsgg_layers.data.synthetic import _LOOK_ALIKES, _MOTION_CODE, _World
     from dsgg_layers.vocab import OBJECT_CLASSES, PREDICATE_GROUPS
 
-    base = SyntheticConfig(num_videos=6, num_test_videos=1)
+    base = SyntheticConfig(num_videos=6, num_test_videos=1, class_similarity=0.0, code_sharing=0.0)
     # class_similarity: look-alike prototypes move toward their group's mean, others stay
     plain, alike = _World(base), _World(base.replace(class_similarity=0.75))
     group = [OBJECT_CLASSES.index(c) for c in _LOOK_ALIKES[1]]  # sofa, chair, bed
@@ -200,11 +204,16 @@ def test_difficulty_knobs_change_only_what_they_name():
     np.testing.assert_allclose(spread(alike), 0.25 * spread(plain), rtol=1e-12)
     person = OBJECT_CLASSES.index("person")
     np.testing.assert_array_equal(alike.prototypes[person], plain.prototypes[person])
-    # code_sharing: the behaviours' codes move toward their mean
+    # code_sharing: the single-frame behaviours' codes move toward their mean; the motion
+    # predicates' one code stays
     shared = _World(base.replace(code_sharing=0.5))
-    mean = np.mean(list(plain.codes.values()), axis=0)
-    for code, v in plain.codes.items():
-        np.testing.assert_allclose(shared.codes[code] - mean, 0.5 * (v - mean), atol=1e-12)
+    single = [c for c in plain.codes if c != _MOTION_CODE]
+    mean = np.mean([plain.codes[c] for c in single], axis=0)
+    for code in single:
+        np.testing.assert_allclose(
+            shared.codes[code] - mean, 0.5 * (plain.codes[code] - mean), atol=1e-12
+        )
+    np.testing.assert_array_equal(shared.codes[_MOTION_CODE], plain.codes[_MOTION_CODE])
     # annotation_noise: only spatial labels flip, at about the asked rate; nothing else moves
     clean = SyntheticActionGenome(base)
     noisy = SyntheticActionGenome(base.replace(annotation_noise=0.3))
@@ -218,6 +227,41 @@ def test_difficulty_knobs_change_only_what_they_name():
         flipped += int(diff.any(-1).sum())
         total += int(a.mask.sum())
     assert 0.2 < flipped / total < 0.4, flipped / total
+
+
+def test_label_ambiguity_adds_a_second_contacting_label_the_situation_allows():
+    from dsgg_layers.data.synthetic import _BEHAVIOURS
+    from dsgg_layers.vocab import OBJECT_CLASSES, PREDICATE_GROUPS, PREDICATES
+
+    base = SyntheticConfig(num_videos=60, num_test_videos=1, label_ambiguity=0.0)
+    contacting = PREDICATE_GROUPS["contacting"]
+    motion = [PREDICATES.index(p) for p in MOTION_PREDICATES]
+    seconds = single_frame_pairs = 0
+    for a, b in zip(
+        SyntheticActionGenome(base),
+        SyntheticActionGenome(base.replace(label_ambiguity=0.5)),
+        strict=True,
+    ):
+        assert torch.equal(a.object_boxes, b.object_boxes)
+        assert torch.equal(a.union_features, b.union_features)
+        added = b.relations & ~a.relations
+        assert not (a.relations & ~b.relations).any()  # only additions
+        assert not added[..., : contacting.start].any() and not added[..., contacting.stop :].any()
+        assert not added[..., motion].any()
+        for p in range(a.mask.shape[-1]):
+            track = a.relations[0, :, p][a.mask[0, :, p]]
+            if not len(track) or track[:, motion].any():
+                assert not added[0, :, p].any()  # motion pairs get no second label
+                continue
+            single_frame_pairs += 1
+            extra = added[0, :, p][a.mask[0, :, p]]
+            if extra.any():
+                seconds += 1
+                assert (extra == extra[0]).all()  # one label for the whole track
+                (col,) = extra[0].nonzero()[:, 0].tolist()
+                cls = OBJECT_CLASSES[int(a.object_labels[0, :, p][a.mask[0, :, p]][0])]
+                assert cls in _BEHAVIOURS[PREDICATES[col]].classes
+    assert 0.2 < seconds / single_frame_pairs < 0.5, (seconds, single_frame_pairs)
 
 
 def test_attention_coupling_makes_people_look_at_what_they_hold():
@@ -255,3 +299,24 @@ def test_reach_scale_widens_the_reach_of_a_shifting_person_only():
         sways[scale] = np.asarray(spans)
     assert len(sways[1.0]) > 3
     np.testing.assert_allclose(sways[3.0], 3 * sways[1.0], rtol=1e-9)
+
+
+def test_det_duplicates_append_shifted_second_detections():
+    base = SyntheticConfig(num_videos=1, num_test_videos=30, det_duplicates=0.0)
+    plain = SyntheticActionGenome(base, split="test", mode="sgdet")
+    dup = SyntheticActionGenome(base.replace(det_duplicates=0.5), split="test", mode="sgdet")
+    added = 0
+    for a, b in zip(plain, dup, strict=True):
+        p = a.mask.shape[-1]
+        extra = b.mask.shape[-1] - p
+        added += extra
+        for name in ("mask", "object_boxes", "object_labels", "relations", "object_features"):
+            assert torch.equal(getattr(a, name), getattr(b, name)[:, :, :p])  # the rest stays
+        assert torch.equal(a.gt.relations, b.gt.relations)
+        if extra:
+            new = b.mask[..., p:]
+            assert new.any()
+            assert (b.object_scores[..., p:][new] < 0.9 + 1e-6).all()
+            labelled = b.relations[..., p:, :].any(-1)
+            assert not (labelled & ~new).any()  # no relations where nothing was detected
+    assert 0.2 * 30 < added < 30 * 4 * 0.8, added

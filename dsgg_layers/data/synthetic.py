@@ -5,15 +5,17 @@ draws videos of one person and a few objects moving over irregularly sampled key
 per-box visual features, class semantics and union-region features, and labels every pair in every
 frame with the 26 Action Genome predicates by rules:
 
-- **Contacting** (one per pair, long-tailed like AG's). Four predicates are decided by *motion over
-  several frames only*: ``touching`` (the object stays put while the person stands still),
+- **Contacting** (one per pair, long-tailed like AG's; a second one where the situation is
+  ambiguous). Four predicates are decided by *motion over several frames only*: ``touching``
+  (the object stays put while the person reaches toward it and back),
   ``holding`` (the hand moves the object about while the person stands still), ``carrying`` (the
   object moves with a walking person) and ``drinking_from`` (the cup repeatedly approaches the
   mouth). The four share one union-region appearance code, one distribution of the object's
   position relative to the person in a single frame (along the hand-mouth segment, with the
   arcsine law of an oscillation) and overlapping object classes, so a single frame cannot tell
   them apart. The other contacting predicates (sitting_on, wearing, not_contacting, ...) are
-  decided by geometry and a noisy appearance code of their own, visible in one frame.
+  decided by geometry, object class and an appearance code that the rare ones largely share with
+  the frequent ones, visible in one frame.
 - **Spatial** (object -> person, multi-label) by geometry: ``on_the_side_of`` when the boxes barely
   overlap horizontally, else ``in_front_of``/``behind`` by a latent depth that the object
   features reveal noisily; ``above``/``beneath`` by the object's height against the person's;
@@ -21,7 +23,12 @@ frame with the 26 Action Genome predicates by rules:
 - **Attention** (one per pair) by a latent gaze: the person looks at one of the objects (or
   nowhere), switching now and then; ``looking_at`` when the object lies within 20 degrees of the
   gaze, ``unsure`` in frames where the face is hidden; the person's features show the gaze
-  direction noisily.
+  direction noisily. People mostly look at what their hands are busy with.
+
+The difficulty comes from the sources Action Genome has (``SyntheticConfig``'s difficulty fields):
+look-alike object classes, rare predicates that look like frequent ones, objects that leave and
+re-enter the view, multi-label contacting annotations, and detectors that jitter, miss,
+duplicate, invent and misclassify boxes.
 
 Three variants, as on Action Genome: PredCls and SGCls use the ground-truth pairs (SGCls models
 must predict the object classes from the features); SGDet pairs the detected person with detected
@@ -161,6 +168,7 @@ _BEHAVIOURS: dict[str, _Behaviour] = {
     "have_it_on_the_back": _Behaviour(0.004, ("bag",), "back", True, _ANY, 0.05, "back"),
 }
 _CODES = tuple(sorted({b.code for b in _BEHAVIOURS.values()}))
+_MOTION_CODE = _BEHAVIOURS["holding"].code  # the one look of the four motion predicates
 _HANDS_BUSY = frozenset(("holding", "drinking_from", "eating", "wiping", "writing_on", "twisting"))
 _SPATIAL = tuple(range(PREDICATE_GROUPS["spatial"].start, PREDICATE_GROUPS["spatial"].stop))
 # The most objects a video can hold: the classes the least permissive mode of the person allows.
@@ -175,8 +183,13 @@ class SyntheticConfig:
     """Everything that decides the synthetic benchmark; equal configs give equal data.
 
     The defaults make a benchmark that a small model learns in a few minutes on a CPU (the
-    README's main job); :meth:`action_genome_test_scale` matches the size of Action Genome's test
-    set (the performance benchmarks' workload).
+    README's main job) and that is about as hard as Action Genome for an STTran-style baseline
+    (``benchmarks/synthetic_profile.py``); :meth:`action_genome_test_scale` matches the size of
+    Action Genome's test set (the performance benchmarks' workload). Setting the difficulty
+    fields ``class_similarity``, ``code_sharing``, ``label_ambiguity``, ``attention_coupling``
+    and ``det_duplicates`` to 0, ``reach_scale`` to 1, ``objects=(1, 4)``, ``visibility=0.9``,
+    ``det_jitter=0.05`` and ``det_accuracy=0.8`` gives the easy benchmark of versions before
+    the difficulty fields.
 
     Args:
         num_videos: videos per split (``{"train": n, "test": m}`` via ``num_test_videos``).
@@ -190,8 +203,11 @@ class SyntheticConfig:
         semantic_dim: width of the class-semantics vectors.
         walking: probability that the person walks through the video.
         shifting: probability that the person shifts their weight back and forth (a reach of
-            6-10 px toward the object they touch); otherwise they stand still.
-        visibility: probability that an object is annotated in a frame.
+            6-10 px times ``reach_scale`` toward the object they touch); otherwise they stand
+            still.
+        visibility: probability that an object is annotated in a frame (it leaves the view or
+            is occluded otherwise); with up to 6 objects at 0.65, about 2.3 pairs a frame, as on
+            Action Genome, with more crowded frames than with fewer, always-visible objects.
         box_noise: standard deviation of the annotation noise on box corners, in pixels.
         feature_noise: standard deviation of the noise on visual features.
         union_noise: standard deviation of the noise on union features.
@@ -200,17 +216,29 @@ class SyntheticConfig:
         det_miss: SGDet probability of missing an object in a frame.
         det_spurious: SGDet mean number of spurious (false-positive) tracks per video.
         det_accuracy: SGDet probability that a detection has the right class.
+        det_duplicates: SGDet probability that an object also has a duplicate detection track
+            (a shifted box of the same class that non-maximum suppression let through, in about
+            70% of the frames where the object is detected, with a lower score; it inherits the
+            object's relations where it overlaps it with IoU >= 0.5, as any detection does).
         class_similarity: how far the appearance prototypes of visually similar object classes
             (Action Genome's look-alikes: cup/glass/bottle, dish, food; sofa, chair, bed; ...)
             are pulled toward their group's mean (0: distinct classes, 1: one appearance a group).
             Makes SGCls and SGDet harder, as on Action Genome.
-        code_sharing: how far the union-region appearance codes of the contacting behaviours
-            are pulled toward their mean (0: every behaviour has its own look, 1: one look): the
-            predicates must then be told apart by geometry, motion and context.
+        code_sharing: how far the union-region appearance codes of the single-frame contacting
+            behaviours (all but the four motion predicates, which already share one look) are
+            pulled toward their mean (0: every behaviour has its own look, 1: one look): the rare
+            ones then look like the frequent ``not_contacting`` and ``sitting_on`` and must be
+            told apart by geometry, object class and context.
         annotation_noise: probability that a ground-truth pair-frame has one spatial label
             flipped (added or removed), the multi-label ambiguity of Action Genome's annotations.
+        label_ambiguity: probability that a ground-truth pair carries, over its whole track, a
+            second contacting label: another single-frame behaviour that its object class and the
+            person's mode also allow (sitting on a floor also "standing on" it, a worn bag also
+            "on the back"), the multi-label contacting annotations of Action Genome. The motion
+            predicates neither get nor give a second label, so that motion still decides them.
         reach_scale: factor on the reach of a person who shifts their weight toward the object
-            they touch (6-10 px at 1): a larger reach shows `touching`'s motion in more frames.
+            they touch (6-10 px at 1): a larger reach shows ``touching``'s motion in more frames
+            (at 1, a model calls nearly every ``touching`` pair ``holding``).
         attention_coupling: probability that, in a frame, the person looks at an object their
             hands are busy with (holding, drinking from, eating, wiping, writing on, twisting):
             the co-occurrence between attention and contacting predicates of Action Genome.
@@ -224,7 +252,7 @@ class SyntheticConfig:
     num_videos: int = 600
     num_test_videos: int = 200
     frames: tuple[int, int] = (6, 16)
-    objects: tuple[int, int] = (1, 4)
+    objects: tuple[int, int] = (1, 6)
     frame_gap: tuple[int, int] = (2, 8)
     image_size: tuple[int, int] = (480, 270)
     feature_dim: int = 64
@@ -232,20 +260,22 @@ class SyntheticConfig:
     semantic_dim: int = 32
     walking: float = 0.3
     shifting: float = 0.3
-    visibility: float = 0.9
+    visibility: float = 0.65
     box_noise: float = 0.5
     feature_noise: float = 1.0
     union_noise: float = 1.0
     unsure: float = 0.05
-    det_jitter: float = 0.05
+    det_jitter: float = 0.1
     det_miss: float = 0.1
     det_spurious: float = 5.5
-    det_accuracy: float = 0.8
-    class_similarity: float = 0.0
-    code_sharing: float = 0.0
+    det_accuracy: float = 0.6
+    det_duplicates: float = 0.1
+    class_similarity: float = 0.75
+    code_sharing: float = 0.8
     annotation_noise: float = 0.0
-    attention_coupling: float = 0.0
-    reach_scale: float = 1.0
+    label_ambiguity: float = 0.25
+    attention_coupling: float = 0.6
+    reach_scale: float = 6.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -279,8 +309,8 @@ class SyntheticConfig:
             if not (isinstance(value, int | float) and 0 <= value < math.inf):
                 raise ValueError(f"{name}: expected a finite number >= 0, got {value!r}")
         for name in ("walking", "shifting", "visibility", "unsure", "det_miss", "det_accuracy",
-                     "class_similarity", "code_sharing", "annotation_noise",
-                     "attention_coupling"):  # fmt: skip
+                     "det_duplicates", "class_similarity", "code_sharing", "annotation_noise",
+                     "label_ambiguity", "attention_coupling"):  # fmt: skip
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name}: expected a probability, got {getattr(self, name)}")
         if self.objects[1] > _MAX_OBJECTS:  # one object per class: more never fit (a hang)
@@ -336,12 +366,11 @@ class _World:
         self.codes = {
             c: v for c, v in zip(_CODES, rng.standard_normal((len(_CODES), U)) * 0.6, strict=True)
         }
-        if cfg.code_sharing > 0:  # the behaviours' looks pulled toward their mean
-            mean = np.mean(list(self.codes.values()), axis=0)
-            self.codes = {
-                c: (1 - cfg.code_sharing) * v + cfg.code_sharing * mean
-                for c, v in self.codes.items()
-            }
+        if cfg.code_sharing > 0:  # the single-frame behaviours' looks pulled toward their mean
+            shared = [c for c in _CODES if c != _MOTION_CODE]
+            mean = np.mean([self.codes[c] for c in shared], axis=0)
+            for c in shared:
+                self.codes[c] = (1 - cfg.code_sharing) * self.codes[c] + cfg.code_sharing * mean
         self.geometry = rng.standard_normal((8, U)) * 0.5
         # Directions in feature space of the latent depth, the gaze and the hidden face.
         self.depth, self.gaze_x, self.gaze_y, self.hidden = _unit(rng.standard_normal((4, F)))
@@ -456,6 +485,8 @@ class _Video:
         boxes[..., 2:] = np.maximum(boxes[..., 2:], boxes[..., :2])
         self.object_boxes = boxes
         self.relations = self._label()
+        if cfg.label_ambiguity > 0:  # a stream of its own: the other draws stay as they were
+            self._second_labels(np.random.default_rng(rng.bit_generator.seed_seq.spawn(1)[0]))
         if cfg.annotation_noise > 0:  # a stream of its own: the other draws stay as they were
             noise_rng = np.random.default_rng(rng.bit_generator.seed_seq.spawn(1)[0])
             flip = noise_rng.random(self.relations.shape[:2]) < cfg.annotation_noise
@@ -463,6 +494,23 @@ class _Video:
             t, k = np.nonzero(flip)
             cols = np.asarray(_SPATIAL)[which[t, k]]
             self.relations[t, k, cols] = ~self.relations[t, k, cols]
+
+    def _second_labels(self, rng: np.random.Generator) -> None:
+        """Give some pairs a second contacting label their situation also allows (multi-label)."""
+        for k, (b, c) in enumerate(zip(self.behaviours, self.classes, strict=True)):
+            if b in MOTION_PREDICATES or rng.random() >= self.cfg.label_ambiguity:
+                continue
+            name = OBJECT_CLASSES[c]
+            others = [
+                o
+                for o, spec in _BEHAVIOURS.items()
+                if o not in (b, "not_contacting", *MOTION_PREDICATES)
+                and name in spec.classes
+                and self.mode in spec.modes
+            ]
+            if others:
+                second = others[rng.integers(len(others))]
+                self.relations[:, k, _P[second]] = self.visible[:, k]
 
     def _place(
         self, behaviour: str, cls: int, c0: np.ndarray
@@ -676,10 +724,47 @@ class _Video:
         codes = [_BEHAVIOURS[b].code for b in self.behaviours] + ["none"] * k
         front = np.r_[self.front, rng.random(k) < 0.5]
         subj, obj, union = self.features(person, boxes, true_classes, codes, front, extra_noise=0.5)
-        return {
+        out = {
             "person_boxes": person, "object_boxes": boxes, "mask": found, "labels": labels,
             "scores": scores, "relations": relations, "subj": subj, "obj": obj, "union": union,
         }  # fmt: skip
+        if cfg.det_duplicates > 0:  # drawn after everything else: the other detections stay
+            out = self._duplicates(out, n)
+        return out
+
+    def _duplicates(self, d: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
+        """Append second detections of some objects (NMS let a shifted box of the same class
+        through), in the frames where the object was detected, with a lower score."""
+        cfg, W, H = self.cfg, *self.cfg.image_size
+        rng = np.random.default_rng(self.rng.bit_generator.seed_seq.spawn(1)[0])
+        picked = np.flatnonzero(rng.random(n) < cfg.det_duplicates)
+        if not len(picked):
+            return d
+        T = d["object_boxes"].shape[0]
+        src = d["object_boxes"][:, picked]
+        wh = np.concatenate([src[..., 2:] - src[..., :2]] * 2, -1)
+        boxes = np.clip(src + rng.normal(0, 0.15, src.shape) * wh, 0, [W, H, W, H])
+        boxes[..., 2:] = np.maximum(boxes[..., 2:], boxes[..., :2])
+        found = d["mask"][:, picked] & (rng.random((T, len(picked))) < 0.7)
+        scores = d["scores"][:, picked] * rng.uniform(0.5, 0.9, (T, len(picked)))
+        match = (_iou(boxes, self.object_boxes[:, picked]) >= 0.5) & (
+            _iou(d["person_boxes"], self.person_boxes)[:, None] >= 0.5
+        )
+        relations = self.relations[:, picked] & (match & found)[..., None]
+        codes = [_BEHAVIOURS[self.behaviours[j]].code for j in picked]
+        classes = np.asarray(self.classes, dtype=np.int64)[picked]
+        feats = self.features(
+            d["person_boxes"], boxes, classes, codes, self.front[picked], extra_noise=0.5
+        )
+        extra = {
+            "object_boxes": boxes, "mask": found, "labels": d["labels"][:, picked],
+            "scores": scores, "relations": relations, "obj": feats[1], "union": feats[2],
+            "subj": feats[0],
+        }  # fmt: skip
+        return {
+            key: d[key] if key not in extra else np.concatenate((d[key], extra[key]), 1)
+            for key in d
+        }
 
 
 def _graph(
