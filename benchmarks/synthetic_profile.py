@@ -43,6 +43,7 @@ from dsgg_layers import (  # noqa: E402
     box_iou,
     label_frequencies,
 )
+from dsgg_layers._checks import check_choice  # noqa: E402
 from dsgg_layers.data import SyntheticActionGenome, SyntheticConfig, VideoGraph  # noqa: E402
 from dsgg_layers.metrics import predicate_probabilities  # noqa: E402
 from dsgg_layers.temporal import previous_frame_index  # noqa: E402
@@ -87,6 +88,7 @@ class STTranBaseline(nn.Module):
         loss: str = "margin",
     ):
         super().__init__()
+        check_choice(loss, "loss", ("margin", "bce"))
         self.loss = loss
         self.register_buffer("class_semantics", class_semantics.float())
         in_dim = 2 * feature_dim + union_dim + class_semantics.shape[1] + 8

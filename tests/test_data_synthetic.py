@@ -231,7 +231,7 @@ def test_difficulty_knobs_change_only_what_they_name():
 
 def test_label_ambiguity_adds_a_second_contacting_label_the_situation_allows():
     from dsgg_layers.data.synthetic import _BEHAVIOURS
-    from dsgg_layers.vocab import OBJECT_CLASSES, PREDICATE_GROUPS, PREDICATES
+    from dsgg_layers.vocab import OBJECT_CLASSES
 
     base = SyntheticConfig(num_videos=60, num_test_videos=1, label_ambiguity=0.0)
     contacting = PREDICATE_GROUPS["contacting"]

@@ -407,6 +407,30 @@ def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
 
 
+def _matched(
+    person: np.ndarray, boxes: np.ndarray, gt_person: np.ndarray, gt_boxes: np.ndarray
+) -> np.ndarray:
+    """Detected pairs ``(T, N)`` whose person and object boxes both overlap the ground truth's
+    with IoU >= 0.5 (they take its relations)."""
+    return (_iou(boxes, gt_boxes) >= 0.5) & (_iou(person, gt_person)[:, None] >= 0.5)
+
+
+def _jitter(
+    boxes: np.ndarray, rng: np.random.Generator, sigma: float, clip: np.ndarray
+) -> np.ndarray:
+    """``boxes`` with corner noise of ``sigma`` times the box size, clipped to the image."""
+    wh = np.concatenate([boxes[..., 2:] - boxes[..., :2]] * 2, -1)
+    out = np.clip(boxes + rng.normal(0, sigma, boxes.shape) * wh, 0, clip)
+    out[..., 2:] = np.maximum(out[..., 2:], out[..., :2])
+    return out
+
+
+def _substream(rng: np.random.Generator) -> np.random.Generator:
+    """A generator of its own, spawned from ``rng``'s seed: drawing from it leaves ``rng``'s
+    draws as they were (how each difficulty field changes only what it names)."""
+    return np.random.default_rng(rng.bit_generator.seed_seq.spawn(1)[0])
+
+
 class _Video:
     """One video drawn from its own generator: ground truth and detections, as numpy arrays."""
 
@@ -486,9 +510,9 @@ class _Video:
         self.object_boxes = boxes
         self.relations = self._label()
         if cfg.label_ambiguity > 0:  # a stream of its own: the other draws stay as they were
-            self._second_labels(np.random.default_rng(rng.bit_generator.seed_seq.spawn(1)[0]))
+            self._second_labels(_substream(rng))
         if cfg.annotation_noise > 0:  # a stream of its own: the other draws stay as they were
-            noise_rng = np.random.default_rng(rng.bit_generator.seed_seq.spawn(1)[0])
+            noise_rng = _substream(rng)
             flip = noise_rng.random(self.relations.shape[:2]) < cfg.annotation_noise
             which = noise_rng.integers(0, len(_SPATIAL), size=self.relations.shape[:2])
             t, k = np.nonzero(flip)
@@ -615,7 +639,7 @@ class _Video:
         if cfg.attention_coupling > 0:  # people look at what their hands are busy with
             busy = [k for k, b in enumerate(self.behaviours) if b in _HANDS_BUSY]
             if busy:  # a stream of its own: the other draws stay as they were
-                gaze_rng = np.random.default_rng(rng.bit_generator.seed_seq.spawn(1)[0])
+                gaze_rng = _substream(rng)
                 look = gaze_rng.random(T) < cfg.attention_coupling
                 target = np.where(look, np.asarray(busy)[gaze_rng.integers(len(busy), size=T)],
                                   target)  # fmt: skip
@@ -683,14 +707,7 @@ class _Video:
         W, H = cfg.image_size
         T, n = self.visible.shape
         clip = np.array([W, H, W, H], dtype=np.float64)
-
-        def jitter(boxes: np.ndarray) -> np.ndarray:
-            wh = np.concatenate([boxes[..., 2:] - boxes[..., :2]] * 2, -1)
-            out = np.clip(boxes + rng.normal(0, cfg.det_jitter, boxes.shape) * wh, 0, clip)
-            out[..., 2:] = np.maximum(out[..., 2:], out[..., :2])
-            return out
-
-        person = jitter(self.person_boxes)
+        person = _jitter(self.person_boxes, rng, cfg.det_jitter, clip)
         person_found = rng.random(T) > 0.02
         k = int(rng.poisson(cfg.det_spurious))
         spur_classes = rng.integers(1, len(OBJECT_CLASSES), size=k)
@@ -700,7 +717,9 @@ class _Video:
             size = np.array([rng.uniform(w0, w1), rng.uniform(h0, h1)])
             center = rng.uniform(size / 2, np.array([W, H]) - size / 2) + rng.normal(0, 3, (T, 2))
             spur_boxes[:, j] = _boxes(center, size)
-        boxes = np.concatenate((jitter(self.object_boxes), np.clip(spur_boxes, 0, clip)), 1)
+        boxes = np.concatenate(
+            (_jitter(self.object_boxes, rng, cfg.det_jitter, clip), np.clip(spur_boxes, 0, clip)), 1
+        )
         found = np.concatenate(
             (self.visible & (rng.random((T, n)) > cfg.det_miss), rng.random((T, k)) < 0.7), 1
         )
@@ -715,9 +734,7 @@ class _Video:
         )
         scores[:, n:] = rng.uniform(0.2, 0.6, (T, k))
         # Detected pairs take the relations of their ground-truth pair when both boxes overlap it.
-        match = (_iou(boxes[:, :n], self.object_boxes) >= 0.5) & (
-            _iou(person, self.person_boxes)[:, None] >= 0.5
-        )
+        match = _matched(person, boxes[:, :n], self.person_boxes, self.object_boxes)
         relations = np.zeros((T, n + k, len(PREDICATES)), dtype=bool)
         relations[:, :n] = self.relations & match[..., None]
         relations &= found[..., None]
@@ -736,20 +753,15 @@ class _Video:
         """Append second detections of some objects (NMS let a shifted box of the same class
         through), in the frames where the object was detected, with a lower score."""
         cfg, W, H = self.cfg, *self.cfg.image_size
-        rng = np.random.default_rng(self.rng.bit_generator.seed_seq.spawn(1)[0])
+        rng = _substream(self.rng)
         picked = np.flatnonzero(rng.random(n) < cfg.det_duplicates)
         if not len(picked):
             return d
         T = d["object_boxes"].shape[0]
-        src = d["object_boxes"][:, picked]
-        wh = np.concatenate([src[..., 2:] - src[..., :2]] * 2, -1)
-        boxes = np.clip(src + rng.normal(0, 0.15, src.shape) * wh, 0, [W, H, W, H])
-        boxes[..., 2:] = np.maximum(boxes[..., 2:], boxes[..., :2])
+        boxes = _jitter(d["object_boxes"][:, picked], rng, 0.15, np.array([W, H, W, H]))
         found = d["mask"][:, picked] & (rng.random((T, len(picked))) < 0.7)
         scores = d["scores"][:, picked] * rng.uniform(0.5, 0.9, (T, len(picked)))
-        match = (_iou(boxes, self.object_boxes[:, picked]) >= 0.5) & (
-            _iou(d["person_boxes"], self.person_boxes)[:, None] >= 0.5
-        )
+        match = _matched(d["person_boxes"], boxes, self.person_boxes, self.object_boxes[:, picked])
         relations = self.relations[:, picked] & (match & found)[..., None]
         codes = [_BEHAVIOURS[self.behaviours[j]].code for j in picked]
         classes = np.asarray(self.classes, dtype=np.int64)[picked]
