@@ -42,9 +42,13 @@ from dsgg_layers.layout import (
 )
 from dsgg_layers.losses import (
     CategoryWeightedLoss,
+    FocalLoss,
     category_weighted_bce,
     class_weights,
     label_frequencies,
+    multilabel_margin_loss,
+    softmax_focal_loss,
+    sttran_predicate_loss,
 )
 from dsgg_layers.motion import (
     NUM_MOTION_ATTRIBUTES,
@@ -56,6 +60,21 @@ from dsgg_layers.pooling import MaskedPooling, masked_pool
 from dsgg_layers.positions import LearnedPositions, sinusoidal_positions
 from dsgg_layers.relation import SpatialTemporalEncoder
 from dsgg_layers.rows import ValidRows
+from dsgg_layers.sampling import (
+    RelationAssignment,
+    assign_relations,
+    cap_negatives,
+    filter_negatives,
+)
+from dsgg_layers.scoring import (
+    ContextFusion,
+    RelationScorer,
+    RelationScores,
+    RelationScoringDecoder,
+    SpatialContextEncoder,
+    TemporalContextEncoder,
+    triplet_score,
+)
 from dsgg_layers.semantic import ActionSemanticMatcher
 from dsgg_layers.sttran import STTranPairs, from_sttran, link_tracks, sttran_to_tracks
 from dsgg_layers.temporal import gather_frames, gather_previous, previous_frame_index
@@ -68,6 +87,8 @@ __all__ = [
     "ActionSemanticMatcher",
     "BucketBatchSampler",
     "CategoryWeightedLoss",
+    "ContextFusion",
+    "FocalLoss",
     "LearnableTokens",
     "LearnedPositions",
     "MaskedMultiheadAttention",
@@ -75,8 +96,14 @@ __all__ = [
     "MotionFeatureExtractor",
     "MotionInteraction",
     "PairTracks",
+    "RelationAssignment",
+    "RelationScorer",
+    "RelationScores",
+    "RelationScoringDecoder",
     "STTranPairs",
+    "SpatialContextEncoder",
     "SpatialTemporalEncoder",
+    "TemporalContextEncoder",
     "TrackIndex",
     "TransformerDecoder",
     "TransformerDecoderLayer",
@@ -84,6 +111,7 @@ __all__ = [
     "TransformerEncoderLayer",
     "ValidRows",
     "__version__",
+    "assign_relations",
     "box_area",
     "box_center",
     "box_convert",
@@ -91,10 +119,12 @@ __all__ = [
     "box_union",
     "bucket_batches",
     "build_track_index",
+    "cap_negatives",
     "category_weighted_bce",
     "class_weights",
     "collate_tracks",
     "elementwise_box_iou",
+    "filter_negatives",
     "flat_to_tracks",
     "from_sttran",
     "gather_frames",
@@ -105,17 +135,21 @@ __all__ = [
     "masked_attention",
     "masked_pool",
     "motion_attributes",
+    "multilabel_margin_loss",
     "normalize_boxes",
     "padding_fraction",
     "person_object_pairs",
     "prepend_tokens",
     "previous_frame_index",
     "sinusoidal_positions",
+    "softmax_focal_loss",
     "split_tokens",
     "split_tracks",
+    "sttran_predicate_loss",
     "sttran_to_tracks",
     "text",
     "track_sizes",
     "tracks_to_flat",
+    "triplet_score",
     "vocab",
 ]

@@ -5,6 +5,15 @@
   reading used is on the MoSA docs page):
   per-class weights ``w_c ∝ f_c^(-beta)`` from the class frequencies ``f_c``, normalised to mean 1
   over the classes seen, in a binary cross-entropy over the multi-label targets.
+- :func:`softmax_focal_loss` / :class:`FocalLoss`: RS-Net's relation scoring loss (*RS-Net:
+  Context-Aware Relation Scoring for Dynamic Scene Graph Generation*, arXiv:2511.08651, Sec. 3.5,
+  Eq. 9), the focal loss of Lin et al. (ICCV 2017) over the softmax of ``C`` classes (2 there).
+- :func:`multilabel_margin_loss`: the multi-label margin loss of RS-Net's Eq. 8 (the paper's
+  unnormalised double sum) and, with ``normalize=True``, the convention of
+  :class:`torch.nn.MultiLabelMarginLoss` that STTran-family code trains with.
+- :func:`sttran_predicate_loss`: the predicate loss STTran's public code trains with on Action
+  Genome's three predicate groups (cross-entropy on attention, the margin loss on the sigmoid
+  scores of spatial and contacting, or binary cross-entropy with its ``bce_loss`` option).
 """
 
 from __future__ import annotations
@@ -20,9 +29,13 @@ from dsgg_layers._checks import check_choice, check_positive, check_tensor, valu
 
 __all__ = [
     "CategoryWeightedLoss",
+    "FocalLoss",
     "category_weighted_bce",
     "class_weights",
     "label_frequencies",
+    "multilabel_margin_loss",
+    "softmax_focal_loss",
+    "sttran_predicate_loss",
 ]
 
 Reduction = Literal["mean", "sum", "none"]
@@ -233,3 +246,309 @@ def label_frequencies(videos: Iterable[Any]) -> Tensor:
     if total is None:
         raise ValueError("videos: expected at least one item, got none")
     return total
+
+
+# --------------------------------------------------------------------------- RS-Net (Eq. 8-9)
+
+
+def _masked_reduce(loss: Tensor, mask: Tensor | None, reduction: Reduction) -> Tensor:
+    """Reduce per-sample losses ``(...)`` (already 0 at masked samples); ``"mean"`` divides by
+    the counted samples (0 when there are none, not 0 / 0)."""
+    if reduction == "none":
+        return loss
+    if reduction == "sum":
+        return loss.sum()
+    if mask is None:
+        return loss.mean() if loss.numel() else loss.sum()
+    return loss.sum() / mask.sum().clamp(min=1)
+
+
+def softmax_focal_loss(
+    logits: Tensor,
+    target: Tensor,
+    *,
+    alpha: Tensor | tuple[float, ...] | None = None,
+    gamma: float = 2.0,
+    mask: Tensor | None = None,
+    reduction: Reduction = "mean",
+) -> Tensor:
+    """Focal loss over the softmax of ``C`` classes: ``-alpha_y (1 - p_y)^gamma log p_y``.
+
+    RS-Net's relation scoring loss (*RS-Net: Context-Aware Relation Scoring for Dynamic Scene
+    Graph Generation*, arXiv:2511.08651, Sec. 3.5, Eq. 9) with ``C = 2``: class 0 "meaningful
+    relation" (the decoder's ``p0``), class 1 "irrelevant". Eq. 9 as printed sums
+    ``alpha_c (1 - p_c)^gamma log p_c`` over both classes without the target's indicator; this is
+    read as the focal loss of Lin et al. (*Focal Loss for Dense Object Detection*, ICCV 2017),
+    whose sum keeps the true class only (with both terms the loss would push ``p0`` and ``p1`` up
+    together, which a softmax cannot do). ``gamma = 0`` and ``alpha = None`` is exactly
+    :func:`torch.nn.functional.cross_entropy`.
+
+    The paper gives no ``alpha_c`` or ``gamma``. Defaults: ``gamma = 2`` (Lin et al.'s choice) and
+    no ``alpha`` (RS-Net's negative sampling already balances the classes to at most 1.2
+    negatives a positive, so class weights would count the balance twice).
+
+    Args:
+        logits: class logits (before the softmax).
+        target: the true class of each sample (int), or for two classes a bool ``True`` =
+            class 0, "meaningful" (RS-Net's ``[1, 0]`` target).
+        alpha: per-class weights ``(C,)`` (Eq. 9's ``alpha_c``), or ``None`` for none.
+        gamma: the focusing exponent (``>= 0``).
+        mask: ``True`` for the samples to count; the others add nothing and get no gradient,
+            whatever their logits and targets hold.
+        reduction: ``"mean"`` (over the counted samples; Eq. 9 sums, which scales the loss
+            with the number of pairs in a batch), ``"sum"`` (Eq. 9) or ``"none"``.
+
+    Shape:
+        - logits: ``(..., C)``
+        - target, mask: ``(...)``
+        - output: scalar, or ``(...)`` with ``"none"`` (0 at masked samples)
+
+    Raises:
+        TypeError, ValueError: shapes or dtypes disagree, ``gamma`` is negative, ``reduction`` is
+            unknown, or (CPU tensors) a counted target is not a class index.
+
+    Examples:
+        >>> logits, target = torch.randn(5, 2), torch.tensor([0, 1, 1, 0, 1])
+        >>> ce = torch.nn.functional.cross_entropy(logits, target)
+        >>> torch.allclose(softmax_focal_loss(logits, target, gamma=0.0), ce)
+        True
+        >>> easy = softmax_focal_loss(torch.tensor([[4.0, -4.0]]), torch.tensor([0]))
+        >>> bool(easy < 1e-6)    # a well-classified sample hardly counts
+        True
+    """
+    dims: dict[str, tuple[int, str]] = {}
+    check_tensor(logits, "logits", ("...", "C"), dims=dims, dtype="float")
+    check_tensor(target, "target", tuple(logits.shape[:-1]), dims=dims, dtype=("int", "bool"))
+    check_positive(gamma, "gamma", integer=False, allow_zero=True)
+    check_choice(reduction, "reduction", ("mean", "sum", "none"))
+    C = logits.shape[-1]
+    if target.dtype == torch.bool:
+        if C != 2:
+            raise ValueError(f"target: a bool target needs 2 classes, got logits with C={C}")
+        target = (~target).long()  # True = meaningful = class 0
+    if mask is not None:
+        check_tensor(mask, "mask", tuple(logits.shape[:-1]), dims=dims, dtype="bool")
+        logits = logits.masked_fill(~mask.unsqueeze(-1), 0.0)
+        target = target.masked_fill(~mask, 0)
+    if values_readable(target) and target.numel():
+        lo, hi = int(target.min()), int(target.max())
+        if lo < 0 or hi >= C:
+            raise ValueError(f"target: expected class indices in [0, {C}), got [{lo}, {hi}]")
+    weight = None
+    if alpha is not None:
+        weight = torch.as_tensor(alpha, dtype=logits.dtype, device=logits.device)
+        check_tensor(weight, "alpha", (C,), dtype="float")
+    flat_logits, flat_target = logits.reshape(-1, C), target.long().reshape(-1)
+    if (
+        gamma == 0
+        and weight is None
+        and mask is None
+        and reduction != "none"
+        and C
+        and target.numel()
+    ):
+        return F.cross_entropy(flat_logits, flat_target, reduction=reduction)  # exactly CE
+    loss = F.cross_entropy(flat_logits, flat_target, reduction="none").reshape(target.shape)
+    if gamma > 0:
+        loss = loss * (1 - (-loss).exp()).clamp(min=0) ** gamma
+    if weight is not None:
+        loss = loss * weight[target.long()]
+    if mask is not None:
+        loss = loss.masked_fill(~mask, 0.0)
+    return _masked_reduce(loss, mask, reduction)
+
+
+class FocalLoss(nn.Module):
+    """:func:`softmax_focal_loss` as a module (RS-Net's ``L_RSN``, Eq. 9).
+
+    ``alpha`` is a buffer (a configuration tensor, saved with the model).
+
+    Args:
+        alpha: per-class weights ``(C,)`` or ``None``.
+        gamma: the focusing exponent (default 2, Lin et al.; RS-Net gives none).
+        reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+
+    Shape:
+        As :func:`softmax_focal_loss`.
+
+    Raises:
+        TypeError, ValueError: as :func:`softmax_focal_loss`.
+
+    Examples:
+        >>> loss = FocalLoss(gamma=2.0)
+        >>> loss(torch.zeros(3, 2), torch.tensor([True, False, True])).round(decimals=4)
+        tensor(0.1733)
+    """
+
+    alpha: Tensor | None
+
+    def __init__(
+        self,
+        alpha: Tensor | tuple[float, ...] | None = None,
+        gamma: float = 2.0,
+        *,
+        reduction: Reduction = "mean",
+    ) -> None:
+        super().__init__()
+        check_positive(gamma, "gamma", integer=False, allow_zero=True)
+        check_choice(reduction, "reduction", ("mean", "sum", "none"))
+        self.gamma, self.reduction = float(gamma), reduction
+        if alpha is not None:
+            alpha = torch.as_tensor(alpha, dtype=torch.get_default_dtype())
+            check_tensor(alpha, "alpha", ("C",), dtype="float")
+        self.register_buffer("alpha", alpha)
+
+    def reset_parameters(self) -> None:
+        """Nothing to reset (no parameters)."""
+
+    def extra_repr(self) -> str:
+        alpha = None if self.alpha is None else self.alpha.tolist()
+        return f"alpha={alpha}, gamma={self.gamma}, reduction={self.reduction!r}"
+
+    def forward(self, logits: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
+        """The focal loss; see :func:`softmax_focal_loss`."""
+        return softmax_focal_loss(logits, target, alpha=self.alpha, gamma=self.gamma, mask=mask,
+                                  reduction=self.reduction)  # fmt: skip
+
+
+def multilabel_margin_loss(
+    scores: Tensor,
+    target: Tensor,
+    *,
+    margin: float = 1.0,
+    normalize: bool = False,
+    mask: Tensor | None = None,
+    reduction: Reduction = "mean",
+) -> Tensor:
+    """Multi-label margin loss: ``sum_{m in S+} sum_{n in S-} max(0, margin - s_m + s_n)``.
+
+    Per sample, every annotated class ``m`` must score ``margin`` above every other class
+    ``n``. ``normalize=False`` is RS-Net's Eq. 8 (*RS-Net*, arXiv:2511.08651, Sec. 3.5): the
+    unnormalised double sum. ``normalize=True`` divides each sample's sum by the number of
+    classes ``C``, which is :class:`torch.nn.MultiLabelMarginLoss` (the loss STTran-family code
+    trains its spatial and contacting predicates with, on sigmoid scores): the two differ by the
+    factor ``C`` only. A sample with no annotated class (or all classes annotated) adds 0.
+
+    Args:
+        scores: the predicted scores ``s`` (STTran: sigmoid probabilities).
+        target: bool, ``True`` for the annotated classes ``S+``.
+        margin: the margin (1 in both).
+        normalize: divide each sample's sum by ``C`` (torch's convention).
+        mask: ``True`` for the samples to count; the others add nothing and get no gradient.
+        reduction: ``"mean"`` over the counted samples (torch's default), ``"sum"`` or
+            ``"none"``.
+
+    Shape:
+        - scores, target: ``(..., C)``
+        - mask: ``(...)``
+        - output: scalar, or ``(...)`` with ``"none"``
+
+    Raises:
+        TypeError, ValueError: shapes or dtypes disagree, or ``reduction`` is unknown.
+
+    Examples:
+        >>> s = torch.tensor([[0.9, 0.2, 0.6]])
+        >>> t = torch.tensor([[True, False, False]])
+        >>> multilabel_margin_loss(s, t)   # (1 - 0.9 + 0.2) + (1 - 0.9 + 0.6)
+        tensor(1.)
+        >>> index = torch.tensor([[0, -1, -1]])           # torch's form of the same target
+        >>> torch.nn.MultiLabelMarginLoss()(s, index) * 3
+        tensor(1.)
+    """
+    dims: dict[str, tuple[int, str]] = {}
+    check_tensor(scores, "scores", ("...", "C"), dims=dims, dtype="float")
+    check_tensor(target, "target", tuple(scores.shape), dims=dims, dtype="bool")
+    check_positive(margin, "margin", integer=False, allow_zero=True)
+    check_choice(reduction, "reduction", ("mean", "sum", "none"))
+    if mask is not None:
+        check_tensor(mask, "mask", tuple(scores.shape[:-1]), dims=dims, dtype="bool")
+        scores = scores.masked_fill(~mask.unsqueeze(-1), 0.0)
+        target = target & mask.unsqueeze(-1)
+    # (..., C, C): every (positive m, negative n) pair of classes of a sample
+    hinge = (margin - scores.unsqueeze(-1) + scores.unsqueeze(-2)).clamp(min=0)
+    both = target.unsqueeze(-1) & ~target.unsqueeze(-2)
+    loss = hinge.masked_fill(~both, 0.0).sum((-2, -1))
+    if normalize:
+        loss = loss / scores.shape[-1]
+    return _masked_reduce(loss, mask, reduction)
+
+
+def sttran_predicate_loss(
+    logits: Tensor,
+    relations: Tensor,
+    *,
+    mask: Tensor | None = None,
+    multi_label: Literal["margin", "bce"] = "margin",
+    groups: dict[str, slice] | None = None,
+) -> dict[str, Tensor]:
+    """The predicate loss of STTran's public code, one term per Action Genome predicate group.
+
+    - ``"attention"``: cross-entropy over the attention group, on the samples that have an
+      attention label (the first one when several are set);
+    - ``"spatial"``, ``"contacting"``: with ``multi_label="margin"`` (STTran's default)
+      :class:`torch.nn.MultiLabelMarginLoss` on the sigmoid of the group's logits, i.e.
+      :func:`multilabel_margin_loss` with ``normalize=True``; with ``"bce"`` (its ``bce_loss``
+      option) binary cross-entropy on the logits.
+
+    Each term is a mean over its counted samples (0 without any). RS-Net's Eq. 8 writes the
+    margin loss unnormalised (:func:`multilabel_margin_loss` with ``normalize=False``); this is
+    what the code that produced the baselines' numbers trains with.
+
+    Args:
+        logits: the predicate logits, groups in ``groups`` order.
+        relations: bool multi-label targets.
+        mask: ``True`` for the samples (pairs) to count.
+        multi_label: ``"margin"`` or ``"bce"`` for the spatial and contacting groups.
+        groups: ``{"attention": slice, "spatial": slice, "contacting": slice}`` (default
+            Action Genome's, :data:`dsgg_layers.vocab.PREDICATE_GROUPS`).
+
+    Shape:
+        - logits, relations: ``(..., C)`` (26 on Action Genome)
+        - mask: ``(...)``
+        - output: a dict of three scalars
+
+    Raises:
+        TypeError, ValueError: shapes or dtypes disagree, or an option is unknown.
+
+    Examples:
+        >>> logits, rel = torch.randn(4, 26), torch.zeros(4, 26, dtype=torch.bool)
+        >>> rel[:, 0] = rel[:, 3] = rel[:, 9] = True
+        >>> sorted(sttran_predicate_loss(logits, rel))
+        ['attention', 'contacting', 'spatial']
+    """
+    from dsgg_layers.vocab import PREDICATE_GROUPS
+
+    groups = dict(PREDICATE_GROUPS) if groups is None else groups
+    dims: dict[str, tuple[int, str]] = {}
+    check_tensor(logits, "logits", ("...", "C"), dims=dims, dtype="float")
+    check_tensor(relations, "relations", tuple(logits.shape), dims=dims, dtype="bool")
+    check_choice(multi_label, "multi_label", ("margin", "bce"))
+    if set(groups) != {"attention", "spatial", "contacting"}:
+        raise ValueError(
+            f"groups: expected attention, spatial and contacting, got {sorted(groups)}"
+        )
+    if mask is None:
+        mask = torch.ones(logits.shape[:-1], dtype=torch.bool, device=logits.device)
+    check_tensor(mask, "mask", tuple(logits.shape[:-1]), dims=dims, dtype="bool")
+    logits = logits.masked_fill(~mask.unsqueeze(-1), 0.0)
+    att = groups["attention"]
+    att_target = relations[..., att]
+    has_att = att_target.any(-1) & mask
+    ce = F.cross_entropy(
+        logits[..., att].reshape(-1, att.stop - att.start),
+        att_target.long().argmax(-1).reshape(-1),
+        reduction="none",
+    ).reshape(mask.shape)
+    out = {"attention": _masked_reduce(ce.masked_fill(~has_att, 0.0), has_att, "mean")}
+    for name in ("spatial", "contacting"):
+        g = groups[name]
+        if multi_label == "margin":
+            out[name] = multilabel_margin_loss(
+                logits[..., g].sigmoid(), relations[..., g], normalize=True, mask=mask
+            )
+        else:
+            out[name] = category_weighted_bce(
+                logits[..., g], relations[..., g],
+                torch.ones(g.stop - g.start, dtype=logits.dtype, device=logits.device), mask=mask,
+            )  # fmt: skip
+    return out

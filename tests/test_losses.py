@@ -1,4 +1,6 @@
-"""MoSA's category-weighted loss: weights, exact plain-BCE case, masking, frequencies."""
+"""Losses: MoSA's category-weighted loss; RS-Net's focal and margin losses; STTran's convention."""
+
+import math
 
 import pytest
 import torch
@@ -8,9 +10,13 @@ from hypothesis import strategies as st
 
 from dsgg_layers import (
     CategoryWeightedLoss,
+    FocalLoss,
     category_weighted_bce,
     class_weights,
     label_frequencies,
+    multilabel_margin_loss,
+    softmax_focal_loss,
+    sttran_predicate_loss,
 )
 from dsgg_layers.data import SyntheticActionGenome, SyntheticConfig
 
@@ -122,3 +128,153 @@ def test_errors():
         label_frequencies([])
     with pytest.raises(TypeError, match=r"videos\[0\]: expected an item with relations and mask"):
         label_frequencies([object()])
+
+
+# ------------------------------------------------------------------ RS-Net's losses (Eq. 8-9)
+
+
+@given(st.integers(0, 6), st.integers(2, 5), st.integers(0, 10_000))
+def test_focal_with_gamma_zero_and_no_alpha_is_exactly_cross_entropy(n, C, seed):
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(n + 1, C, generator=g, dtype=torch.float64)
+    target = torch.randint(0, C, (n + 1,), generator=g)
+    for reduction in ("mean", "sum"):
+        ref = F.cross_entropy(logits, target, reduction=reduction)
+        assert torch.equal(softmax_focal_loss(logits, target, gamma=0.0, reduction=reduction), ref)
+    torch.testing.assert_close(
+        softmax_focal_loss(logits, target, gamma=0.0, reduction="none"),
+        F.cross_entropy(logits, target, reduction="none"),
+    )
+
+
+def test_focal_loss_by_hand():
+    # p = softmax([ln 3, 0]) = [0.75, 0.25]
+    logits = torch.tensor([[math.log(3.0), 0.0], [math.log(3.0), 0.0]], dtype=torch.float64)
+    target = torch.tensor([0, 1])
+    got = softmax_focal_loss(logits, target, alpha=(0.25, 0.75), gamma=2.0, reduction="none")
+    want = torch.tensor([-0.25 * 0.25**2 * math.log(0.75), -0.75 * 0.75**2 * math.log(0.25)],
+                        dtype=torch.float64)  # fmt: skip
+    torch.testing.assert_close(got, want)
+    # bool targets: True = class 0 ("meaningful", RS-Net's [1, 0])
+    torch.testing.assert_close(
+        softmax_focal_loss(logits, torch.tensor([True, False]), reduction="none"),
+        softmax_focal_loss(logits, target, reduction="none"),
+    )
+    # easy samples count less than hard ones, more so with larger gamma
+    easy, hard = torch.tensor([[3.0, -3.0]]), torch.tensor([[-1.0, 1.0]])
+    zero = torch.tensor([0])
+    ratio = [float(softmax_focal_loss(easy, zero, gamma=gm) / softmax_focal_loss(hard, zero,
+                                                                                   gamma=gm))
+             for gm in (0.0, 1.0, 2.0)]  # fmt: skip
+    assert ratio[0] > ratio[1] > ratio[2]
+
+
+def test_focal_loss_masks_garbage_and_is_defined_on_empty_input():
+    logits = torch.randn(4, 2, requires_grad=True)
+    target = torch.tensor([0, 1, 1, 0])
+    mask = torch.tensor([True, False, True, False])
+    dirty = logits.detach().clone()
+    dirty[~mask] = float("nan")
+    dirty.requires_grad_()
+    clean = softmax_focal_loss(logits[mask], target[mask])
+    got = softmax_focal_loss(dirty, target.masked_fill(~mask, 7), mask=mask)
+    torch.testing.assert_close(got, clean)
+    got.backward()
+    assert torch.isfinite(dirty.grad).all() and dirty.grad[~mask].abs().sum() == 0
+    empty = torch.zeros(0, 2, requires_grad=True)
+    out = softmax_focal_loss(empty, torch.zeros(0, dtype=torch.long))
+    assert out.item() == 0
+    out.backward()
+    assert softmax_focal_loss(torch.zeros(3, 2), torch.zeros(3).long(), mask=torch.zeros(3,
+                              dtype=torch.bool)).item() == 0  # fmt: skip
+
+
+def test_focal_loss_gradcheck_and_errors():
+    logits = torch.randn(5, 2, dtype=torch.float64, requires_grad=True)
+    target = torch.tensor([0, 1, 1, 0, 1])
+    assert torch.autograd.gradcheck(
+        lambda x: softmax_focal_loss(x, target, alpha=(0.3, 0.7), gamma=1.5), (logits,)
+    )
+    with pytest.raises(ValueError, match=r"target: expected class indices in \[0, 2\)"):
+        softmax_focal_loss(logits, torch.tensor([0, 1, 2, 0, 1]))
+    with pytest.raises(ValueError, match="gamma: expected a value >= 0"):
+        softmax_focal_loss(logits, target, gamma=-1.0)
+    with pytest.raises(ValueError, match="target: a bool target needs 2 classes"):
+        softmax_focal_loss(torch.randn(5, 3), target.bool())
+    with pytest.raises(ValueError, match=r"alpha: expected shape \(2,\)"):
+        softmax_focal_loss(logits, target, alpha=(1.0, 1.0, 1.0))
+    loss = FocalLoss((0.5, 0.5), 1.0)
+    assert "gamma=1.0" in repr(loss) and loss.alpha.tolist() == [0.5, 0.5]
+    torch.testing.assert_close(
+        loss(logits, target), softmax_focal_loss(logits, target, alpha=(0.5, 0.5), gamma=1.0)
+    )
+
+
+def _torch_index(target):
+    """torch.nn.MultiLabelMarginLoss's target: the positive indices, then -1."""
+    index = torch.arange(target.shape[-1]).expand_as(target)
+    return torch.where(target, index, -1).sort(-1, descending=True).values
+
+
+@given(st.integers(1, 6), st.integers(1, 8), st.integers(0, 10_000))
+def test_margin_loss_normalised_is_torchs_and_eq_8_is_c_times_it(n, C, seed):
+    g = torch.Generator().manual_seed(seed)
+    scores = torch.rand(n, C, generator=g, dtype=torch.float64)
+    target = torch.rand(n, C, generator=g) > 0.6
+    torch_loss = torch.nn.MultiLabelMarginLoss(reduction="none")(scores, _torch_index(target))
+    ours = multilabel_margin_loss(scores, target, normalize=True, reduction="none")
+    torch.testing.assert_close(ours, torch_loss)
+    torch.testing.assert_close(multilabel_margin_loss(scores, target, reduction="none"),
+                               C * torch_loss)  # fmt: skip
+    torch.testing.assert_close(multilabel_margin_loss(scores, target, normalize=True),
+                               torch_loss.mean())  # fmt: skip
+
+
+def test_margin_loss_by_hand_and_its_degenerate_samples():
+    s = torch.tensor([[0.9, 0.2, 0.6], [0.1, 0.5, 0.3]])
+    t = torch.tensor([[True, False, False], [True, True, False]])
+    # sample 0: (1 - .9 + .2) + (1 - .9 + .6) = 1.0; sample 1: (1 - .1 + .3) + (1 - .5 + .3) = 2.0
+    torch.testing.assert_close(multilabel_margin_loss(s, t, reduction="none"),
+                               torch.tensor([1.0, 2.0]))  # fmt: skip
+    none, every = torch.zeros_like(t), torch.ones_like(t)
+    assert multilabel_margin_loss(s, none, reduction="sum") == 0
+    assert multilabel_margin_loss(s, every, reduction="sum") == 0
+    mask = torch.tensor([True, False])
+    dirty = s.clone().requires_grad_()
+    out = multilabel_margin_loss(dirty.masked_fill(~mask[:, None], float("nan")), t, mask=mask)
+    torch.testing.assert_close(out, torch.tensor(1.0))
+    out.backward()
+    assert dirty.grad[1].abs().sum() == 0
+    with pytest.raises(TypeError, match="target: expected a bool tensor"):
+        multilabel_margin_loss(s, t.long())
+
+
+def _sttran_reference(logits, target, loss):
+    """The loss as STTran's public code writes it (per group, flat rows)."""
+    att = slice(0, 3)
+    has = target[:, att].any(-1)
+    out = {"attention": F.cross_entropy(logits[has][:, att], target[has][:, att].float()
+                                        .argmax(-1))}  # fmt: skip
+    for name, g in (("spatial", slice(3, 9)), ("contacting", slice(9, 26))):
+        if loss == "bce":
+            out[name] = F.binary_cross_entropy_with_logits(logits[:, g], target[:, g].to(logits))
+        else:
+            out[name] = F.multilabel_margin_loss(logits[:, g].sigmoid(), _torch_index(target[:, g]))
+    return out
+
+
+@pytest.mark.parametrize("loss", ["margin", "bce"])
+def test_sttran_predicate_loss_is_sttrans_code(loss):
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 5, 26, generator=g, dtype=torch.float64)
+    target = torch.rand(2, 5, 26, generator=g) > 0.7
+    target[0, 0, :3] = False  # a pair without an attention label
+    mask = torch.rand(2, 5, generator=g) > 0.3
+    got = sttran_predicate_loss(logits, target, mask=mask, multi_label=loss)
+    want = _sttran_reference(logits[mask], target[mask], loss)
+    for key in want:
+        torch.testing.assert_close(got[key], want[key])
+    with pytest.raises(ValueError, match="multi_label: expected one of 'margin', 'bce'"):
+        sttran_predicate_loss(logits, target, multi_label="focal")
+    empty = sttran_predicate_loss(logits[:, :0], target[:, :0])
+    assert all(v.item() == 0 for v in empty.values())
