@@ -10,10 +10,12 @@ the GPU rows of every benchmark in a fixed order, most wanted first, within a ti
    against the in-run STTran-style baseline;
 3. the MoSA blocks (`mosa_blocks.run`): `motion_attributes` over the workload on the GPU, and the
    MoSA head / plain block ratio;
-4. the Action Genome evaluator with its inputs on the GPU (`evaluator.run`);
-5. `examples/mosa.py --device cuda --amp bf16` for a few epochs, with random text embeddings
+4. RS-Net's relation scorer (`rsnet_blocks.run`): the plain block with and without RS-Net
+   wrapped around it at d = 1936, SGDet and PredCls, the overhead ratio;
+5. the Action Genome evaluator with its inputs on the GPU (`evaluator.run`);
+6. `examples/mosa.py --device cuda --amp bf16` for a few epochs, with random text embeddings
    (the GPU machine has no open_clip);
-6. the relation block on SGDet (eager only: PredCls has the compile rows).
+7. the relation block on SGDet (eager only: PredCls has the compile rows).
 
 A section that fails prints its traceback and the suite goes on; a section that would start after
 ``--budget`` seconds is skipped and says so. Tables are printed as each section ends and, when the
@@ -47,6 +49,7 @@ sys.path.insert(0, str(HERE))
 import evaluator  # noqa: E402
 import mosa_blocks  # noqa: E402
 import relation_block  # noqa: E402
+import rsnet_blocks  # noqa: E402
 
 
 def _sync(device: torch.device) -> None:
@@ -148,6 +151,7 @@ def main(argv: list[str] | None = None) -> None:
         ("relation_predcls", lambda: relation_block.run(
             device, quick=q, tasks="predcls", compile_modes=no_compile, threads=threads)),
         ("mosa_blocks", lambda: mosa_blocks.run(device, quick=q, threads=threads)),
+        ("rsnet_blocks", lambda: rsnet_blocks.run(device, quick=q, threads=threads)),
         ("evaluator", lambda: evaluator.run(
             device, quick=q, baseline_frames=1000, threads=threads)),
         ("mosa_example", lambda: mosa_epochs(device, q, 1 if q else args.mosa_epochs)),

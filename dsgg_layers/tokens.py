@@ -1,11 +1,11 @@
 """Extra tokens on one axis of a pair-track grid: prepend them (mask updated), split them off.
 
 RS-Net's spatial context token joins the pairs of each frame and its temporal context token the
-frames of each track (*Relation-aware Scoring for Dynamic Scene Graph Generation*, RS-Net, Sec.
-3.2); DETR-style class tokens, TR²'s message token and set-prediction queries are the same
-operation. The axis is named in the coordinates of the mask ``(..., N)``: on a grid
-``x (B, T, P, D)`` with ``mask (B, T, P)``, ``dim=-1`` adds tokens to the pairs of each frame
-and ``dim=-2`` to the frames of each pair track.
+frames of a video (*RS-Net: Context-Aware Relation Scoring for Dynamic Scene Graph Generation*,
+arXiv:2511.08651, Sec. 3.3; :mod:`dsgg_layers.scoring`); DETR-style class tokens, TR²'s message
+token and set-prediction queries are the same operation. The axis is named in the coordinates of
+the mask ``(..., N)``: on a grid ``x (B, T, P, D)`` with ``mask (B, T, P)``, ``dim=-1`` adds
+tokens to the pairs of each frame and ``dim=-2`` to the frames of each pair track.
 
 A token is valid where its group (the slice along ``dim``) has any valid entry, unless
 ``token_mask`` says otherwise: a padded frame gets no frame token, so padding stays padding.

@@ -49,6 +49,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dsgg_layers import BucketBatchSampler, ValidRows, bucket_batches, label_frequencies
+from dsgg_layers._checks import check_choice
 from dsgg_layers.data import ActionGenome, SyntheticActionGenome, SyntheticConfig, VideoGraph
 from dsgg_layers.metrics import ActionGenomeEvaluator, format_results
 from dsgg_layers.text import class_words, encode_prompts
@@ -113,6 +114,9 @@ class Assembly:
             entry (e.g. MoSA's recall of motion-decided predicates).
         make_evaluator: ``(args) -> evaluator`` with ``update(preds, target)``, ``sync()`` and
             ``compute()``; default the Action Genome evaluator with ``--constraints``/``--ks``.
+        train_mode: ``"predcls"`` (default: train on the annotated pairs) or ``"sgdet"`` (train on
+            the detector's pairs, each graph holding its ground truth in ``graph.gt``: what a
+            model that learns from unannotated detections, such as RS-Net, needs).
     """
 
     name: str
@@ -123,6 +127,7 @@ class Assembly:
     chart_title: str = ""
     report: Callable[[dict[str, dict[str, Tensor]]], tuple[str, Any]] | None = None
     make_evaluator: Callable[[argparse.Namespace], Any] | None = None
+    train_mode: str = "predcls"
 
 
 # ---------------------------------------------------------------------------------------- flags
@@ -230,19 +235,32 @@ def autocast(amp: str, device: torch.device) -> torch.autocast:
 # ------------------------------------------------------------------------------------- the data
 
 
-def load_data(args: argparse.Namespace) -> Data:
+def load_data(args: argparse.Namespace, train_mode: str = "predcls") -> Data:
     """The synthetic benchmark (default) or Action Genome (``--ag-root``).
 
     The synthetic test split is generated once, in SGDet mode: its ground-truth graphs are the
-    PredCls and SGCls test videos (one list, shared), its detections the SGDet ones.
+    PredCls and SGCls test videos (one list, shared), its detections the SGDet ones. The
+    training videos are the annotated pairs (``train_mode="predcls"``) or the detector's pairs
+    with their ground truth in ``graph.gt`` (``"sgdet"``).
+
+    Raises:
+        ValueError: ``train_mode`` is unknown, or ``"sgdet"`` with ``--ag-root`` (the
+            annotation files have no detector boxes).
     """
+    check_choice(train_mode, "train_mode", ("predcls", "sgdet"))
+    if args.ag_root is not None and train_mode == "sgdet":
+        raise ValueError(
+            "--ag-root: this assembly trains on detected pairs, and the Action Genome annotation "
+            "files have no detector boxes; run a detector and give its boxes as VideoGraphs "
+            "with the ground truth in graph.gt"
+        )
     if args.ag_root is None:
         cfg = SyntheticConfig(seed=args.data_seed).replace(**synthetic_changes(args.synthetic))
         if args.quick:
             cfg = cfg.replace(num_videos=40, num_test_videos=16)
         if args.train_videos is not None:
             cfg = cfg.replace(num_videos=args.train_videos)
-        train = SyntheticActionGenome(cfg, split="train", mode="predcls")
+        train = SyntheticActionGenome(cfg, split="train", mode=train_mode)
         detected = list(SyntheticActionGenome(cfg, split="test", mode="sgdet"))
         truth = [v.ground_truth for v in detected]
         test = {"predcls": truth, "sgcls": truth, "sgdet": detected}
@@ -575,7 +593,7 @@ def _run(assembly: Assembly, args: argparse.Namespace, env: Distributed) -> dict
     if args.threads:
         torch.set_num_threads(args.threads)
     seed_everything(args.seed, args.deterministic)
-    data = load_data(args)
+    data = load_data(args, assembly.train_mode)
     model = assembly.build_model(args, data).to(env.device)  # the model, unwrapped: saved, scored
     trained = (  # wrapped once: what the training loop calls
         nn.parallel.DistributedDataParallel(

@@ -320,3 +320,25 @@ def test_det_duplicates_append_shifted_second_detections():
             labelled = b.relations[..., p:, :].any(-1)
             assert not (labelled & ~new).any()  # no relations where nothing was detected
     assert 0.2 * 30 < added < 30 * 4 * 0.8, added
+
+
+def test_bystanders_append_unannotated_objects_with_real_confidences():
+    base = SyntheticConfig(num_videos=1, num_test_videos=30)
+    plain = SyntheticActionGenome(base, split="test", mode="sgdet")
+    more = SyntheticActionGenome(base.replace(bystanders=3.0), split="test", mode="sgdet")
+    added, scores = 0, []
+    for a, b in zip(plain, more, strict=True):
+        p = a.mask.shape[-1]
+        added += b.mask.shape[-1] - p
+        for name in ("mask", "object_boxes", "object_labels", "relations", "object_features",
+                     "object_scores"):  # fmt: skip
+            assert torch.equal(getattr(a, name), getattr(b, name)[:, :, :p])  # the rest stays
+        assert torch.equal(a.gt.relations, b.gt.relations)
+        assert torch.equal(a.gt.object_features, b.gt.object_features)
+        assert not b.relations[:, :, p:].any()  # unannotated
+        scores.append(b.object_scores[:, :, p:][b.mask[:, :, p:]])
+    scores = torch.cat(scores)
+    assert 30 * 3 * 0.6 < added < 30 * 3 * 1.4, added
+    assert float(scores.max()) > 0.9  # confident, like the real detections (spurious ones < 0.6)
+    with pytest.raises(ValueError, match="bystanders: expected a finite number >= 0"):
+        SyntheticConfig(bystanders=-1.0)

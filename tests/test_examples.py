@@ -156,3 +156,77 @@ def test_mosa_two_processes_with_uneven_shards_finish_and_merge(mosa, tmp_path):
     for task in ("predcls", "sgdet"):
         frames = sum(int(g.ground_truth.mask.any(-1).sum()) for g in test[task])
         assert saved["results"][task]["num_frames"] == frames  # both ranks' frames merged
+
+
+# ------------------------------------------------------------------------------- RS-Net
+
+
+@pytest.fixture(scope="module")
+def rsnet():
+    return _load("rsnet")
+
+
+def test_rsnet_quick_comparison_and_ablation(rsnet, tmp_path):
+    out = rsnet.main(["--quick", "--ablation", "--out", str(tmp_path), "--threads", "2"])
+    rep = out["report"]
+    for task in ("sgdet", "sgcls"):
+        rows = rep[task]
+        want = {"R@10", "R@20", "R@50", "P@10", "P@20", "mR@10", "mR@20", "params (M)"}
+        assert want <= set(rows["baseline"]) and want <= set(rows["rsnet"])
+        assert rows["rsnet"]["params (M)"] > rows["baseline"]["params (M)"]
+        for m in ("R@10", "P@10", "mR@20"):
+            diff = rows["rsnet"][m] - rows["baseline"][m]
+            assert rows["difference"][m] == pytest.approx(diff, abs=0.051)
+    assert rep["sgdet"]["rsnet"]["frames/s"] > 0
+    assert list(rep["ablation"]) == [
+        "no temporal encoder", "mean token", "learnable token", "no context fusion",
+        "with context fusion", "no re-scoring (p0 unused)", "baseline (no RS-Net)",
+    ]  # fmt: skip
+    assert rep["ablation"]["learnable token"] == rep["ablation"]["with context fusion"]
+    stats = rep["negatives_per_video"]
+    assert stats["negatives"] > stats["positives"] > 0  # unannotated detected pairs exist
+    assert stats["after cap"] <= 1.2 * stats["positives"] + 0.05
+    assert stats["after filter"] <= stats["negatives"]
+    saved = json.loads((tmp_path / "comparison.json").read_text())
+    assert saved["sgdet"]["baseline"]["R@10"] == rep["sgdet"]["baseline"]["R@10"]
+    assert (tmp_path / "baseline" / "rsnet.pt").is_file()
+    assert (tmp_path / "mean_token" / "results.json").is_file()
+    assert "Table 4 rows" in out["text"] and "SGCLS, with constraint" in out["text"]
+
+
+def test_rsnet_model_keeps_the_harness_contract(rsnet):
+    args = harness.make_parser(rsnet.ASSEMBLY).parse_args(["--quick", "--variant", "rsnet"])
+    data = harness.load_data(args, "sgdet")
+    assert all(v.gt is not None for v in data.train)  # trained on detections
+    model = rsnet.build_model(args, data)
+    batch, rows = harness._collate(data.train[:3])
+    losses = model(batch, rows=rows)
+    assert set(losses) == {"attention", "spatial", "contacting", "object", "scoring"}
+    sum(losses.values()).backward()
+    assert model.scorer.decoder.mlp[0].weight.grad.abs().sum() > 0
+    model.eval()
+    test, test_rows = harness._collate(data.test["sgdet"][:2])
+    with torch.no_grad():
+        ranked = model(test, task="sgdet", rows=test_rows)["predicate_scores"]
+        model.rescore = False
+        plain = model(test, task="sgdet", rows=test_rows)["predicate_scores"]
+        p0 = model.scorer(harness.pair_inputs(test, model.class_semantics), test.mask).score
+    torch.testing.assert_close(ranked, plain * p0.unsqueeze(-1))  # Eq. 6
+    baseline = rsnet.build_model(
+        harness.make_parser(rsnet.ASSEMBLY).parse_args(["--quick", "--variant", "baseline"]), data
+    )
+    assert baseline.scorer is None and "scoring" not in baseline(batch, rows=rows)
+    with pytest.raises(ValueError, match="g: expected detected pairs"):
+        baseline(batch.replace(gt=None), rows=rows)
+
+
+def test_sgdet_training_data_needs_detector_boxes(tmp_path):
+    args = _args_of(harness.Assembly("x", "x", lambda a, d: None), "--ag-root", str(tmp_path))
+    with pytest.raises(ValueError, match="--ag-root: this assembly trains on detected pairs"):
+        harness.load_data(args, "sgdet")
+    with pytest.raises(ValueError, match="train_mode: expected one of 'predcls', 'sgdet'"):
+        harness.load_data(args, "sgcls")
+
+
+def _args_of(assembly, *flags: str):
+    return harness.make_parser(assembly).parse_args(["--quick", *flags])

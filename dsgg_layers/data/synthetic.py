@@ -220,6 +220,13 @@ class SyntheticConfig:
             (a shifted box of the same class that non-maximum suppression let through, in about
             70% of the frames where the object is detected, with a lower score; it inherits the
             object's relations where it overlaps it with IoU >= 0.5, as any detection does).
+        bystanders: SGDet mean number of unannotated objects per video: real objects of the
+            scene that the person has no relation with, so Action Genome's annotators left them
+            out, but that the detector finds like any object (same confidences, same class
+            accuracy, in about 80% of the frames). Their pairs are RS-Net's "pairs that merely
+            coexist in the frame": negatives that the detector's confidence cannot tell apart.
+            They look like any object the person does not touch (the union look of
+            ``not_contacting``), placed anywhere in the frame. 0 (default) adds none.
         class_similarity: how far the appearance prototypes of visually similar object classes
             (Action Genome's look-alikes: cup/glass/bottle, dish, food; sofa, chair, bed; ...)
             are pulled toward their group's mean (0: distinct classes, 1: one appearance a group).
@@ -270,6 +277,7 @@ class SyntheticConfig:
     det_spurious: float = 5.5
     det_accuracy: float = 0.6
     det_duplicates: float = 0.1
+    bystanders: float = 0.0
     class_similarity: float = 0.75
     code_sharing: float = 0.8
     annotation_noise: float = 0.0
@@ -304,7 +312,7 @@ class SyntheticConfig:
         ):  # the person box is up to 95 x 215 px, placed with a 5 px margin
             raise ValueError(f"image_size: expected at least (300, 250), got {self.image_size!r}")
         for name in ("box_noise", "feature_noise", "union_noise", "det_jitter", "det_spurious",
-                     "reach_scale"):  # fmt: skip
+                     "reach_scale", "bystanders"):  # fmt: skip
             value = getattr(self, name)
             if not (isinstance(value, int | float) and 0 <= value < math.inf):
                 raise ValueError(f"{name}: expected a finite number >= 0, got {value!r}")
@@ -747,7 +755,45 @@ class _Video:
         }  # fmt: skip
         if cfg.det_duplicates > 0:  # drawn after everything else: the other detections stay
             out = self._duplicates(out, n)
+        if cfg.bystanders > 0:  # after the duplicates: neither changes the other
+            out = self._bystanders(out)
         return out
+
+    def _bystanders(self, d: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Append detections of unannotated scene objects (no relation, real confidences)."""
+        cfg, (W, H) = self.cfg, self.cfg.image_size
+        rng = _substream(self.rng)
+        k = int(rng.poisson(cfg.bystanders))
+        if not k:
+            return d
+        T = d["object_boxes"].shape[0]
+        classes = rng.integers(1, len(OBJECT_CLASSES), size=k)
+        boxes = np.zeros((T, k, 4))
+        for j, c in enumerate(classes):  # k static objects (data generation, not a model)
+            (w0, w1), (h0, h1) = _SIZE[OBJECT_CLASSES[c]]
+            size = np.array([rng.uniform(w0, w1), rng.uniform(h0, h1)])
+            center = rng.uniform(size / 2, np.array([W, H]) - size / 2) + rng.normal(0, 2, (T, 2))
+            boxes[:, j] = _boxes(center, size)
+        boxes = np.clip(boxes, 0, np.array([W, H, W, H]))
+        found = d["mask"].any(1, keepdims=True) & (rng.random((T, k)) < 0.8)
+        right = rng.random((T, k)) < cfg.det_accuracy
+        num_objects = len(OBJECT_CLASSES) - 1
+        wrong = 1 + (classes - 1 + rng.integers(1, num_objects, size=(T, k))) % num_objects
+        labels = np.where(right, classes, wrong)
+        scores = np.where(right, rng.uniform(0.5, 1.0, (T, k)), rng.uniform(0.2, 0.7, (T, k)))
+        front = rng.random(k) < 0.5
+        subj, obj, union = self.features(
+            d["person_boxes"], boxes, classes, ["none"] * k, front, extra_noise=0.5
+        )
+        extra = {
+            "object_boxes": boxes, "mask": found, "labels": labels, "scores": scores,
+            "relations": np.zeros((T, k, d["relations"].shape[-1]), dtype=bool),
+            "subj": subj, "obj": obj, "union": union,
+        }  # fmt: skip
+        return {
+            key: d[key] if key not in extra else np.concatenate((d[key], extra[key]), 1)
+            for key in d
+        }
 
     def _duplicates(self, d: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
         """Append second detections of some objects (NMS let a shifted box of the same class

@@ -1,0 +1,428 @@
+"""RS-Net reference assembly: an STTran-style baseline, with and without RS-Net, side by side.
+
+RS-Net (*RS-Net: Context-Aware Relation Scoring for Dynamic Scene Graph Generation*,
+arXiv:2511.08651) wraps an existing DSGG model without changing it (Sec. 3.4, Fig. 3):
+
+    pair representation x (Eq. 1: subject, object, union features, class semantics, boxes)
+      |-> baseline: projection -> spatial-temporal block -> r        (SpatialTemporalEncoder)
+      |-> RS-Net:   spatial context encoder (frame tokens)           (RelationScorer, Eq. 2-5)
+      |             -> temporal context encoder (video token) -> ĉ_tmp, p0 of every pair
+      -> context fusion [r, ĉ_tmp] -> attention / spatial / contacting heads  (ContextFusion)
+      -> triplet score s_sub * s_obj * s_rel * p0                             (triplet_score)
+
+Both models train on the detector's pairs of the synthetic benchmark (SGDet training, as STTran
+trains for SGDet): a detected pair is positive when both boxes match an annotated pair of the
+same classes (IoU >= 0.5; assign_relations); the predicate loss is STTran's (cross-entropy on
+attention, the multi-label margin loss on the sigmoid scores of spatial and contacting) on the
+positives; RS-Net adds the focal loss of its scorer (Eq. 9) on the positives and the sampled
+negatives (filter_negatives, cap_negatives: at most 1.2 negatives a positive). Same seed, same
+data, same budget.
+
+    python examples/rsnet.py                  # baseline and RS-Net, then the comparison table
+    python examples/rsnet.py --ablation       # and the rows of the paper's Table 4
+    python examples/rsnet.py --variant rsnet  # one model only (the harness's usual run)
+
+Prints, for SGDet and SGCls with constraint, R@10/20/50, P@10/20 and mR@10/20 (the
+dataset-level mR, TEMPURA's definition: per-predicate hits over counts summed over the test
+set), the parameter count and the inference throughput of both; writes each model's outputs
+under --out/<variant>/ and the comparison to --out/comparison.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from dsgg_layers import (
+    ContextFusion,
+    FocalLoss,
+    RelationScorer,
+    SpatialTemporalEncoder,
+    ValidRows,
+    assign_relations,
+    cap_negatives,
+    filter_negatives,
+    sttran_predicate_loss,
+    triplet_score,
+)
+from dsgg_layers.data import VideoGraph
+from dsgg_layers.metrics import predicate_probabilities
+from dsgg_layers.vocab import OBJECT_CLASSES, PREDICATE_GROUPS
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared harness, beside this file
+import harness
+from harness import Assembly, Data, object_predictions, pair_inputs
+
+# Action Genome SGDet with constraint, the paper's Table 2 (STTran retrained, and with RS-Net).
+PAPER = {
+    "STTran (paper)": {"R@10": 25.1, "R@20": 33.9, "P@10": 17.9, "P@20": 14.2, "mR@10": 16.5,
+                       "mR@20": 20.8},
+    "+ RS-Net (paper)": {"R@10": 28.3, "R@20": 34.8, "P@10": 20.7, "P@20": 14.9, "mR@10": 18.9,
+                         "mR@20": 23.2},
+}  # fmt: skip
+# Table 4 (SGDet with constraint, Ours-STTran): R@10, R@20, P@10, P@20.
+PAPER_ABLATION = {
+    "no temporal encoder": (28.0, 34.6, 20.6, 14.8),
+    "mean token": (28.1, 34.6, 20.7, 14.8),
+    "learnable token": (28.3, 34.8, 20.7, 14.9),
+    "no context fusion": (28.0, 34.7, 20.6, 14.8),
+    "with context fusion": (28.3, 34.8, 20.7, 14.9),
+}
+
+# ------------------------------------------------------------------------------------ the model
+
+
+class STTranRSNet(nn.Module):
+    """The STTran-style baseline, optionally wrapped by RS-Net; keeps the harness's contract.
+
+    In training ``model(graph, rows=rows)`` takes detected pairs (``graph.gt`` the annotation)
+    and returns the named losses: ``"attention"``, ``"spatial"``, ``"contacting"`` (STTran's
+    predicate loss, ``L_rel``), ``"object"`` (``L_od``) and with RS-Net ``"scoring"``
+    (``L_RSN``, Eq. 9), unit weights (Eq. 10). In evaluation it returns the evaluator's
+    predictions; with RS-Net the predicate scores are re-weighted by ``p0`` (Eq. 6).
+
+    Args:
+        feature_dim, union_dim: widths of the box and union-region features.
+        class_semantics: ``(36, S)`` semantic vectors of the object classes.
+        d_model: width of the baseline (and of RS-Net's ``d_m``, as the paper's parameter
+            counts suggest).
+        rsnet: add RS-Net.
+        temporal: RS-Net's temporal context (``"token"``, ``"mean"``, ``None``; Table 4).
+        fusion: context fusion (``False``: Table 4's "no context fusion").
+        rescore: multiply the predicate scores by ``p0`` at inference (Eq. 6).
+        gamma, alpha: the focal loss's parameters (the paper gives none).
+        neg_ratio, cap_per, overlap_boxes: negative sampling (Sec. 4.2; see
+            :mod:`dsgg_layers.sampling`).
+        multi_label: STTran's loss for spatial and contacting (``"margin"`` or ``"bce"``).
+        seed: seed of the negative sampling's generator.
+    """
+
+    def __init__(
+        self,
+        feature_dim: int,
+        union_dim: int,
+        class_semantics: Tensor,
+        *,
+        d_model: int = 128,
+        rsnet: bool = True,
+        temporal: str | None = "token",
+        fusion: bool = True,
+        rescore: bool = True,
+        gamma: float = 2.0,
+        alpha: tuple[float, float] | None = None,
+        neg_ratio: float = 1.2,
+        cap_per: str = "video",
+        overlap_boxes: str = "both",
+        multi_label: str = "margin",
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.register_buffer("class_semantics", class_semantics.float())
+        in_dim = 2 * feature_dim + union_dim + class_semantics.shape[1] + 8  # pair_inputs
+        self.pair_proj = nn.Sequential(nn.Linear(in_dim, d_model), nn.LayerNorm(d_model))
+        self.block = SpatialTemporalEncoder(d_model, 4, 2 * d_model, temporal_layers=2)
+        self.scorer = (
+            RelationScorer(in_dim, d_model, dim_feedforward=2 * d_model, temporal=temporal)
+            if rsnet
+            else None
+        )
+        context = 0 if self.scorer is None else self.scorer.context_features
+        self.fuse = bool(fusion and context)
+        sizes = [g.stop - g.start for g in PREDICATE_GROUPS.values()]
+        self.heads = ContextFusion(d_model, context if self.fuse else 0, sizes, fuse=self.fuse)
+        self.object_classifier = nn.Linear(feature_dim, len(OBJECT_CLASSES))
+        self.focal = FocalLoss(alpha, gamma)
+        self.rescore = rescore and rsnet
+        self.neg_ratio, self.cap_per, self.overlap_boxes = neg_ratio, cap_per, overlap_boxes
+        self.multi_label = multi_label
+        self.sampler = torch.Generator().manual_seed(seed)  # negatives: reproducible per run
+
+    def classify(self, g: VideoGraph) -> Tensor:
+        """Object class logits from the object features (SGCls)."""
+        return self.object_classifier(g.object_features).float()
+
+    def _predicates(
+        self, g: VideoGraph, object_probs: Tensor | None, rows: ValidRows | None
+    ) -> tuple[Tensor, Any]:
+        """Predicate logits ``(B, T, P, 26)`` and RS-Net's scores (``None`` without it)."""
+        x = pair_inputs(g, self.class_semantics, object_probs)
+        scores = None if self.scorer is None else self.scorer(x, g.mask)
+        r = self.block(self.pair_proj(x), g.mask, rows=rows)
+        context = scores.video_context if self.fuse and scores is not None else None
+        return self.heads(r, context, g.mask), scores
+
+    def forward(self, g: VideoGraph, *, task: str = "sgdet", rows: ValidRows | None = None):
+        if self.training:
+            return self.losses(g, rows)
+        preds, object_probs = object_predictions(g, task, lambda: self.classify(g))
+        logits, scores = self._predicates(g, object_probs, rows)
+        predicate_scores = predicate_probabilities(logits.float())
+        if self.rescore and scores is not None:
+            predicate_scores = triplet_score(predicate_scores, scores.score.float())
+        preds["predicate_scores"] = predicate_scores
+        return preds
+
+    def losses(self, g: VideoGraph, rows: ValidRows | None) -> dict[str, Tensor]:
+        """Training on detected pairs: L_rel on the positives, L_od, and RS-Net's L_RSN."""
+        if g.gt is None:
+            raise ValueError("g: expected detected pairs with their ground truth in g.gt")
+        gt = g.gt
+        a = assign_relations(
+            g.subject_boxes, g.object_boxes, g.object_labels, g.mask,
+            gt.subject_boxes, gt.object_boxes, gt.object_labels, gt.mask,
+            gt_relations=gt.relations,
+        )  # fmt: skip
+        logits, scores = self._predicates(g, None, rows)
+        out = sttran_predicate_loss(logits.float(), a.relations, mask=a.positive,
+                                    multi_label=self.multi_label)  # fmt: skip
+        out["object"] = F.cross_entropy(self.classify(gt)[gt.mask], gt.object_labels[gt.mask])
+        if scores is not None:
+            negative = filter_negatives(a.negative, a.positive, g.subject_boxes, g.object_boxes,
+                                        g.object_labels, boxes=self.overlap_boxes)  # fmt: skip
+            negative = cap_negatives(negative, a.positive, ratio=self.neg_ratio,
+                                     per=self.cap_per, generator=self.sampler)  # fmt: skip
+            out["scoring"] = self.focal(scores.logits.float(), a.positive,
+                                        mask=a.positive | negative)  # fmt: skip
+        return out
+
+
+# ------------------------------------------------------------------------------ flags and build
+
+VARIANTS = ("compare", "baseline", "rsnet")
+
+
+def add_arguments(p: argparse._ActionsContainer) -> None:
+    """RS-Net's own flags: which models, their sizes, the ablations and the sampling."""
+    p.add_argument(
+        "--variant",
+        choices=VARIANTS,
+        default="compare",
+        help="compare (baseline, then RS-Net, then the table), or one model",
+    )
+    p.add_argument("--ablation", action="store_true", help="also run the rows of Table 4")
+    p.add_argument("--d-model", type=int, default=128)
+    p.add_argument("--temporal", choices=("token", "mean", "none"), default="token",
+                   help="RS-Net's video context: learned token, mean of frames, none")  # fmt: skip
+    p.add_argument("--no-fusion", action="store_true", help="ablation: no context fusion")
+    p.add_argument("--no-rescore", action="store_true",
+                   help="ablation: do not multiply the triplet scores by p0")  # fmt: skip
+    p.add_argument("--gamma", type=float, default=2.0, help="focal loss gamma")
+    p.add_argument(
+        "--alpha",
+        type=float,
+        nargs=2,
+        default=None,
+        metavar=("POS", "NEG"),
+        help="focal loss alpha of the positive and negative class (default none)",
+    )
+    p.add_argument("--neg-ratio", type=float, default=1.2, help="most negatives a positive")
+    p.add_argument("--cap-per", choices=("video", "frame"), default="video")
+    p.add_argument("--overlap-boxes", choices=("both", "subject", "object", "union"),
+                   default="both", help="the IoU of the near-duplicate rule")  # fmt: skip
+    p.add_argument("--multi-label", choices=("margin", "bce"), default="margin",
+                   help="spatial/contacting loss: STTran's default (margin) or BCE")  # fmt: skip
+
+
+def build_model(args: argparse.Namespace, data: Data) -> STTranRSNet:
+    """The model the command line asks for (``--variant baseline`` has no RS-Net)."""
+    g = data.train[0]
+    return STTranRSNet(
+        g.object_features.shape[-1], g.union_features.shape[-1], data.class_semantics,
+        d_model=args.d_model, rsnet=args.variant != "baseline",
+        temporal=None if args.temporal == "none" else args.temporal, fusion=not args.no_fusion,
+        rescore=not args.no_rescore, gamma=args.gamma,
+        alpha=None if args.alpha is None else tuple(args.alpha), neg_ratio=args.neg_ratio,
+        cap_per=args.cap_per, overlap_boxes=args.overlap_boxes, multi_label=args.multi_label,
+        seed=args.seed,
+    )  # fmt: skip
+
+
+ASSEMBLY = Assembly(
+    name="rsnet",
+    description="Train and compare the STTran-style baseline with and without RS-Net.",
+    build_model=build_model,
+    add_arguments=add_arguments,
+    chart_title="RS-Net per-predicate recall (head to tail)",
+    train_mode="sgdet",
+)
+
+
+# ------------------------------------------------------------------------- the comparison run
+
+
+def parameter_count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+@torch.no_grad()
+def throughput(model: nn.Module, videos: Sequence[VideoGraph], args: argparse.Namespace) -> float:
+    """Frames a second of the model's inference on ``videos`` (SGDet), data loading excluded."""
+    env = harness.Distributed()
+    model.eval()
+    batches = [(b.to(env.device), r.to(env.device))
+               for b, r in harness.make_loader(videos, args, env, train=False)]  # fmt: skip
+    frames = sum(int(b.frame_mask.sum()) for b, _ in batches)
+    model(batches[0][0], task="sgdet", rows=batches[0][1])  # warm-up
+    start = time.perf_counter()
+    for b, r in batches:
+        model(b, task="sgdet", rows=r)
+    if env.device.type == "cuda":
+        torch.cuda.synchronize(env.device)
+    return frames / (time.perf_counter() - start)
+
+
+METRICS = ("R@10", "R@20", "R@50", "P@10", "P@20", "mR@10", "mR@20")
+
+
+def _row(results: dict[str, Tensor]) -> dict[str, float]:
+    return {m: round(100 * float(results[f"with/{m}"]), 1) for m in METRICS
+            if f"with/{m}" in results}  # fmt: skip
+
+
+def _table(title: str, rows: dict[str, dict[str, float]], extra: Sequence[str] = ()) -> str:
+    cols = [m for m in (*METRICS, *extra) if any(m in r for r in rows.values())]
+    width = max(len(n) for n in rows) + 2
+    lines = [title, " " * width + "".join(f"{c:>12}" for c in cols)]
+    for name, r in rows.items():
+        cells = "".join(f"{r[c]:>12}" if c in r else f"{'-':>12}" for c in cols)
+        lines.append(f"{name:<{width}}" + cells)
+    return "\n".join(lines)
+
+
+def negative_statistics(videos: Sequence[VideoGraph], ratio: float, seed: int) -> dict[str, float]:
+    """Mean per training video: detected pair-frames, positives, negative candidates, negatives
+    kept by the near-duplicate rule, negatives kept by the cap (what ``p0`` learns from)."""
+    gen = torch.Generator().manual_seed(seed)
+    totals = dict.fromkeys(("pair-frames", "positives", "negatives", "after filter",
+                            "after cap"), 0.0)  # fmt: skip
+    for v in videos:
+        gt = v.ground_truth
+        a = assign_relations(v.subject_boxes, v.object_boxes, v.object_labels, v.mask,
+                             gt.subject_boxes, gt.object_boxes, gt.object_labels, gt.mask,
+                             gt_relations=gt.relations)  # fmt: skip
+        kept = filter_negatives(a.negative, a.positive, v.subject_boxes, v.object_boxes,
+                                v.object_labels)  # fmt: skip
+        capped = cap_negatives(kept, a.positive, ratio=ratio, generator=gen)
+        for key, m in (("pair-frames", v.mask), ("positives", a.positive),
+                       ("negatives", a.negative), ("after filter", kept),
+                       ("after cap", capped)):  # fmt: skip
+            totals[key] += int(m.sum())
+    return {k: round(v / max(len(videos), 1), 1) for k, v in totals.items()}
+
+
+def _without(argv: Sequence[str], *flags: str) -> list[str]:
+    """``argv`` without the flags (and the value of ``--variant``) the comparison sets itself."""
+    out, skip = [], False
+    for item in argv:
+        if skip:
+            skip = False
+            continue
+        if item in ("--variant", "--out"):
+            skip = True
+            continue
+        if item in flags:
+            continue
+        out.append(item)
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Run one model (``--variant baseline|rsnet``) or the comparison (default; see the module
+    docstring); returns the run's summary, or the comparison's."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = harness.make_parser(ASSEMBLY).parse_args(argv)
+    if "--tasks" not in argv:
+        argv += ["--tasks", "sgdet", "sgcls"]
+    if "--constraints" not in argv:
+        argv += ["--constraints", "with"]
+    if args.variant != "compare":
+        return harness.run(ASSEMBLY, argv)
+    out = Path(args.out)
+    base = _without(argv, "--ablation")
+    runs: dict[str, list[str]] = {"baseline": ["--variant", "baseline"],
+                                  "rsnet": ["--variant", "rsnet"]}  # fmt: skip
+    if args.ablation:
+        runs |= {
+            "no temporal encoder": ["--variant", "rsnet", "--temporal", "none"],
+            "mean token": ["--variant", "rsnet", "--temporal", "mean"],
+            "no context fusion": ["--variant", "rsnet", "--no-fusion"],
+            "no re-scoring (p0 unused)": ["--variant", "rsnet", "--no-rescore"],
+        }
+    summaries, params, speed = {}, {}, {}
+    for name, flags in runs.items():
+        folder = name.split(" (")[0].replace(" ", "_")
+        summaries[name] = harness.run(ASSEMBLY, [*base, *flags, "--out", str(out / folder)])
+        params[name] = parameter_count(summaries[name]["model"])
+    # the SGDet test videos and the training statistics, once (the same data for every run)
+    run_args = harness.make_parser(ASSEMBLY).parse_args(base)
+    data = harness.load_data(run_args, ASSEMBLY.train_mode)
+    for name in ("baseline", "rsnet"):
+        if "sgdet" in data.test:
+            speed[name] = throughput(summaries[name]["model"], data.test["sgdet"], run_args)
+    report: dict[str, Any] = {"negatives_per_video": negative_statistics(
+        data.train, run_args.neg_ratio, run_args.seed)}  # fmt: skip
+    lines = []
+    for task in ("sgdet", "sgcls"):
+        if task not in summaries["baseline"]["results_tensors"]:
+            continue
+        rows = {n: _row(summaries[n]["results_tensors"][task]) for n in ("baseline", "rsnet")}
+        rows["difference"] = {m: round(rows["rsnet"][m] - rows["baseline"][m], 1)
+                              for m in rows["rsnet"]}  # fmt: skip
+        for n in ("baseline", "rsnet"):
+            rows[n]["params (M)"] = round(params[n] / 1e6, 3)
+            if task == "sgdet" and n in speed:
+                rows[n]["frames/s"] = round(speed[n], 1)
+        if task == "sgdet":
+            rows |= PAPER
+        title = f"{task.upper()}, with constraint (%; mR: dataset-level, per-predicate hits/counts)"
+        lines.append(_table(title, rows, extra=("params (M)", "frames/s")))
+        report[task] = rows
+    if args.ablation and "sgdet" in summaries["rsnet"]["results_tensors"]:
+        rows = {}
+        order = [("no temporal encoder", "no temporal encoder"), ("mean token", "mean token"),
+                 ("learnable token", "rsnet"), ("no context fusion", "no context fusion"),
+                 ("with context fusion", "rsnet"),
+                 ("no re-scoring (p0 unused)", "no re-scoring (p0 unused)"),
+                 ("baseline (no RS-Net)", "baseline")]  # fmt: skip
+        for label, key in order:
+            r = _row(summaries[key]["results_tensors"]["sgdet"])
+            rows[label] = {m: r[m] for m in ("R@10", "R@20", "P@10", "P@20")}
+            if label in PAPER_ABLATION:
+                rows[label] |= dict(
+                    zip(
+                        ("paper R@10", "paper R@20", "paper P@10", "paper P@20"),
+                        PAPER_ABLATION[label],
+                        strict=True,
+                    )
+                )
+        lines.append(
+            _table(
+                "Table 4 rows, SGDet with constraint (%)",
+                rows,
+                extra=("paper R@10", "paper R@20", "paper P@10", "paper P@20"),
+            )
+        )
+        report["ablation"] = rows
+    stats = report["negatives_per_video"]
+    lines.append(
+        "training pairs per SGDet video (mean): " + ", ".join(f"{k} {v}" for k, v in stats.items())
+    )
+    text = "\n\n".join(lines)
+    print("\n" + text)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "comparison.json").write_text(json.dumps(report, indent=1))
+    print(f"saved comparison.json in {out}")
+    return {"report": report, "summaries": summaries, "text": text}
+
+
+if __name__ == "__main__":
+    main()
