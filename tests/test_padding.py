@@ -12,9 +12,11 @@ import torch
 from torch import nn
 
 from dsgg_layers import (
+    ContextFusion,
     MaskedMultiheadAttention,
     MotionFeatureExtractor,
     MotionInteraction,
+    RelationScorer,
     SpatialTemporalEncoder,
     TransformerDecoder,
     TransformerDecoderLayer,
@@ -213,6 +215,31 @@ def test_motion_interaction(fusion):
     x, mask = grid()
     motion = torch.randn(x.shape, dtype=torch.float64)
     assert_no_leak(lambda a, b: mim(a, b, mask), [(x, mask), (motion, mask)], mim)
+
+
+@pytest.mark.parametrize("temporal", ["token", "mean", None])
+def test_relation_scorer(temporal):
+    torch.manual_seed(0)
+    sizes = dict(nhead=2, spatial_layers=1, temporal_layers=1, dim_feedforward=16, dropout=0.0)
+    scorer = RelationScorer(8, 8, temporal=temporal, **sizes).double()
+    x, mask = grid(B=3, T=5, P=3)
+    mask[2, 3:] = False  # a shorter video
+
+    def fn(x):
+        out = scorer(x, mask)
+        parts = [out.logits, out.pairs]
+        if out.video_context is not None:  # the video context, where the video has pairs
+            parts.append(out.video_context[:, None, None].expand(*mask.shape, -1) * mask[..., None])
+        return torch.cat(parts, -1)
+
+    assert_no_leak(fn, [(x, mask)], scorer)
+
+
+def test_context_fusion():
+    fusion = ContextFusion(8, 4, (2, 3)).double()
+    x, mask = grid()
+    ctx = torch.randn(2, 4, dtype=torch.float64)
+    assert_no_leak(lambda r: fusion(r, ctx, mask), [(x, mask)], fusion)
 
 
 @pytest.mark.parametrize("training", [False, True])
