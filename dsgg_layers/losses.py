@@ -260,7 +260,8 @@ def _masked_reduce(loss: Tensor, mask: Tensor | None, reduction: Reduction) -> T
         return loss.sum()
     if mask is None:
         return loss.mean() if loss.numel() else loss.sum()
-    return loss.sum() / mask.sum().clamp(min=1)
+    total = loss.sum(dtype=torch.promote_types(loss.dtype, torch.float32))  # no fp16 overflow
+    return (total / mask.sum().clamp(min=1)).to(loss.dtype)
 
 
 def softmax_focal_loss(

@@ -5,9 +5,12 @@ trains its relation score on every detected pair, with or without an annotated r
 
 1. :func:`assign_relations`: a detected pair is **positive** when its subject and object boxes
    both overlap those of an annotated ground-truth pair of the same frame with IoU >= 0.5 and the
-   same classes, and takes that pair's relations (the paper does not say how pairs are labelled;
-   this is how STTran's public code assigns detections to the ground truth in SGDet training).
-   Every other detected pair is a negative candidate.
+   same classes, and takes that pair's relations (the paper does not say how it labels pairs).
+   With ``one_to_one=True`` an annotated pair labels only its best-overlapping detection, as
+   STTran's public code does in SGDet training (its ``assign_relations`` gives each ground-truth
+   box the detection of largest IoU > 0.5 not yet taken, and that detection the ground truth's
+   class; ``same_class=False`` drops the class condition as it does): second detections of an
+   annotated object are then negatives. Every other detected pair is a negative candidate.
 2. :func:`filter_negatives`: a negative that shares the subject/object class combination of a
    positive of the same frame and overlaps it with IoU > 0.5 is dropped (a near-duplicate of a
    positive: a second detection of the same object, which would teach the scorer to reject what
@@ -86,15 +89,24 @@ def assign_relations(
     subject_labels: Tensor | None = None,
     gt_subject_labels: Tensor | None = None,
     iou_threshold: float = 0.5,
+    one_to_one: bool = False,
+    same_class: bool = True,
 ) -> RelationAssignment:
     """Label detected pairs positive or negative against the annotated pairs of their frame.
 
     A detected pair is positive when some annotated pair of the same frame (with a relation, when
     ``gt_relations`` is given) has the same object class (and subject class, when both subject
-    labels are given) and both its boxes overlap the detected ones with IoU >= ``iou_threshold``;
-    it is matched to the one whose smaller box IoU is largest (the first on ties). This is
-    STTran's assignment of detections to the ground truth; RS-Net (arXiv:2511.08651, Sec. 4.2)
-    does not say how it labels pairs.
+    labels are given; no class condition with ``same_class=False``) and both its boxes overlap
+    the detected ones with IoU >= ``iou_threshold``; it is matched to the one whose smaller box
+    IoU is largest (the first on ties). RS-Net (arXiv:2511.08651, Sec. 4.2) does not say how it
+    labels pairs.
+
+    ``one_to_one=True`` keeps, for every annotated pair, only its best-overlapping detection
+    among those that qualify (a detection that is the best of several annotated pairs takes the
+    one it overlaps most): duplicate detections become negatives. STTran's public code assigns
+    one detection to each ground-truth box this way (greedily, giving a box whose best detection
+    is taken its next best; here it gets none, which differs only when two annotated objects
+    overlap one detection above the threshold).
 
     Args:
         subject_boxes, object_boxes: ``xyxy`` boxes of the detected pairs.
@@ -106,6 +118,8 @@ def assign_relations(
         subject_labels, gt_subject_labels: subject classes (optional; Action Genome's subject
             is always the person).
         iou_threshold: the IoU both boxes need (0.5, Action Genome's detection criterion).
+        one_to_one: at most one detection per annotated pair.
+        same_class: require the detected classes to be the annotated ones.
 
     Returns:
         :class:`RelationAssignment`.
@@ -150,13 +164,15 @@ def assign_relations(
     iou = torch.minimum(box_iou(subject_boxes, gt_subject_boxes),
                         box_iou(object_boxes, gt_object_boxes))  # fmt: skip  # (..., T, P, G)
     annotated = gt_mask if gt_relations is None else gt_mask & gt_relations.any(-1)
-    ok = (
-        (iou >= iou_threshold)
-        & _same_class(object_labels, gt_object_labels, subject_labels, gt_subject_labels)
-        & annotated.unsqueeze(-2)
-        & mask.unsqueeze(-1)
-    )
+    ok = (iou >= iou_threshold) & annotated.unsqueeze(-2) & mask.unsqueeze(-1)
+    if same_class:
+        ok = ok & _same_class(object_labels, gt_object_labels, subject_labels, gt_subject_labels)
     best = iou.masked_fill(~ok, -1.0)
+    if one_to_one and best.shape[-1] and best.shape[-2]:
+        # each annotated pair keeps its best detection only (first on ties)
+        top = best.argmax(-2, keepdim=True)  # (..., T, 1, G)
+        keep = torch.arange(best.shape[-2], device=best.device)[:, None] == top
+        best = best.masked_fill(~keep, -1.0)
     if best.shape[-1]:
         value, index = best.max(-1)
         positive = value >= 0
@@ -263,7 +279,8 @@ def cap_negatives(
     RS-Net (arXiv:2511.08651, Sec. 4.2): "if the number of negative relations still exceeds 1.2
     times that of the positives, we randomly discard the excess negatives". Which negatives are
     kept is a uniform random choice among the group's negatives, drawn from ``generator``
-    (reproducible with a seeded one). A group without positives keeps no negative.
+    (reproducible with a seeded one and the same batching: the random keys are drawn over the
+    padded batch). A group without positives keeps no negative.
 
     Args:
         negative: the negatives (after :func:`filter_negatives`).
@@ -299,10 +316,11 @@ def cap_negatives(
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"generator: expected a torch.Generator, got {type(generator).__name__}")
     group = negative.shape[-1:] if per == "frame" else negative.shape[-2:]
-    lead = negative.shape[: negative.dim() - len(group)]
-    neg = negative.reshape(*lead, -1)
-    pos = positive.reshape(*lead, -1)
-    cap = torch.floor(pos.sum(-1, keepdim=True).double() * ratio + 1e-9)  # (..., 1)
+    neg = negative.flatten(-len(group))  # (..., N): empty leading dims are fine
+    pos = positive.flatten(-len(group))
+    # floor(ratio * positives) in integers: exact for ratios with up to 6 decimals
+    per_million = round(ratio * 1_000_000)
+    cap = torch.div(pos.sum(-1, keepdim=True) * per_million, 1_000_000, rounding_mode="floor")
     device = negative.device if generator is None else generator.device
     keys = torch.rand(neg.shape, generator=generator, device=device).to(negative.device)
     keys = keys.masked_fill(~neg, 2.0)  # non-negatives rank last

@@ -76,8 +76,8 @@ class SpatialContextEncoder(nn.Module):
     ``ĉ_t`` is 0 and it is not a frame of the video (``frame_mask``).
 
     Args:
-        d_model: width ``d_m`` (the paper does not give it; its parameter counts suggest the
-            baseline's width, 1936 for STTran).
+        d_model: width ``d_m`` (the paper does not give it; the 32 M parameters it adds to
+            STTran fit ``d_m`` of about 700 with these layers, narrower than STTran's 1936).
         nhead: attention heads (paper: 4).
         num_layers: encoder layers (paper: 2).
         dim_feedforward: hidden width of the feed-forward networks (not given; default 2048,
@@ -143,7 +143,9 @@ class TemporalContextEncoder(nn.Module):
     ``mode="token"``: ``Z = [c_tmp, ĉ_1, ..., ĉ_T]`` with a learned token ``c_tmp``, encoded by
     ``num_layers`` transformer layers over the whole video, a learned position embedding
     ``E_pos`` (one row per slot: the token, then frame slot ``t``) added to the queries and keys
-    only, never to the values (Eq. 4). The first output token is the video context ``ĉ_tmp``.
+    only, never to the values (Eq. 4), in every layer (Eq. 4 writes one attention; the library's
+    layers add ``pos`` to the queries and keys of each). The first output token is the video
+    context ``ĉ_tmp``.
     ``mode="mean"``: ``ĉ_mean``, the mean of the video's frame contexts, and no layers (the
     paper's "mean token" ablation, Table 4). Positions are frame *slots* (the order of the
     sampled frames), not frame times, as Eq. 4's ``(T + 1) x d_m`` table implies.
@@ -300,6 +302,7 @@ class RelationScoringDecoder(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """The two logits; ``logits.softmax(-1)[..., 0]`` is ``p0``."""
         check_tensor(x, "x", ("...", self.in_features), dtype="float")
+        check_param_dtype(self.mlp[0].weight, ("x", x))
         return self.mlp(x)
 
 
@@ -435,7 +438,12 @@ class RelationScorer(nn.Module):
     def forward_flat(self, x: Tensor, index: TrackIndex) -> tuple[Tensor, Tensor]:
         """Score flat rows (STTran's layout): ``x (N, in_features)`` described by ``index``
         (:func:`~dsgg_layers.layout.build_track_index`); returns ``(logits (N, 2), score (N,))``
-        in the rows' order."""
+        in the rows' order.
+
+        The temporal positions are the index's frame slots: a frame without any row gets no
+        slot unless the index was built with ``frames=`` (all frames of the video), and the later
+        frames then take earlier positions.
+        """
         grid, mask = flat_to_tracks(x, index)
         out = self.forward(grid, mask)
         return tracks_to_flat(out.logits, index), tracks_to_flat(out.score, index)
@@ -509,6 +517,7 @@ class ContextFusion(nn.Module):
         """The logits of every group, concatenated."""
         dims: dict[str, tuple[int, str]] = {}
         check_tensor(r, "r", ("...", "T", "P", self.in_features), dims=dims, dtype="float")
+        check_param_dtype(self.heads[0].weight, ("r", r))
         if mask is not None:
             check_tensor(mask, "mask", tuple(r.shape[:-1]), dims=dims, dtype="bool")
             r = r.masked_fill(~mask.unsqueeze(-1), 0.0)

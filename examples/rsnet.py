@@ -93,8 +93,8 @@ class STTranRSNet(nn.Module):
     Args:
         feature_dim, union_dim: widths of the box and union-region features.
         class_semantics: ``(36, S)`` semantic vectors of the object classes.
-        d_model: width of the baseline (and of RS-Net's ``d_m``, as the paper's parameter
-            counts suggest).
+        d_model: width of the baseline and of RS-Net's ``d_m`` (the paper does not give
+            ``d_m``; see the RS-Net docs page).
         rsnet: add RS-Net.
         temporal: RS-Net's temporal context (``"token"``, ``"mean"``, ``None``; Table 4).
         fusion: context fusion (``False``: Table 4's "no context fusion").
@@ -103,7 +103,9 @@ class STTranRSNet(nn.Module):
         neg_ratio, cap_per, overlap_boxes: negative sampling (Sec. 4.2; see
             :mod:`dsgg_layers.sampling`).
         multi_label: STTran's loss for spatial and contacting (``"margin"`` or ``"bce"``).
-        seed: seed of the negative sampling's generator.
+        one_to_one: label one detection per annotated pair (STTran's SGDet training; second
+            detections are negatives) or every detection that matches one.
+        seed: seed of RS-Net's parts, its dropout and the negative sampling.
     """
 
     def __init__(
@@ -123,28 +125,49 @@ class STTranRSNet(nn.Module):
         cap_per: str = "video",
         overlap_boxes: str = "both",
         multi_label: str = "margin",
+        one_to_one: bool = True,
         seed: int = 0,
     ) -> None:
         super().__init__()
         self.register_buffer("class_semantics", class_semantics.float())
         in_dim = 2 * feature_dim + union_dim + class_semantics.shape[1] + 8  # pair_inputs
+        # The baseline's modules first, from the global seed: the same weights with or without
+        # RS-Net. RS-Net's parts (and the heads, whose width depends on the fusion) draw from
+        # a stream of their own, so that adding them changes nothing else.
         self.pair_proj = nn.Sequential(nn.Linear(in_dim, d_model), nn.LayerNorm(d_model))
         self.block = SpatialTemporalEncoder(d_model, 4, 2 * d_model, temporal_layers=2)
-        self.scorer = (
-            RelationScorer(in_dim, d_model, dim_feedforward=2 * d_model, temporal=temporal)
-            if rsnet
-            else None
-        )
-        context = 0 if self.scorer is None else self.scorer.context_features
-        self.fuse = bool(fusion and context)
-        sizes = [g.stop - g.start for g in PREDICATE_GROUPS.values()]
-        self.heads = ContextFusion(d_model, context if self.fuse else 0, sizes, fuse=self.fuse)
         self.object_classifier = nn.Linear(feature_dim, len(OBJECT_CLASSES))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed + 1)
+            self.scorer = (
+                RelationScorer(in_dim, d_model, dim_feedforward=2 * d_model, temporal=temporal)
+                if rsnet
+                else None
+            )
+            context = 0 if self.scorer is None else self.scorer.context_features
+            self.fuse = bool(fusion and context)
+            sizes = [g.stop - g.start for g in PREDICATE_GROUPS.values()]
+            self.heads = ContextFusion(d_model, context if self.fuse else 0, sizes,
+                                       fuse=self.fuse)  # fmt: skip
         self.focal = FocalLoss(alpha, gamma)
         self.rescore = rescore and rsnet
         self.neg_ratio, self.cap_per, self.overlap_boxes = neg_ratio, cap_per, overlap_boxes
-        self.multi_label = multi_label
+        self.multi_label, self.one_to_one = multi_label, one_to_one
         self.sampler = torch.Generator().manual_seed(seed)  # negatives: reproducible per run
+        self.scorer_rng = torch.Generator().manual_seed(seed + 2)  # the scorer's dropout
+
+    def _score(self, x: Tensor, mask: Tensor) -> Any:
+        """RS-Net's scores; in training its dropout draws from its own stream, so that the
+        baseline's dropout masks are those of the run without RS-Net."""
+        if self.scorer is None:
+            return None
+        if not self.training:
+            return self.scorer(x, mask)
+        seed = int(torch.randint(2**62, (1,), generator=self.scorer_rng))
+        devices = [x.device] if x.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            return self.scorer(x, mask)
 
     def classify(self, g: VideoGraph) -> Tensor:
         """Object class logits from the object features (SGCls)."""
@@ -155,7 +178,7 @@ class STTranRSNet(nn.Module):
     ) -> tuple[Tensor, Any]:
         """Predicate logits ``(B, T, P, 26)`` and RS-Net's scores (``None`` without it)."""
         x = pair_inputs(g, self.class_semantics, object_probs)
-        scores = None if self.scorer is None else self.scorer(x, g.mask)
+        scores = self._score(x, g.mask)
         r = self.block(self.pair_proj(x), g.mask, rows=rows)
         context = scores.video_context if self.fuse and scores is not None else None
         return self.heads(r, context, g.mask), scores
@@ -179,7 +202,7 @@ class STTranRSNet(nn.Module):
         a = assign_relations(
             g.subject_boxes, g.object_boxes, g.object_labels, g.mask,
             gt.subject_boxes, gt.object_boxes, gt.object_labels, gt.mask,
-            gt_relations=gt.relations,
+            gt_relations=gt.relations, one_to_one=self.one_to_one,
         )  # fmt: skip
         logits, scores = self._predicates(g, None, rows)
         out = sttran_predicate_loss(logits.float(), a.relations, mask=a.positive,
@@ -228,6 +251,12 @@ def add_arguments(p: argparse._ActionsContainer) -> None:
     p.add_argument("--cap-per", choices=("video", "frame"), default="video")
     p.add_argument("--overlap-boxes", choices=("both", "subject", "object", "union"),
                    default="both", help="the IoU of the near-duplicate rule")  # fmt: skip
+    p.add_argument(
+        "--assignment",
+        choices=("one-to-one", "all"),
+        default="one-to-one",
+        help="label one detection per annotated pair (STTran) or every match",
+    )
     p.add_argument("--multi-label", choices=("margin", "bce"), default="margin",
                    help="spatial/contacting loss: STTran's default (margin) or BCE")  # fmt: skip
 
@@ -242,7 +271,7 @@ def build_model(args: argparse.Namespace, data: Data) -> STTranRSNet:
         rescore=not args.no_rescore, gamma=args.gamma,
         alpha=None if args.alpha is None else tuple(args.alpha), neg_ratio=args.neg_ratio,
         cap_per=args.cap_per, overlap_boxes=args.overlap_boxes, multi_label=args.multi_label,
-        seed=args.seed,
+        one_to_one=args.assignment == "one-to-one", seed=args.seed,
     )  # fmt: skip
 
 
@@ -298,20 +327,23 @@ def _table(title: str, rows: dict[str, dict[str, float]], extra: Sequence[str] =
     return "\n".join(lines)
 
 
-def negative_statistics(videos: Sequence[VideoGraph], ratio: float, seed: int) -> dict[str, float]:
+def negative_statistics(videos: Sequence[VideoGraph], args: argparse.Namespace) -> dict[str, float]:
     """Mean per training video: detected pair-frames, positives, negative candidates, negatives
-    kept by the near-duplicate rule, negatives kept by the cap (what ``p0`` learns from)."""
-    gen = torch.Generator().manual_seed(seed)
+    kept by the near-duplicate rule, negatives kept by the cap (what ``p0`` learns from), with
+    the run's assignment and sampling flags."""
+    gen = torch.Generator().manual_seed(args.seed)
     totals = dict.fromkeys(("pair-frames", "positives", "negatives", "after filter",
                             "after cap"), 0.0)  # fmt: skip
     for v in videos:
         gt = v.ground_truth
         a = assign_relations(v.subject_boxes, v.object_boxes, v.object_labels, v.mask,
                              gt.subject_boxes, gt.object_boxes, gt.object_labels, gt.mask,
-                             gt_relations=gt.relations)  # fmt: skip
+                             gt_relations=gt.relations,
+                             one_to_one=args.assignment == "one-to-one")  # fmt: skip
         kept = filter_negatives(a.negative, a.positive, v.subject_boxes, v.object_boxes,
-                                v.object_labels)  # fmt: skip
-        capped = cap_negatives(kept, a.positive, ratio=ratio, generator=gen)
+                                v.object_labels, boxes=args.overlap_boxes)  # fmt: skip
+        capped = cap_negatives(kept, a.positive, ratio=args.neg_ratio, per=args.cap_per,
+                               generator=gen)  # fmt: skip
         for key, m in (("pair-frames", v.mask), ("positives", a.positive),
                        ("negatives", a.negative), ("after filter", kept),
                        ("after cap", capped)):  # fmt: skip
@@ -352,7 +384,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                                   "rsnet": ["--variant", "rsnet"]}  # fmt: skip
     if args.ablation:
         runs |= {
-            "no temporal encoder": ["--variant", "rsnet", "--temporal", "none"],
+            "no temporal encoder (so no fusion)": ["--variant", "rsnet", "--temporal", "none"],
             "mean token": ["--variant", "rsnet", "--temporal", "mean"],
             "no context fusion": ["--variant", "rsnet", "--no-fusion"],
             "no re-scoring (p0 unused)": ["--variant", "rsnet", "--no-rescore"],
@@ -368,8 +400,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     for name in ("baseline", "rsnet"):
         if "sgdet" in data.test:
             speed[name] = throughput(summaries[name]["model"], data.test["sgdet"], run_args)
-    report: dict[str, Any] = {"negatives_per_video": negative_statistics(
-        data.train, run_args.neg_ratio, run_args.seed)}  # fmt: skip
+    report: dict[str, Any] = {"negatives_per_video": negative_statistics(data.train, run_args)}
     lines = []
     for task in ("sgdet", "sgcls"):
         if task not in summaries["baseline"]["results_tensors"]:
@@ -388,7 +419,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         report[task] = rows
     if args.ablation and "sgdet" in summaries["rsnet"]["results_tensors"]:
         rows = {}
-        order = [("no temporal encoder", "no temporal encoder"), ("mean token", "mean token"),
+        order = [("no temporal encoder (so no fusion)", "no temporal encoder (so no fusion)"),
+                 ("mean token", "mean token"),
                  ("learnable token", "rsnet"), ("no context fusion", "no context fusion"),
                  ("with context fusion", "rsnet"),
                  ("no re-scoring (p0 unused)", "no re-scoring (p0 unused)"),
@@ -396,14 +428,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         for label, key in order:
             r = _row(summaries[key]["results_tensors"]["sgdet"])
             rows[label] = {m: r[m] for m in ("R@10", "R@20", "P@10", "P@20")}
-            if label in PAPER_ABLATION:
-                rows[label] |= dict(
-                    zip(
-                        ("paper R@10", "paper R@20", "paper P@10", "paper P@20"),
-                        PAPER_ABLATION[label],
-                        strict=True,
-                    )
-                )
+            paper = PAPER_ABLATION.get(label.split(" (")[0])
+            if paper is not None:
+                cols = ("paper R@10", "paper R@20", "paper P@10", "paper P@20")
+                rows[label] |= dict(zip(cols, paper, strict=True))
         lines.append(
             _table(
                 "Table 4 rows, SGDet with constraint (%)",

@@ -179,7 +179,7 @@ def test_rsnet_quick_comparison_and_ablation(rsnet, tmp_path):
             assert rows["difference"][m] == pytest.approx(diff, abs=0.051)
     assert rep["sgdet"]["rsnet"]["frames/s"] > 0
     assert list(rep["ablation"]) == [
-        "no temporal encoder", "mean token", "learnable token", "no context fusion",
+        "no temporal encoder (so no fusion)", "mean token", "learnable token", "no context fusion",
         "with context fusion", "no re-scoring (p0 unused)", "baseline (no RS-Net)",
     ]  # fmt: skip
     assert rep["ablation"]["learnable token"] == rep["ablation"]["with context fusion"]
@@ -230,3 +230,24 @@ def test_sgdet_training_data_needs_detector_boxes(tmp_path):
 
 def _args_of(assembly, *flags: str):
     return harness.make_parser(assembly).parse_args(["--quick", *flags])
+
+
+def test_rsnet_and_baseline_start_from_the_same_baseline_weights(rsnet):
+    args = harness.make_parser(rsnet.ASSEMBLY).parse_args(["--quick"])
+    data = harness.load_data(args, "sgdet")
+    models = {}
+    for variant in ("baseline", "rsnet"):
+        torch.manual_seed(0)
+        args.variant = variant
+        models[variant] = rsnet.build_model(args, data)
+    base, wrapped = models["baseline"].state_dict(), models["rsnet"].state_dict()
+    shared = [k for k in base if k.startswith(("pair_proj", "block", "object_classifier"))]
+    assert shared and all(torch.equal(base[k], wrapped[k]) for k in shared)
+    # and RS-Net's dropout does not move the baseline's global random stream
+    batch, rows = harness._collate(data.train[:2])
+    after = {}
+    for variant, model in models.items():
+        torch.manual_seed(1)
+        model.train()(batch, rows=rows)
+        after[variant] = torch.rand(3)
+    assert torch.equal(after["baseline"], after["rsnet"])

@@ -278,3 +278,39 @@ def test_sttran_predicate_loss_is_sttrans_code(loss):
         sttran_predicate_loss(logits, target, multi_label="focal")
     empty = sttran_predicate_loss(logits[:, :0], target[:, :0])
     assert all(v.item() == 0 for v in empty.values())
+
+
+def _focal_reference(logits, target, alpha, gamma):
+    """-alpha_y (1 - p_y)^gamma log p_y, written from the softmax."""
+    p = logits.double().softmax(-1).gather(-1, target[..., None]).squeeze(-1)
+    a = 1.0 if alpha is None else torch.tensor(alpha, dtype=torch.float64)[target]
+    return -a * (1 - p) ** gamma * p.log()
+
+
+@given(st.integers(0, 10_000), st.floats(0.0, 4.0), st.booleans())
+def test_focal_loss_matches_its_formula(seed, gamma, use_alpha):
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(3, 5, 2, generator=g, dtype=torch.float64) * 3
+    target = torch.randint(0, 2, (3, 5), generator=g)
+    mask = torch.rand(3, 5, generator=g) > 0.3
+    alpha = (0.3, 0.7) if use_alpha else None
+    ref = _focal_reference(logits, target, alpha, gamma)
+    got = softmax_focal_loss(logits, target, alpha=alpha, gamma=gamma, reduction="none")
+    torch.testing.assert_close(got, ref)
+    masked = softmax_focal_loss(logits, target, alpha=alpha, gamma=gamma, mask=mask)
+    torch.testing.assert_close(masked, ref[mask].sum() / max(int(mask.sum()), 1))
+
+
+def test_masked_means_do_not_overflow_in_half_precision():
+    n = 200_000  # the sum of n losses of 0.69 overflows float16 (max 65504)
+    logits = torch.zeros(n, 2, dtype=torch.float16)
+    target = torch.zeros(n, dtype=torch.long)
+    mask = torch.ones(n, dtype=torch.bool)
+    out = softmax_focal_loss(logits, target, gamma=0.0, mask=mask)
+    assert out.dtype == torch.float16 and torch.isfinite(out)
+    torch.testing.assert_close(out.float(), torch.tensor(math.log(2.0)), atol=1e-3, rtol=0)
+    scores = torch.full((50_000, 17), 0.5, dtype=torch.float16)
+    t = torch.zeros(50_000, 17, dtype=torch.bool)
+    t[:, 0] = True
+    out = multilabel_margin_loss(scores, t, mask=torch.ones(50_000, dtype=torch.bool))
+    assert torch.isfinite(out) and float(out) == 16.0  # 16 negatives x margin 1

@@ -215,3 +215,65 @@ def test_cap_without_positives_keeps_nothing_and_errors_name_the_argument():
     with pytest.raises(TypeError, match="generator: expected a torch.Generator"):
         cap_negatives(neg, ~neg, generator=0)
     assert math.isclose(float(cap_negatives(neg[:, :0], ~neg[:, :0]).sum()), 0.0)
+
+
+def one_to_one_loop(det, gt, thr=0.5):
+    """Each annotated pair keeps its best qualifying detection; a detection kept by several
+    annotated pairs takes the one it overlaps most."""
+    B, T, P = det["mask"].shape
+    G = gt["gt_mask"].shape[-1]
+    matched = torch.full((B, T, P), -1)
+    for b in range(B):
+        for t in range(T):
+            best = {}  # detection -> (iou, g)
+            for k in range(G):
+                if not gt["gt_mask"][b, t, k] or not gt["gt_relations"][b, t, k].any():
+                    continue
+                top, arg = -1.0, -1
+                for p in range(P):
+                    if not det["mask"][b, t, p]:
+                        continue
+                    if det["object_labels"][b, t, p] != gt["gt_object_labels"][b, t, k]:
+                        continue
+                    i_s = iou(det["subject_boxes"][b, t, p], gt["gt_subject_boxes"][b, t, k])
+                    i_o = iou(det["object_boxes"][b, t, p], gt["gt_object_boxes"][b, t, k])
+                    if min(i_s, i_o) >= thr and min(i_s, i_o) > top:
+                        top, arg = min(i_s, i_o), p
+                if arg >= 0 and (arg not in best or top > best[arg][0]):
+                    best[arg] = (top, k)
+            for p, (_, k) in best.items():
+                matched[b, t, p] = k
+    return matched
+
+
+@given(st.integers(0, 10_000))
+def test_one_to_one_assignment_matches_the_loop_reference(seed):
+    det, gt = scene(seed, P=6)
+    a = assign_relations(**det, **gt, one_to_one=True)
+    assert torch.equal(a.matched, one_to_one_loop(det, gt))
+    # every annotated pair labels at most one detection of its frame
+    m = a.matched
+    for g in range(gt["gt_mask"].shape[-1]):
+        assert ((m == g).sum(-1) <= 1).all()
+    assert not (a.positive & ~assign_relations(**det, **gt).positive).any()
+
+
+def test_one_to_one_makes_duplicates_negatives_that_the_filter_then_drops():
+    s = torch.tensor([[[0.0, 0, 10, 10]] * 2])
+    o = torch.tensor([[[20.0, 0, 30, 10], [21, 0, 31, 10]]])  # a detection and its duplicate
+    labels, mask = torch.tensor([[4, 4]]), torch.ones(1, 2, dtype=torch.bool)
+    gt = (s[:, :1], o[:, :1] + 0.5, labels[:, :1], mask[:, :1])
+    many = assign_relations(s, o, labels, mask, *gt)
+    one = assign_relations(s, o, labels, mask, *gt, one_to_one=True)
+    assert many.positive.tolist() == [[True, True]] and one.positive.tolist() == [[True, False]]
+    kept = filter_negatives(one.negative, one.positive, s, o, labels)
+    assert not kept.any()  # the duplicate shares the class and overlaps the positive
+    other = assign_relations(s, o, labels + 1, mask, *gt, same_class=False)
+    assert other.positive.all()  # STTran's assignment does not look at the detected class
+
+
+@pytest.mark.parametrize("per", ["video", "frame"])
+@pytest.mark.parametrize("shape", [(0, 3, 4), (2, 0, 4), (2, 3, 0)])
+def test_cap_on_empty_grids(per, shape):
+    neg = torch.ones(shape, dtype=torch.bool)
+    assert cap_negatives(neg, neg, per=per).shape == shape

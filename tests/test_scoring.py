@@ -336,3 +336,20 @@ def test_compiled_scorer_matches_eager_in_eval_and_train(training):
     (g_comp,) = torch.autograd.grad(out.sum(), x)
     torch.testing.assert_close(out, eager.score, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(g_comp, g_eager, rtol=1e-4, atol=1e-5)
+
+
+def test_decoder_and_fusion_name_a_dtype_that_differs_from_their_parameters():
+    with pytest.raises(TypeError, match="x: expected"):
+        RelationScoringDecoder(8)(torch.randn(2, 8, dtype=torch.float64))
+    with pytest.raises(TypeError, match="r: expected"):
+        ContextFusion(8, 4)(torch.randn(1, 2, 3, 8, dtype=torch.float64), torch.randn(1, 4))
+
+
+def test_half_precision_scorer_is_finite_and_close_to_float32():
+    m = scorer()
+    x, mask = grid()
+    half = RelationScorer(16, 16, dim_feedforward=32, dropout=0.0).eval()
+    half.load_state_dict(m.state_dict())
+    out = half.half()(x.half(), mask)
+    assert out.score.dtype == torch.float16 and torch.isfinite(out.score).all()
+    torch.testing.assert_close(out.score.float(), m(x, mask).score, atol=0.02, rtol=0)
