@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dsgg_layers._checks import check_choice, check_positive, check_tensor, values_readable
+from dsgg_layers.vocab import PREDICATE_GROUPS
 
 __all__ = [
     "CategoryWeightedLoss",
@@ -517,8 +518,6 @@ def sttran_predicate_loss(
         >>> sorted(sttran_predicate_loss(logits, rel))
         ['attention', 'contacting', 'spatial']
     """
-    from dsgg_layers.vocab import PREDICATE_GROUPS
-
     groups = dict(PREDICATE_GROUPS) if groups is None else groups
     dims: dict[str, tuple[int, str]] = {}
     check_tensor(logits, "logits", ("...", "C"), dims=dims, dtype="float")
