@@ -109,14 +109,19 @@ def assign_relations(
     overlap one detection above the threshold).
 
     Args:
-        subject_boxes, object_boxes: ``xyxy`` boxes of the detected pairs.
+        subject_boxes: ``xyxy`` subject boxes of the detected pairs.
+        object_boxes: ``xyxy`` object boxes of the detected pairs.
         object_labels: detected object classes.
         mask: ``True`` where a detected pair exists.
-        gt_subject_boxes, gt_object_boxes, gt_object_labels, gt_mask: the annotated pairs, on
-            the same frames (``T``) and videos.
+        gt_subject_boxes: subject boxes of the annotated pairs, on the same frames (``T``) and
+            videos.
+        gt_object_boxes: object boxes of the annotated pairs.
+        gt_object_labels: object classes of the annotated pairs.
+        gt_mask: ``True`` where an annotated pair exists.
         gt_relations: the annotated relations (multi-label); pairs without any are not matched.
-        subject_labels, gt_subject_labels: subject classes (optional; Action Genome's subject
-            is always the person).
+        subject_labels: detected subject classes (optional; Action Genome's subject is always
+            the person).
+        gt_subject_labels: annotated subject classes (optional).
         iou_threshold: the IoU both boxes need (0.5, Action Genome's detection criterion).
         one_to_one: at most one detection per annotated pair.
         same_class: require the detected classes to be the annotated ones.
@@ -220,9 +225,10 @@ def filter_negatives(
     subject class, with ``subject_labels``) and overlaps it with IoU > ``iou_threshold``.
 
     Args:
-        negative, positive: the candidate negatives and the positives
-            (:func:`assign_relations`).
-        subject_boxes, object_boxes: ``xyxy`` boxes of the detected pairs.
+        negative: the candidate negatives (:func:`assign_relations`).
+        positive: the positives.
+        subject_boxes: ``xyxy`` subject boxes of the detected pairs.
+        object_boxes: ``xyxy`` object boxes of the detected pairs.
         object_labels: detected object classes.
         subject_labels: detected subject classes (optional).
         iou_threshold: the overlap above which a negative is dropped (paper: 0.5).

@@ -347,7 +347,9 @@ class RelationScorer(nn.Module):
         temporal: ``"token"`` (the paper), ``"mean"`` (mean of the frame contexts) or ``None``
             (no temporal encoder: the decoder sees ``x̂`` alone), the rows of Table 4.
         max_frames: see :class:`TemporalContextEncoder`.
-        hidden_features, decoder_layers: see :class:`RelationScoringDecoder`.
+        hidden_features: width of the decoder's hidden layers (see
+            :class:`RelationScoringDecoder`).
+        decoder_layers: linear layers of the decoder (paper: 3).
 
     Shape:
         - x: ``(..., T, P, in_features)``
@@ -552,7 +554,8 @@ def triplet_score(
     Args:
         predicate_scores: ``s_rel``, one score per predicate.
         relation_score: ``p0`` of each pair (:attr:`RelationScores.score`).
-        subject_scores, object_scores: detection confidences of each pair (optional).
+        subject_scores: detection confidence of each pair's subject (optional).
+        object_scores: detection confidence of each pair's object (optional).
 
     Shape:
         - predicate_scores: ``(..., C)``
