@@ -50,6 +50,13 @@ from dsgg_layers.losses import (
     softmax_focal_loss,
     sttran_predicate_loss,
 )
+from dsgg_layers.message import (
+    MessageToken,
+    TemporalDifferenceGuidance,
+    guidance_loss,
+    relation_text_targets,
+    track_differences,
+)
 from dsgg_layers.motion import (
     NUM_MOTION_ATTRIBUTES,
     MotionFeatureExtractor,
@@ -93,6 +100,7 @@ __all__ = [
     "LearnedPositions",
     "MaskedMultiheadAttention",
     "MaskedPooling",
+    "MessageToken",
     "MotionFeatureExtractor",
     "MotionInteraction",
     "PairTracks",
@@ -104,6 +112,7 @@ __all__ = [
     "SpatialContextEncoder",
     "SpatialTemporalEncoder",
     "TemporalContextEncoder",
+    "TemporalDifferenceGuidance",
     "TrackIndex",
     "TransformerDecoder",
     "TransformerDecoderLayer",
@@ -129,6 +138,7 @@ __all__ = [
     "from_sttran",
     "gather_frames",
     "gather_previous",
+    "guidance_loss",
     "image_size_like",
     "label_frequencies",
     "link_tracks",
@@ -141,6 +151,7 @@ __all__ = [
     "person_object_pairs",
     "prepend_tokens",
     "previous_frame_index",
+    "relation_text_targets",
     "sinusoidal_positions",
     "softmax_focal_loss",
     "split_tokens",
@@ -148,6 +159,7 @@ __all__ = [
     "sttran_predicate_loss",
     "sttran_to_tracks",
     "text",
+    "track_differences",
     "track_sizes",
     "tracks_to_flat",
     "triplet_score",

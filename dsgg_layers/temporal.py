@@ -2,7 +2,8 @@
 
 A pair need not exist in every frame of its video. Blocks that compare a pair with itself one
 step back (MoSA's velocity and direction, *MoSA*, Sec. 2.2, Eq. 4 and 6; TR²'s message token and
-temporal-difference text guidance, *TR²: Exploring Spatio-Temporal ...*, Sec. III) need, for
+temporal-difference text guidance, *Cross-Modality Time-Variant Relation Learning for Generating
+Dynamic Scene Graphs*, ICRA 2023, arXiv:2305.08522, Sec. III) need, for
 every frame ``t``, the last earlier frame ``t' < t`` in which the same pair exists. Both
 functions here are vectorised scans over ``T`` (a cumulative max of frame indices), with no loop
 over frames, pairs or videos.
