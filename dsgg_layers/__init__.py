@@ -54,6 +54,7 @@ from dsgg_layers.message import (
     MessageToken,
     TemporalDifferenceGuidance,
     guidance_loss,
+    label_changes,
     relation_text_targets,
     track_differences,
 )
@@ -140,6 +141,7 @@ __all__ = [
     "gather_previous",
     "guidance_loss",
     "image_size_like",
+    "label_changes",
     "label_frequencies",
     "link_tracks",
     "masked_attention",

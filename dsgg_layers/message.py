@@ -14,7 +14,8 @@ frame to the next:
 - :func:`guidance_loss` / :class:`TemporalDifferenceGuidance` (Eq. 2 and 4): a learned projection
   of the feature differences regressed onto the text differences (``"difference"``), or of the
   features onto the text (``"direct"``, Table III), one projection per predicate group as the
-  public code does.
+  public code does; ``"binary"`` is the paper's TR²^bin (Sec. IV, Fig. 4): a classifier on the
+  feature difference predicts whether the pair's label set changed (:func:`label_changes`).
 
 Everything runs on pair tracks ``(..., T, P, D)`` with a scan for the previous frame
 (:func:`~dsgg_layers.temporal.previous_frame_index`): no loop over frames, pairs or videos.
@@ -40,11 +41,12 @@ __all__ = [
     "MessageToken",
     "TemporalDifferenceGuidance",
     "guidance_loss",
+    "label_changes",
     "relation_text_targets",
     "track_differences",
 ]
 
-GuidanceMode = Literal["difference", "direct"]
+GuidanceMode = Literal["difference", "direct", "binary"]
 
 
 class MessageToken(nn.Module):
@@ -208,6 +210,41 @@ def relation_text_targets(
     return total / count, has
 
 
+def label_changes(relations: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    """Whether each pair's label set differs from its previous existing frame's.
+
+    The target of TR²'s binary guidance (TR²^bin, Sec. IV, Fig. 4), and the quantity its Fig. 5
+    stratifies recall by.
+
+    Args:
+        relations: bool multi-label predicates (one group, or all).
+        mask: ``True`` where the pair exists.
+
+    Returns:
+        ``(changed, valid)``: ``changed`` is defined where ``valid`` (the pair has an earlier
+        frame) and False elsewhere.
+
+    Shape:
+        - relations: ``(..., T, P, C)``; mask: ``(..., T, P)``
+        - output: two ``(..., T, P)`` bool tensors
+
+    Raises:
+        TypeError, ValueError: shapes or dtypes disagree.
+
+    Examples:
+        >>> rel = torch.tensor([[[1, 0]], [[1, 0]], [[0, 1]]]).bool()      # (T=3, P=1, C=2)
+        >>> changed, valid = label_changes(rel, torch.ones(3, 1, dtype=torch.bool))
+        >>> changed.flatten().tolist(), valid.flatten().tolist()
+        ([False, False, True], [False, True, True])
+    """
+    dims: dict[str, tuple[int, str]] = {}
+    check_tensor(relations, "relations", ("...", "T", "P", "C"), dims=dims, dtype="bool")
+    check_tensor(mask, "mask", tuple(relations.shape[:-1]), dims=dims, dtype="bool")
+    previous, valid = gather_previous(relations.to(torch.uint8), mask)
+    changed = (previous != relations.to(torch.uint8)).any(-1) & valid
+    return changed, valid
+
+
 def guidance_loss(
     prediction: Tensor,
     target: Tensor,
@@ -278,7 +315,10 @@ class TemporalDifferenceGuidance(nn.Module):
         in_features: width of the fused relation features (``2 D`` after :class:`MessageToken`).
         sentences: ``{group: (O, C_group, E)}`` sentence tables (e.g. CLIP embeddings of TR²'s
             prompted sentences).
-        mode: ``"difference"`` (Eq. 2, default) or ``"direct"`` (Eq. 4).
+        mode: ``"difference"`` (Eq. 2, default), ``"direct"`` (Eq. 4) or ``"binary"``
+            (TR²^bin: one linear classifier a group on the feature difference, binary
+            cross-entropy against :func:`label_changes` of the group, a mean over the pair-frames
+            with an earlier frame; the sentence tables are then not used).
 
     Shape:
         - x: ``(..., T, P, in_features)``; mask: ``(..., T, P)``
@@ -302,7 +342,7 @@ class TemporalDifferenceGuidance(nn.Module):
     ) -> None:
         super().__init__()
         check_positive(in_features, "in_features")
-        check_choice(mode, "mode", ("difference", "direct"))
+        check_choice(mode, "mode", ("difference", "direct", "binary"))
         if not sentences:
             raise ValueError("sentences: expected at least one group, got none")
         self.in_features, self.mode, self.groups = in_features, mode, tuple(sentences)
@@ -314,8 +354,9 @@ class TemporalDifferenceGuidance(nn.Module):
         if len(widths) != 1:
             raise ValueError(f"sentences: expected one text width, got {sorted(widths)}")
         self.text_features = widths.pop()
+        out_features = 1 if mode == "binary" else self.text_features
         self.projections = nn.ModuleDict(
-            {name: nn.Linear(in_features, self.text_features) for name in self.groups}
+            {name: nn.Linear(in_features, out_features) for name in self.groups}
         )
         self.reset_parameters()
 
@@ -347,8 +388,24 @@ class TemporalDifferenceGuidance(nn.Module):
         out = {}
         for name in self.groups:
             check_tensor(relations[name], f"relations[{name!r}]", None, dtype="bool")
+            if self.mode == "binary":
+                out[name] = self._binary(x, mask, relations[name], self.projections[name])
+                continue
             target, has = relation_text_targets(relations[name], object_labels,
                                                  self.sentences(name))  # fmt: skip
             out[name] = guidance_loss(x, target, mask & has, mode=self.mode,
                                       projection=self.projections[name])  # fmt: skip
         return out
+
+    @staticmethod
+    def _binary(x: Tensor, mask: Tensor, relations: Tensor, classifier: nn.Module) -> Tensor:
+        """TR²^bin: does the feature difference tell that the label set changed?"""
+        check_tensor(x, "x", (*mask.shape, "D"), dtype="float")
+        changed, valid = label_changes(relations, mask)
+        diff, _ = track_differences(x, mask)
+        logits = classifier(diff).squeeze(-1)
+        loss = nn.functional.binary_cross_entropy_with_logits(
+            logits, changed.to(logits.dtype), reduction="none"
+        ).masked_fill(~valid, 0.0)
+        total = loss.sum(dtype=torch.promote_types(loss.dtype, torch.float32))
+        return (total / valid.sum().clamp(min=1)).to(loss.dtype)

@@ -9,6 +9,7 @@ from dsgg_layers import (
     MessageToken,
     TemporalDifferenceGuidance,
     guidance_loss,
+    label_changes,
     relation_text_targets,
     track_differences,
 )
@@ -207,3 +208,43 @@ def test_guidance_gradcheck_and_compile():
     torch._dynamo.reset()
     fn = torch.compile(lambda v: guidance_loss(v, s, mask, projection=proj), fullgraph=True)
     torch.testing.assert_close(fn(x.detach()), guidance_loss(x.detach(), s, mask, projection=proj))
+
+
+def test_label_changes_compare_with_the_previous_existing_frame():
+    rel = torch.tensor([[1, 0], [0, 1], [1, 0], [1, 0]]).bool()[:, None]  # (T=4, P=1, C=2)
+    mask = torch.tensor([[True], [False], [True], [True]])
+    changed, valid = label_changes(rel, mask)
+    assert valid.flatten().tolist() == [False, False, True, True]
+    assert changed.flatten().tolist() == [False, False, False, False]  # frame 1 is skipped
+    mask[1] = True
+    changed, _ = label_changes(rel, mask)
+    assert changed.flatten().tolist() == [False, True, True, False]
+
+
+def test_binary_guidance_is_a_change_classifier_on_feature_differences():
+    tables = {"spatial": torch.randn(5, 6, 4)}
+    guide = TemporalDifferenceGuidance(8, tables, mode="binary")
+    assert guide.projections["spatial"].out_features == 1
+    x, mask = grid(D=8)
+    g = torch.Generator().manual_seed(2)
+    rel = {"spatial": torch.rand(*mask.shape, 6, generator=g) > 0.5}
+    loss = guide(x, mask, rel, torch.zeros(mask.shape, dtype=torch.long))["spatial"]
+    # loop reference: BCE over the pair-frames with an earlier frame
+    terms = []
+    B, T, P, _ = x.shape
+    clf = guide.projections["spatial"]
+    for b in range(B):
+        for p in range(P):
+            prev = None
+            for t in range(T):
+                if not mask[b, t, p]:
+                    continue
+                if prev is not None:
+                    logit = clf(x[b, t, p] - x[b, prev, p])[0]
+                    y = float((rel["spatial"][b, t, p] != rel["spatial"][b, prev, p]).any())
+                    terms.append(torch.nn.functional.binary_cross_entropy_with_logits(
+                        logit, torch.tensor(y)))  # fmt: skip
+                prev = t
+    torch.testing.assert_close(loss, torch.stack(terms).mean())
+    loss.backward()
+    assert clf.weight.grad.abs().sum() > 0
