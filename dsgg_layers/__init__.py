@@ -85,7 +85,12 @@ from dsgg_layers.scoring import (
 )
 from dsgg_layers.semantic import ActionSemanticMatcher
 from dsgg_layers.sttran import STTranPairs, from_sttran, link_tracks, sttran_to_tracks
-from dsgg_layers.temporal import gather_frames, gather_previous, previous_frame_index
+from dsgg_layers.temporal import (
+    gather_frames,
+    gather_previous,
+    previous_frame_index,
+    track_ranks,
+)
 from dsgg_layers.tokens import LearnableTokens, prepend_tokens, split_tokens
 
 __version__ = "0.1.0.dev0"
@@ -162,6 +167,7 @@ __all__ = [
     "sttran_to_tracks",
     "text",
     "track_differences",
+    "track_ranks",
     "track_sizes",
     "tracks_to_flat",
     "triplet_score",

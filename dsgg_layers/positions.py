@@ -29,8 +29,13 @@ def sinusoidal_positions(
     base: float = 10_000.0,
     dtype: torch.dtype | None = None,
     device: torch.device | str | None = None,
+    tensor2tensor: bool = False,
 ) -> Tensor:
     """Sinusoidal position encodings (Vaswani et al., 2017), ``[sin, cos]`` halves.
+
+    Frequency ``i`` of the ``dim / 2`` is ``base^(-i / (dim / 2))``; with ``tensor2tensor=True``
+    it is ``base^(-i / (dim / 2 - 1))``, so that the last frequency is exactly ``1 / base`` (the
+    timing signal of tensor2tensor, which TR²'s public code uses for its temporal positions).
 
     Args:
         positions: integer or real positions, or ``n`` for ``0, 1, ..., n - 1``.
@@ -39,6 +44,7 @@ def sinusoidal_positions(
         dtype: output dtype (default: the default float dtype).
         device: device of the output when ``positions`` is an int (default: the CPU); a tensor
             of positions keeps its own device.
+        tensor2tensor: tensor2tensor's frequencies (see above).
 
     Shape:
         - positions: ``(...)``
@@ -71,8 +77,11 @@ def sinusoidal_positions(
         raise TypeError(f"dtype: expected a floating point dtype, got {dtype}")
     dtype = dtype or torch.get_default_dtype()
     half = dim // 2
+    denominator = max(half - 1, 1) if tensor2tensor else half
     freq = torch.exp(
-        -math.log(base) * torch.arange(half, device=positions.device, dtype=torch.float64) / half
+        -math.log(base)
+        * torch.arange(half, device=positions.device, dtype=torch.float64)
+        / denominator
     )
     angle = positions.to(torch.float64).unsqueeze(-1) * freq
     return torch.cat((angle.sin(), angle.cos()), -1).to(dtype)

@@ -25,14 +25,23 @@ frames), as the TR² and MoSA papers describe their temporal stage.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dsgg_layers._checks import check_device, check_positive, check_tensor, values_readable
+from dsgg_layers._checks import (
+    check_choice,
+    check_device,
+    check_positive,
+    check_tensor,
+    values_readable,
+)
 from dsgg_layers.attention import TransformerEncoder, TransformerEncoderLayer
 from dsgg_layers.positions import sinusoidal_positions
 from dsgg_layers.rows import ValidRows
+from dsgg_layers.temporal import track_ranks
 
 __all__ = ["SpatialTemporalEncoder"]
 
@@ -55,6 +64,10 @@ class SpatialTemporalEncoder(nn.Module):
         temporal_layers: layers of the temporal encoder (0: none).
         dropout: dropout of the transformer layers.
         temporal_window: ``None`` (the whole track) or STTran's window size ``w >= 1``.
+        positions: the temporal positions: ``"slot"`` (default: the frame's slot in the video,
+            :func:`~dsgg_layers.positions.sinusoidal_positions`) or ``"rank"`` (the frame's rank
+            within the pair's track, with tensor2tensor's frequencies: TR²'s public code; whole
+            tracks only).
         norm_first: pre-norm layers.
         skip_padding: run the layers' projections and feed-forward networks on the valid pairs
             only (the default; see :mod:`dsgg_layers.attention`). Padding then costs memory
@@ -90,8 +103,15 @@ class SpatialTemporalEncoder(nn.Module):
         temporal_window: int | None = None,
         norm_first: bool = False,
         skip_padding: bool = True,
+        positions: Literal["slot", "rank"] = "slot",
     ) -> None:
         super().__init__()
+        check_choice(positions, "positions", ("slot", "rank"))
+        if positions == "rank" and temporal_window is not None:
+            raise ValueError(
+                f"positions: 'rank' numbers a whole track; got temporal_window={temporal_window}"
+            )
+        self.positions = positions
         for value, name in (
             (spatial_layers, "spatial_layers"),
             (temporal_layers, "temporal_layers"),
@@ -124,7 +144,8 @@ class SpatialTemporalEncoder(nn.Module):
                 module.reset_parameters()
 
     def extra_repr(self) -> str:
-        return f"d_model={self.d_model}, temporal_window={self.temporal_window}"
+        return f"d_model={self.d_model}, temporal_window={self.temporal_window}, " \
+            f"positions={self.positions!r}"  # fmt: skip
 
     def forward(
         self,
@@ -185,6 +206,11 @@ class SpatialTemporalEncoder(nn.Module):
         xt, mt = x.transpose(-3, -2), mask.transpose(-2, -1)  # (..., P, T, D): along each track
         T = xt.shape[-2]
         w = self.temporal_window
+        if self.positions == "rank":  # per pair: (..., P, T, D)
+            ranks = track_ranks(mask).transpose(-2, -1)
+            pos = sinusoidal_positions(ranks, self.d_model, dtype=x.dtype, tensor2tensor=True)
+            rows_t = None if rows is None else rows.transpose(-2, -1)
+            return self.temporal(xt, mt, pos=pos, rows=rows_t).transpose(-3, -2)
         if w is None or w >= T:
             pos = sinusoidal_positions(T, self.d_model, dtype=x.dtype).to(x.device)
             rows_t = None if rows is None else rows.transpose(-2, -1)

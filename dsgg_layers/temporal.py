@@ -16,7 +16,7 @@ from torch import Tensor
 
 from dsgg_layers._checks import check_tensor
 
-__all__ = ["gather_frames", "gather_previous", "previous_frame_index"]
+__all__ = ["gather_frames", "gather_previous", "previous_frame_index", "track_ranks"]
 
 
 def previous_frame_index(mask: Tensor) -> Tensor:
@@ -104,3 +104,32 @@ def gather_frames(x: Tensor, index: Tensor) -> Tensor:
         [[0.0, 1.0], [0.0, 5.0]]
     """
     return torch.gather(x, -3, index.unsqueeze(-1).expand(*index.shape, x.shape[-1]))
+
+
+def track_ranks(mask: Tensor) -> Tensor:
+    """The 0-based rank of each frame within its pair track (the pair's k-th existing frame).
+
+    TR²'s public code positions a pair's frames by this rank, not by the frame's slot in the
+    video: a pair missing from some frames has consecutive ranks across the gap.
+
+    Args:
+        mask: ``True`` where the pair exists in that frame.
+
+    Returns:
+        ``(..., T, P)`` long: the rank where the pair exists, 0 elsewhere.
+
+    Shape:
+        - mask: ``(..., T, P)``
+
+    Raises:
+        TypeError: ``mask`` is not bool.
+        ValueError: ``mask`` has fewer than 2 dims.
+
+    Examples:
+        >>> mask = torch.tensor([[False], [True], [False], [True]])   # one pair, T = 4
+        >>> track_ranks(mask).flatten().tolist()
+        [0, 0, 0, 1]
+    """
+    check_tensor(mask, "mask", ("...", "T", "P"), dtype="bool")
+    ranks = mask.long().cumsum(-2) - 1
+    return ranks.clamp(min=0).masked_fill(~mask, 0)

@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dsgg_layers import SpatialTemporalEncoder, sinusoidal_positions
+from dsgg_layers import SpatialTemporalEncoder, sinusoidal_positions, track_ranks
 
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location(
@@ -134,3 +134,33 @@ def test_compile_fullgraph_matches_eager(window):
     x, mask = torch.randn(2, 5, 3, 16), torch.rand(2, 5, 3) > 0.3
     compiled = torch.compile(block, fullgraph=True)
     torch.testing.assert_close(compiled(x, mask), block(x, mask), rtol=1e-4, atol=1e-5)
+
+
+# ------------------------------------------------------------------ rank positions (TR²'s code)
+
+
+def test_rank_positions_number_each_track_across_its_gaps():
+    block = SpatialTemporalEncoder(8, 2, 16, spatial_layers=0, temporal_layers=1, dropout=0.0,
+                                   positions="rank").eval()  # fmt: skip
+    x = torch.randn(1, 4, 2, 8)
+    mask = torch.tensor([[[True, False], [False, True], [True, True], [True, True]]])
+    ranks = track_ranks(mask)
+    assert ranks[0].tolist() == [[0, 0], [0, 0], [1, 1], [2, 2]]
+    pos = sinusoidal_positions(ranks.transpose(-2, -1), 8, tensor2tensor=True)
+    ref = block.temporal(x.transpose(1, 2), mask.transpose(1, 2), pos=pos).transpose(1, 2)
+    torch.testing.assert_close(block(x, mask), ref)
+    # a pair that misses frames: its output equals the same pair with the gaps removed
+    alone = block(x[:, [0, 2, 3], :1], mask[:, [0, 2, 3], :1])
+    torch.testing.assert_close(block(x, mask)[:, [0, 2, 3], :1], alone)
+    with pytest.raises(ValueError, match="positions: 'rank' numbers a whole track"):
+        SpatialTemporalEncoder(8, 2, 16, temporal_window=2, positions="rank")
+    with pytest.raises(ValueError, match="positions: expected one of 'slot', 'rank'"):
+        SpatialTemporalEncoder(8, 2, 16, positions="time")
+
+
+def test_tensor2tensor_frequencies_end_at_one_over_the_base():
+    pe = sinusoidal_positions(torch.tensor([1.0]), 8, tensor2tensor=True, dtype=torch.float64)
+    f = torch.tensor([1.0, 1e-4 ** (1 / 3), 1e-4 ** (2 / 3), 1e-4], dtype=torch.float64)
+    torch.testing.assert_close(pe[0], torch.cat((torch.sin(f), torch.cos(f))))
+    plain = sinusoidal_positions(torch.tensor([1.0]), 8, dtype=torch.float64)
+    assert not torch.allclose(plain, pe)  # the library's default divides by dim / 2
