@@ -209,8 +209,14 @@ class Distributed:
                 torch.cuda.set_device(dev)
         return cls(rank, world, dev)
 
-    def stop(self) -> None:
+    def stop(self, *, together: bool = True) -> None:
+        """Leave the process group; ``together``: wait for every rank first (a rank that tears
+        the group down while another still works, rank 0 writing the outputs, can abort in the
+        backend's threads: seen once in CI with gloo, ``terminate called without an active
+        exception``). After an error, ``together=False``: the other ranks may be gone."""
         if self.world > 1 and dist.is_initialized():
+            if together:
+                dist.barrier()
             dist.destroy_process_group()
 
 
@@ -584,9 +590,12 @@ def run(assembly: Assembly, argv: Sequence[str] | None = None) -> dict[str, Any]
         args.epochs = min(args.epochs, 2)
     env = Distributed.start(args.device)
     try:
-        return _run(assembly, args, env)
-    finally:
-        env.stop()
+        summary = _run(assembly, args, env)
+    except BaseException:
+        env.stop(together=False)  # another rank may be gone: no barrier to wait at
+        raise
+    env.stop()
+    return summary
 
 
 def _run(assembly: Assembly, args: argparse.Namespace, env: Distributed) -> dict[str, Any]:
