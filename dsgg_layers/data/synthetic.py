@@ -439,6 +439,33 @@ def _substream(rng: np.random.Generator) -> np.random.Generator:
     return np.random.default_rng(rng.bit_generator.seed_seq.spawn(1)[0])
 
 
+def _placed_boxes(
+    rng: np.random.Generator, classes: np.ndarray, T: int, wobble: float, W: float, H: float
+) -> np.ndarray:
+    """``(T, k, 4)`` boxes of objects that stay in place: a size of the class, a random centre,
+    a per-frame wobble of ``wobble`` px; clipped to the frame."""
+    boxes = np.zeros((T, len(classes), 4))
+    for j, c in enumerate(classes):  # k tracks (data generation, not a model)
+        (w0, w1), (h0, h1) = _SIZE[OBJECT_CLASSES[c]]
+        size = np.array([rng.uniform(w0, w1), rng.uniform(h0, h1)])
+        center = rng.uniform(size / 2, np.array([W, H]) - size / 2) + rng.normal(0, wobble, (T, 2))
+        boxes[:, j] = _boxes(center, size)
+    return np.clip(boxes, 0, np.array([W, H, W, H]))
+
+
+def _misclassified(rng: np.random.Generator, classes: np.ndarray, T: int) -> np.ndarray:
+    """``(T, k)``: for every frame, an object class other than each track's true one."""
+    num_objects = len(OBJECT_CLASSES) - 1  # classes 1..35 (0 is the person)
+    return 1 + (classes - 1 + rng.integers(1, num_objects, size=(T, len(classes)))) % num_objects
+
+
+def _append_tracks(d: dict[str, np.ndarray], extra: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The detections ``d`` with the tracks of ``extra`` appended along the track axis."""
+    return {
+        key: d[key] if key not in extra else np.concatenate((d[key], extra[key]), 1) for key in d
+    }
+
+
 class _Video:
     """One video drawn from its own generator: ground truth and detections, as numpy arrays."""
 
@@ -719,14 +746,9 @@ class _Video:
         person_found = rng.random(T) > 0.02
         k = int(rng.poisson(cfg.det_spurious))
         spur_classes = rng.integers(1, len(OBJECT_CLASSES), size=k)
-        spur_boxes = np.zeros((T, k, 4))
-        for j, c in enumerate(spur_classes):  # a few false-positive tracks per video
-            (w0, w1), (h0, h1) = _SIZE[OBJECT_CLASSES[c]]
-            size = np.array([rng.uniform(w0, w1), rng.uniform(h0, h1)])
-            center = rng.uniform(size / 2, np.array([W, H]) - size / 2) + rng.normal(0, 3, (T, 2))
-            spur_boxes[:, j] = _boxes(center, size)
+        spur_boxes = _placed_boxes(rng, spur_classes, T, 3.0, W, H)  # false-positive tracks
         boxes = np.concatenate(
-            (_jitter(self.object_boxes, rng, cfg.det_jitter, clip), np.clip(spur_boxes, 0, clip)), 1
+            (_jitter(self.object_boxes, rng, cfg.det_jitter, clip), spur_boxes), 1
         )
         found = np.concatenate(
             (self.visible & (rng.random((T, n)) > cfg.det_miss), rng.random((T, k)) < 0.7), 1
@@ -734,9 +756,7 @@ class _Video:
         found &= person_found[:, None]
         true_classes = np.concatenate((self.classes, spur_classes)).astype(np.int64)
         right = rng.random((T, n + k)) < np.r_[np.full(n, cfg.det_accuracy), np.zeros(k)]
-        num_objects = len(OBJECT_CLASSES) - 1  # classes 1..35 (0 is the person)
-        wrong = 1 + (true_classes - 1 + rng.integers(1, num_objects, size=(T, n + k))) % num_objects
-        labels = np.where(right, true_classes, wrong)
+        labels = np.where(right, true_classes, _misclassified(rng, true_classes, T))
         scores = np.where(
             right, rng.uniform(0.5, 1.0, (T, n + k)), rng.uniform(0.2, 0.7, (T, n + k))
         )
@@ -768,18 +788,10 @@ class _Video:
             return d
         T = d["object_boxes"].shape[0]
         classes = rng.integers(1, len(OBJECT_CLASSES), size=k)
-        boxes = np.zeros((T, k, 4))
-        for j, c in enumerate(classes):  # k static objects (data generation, not a model)
-            (w0, w1), (h0, h1) = _SIZE[OBJECT_CLASSES[c]]
-            size = np.array([rng.uniform(w0, w1), rng.uniform(h0, h1)])
-            center = rng.uniform(size / 2, np.array([W, H]) - size / 2) + rng.normal(0, 2, (T, 2))
-            boxes[:, j] = _boxes(center, size)
-        boxes = np.clip(boxes, 0, np.array([W, H, W, H]))
+        boxes = _placed_boxes(rng, classes, T, 2.0, W, H)
         found = d["mask"].any(1, keepdims=True) & (rng.random((T, k)) < 0.8)
         right = rng.random((T, k)) < cfg.det_accuracy
-        num_objects = len(OBJECT_CLASSES) - 1
-        wrong = 1 + (classes - 1 + rng.integers(1, num_objects, size=(T, k))) % num_objects
-        labels = np.where(right, classes, wrong)
+        labels = np.where(right, classes, _misclassified(rng, classes, T))
         scores = np.where(right, rng.uniform(0.5, 1.0, (T, k)), rng.uniform(0.2, 0.7, (T, k)))
         front = rng.random(k) < 0.5
         subj, obj, union = self.features(
@@ -790,10 +802,7 @@ class _Video:
             "relations": np.zeros((T, k, d["relations"].shape[-1]), dtype=bool),
             "subj": subj, "obj": obj, "union": union,
         }  # fmt: skip
-        return {
-            key: d[key] if key not in extra else np.concatenate((d[key], extra[key]), 1)
-            for key in d
-        }
+        return _append_tracks(d, extra)
 
     def _duplicates(self, d: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
         """Append second detections of some objects (NMS let a shifted box of the same class
@@ -819,10 +828,7 @@ class _Video:
             "scores": scores, "relations": relations, "obj": feats[1], "union": feats[2],
             "subj": feats[0],
         }  # fmt: skip
-        return {
-            key: d[key] if key not in extra else np.concatenate((d[key], extra[key]), 1)
-            for key in d
-        }
+        return _append_tracks(d, extra)
 
 
 def _graph(
