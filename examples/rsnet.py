@@ -45,6 +45,7 @@ from torch import Tensor, nn
 from dsgg_layers import (
     ContextFusion,
     FocalLoss,
+    RelationAssignment,
     RelationScorer,
     SpatialTemporalEncoder,
     ValidRows,
@@ -194,25 +195,37 @@ class STTranRSNet(nn.Module):
         preds["predicate_scores"] = predicate_scores
         return preds
 
-    def losses(self, g: VideoGraph, rows: ValidRows | None) -> dict[str, Tensor]:
-        """Training on detected pairs: L_rel on the positives, L_od, and RS-Net's L_RSN."""
-        if g.gt is None:
-            raise ValueError("g: expected detected pairs with their ground truth in g.gt")
-        gt = g.gt
-        a = assign_relations(
+    def assign(self, g: VideoGraph) -> RelationAssignment:
+        """Positive and negative detected pairs of ``g`` against its ground truth ``g.gt``."""
+        gt = g.ground_truth
+        return assign_relations(
             g.subject_boxes, g.object_boxes, g.object_labels, g.mask,
             gt.subject_boxes, gt.object_boxes, gt.object_labels, gt.mask,
             gt_relations=gt.relations, one_to_one=self.one_to_one,
         )  # fmt: skip
+
+    def sample_negatives(
+        self, g: VideoGraph, a: RelationAssignment, generator: torch.Generator
+    ) -> tuple[Tensor, Tensor]:
+        """The negatives after the near-duplicate rule, and after the cap (Sec. 4.2)."""
+        kept = filter_negatives(a.negative, a.positive, g.subject_boxes, g.object_boxes,
+                                g.object_labels, boxes=self.overlap_boxes)  # fmt: skip
+        capped = cap_negatives(kept, a.positive, ratio=self.neg_ratio, per=self.cap_per,
+                               generator=generator)  # fmt: skip
+        return kept, capped
+
+    def losses(self, g: VideoGraph, rows: ValidRows | None) -> dict[str, Tensor]:
+        """Training on detected pairs: L_rel on the positives, L_od, and RS-Net's L_RSN."""
+        if g.gt is None:
+            raise ValueError("g: expected detected pairs with their ground truth in g.gt")
+        a = self.assign(g)
         logits, scores = self._predicates(g, None, rows)
         out = sttran_predicate_loss(logits.float(), a.relations, mask=a.positive,
                                     multi_label=self.multi_label)  # fmt: skip
+        gt = g.gt
         out["object"] = F.cross_entropy(self.classify(gt)[gt.mask], gt.object_labels[gt.mask])
         if scores is not None:
-            negative = filter_negatives(a.negative, a.positive, g.subject_boxes, g.object_boxes,
-                                        g.object_labels, boxes=self.overlap_boxes)  # fmt: skip
-            negative = cap_negatives(negative, a.positive, ratio=self.neg_ratio,
-                                     per=self.cap_per, generator=self.sampler)  # fmt: skip
+            _, negative = self.sample_negatives(g, a, self.sampler)
             out["scoring"] = self.focal(scores.logits.float(), a.positive,
                                         mask=a.positive | negative)  # fmt: skip
         return out
@@ -327,23 +340,18 @@ def _table(title: str, rows: dict[str, dict[str, float]], extra: Sequence[str] =
     return "\n".join(lines)
 
 
-def negative_statistics(videos: Sequence[VideoGraph], args: argparse.Namespace) -> dict[str, float]:
+def negative_statistics(
+    videos: Sequence[VideoGraph], model: STTranRSNet, seed: int
+) -> dict[str, float]:
     """Mean per training video: detected pair-frames, positives, negative candidates, negatives
     kept by the near-duplicate rule, negatives kept by the cap (what ``p0`` learns from), with
-    the run's assignment and sampling flags."""
-    gen = torch.Generator().manual_seed(args.seed)
+    the model's own assignment and sampling."""
+    gen = torch.Generator().manual_seed(seed)
     totals = dict.fromkeys(("pair-frames", "positives", "negatives", "after filter",
                             "after cap"), 0.0)  # fmt: skip
     for v in videos:
-        gt = v.ground_truth
-        a = assign_relations(v.subject_boxes, v.object_boxes, v.object_labels, v.mask,
-                             gt.subject_boxes, gt.object_boxes, gt.object_labels, gt.mask,
-                             gt_relations=gt.relations,
-                             one_to_one=args.assignment == "one-to-one")  # fmt: skip
-        kept = filter_negatives(a.negative, a.positive, v.subject_boxes, v.object_boxes,
-                                v.object_labels, boxes=args.overlap_boxes)  # fmt: skip
-        capped = cap_negatives(kept, a.positive, ratio=args.neg_ratio, per=args.cap_per,
-                               generator=gen)  # fmt: skip
+        a = model.assign(v)
+        kept, capped = model.sample_negatives(v, a, gen)
         for key, m in (("pair-frames", v.mask), ("positives", a.positive),
                        ("negatives", a.negative), ("after filter", kept),
                        ("after cap", capped)):  # fmt: skip
@@ -400,7 +408,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     for name in ("baseline", "rsnet"):
         if "sgdet" in data.test:
             speed[name] = throughput(summaries[name]["model"], data.test["sgdet"], run_args)
-    report: dict[str, Any] = {"negatives_per_video": negative_statistics(data.train, run_args)}
+    stats = negative_statistics(data.train, summaries["rsnet"]["model"], run_args.seed)
+    report: dict[str, Any] = {"negatives_per_video": stats}
     lines = []
     for task in ("sgdet", "sgcls"):
         if task not in summaries["baseline"]["results_tensors"]:
@@ -440,7 +449,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             )
         )
         report["ablation"] = rows
-    stats = report["negatives_per_video"]
     lines.append(
         "training pairs per SGDet video (mean): " + ", ".join(f"{k} {v}" for k, v in stats.items())
     )
