@@ -35,6 +35,7 @@ from dsgg_layers._checks import (
     check_tensor,
     values_readable,
 )
+from dsgg_layers.losses import _masked_reduce
 from dsgg_layers.temporal import gather_previous
 
 __all__ = [
@@ -299,9 +300,7 @@ def guidance_loss(
             f"projection: expected outputs of the text width {s.shape[-1]}, got {out.shape[-1]}"
         )
     err = (out - s.to(out.dtype)).pow(2).masked_fill(~valid.unsqueeze(-1), 0.0)
-    total = err.sum(dtype=torch.promote_types(err.dtype, torch.float32))
-    count = valid.sum() * s.shape[-1]
-    return (total / count.clamp(min=1)).to(out.dtype)
+    return _masked_reduce(err.mean(-1), valid, "mean")  # every counted row has E elements
 
 
 class TemporalDifferenceGuidance(nn.Module):
@@ -407,5 +406,4 @@ class TemporalDifferenceGuidance(nn.Module):
         loss = nn.functional.binary_cross_entropy_with_logits(
             logits, changed.to(logits.dtype), reduction="none"
         ).masked_fill(~valid, 0.0)
-        total = loss.sum(dtype=torch.promote_types(loss.dtype, torch.float32))
-        return (total / valid.sum().clamp(min=1)).to(loss.dtype)
+        return _masked_reduce(loss, valid, "mean")
