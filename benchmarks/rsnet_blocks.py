@@ -29,31 +29,26 @@ from dsgg_layers import (
     ContextFusion,
     RelationScorer,
     SpatialTemporalEncoder,
-    bucket_batches,
-    track_sizes,
     triplet_score,
 )
 from dsgg_layers.data import SyntheticActionGenome, SyntheticConfig
 from dsgg_layers.metrics import predicate_probabilities
 
 try:  # run as a script (benchmarks/ on the path) or imported by gpu_suite.py
-    from mosa_blocks import best_of
+    from mosa_blocks import batches, best_of
 except ImportError:  # pragma: no cover
-    from benchmarks.mosa_blocks import best_of
+    from benchmarks.mosa_blocks import batches, best_of
 
 
 def workload(task: str, videos: int, d: int, max_videos: int, device, seed: int):
     """Batches ``(x, mask)`` of random ``d``-wide pair features on the benchmark's tracks."""
     cfg = SyntheticConfig.action_genome_test_scale(num_test_videos=videos, seed=seed)
     g = SyntheticActionGenome(cfg, split="test", mode=task).batch()
-    sizes = track_sizes(g.mask, g.frame_mask)
     out = []
-    for i, b in enumerate(bucket_batches(sizes, max_videos=max_videos)):
-        T, P = (int(v) for v in sizes[b].amax(0))
-        mask = g.mask[b, :T, :P]
+    for i, (mask, *_) in enumerate(batches(g, max_videos, device)):  # MoSA's length buckets
         gen = torch.Generator().manual_seed(seed + i)
-        x = torch.randn(*mask.shape, d, generator=gen).masked_fill(~mask.unsqueeze(-1), 0)
-        out.append((x.to(device), mask.to(device)))
+        x = torch.randn(*mask.shape, d, generator=gen).to(device)
+        out.append((x.masked_fill(~mask.unsqueeze(-1), 0), mask))
     return out, int(g.frame_mask.sum()), int(g.mask.sum())
 
 
