@@ -14,6 +14,7 @@ from torch import nn
 from dsgg_layers import (
     ContextFusion,
     MaskedMultiheadAttention,
+    MessageToken,
     MotionFeatureExtractor,
     MotionInteraction,
     RelationScorer,
@@ -233,6 +234,14 @@ def test_relation_scorer(temporal):
         return torch.cat(parts, -1)
 
     assert_no_leak(fn, [(x, mask)], scorer)
+
+
+@pytest.mark.parametrize("first", ["self", "zero"])
+def test_message_token(first):
+    torch.manual_seed(0)
+    token = MessageToken(8, 6, first=first).double()
+    x, mask = grid(B=2, T=5, P=3)
+    assert_no_leak(lambda x: token(x, mask), [(x, mask)], token)
 
 
 def test_context_fusion():
