@@ -45,7 +45,9 @@ from dsgg_layers.losses import (
     FocalLoss,
     category_weighted_bce,
     class_weights,
+    inverse_log_frequency,
     label_frequencies,
+    multilabel_focal_loss,
     multilabel_margin_loss,
     softmax_focal_loss,
     sttran_predicate_loss,
@@ -83,7 +85,7 @@ from dsgg_layers.scoring import (
     TemporalContextEncoder,
     triplet_score,
 )
-from dsgg_layers.semantic import ActionSemanticMatcher
+from dsgg_layers.semantic import ActionSemanticMatcher, SentenceClassifier
 from dsgg_layers.sttran import STTranPairs, from_sttran, link_tracks, sttran_to_tracks
 from dsgg_layers.temporal import (
     gather_frames,
@@ -115,6 +117,7 @@ __all__ = [
     "RelationScores",
     "RelationScoringDecoder",
     "STTranPairs",
+    "SentenceClassifier",
     "SpatialContextEncoder",
     "SpatialTemporalEncoder",
     "TemporalContextEncoder",
@@ -146,12 +149,14 @@ __all__ = [
     "gather_previous",
     "guidance_loss",
     "image_size_like",
+    "inverse_log_frequency",
     "label_changes",
     "label_frequencies",
     "link_tracks",
     "masked_attention",
     "masked_pool",
     "motion_attributes",
+    "multilabel_focal_loss",
     "multilabel_margin_loss",
     "normalize_boxes",
     "padding_fraction",

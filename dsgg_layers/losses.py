@@ -11,6 +11,11 @@
 - :func:`multilabel_margin_loss`: the multi-label margin loss of RS-Net's Eq. 8 (the paper's
   unnormalised double sum) and, with ``normalize=True``, the convention of
   :class:`torch.nn.MultiLabelMarginLoss` that STTran-family code trains with.
+- :func:`multilabel_focal_loss` and :func:`inverse_log_frequency`: the class-weighted focal loss
+  TR²'s public code trains spatial and contacting predicates with (*Cross-Modality Time-Variant
+  Relation Learning for Generating Dynamic Scene Graphs*, ICRA 2023, arXiv:2305.08522, Eq. 3:
+  "BCE ... gathered in a focal loss form"): one focal term per pair on the sum of its binary
+  cross-entropies, weighted by the mean inverse-log-frequency of the pair's labels.
 - :func:`sttran_predicate_loss`: the predicate loss STTran's public code trains with on Action
   Genome's three predicate groups (cross-entropy on attention, the margin loss on the sigmoid
   scores of spatial and contacting, or binary cross-entropy with its ``bce_loss`` option).
@@ -33,7 +38,9 @@ __all__ = [
     "FocalLoss",
     "category_weighted_bce",
     "class_weights",
+    "inverse_log_frequency",
     "label_frequencies",
+    "multilabel_focal_loss",
     "multilabel_margin_loss",
     "softmax_focal_loss",
     "sttran_predicate_loss",
@@ -473,6 +480,111 @@ def multilabel_margin_loss(
     if normalize:
         loss = loss / scores.shape[-1]
     return _masked_reduce(loss, mask, reduction)
+
+
+# ------------------------------------------------------------------------------ TR² (Eq. 3)
+
+
+def inverse_log_frequency(counts: Tensor) -> Tensor:
+    """Class weights ``alpha_c ∝ 1 / log(n_c)``, normalised to mean 1 (TR²'s focal weights).
+
+    TR²'s public code builds them from the training counts of the spatial and contacting
+    predicates. ``log(n)`` is 0 for ``n = 1`` and undefined below: counts are clamped at 2 first
+    (a class seen at most twice gets the largest weight, ``1 / log 2``).
+
+    Args:
+        counts: ``(C,)`` training positives of each class.
+
+    Returns:
+        ``(C,)`` float weights of mean 1.
+
+    Raises:
+        TypeError, ValueError: ``counts`` is not a 1-d tensor with at least one class, or holds
+            a negative count.
+
+    Examples:
+        >>> w = inverse_log_frequency(torch.tensor([10.0, 100.0, 1000.0]))
+        >>> w.round(decimals=3), w.mean()        # 1/1 : 1/2 : 1/3, scaled to mean 1
+        (tensor([1.6360, 0.8180, 0.5450]), tensor(1.))
+    """
+    check_tensor(counts, "counts", ("C",), dtype=("int", "float"))
+    if counts.numel() == 0:
+        raise ValueError("counts: expected at least one class, got none")
+    if values_readable(counts) and bool((counts < 0).any()):
+        raise ValueError(f"counts: expected non-negative counts, got {counts.tolist()}")
+    inv = 1.0 / counts.double().clamp(min=2).log()
+    return (inv / inv.mean()).to(torch.get_default_dtype())
+
+
+def multilabel_focal_loss(
+    logits: Tensor,
+    target: Tensor,
+    *,
+    alpha: Tensor | None = None,
+    gamma: float = 2.0,
+    mask: Tensor | None = None,
+    reduction: Reduction = "mean",
+) -> Tensor:
+    """A focal term per sample on the sum of its binary cross-entropies (TR²'s code).
+
+    ``l = sum_c BCE(logit_c, y_c)``, ``p_t = exp(-l)`` (the probability that every label of the
+    sample is right), loss ``alpha_s (1 - p_t)^gamma l`` with ``alpha_s`` the mean of
+    ``alpha_c`` over the sample's positive classes (1 for a sample with none, or without
+    ``alpha``). This is how TR²'s public code reads Eq. 3's "BCE ... gathered in a focal loss
+    form" for the spatial and contacting predicates, with ``gamma = 2`` and
+    ``alpha = inverse_log_frequency(training counts)``. The code indexes ``alpha`` with the
+    label minus one (so label 0 reads the last class's weight): the intended index is used here.
+    Computed from logits (``binary_cross_entropy_with_logits``), not from probabilities as the
+    code does: the same value, stable for large logits. ``gamma = 0``, no ``alpha``: the
+    per-sample sum of binary cross-entropies.
+
+    Args:
+        logits: ``(..., C)`` class logits.
+        target: ``(..., C)`` bool (or 0/1 float) multi-label targets.
+        alpha: ``(C,)`` class weights, or ``None``.
+        gamma: the focusing exponent (``>= 0``).
+        mask: ``(...)`` ``True`` for the samples to count (the others add nothing and get no
+            gradient, whatever they hold).
+        reduction: ``"mean"`` (over the counted samples, as the code), ``"sum"`` or ``"none"``.
+
+    Shape:
+        - logits, target: ``(..., C)``; mask: ``(...)``
+        - output: scalar, or ``(...)`` with ``"none"``
+
+    Raises:
+        TypeError, ValueError: shapes or dtypes disagree, ``gamma`` is negative or
+            ``reduction`` unknown.
+
+    Examples:
+        >>> logits, target = torch.randn(4, 6), torch.rand(4, 6) > 0.7
+        >>> bce = torch.nn.functional.binary_cross_entropy_with_logits(
+        ...     logits, target.float(), reduction="none").sum(-1).mean()
+        >>> torch.allclose(multilabel_focal_loss(logits, target, gamma=0.0), bce)
+        True
+    """
+    dims: dict[str, tuple[int, str]] = {}
+    check_tensor(logits, "logits", ("...", "C"), dims=dims, dtype="float")
+    check_tensor(target, "target", tuple(logits.shape), dims=dims, dtype=("bool", "float"))
+    check_positive(gamma, "gamma", integer=False, allow_zero=True)
+    check_choice(reduction, "reduction", ("mean", "sum", "none"))
+    y = target.to(logits.dtype)
+    if mask is not None:
+        check_tensor(mask, "mask", tuple(logits.shape[:-1]), dims=dims, dtype="bool")
+        logits = logits.masked_fill(~mask.unsqueeze(-1), 0.0)
+        y = y.masked_fill(~mask.unsqueeze(-1), 0.0)
+    acc = torch.promote_types(logits.dtype, torch.float32)  # the sum over classes, fp16-safe
+    loss = F.binary_cross_entropy_with_logits(logits.to(acc), y.to(acc), reduction="none").sum(-1)
+    if gamma > 0:
+        loss = loss * (1 - (-loss).exp()).clamp(min=0) ** gamma
+    if alpha is not None:
+        check_tensor(alpha, "alpha", (logits.shape[-1],), dtype="float")
+        positives = y.to(acc)
+        count = positives.sum(-1)
+        mean_alpha = (positives @ alpha.to(acc)) / count.clamp(min=1)
+        loss = loss * torch.where(count > 0, mean_alpha, torch.ones_like(mean_alpha))
+    if mask is not None:
+        loss = loss.masked_fill(~mask, 0.0)
+    return _masked_reduce(loss, mask, reduction).to(logits.dtype)
 
 
 def sttran_predicate_loss(

@@ -7,6 +7,12 @@ scored against a ``(C, E)`` matrix of class text embeddings (built with
 logit per class; ``sigmoid`` of the logits gives the multi-label probabilities. The text matrix
 is a buffer that :meth:`~ActionSemanticMatcher.set_text_embeddings` replaces, so that a trained
 matcher scores a new class set at inference (open vocabulary).
+
+:class:`SentenceClassifier` is TR²'s predicate classifier in its public code (*Cross-Modality
+Time-Variant Relation Learning for Generating Dynamic Scene Graphs*, ICRA 2023, arXiv:2305.08522;
+not in the paper): the text matrix depends on the pair's object class, an ``(O, C, E)`` table
+of prompted-sentence embeddings (:func:`dsgg_layers.text.tr2_sentences`), and a pair's logits
+are its projected feature dotted with the ``C`` sentences of its object class.
 """
 
 from __future__ import annotations
@@ -17,9 +23,15 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from dsgg_layers._checks import check_choice, check_param_dtype, check_positive, check_tensor
+from dsgg_layers._checks import (
+    check_choice,
+    check_param_dtype,
+    check_positive,
+    check_tensor,
+    values_readable,
+)
 
-__all__ = ["ActionSemanticMatcher"]
+__all__ = ["ActionSemanticMatcher", "SentenceClassifier"]
 
 _MAX_LOGIT_SCALE = math.log(100.0)  # CLIP's clamp of the learnable temperature
 
@@ -191,3 +203,89 @@ class ActionSemanticMatcher(nn.Module):
         """
         check_choice(kind, "kind", ("sigmoid", "softmax"))
         return logits.sigmoid() if kind == "sigmoid" else logits.softmax(-1)
+
+
+class SentenceClassifier(nn.Module):
+    """Object-conditioned sentence classifier: ``logits_c = (x W + b) . S[o, c]``.
+
+    ``S`` is an ``(O, C, E)`` table of sentence embeddings (one sentence per object class ``o``
+    and predicate ``c``, e.g. TR²'s "a photo of a person [predicate] a [object]"), ``o`` the
+    pair's object class. TR²'s public code classifies each predicate group this way in PredCls
+    and SGCls (one ``Linear(relation width -> 512)`` a group, CLIP's unnormalised embeddings, no
+    temperature; in SGDet it uses linear heads): the paper does not mention it. The product is
+    computed against every object's sentences at once and the pair's class is picked out, so
+    memory grows with ``O * C`` logits per pair, never with ``O * C * E``.
+
+    Args:
+        in_features: width ``D`` of the relation features.
+        sentences: the ``(O, C, E)`` table (copied into a buffer; frozen).
+        bias: give the projection a bias (the code's ``nn.Linear`` has one).
+
+    Shape:
+        - x: ``(..., D)``; object_labels: ``(...)`` integer classes in ``[0, O)``; optional mask
+          ``(...)`` bool (labels where it is False are not read: padding may hold any value)
+        - output: ``(..., C)`` logits (0 where ``mask`` is False)
+
+    Raises:
+        TypeError, ValueError: a shape or dtype disagrees, the table is not finite, or (CPU) a
+            label is outside ``[0, O)``.
+
+    Examples:
+        >>> S = torch.nn.functional.normalize(torch.randn(36, 17, 512), dim=-1)  # tr2_sentences
+        >>> head = SentenceClassifier(64, S)
+        >>> x, labels = torch.randn(2, 5, 3, 64), torch.randint(1, 36, (2, 5, 3))
+        >>> head(x, labels).shape
+        torch.Size([2, 5, 3, 17])
+        >>> f = head.proj(x[0, 0, 0])                     # the same, for one pair, by hand
+        >>> torch.allclose(head(x, labels)[0, 0, 0], S[labels[0, 0, 0]] @ f, atol=1e-5)
+        True
+    """
+
+    sentences: Tensor
+
+    def __init__(self, in_features: int, sentences: Tensor, *, bias: bool = True) -> None:
+        super().__init__()
+        check_positive(in_features, "in_features")
+        check_tensor(sentences, "sentences", ("O", "C", "E"), dtype="float")
+        if not bool(torch.isfinite(sentences).all()):
+            raise ValueError("sentences: expected finite values, got NaN/Inf")
+        self.in_features = in_features
+        self.num_objects, self.num_classes, self.embed_dim = sentences.shape
+        self.proj = nn.Linear(in_features, self.embed_dim, bias=bias)
+        self.register_buffer("sentences", sentences.detach().clone().float())
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """PyTorch's default initialisation of the projection."""
+        self.proj.reset_parameters()
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_features={self.in_features}, objects={self.num_objects}, "
+            f"classes={self.num_classes}, embed_dim={self.embed_dim}"
+        )
+
+    def forward(self, x: Tensor, object_labels: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Logits of the ``C`` classes, against each pair's object-class sentences."""
+        dims: dict[str, tuple[int, str]] = {}
+        check_tensor(x, "x", ("...", self.in_features), dims=dims, dtype="float")
+        check_tensor(object_labels, "object_labels", tuple(x.shape[:-1]), dtype="int")
+        check_param_dtype(self.proj.weight, ("x", x))
+        labels = object_labels
+        if mask is not None:
+            check_tensor(mask, "mask", tuple(x.shape[:-1]), dtype="bool")
+            labels = labels.masked_fill(~mask, 0)
+            x = x.masked_fill(~mask.unsqueeze(-1), 0.0)  # padding reaches no weight gradient
+        if labels.numel() and values_readable(labels):
+            lo, hi = int(labels.min()), int(labels.max())
+            if lo < 0 or hi >= self.num_objects:
+                raise ValueError(
+                    f"object_labels: expected classes in [0, {self.num_objects}), got [{lo}, {hi}]"
+                )
+        f = self.proj(x)
+        n_obj, C, E = self.sentences.shape
+        table = self.sentences.to(f.dtype).reshape(n_obj * C, E)
+        every = (f @ table.transpose(0, 1)).unflatten(-1, (n_obj, C))  # (..., O, C)
+        index = labels.unsqueeze(-1).unsqueeze(-1).expand(*labels.shape, 1, C)
+        logits = every.gather(-2, index).squeeze(-2)
+        return logits if mask is None else logits.masked_fill(~mask.unsqueeze(-1), 0.0)

@@ -19,7 +19,9 @@ it with the ``clip`` extra: ``pip install "dsgg-layers[clip]"``).
 - TR² (*Cross-Modality Time-Variant Relation Learning for Generating Dynamic Scene Graphs*,
   ICRA 2023, arXiv:2305.08522, Sec. III-C): ``"a photo of a [subject] [predicate] a [object]"``
   for a labelled triplet, spatial ones in Action Genome's object -> person direction:
-  :func:`tr2_prompt`.
+  :func:`tr2_prompt`; the whole ``(objects, predicates)`` table of sentences in the public
+  code's wording or the plain template's: :func:`tr2_prompts`, encoded by
+  :func:`tr2_sentences`.
 - UASAN (*Open-Vocabulary Video Scene Graph Generation via Union-aware Semantic Alignment*,
   Sec. 3.3): the class words themselves, to follow learnable context tokens:
   :func:`class_words`.
@@ -42,12 +44,12 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
 
-from dsgg_layers._checks import check_positive
+from dsgg_layers._checks import check_choice, check_positive
 from dsgg_layers.vocab import OBJECT_CLASSES, PREDICATE_GROUP_OF, PREDICATE_GROUPS, PREDICATES
 
 __all__ = [
@@ -60,6 +62,8 @@ __all__ = [
     "encode_prompts",
     "mosa_prompts",
     "tr2_prompt",
+    "tr2_prompts",
+    "tr2_sentences",
 ]
 
 PREDICATE_PHRASES: MappingProxyType[str, str] = MappingProxyType(
@@ -208,6 +212,107 @@ def tr2_prompt(subject: str, predicate: str, obj: str) -> str:
     if predicate not in PREDICATE_PHRASES:
         raise ValueError(f"predicate: {predicate!r} is not an Action Genome predicate")
     return _sentence(subject, predicate, obj, lead="a photo of ")
+
+
+# The public code's wording (its sentence generator): its own phrase for a few predicates and
+# objects, "a" before every noun, object-first for five of the six spatial predicates ("in"
+# stays person-first) and "having a [object] on the back".
+_TR2_CODE_PREDICATES = {"other_relationship": "and"}
+_TR2_CODE_OBJECTS = {"paper/notebook": "notebook or paper"}
+_TR2_CODE_OBJECT_FIRST = ("above", "beneath", "in_front_of", "behind", "on_the_side_of")
+
+
+def _tr2_code_sentence(predicate: str, obj: str) -> str:
+    o = _TR2_CODE_OBJECTS.get(obj, OBJECT_PHRASES[obj])
+    if predicate == "have_it_on_the_back":
+        return f"a photo of a person having a {o} on the back"
+    p = _TR2_CODE_PREDICATES.get(predicate, predicate.replace("_", " "))
+    if predicate in _TR2_CODE_OBJECT_FIRST:
+        return f"a photo of a {o} {p} a person"
+    return f"a photo of a person {p} a {o}"
+
+
+def tr2_prompts(
+    objects: Sequence[str] | None = None, *, wording: Literal["code", "template"] = "code"
+) -> list[list[str]]:
+    """TR²'s prompted sentences for every (object class, predicate): the sentence table.
+
+    ``wording="code"`` (default) is the sentence generator of the public code, which produced
+    the published numbers: "a photo of a person [predicate] a [object]", object-first ("a photo
+    of a [object] [predicate] a person") for ``above``, ``beneath``, ``in_front_of``,
+    ``behind`` and ``on_the_side_of`` but person-first for ``in``, ``other_relationship``
+    rendered as "and", "a photo of a person having a [object] on the back" for
+    ``have_it_on_the_back``, and "a" before every noun. ``wording="template"`` is the paper's
+    template as :func:`tr2_prompt` fills it (the library's predicate phrases, "a"/"an", every
+    spatial predicate object-first).
+
+    Args:
+        objects: the object classes, one row each (default: all 36 of
+            :data:`~dsgg_layers.vocab.OBJECT_CLASSES`, so that row ``i`` is object label ``i``).
+        wording: ``"code"`` or ``"template"``.
+
+    Returns:
+        ``len(objects)`` lists of 26 sentences (in :data:`~dsgg_layers.vocab.PREDICATES` order).
+
+    Raises:
+        TypeError: ``objects`` is a str or holds a non-str.
+        ValueError: an object is not an Action Genome class, or ``wording`` is unknown.
+
+    Examples:
+        >>> table = tr2_prompts(["bed", "paper/notebook"])
+        >>> table[0][PREDICATES.index("beneath")], table[0][PREDICATES.index("in")]
+        ('a photo of a bed beneath a person', 'a photo of a person in a bed')
+        >>> table[1][PREDICATES.index("other_relationship")]
+        'a photo of a person and a notebook or paper'
+        >>> tr2_prompts(["bed"], wording="template")[0][PREDICATES.index("in")]
+        'a photo of a bed in a person'
+    """
+    check_choice(wording, "wording", ("code", "template"))
+    names = list(OBJECT_CLASSES) if objects is None else _names(objects, "objects")
+    for name in names:
+        if name not in OBJECT_PHRASES:
+            raise ValueError(f"objects: {name!r} is not an Action Genome object class")
+    if wording == "code":
+        return [[_tr2_code_sentence(p, o) for p in PREDICATES] for o in names]
+    return [[tr2_prompt("person", p, o) for p in PREDICATES] for o in names]
+
+
+def tr2_sentences(
+    objects: Sequence[str] | None = None,
+    *,
+    wording: Literal["code", "template"] = "code",
+    **encode: Any,
+) -> Tensor:
+    """The ``(O, 26, E)`` CLIP embeddings of :func:`tr2_prompts`, encoded once and cached.
+
+    Row ``o`` embeds the 26 sentences of object class ``o``: the table TR²'s guidance
+    (:class:`~dsgg_layers.message.TemporalDifferenceGuidance`, one group's columns each:
+    ``table[:, PREDICATE_GROUPS[group]]``) and sentence classifier
+    (:class:`~dsgg_layers.semantic.SentenceClassifier`) read. Embeddings are L2-normalised
+    (:func:`encode_prompts`); the public code keeps CLIP's unnormalised ``encode_text`` output,
+    whose scale its learned projections absorb.
+
+    Args:
+        objects: as :func:`tr2_prompts`.
+        wording: as :func:`tr2_prompts`.
+        **encode: passed to :func:`encode_prompts` (``model``, ``pretrained``, ``cache_dir``,
+            ``device``, ...).
+
+    Returns:
+        ``(O, 26, E)`` float32.
+
+    Raises:
+        ImportError, TypeError, ValueError: as :func:`tr2_prompts` and :func:`encode_prompts`.
+
+    Examples:
+        >>> import tempfile
+        >>> table = tr2_sentences(["bed", "door"], cache_dir=tempfile.mkdtemp())
+        >>> table.shape
+        torch.Size([2, 26, 512])
+    """
+    table = tr2_prompts(objects, wording=wording)
+    flat = encode_prompts([s for row in table for s in row], **encode)
+    return flat.view(len(table), len(PREDICATES), flat.shape[-1])
 
 
 def class_words(names: Sequence[str] | None = None) -> list[str]:

@@ -1,5 +1,6 @@
 """Losses: MoSA's category-weighted loss; RS-Net's focal and margin losses; STTran's convention."""
 
+import itertools
 import math
 
 import pytest
@@ -13,7 +14,9 @@ from dsgg_layers import (
     FocalLoss,
     category_weighted_bce,
     class_weights,
+    inverse_log_frequency,
     label_frequencies,
+    multilabel_focal_loss,
     multilabel_margin_loss,
     softmax_focal_loss,
     sttran_predicate_loss,
@@ -314,3 +317,93 @@ def test_masked_means_do_not_overflow_in_half_precision():
     t[:, 0] = True
     out = multilabel_margin_loss(scores, t, mask=torch.ones(50_000, dtype=torch.bool))
     assert torch.isfinite(out) and float(out) == 16.0  # 16 negatives x margin 1
+
+
+# ------------------------------------------------------------- TR²'s class-weighted focal loss
+
+
+@given(st.lists(st.integers(0, 100_000), min_size=1, max_size=20))
+def test_inverse_log_frequency_properties(n):
+    w = inverse_log_frequency(torch.tensor(n))
+    assert w.shape == (len(n),) and torch.isfinite(w).all() and (w > 0).all()
+    assert abs(float(w.mean()) - 1.0) < 1e-5
+    order = sorted(range(len(n)), key=lambda i: max(n[i], 2))
+    assert all(w[a] >= w[b] - 1e-6 for a, b in itertools.pairwise(order))
+
+
+def test_inverse_log_frequency_by_hand_and_errors():
+    w = inverse_log_frequency(torch.tensor([4.0, 16.0]))  # 1/log4 : 1/log16 = 2 : 1
+    torch.testing.assert_close(w, torch.tensor([4 / 3, 2 / 3]))
+    # counts below 2 are clamped (log 1 = 0 would divide by zero)
+    torch.testing.assert_close(inverse_log_frequency(torch.tensor([0, 1, 2])), torch.ones(3))
+    with pytest.raises(ValueError, match="counts: expected non-negative counts"):
+        inverse_log_frequency(torch.tensor([3, -1]))
+    with pytest.raises(ValueError, match="counts: expected at least one class"):
+        inverse_log_frequency(torch.zeros(0))
+
+
+def _tr2_focal_reference(logits, target, alpha, gamma):
+    """TR²'s code, sample by sample, with the intended alpha index (its alpha[g - 1] fixed)."""
+    out = []
+    for x, y in zip(logits, target, strict=True):
+        p = torch.sigmoid(x)
+        loss = -(y * p.log() + (1 - y) * (1 - p).log()).sum()
+        pt = torch.exp(-loss)
+        labels = y.nonzero().flatten().tolist()
+        a = sum(float(alpha[g]) for g in labels) / len(labels) if labels else 1.0
+        out.append(a * (1 - pt) ** gamma * loss)
+    return torch.stack(out).mean()
+
+
+@given(st.integers(1, 8), st.integers(1, 7), st.floats(0.0, 3.0), st.integers(0, 10_000))
+def test_multilabel_focal_matches_the_codes_formula(n, C, gamma, seed):
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(n, C, generator=g, dtype=torch.float64) * 2
+    target = torch.rand(n, C, generator=g) > 0.6
+    alpha = inverse_log_frequency(torch.randint(1, 5000, (C,), generator=g)).double()
+    got = multilabel_focal_loss(logits, target, alpha=alpha, gamma=gamma)
+    torch.testing.assert_close(got, _tr2_focal_reference(logits, target.double(), alpha, gamma))
+    plain = F.binary_cross_entropy_with_logits(logits, target.double(), reduction="none").sum(-1)
+    torch.testing.assert_close(multilabel_focal_loss(logits, target, gamma=0.0), plain.mean())
+
+
+def test_multilabel_focal_by_hand_masking_and_degenerate_input():
+    # one sample, C = 2, logits 0: BCE sum = 2 log 2, p_t = 1/4, alpha mean of (1, 3) = 2
+    x = torch.zeros(1, 2, dtype=torch.float64)
+    got = multilabel_focal_loss(
+        x, torch.tensor([[True, True]]), alpha=torch.tensor([1.0, 3.0]).double()
+    )
+    torch.testing.assert_close(
+        got, torch.tensor(2 * (0.75**2) * 2 * math.log(2), dtype=torch.float64)
+    )
+    logits = torch.randn(5, 4)
+    target = torch.rand(5, 4) > 0.5
+    mask = torch.tensor([True, False, True, True, False])
+    dirty = logits.clone()
+    dirty[~mask] = float("nan")
+    dirty.requires_grad_()
+    out = multilabel_focal_loss(dirty, target, alpha=torch.ones(4), mask=mask)
+    torch.testing.assert_close(
+        out, multilabel_focal_loss(logits[mask], target[mask], alpha=torch.ones(4))
+    )
+    out.backward()
+    assert torch.isfinite(dirty.grad).all() and (dirty.grad[~mask] == 0).all()
+    empty = torch.zeros(0, 4, requires_grad=True)
+    e = multilabel_focal_loss(empty, torch.zeros(0, 4, dtype=torch.bool))
+    assert e.item() == 0
+    e.backward()
+    half = multilabel_focal_loss(
+        torch.full((3, 17), 30.0).half(), torch.zeros(3, 17, dtype=torch.bool)
+    )
+    assert half.dtype == torch.float16 and torch.isfinite(half)
+    x64 = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    t = torch.rand(4, 3) > 0.5
+    assert torch.autograd.gradcheck(
+        lambda v: multilabel_focal_loss(v, t, alpha=torch.tensor([0.5, 1.0, 1.5]).double()), (x64,)
+    )
+    with pytest.raises(ValueError, match=r"target: expected shape \(4, 3\)"):
+        multilabel_focal_loss(x64, t[:, :2])
+    with pytest.raises(ValueError, match=r"alpha: expected shape \(3,\)"):
+        multilabel_focal_loss(x64, t, alpha=torch.ones(2).double())
+    with pytest.raises(ValueError, match="gamma: expected a value >= 0"):
+        multilabel_focal_loss(x64, t, gamma=-1.0)

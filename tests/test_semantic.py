@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dsgg_layers import ActionSemanticMatcher
+from dsgg_layers import ActionSemanticMatcher, SentenceClassifier
 from dsgg_layers.text import class_words, encode_prompts
 
 
@@ -91,3 +91,78 @@ def test_errors():
         ActionSemanticMatcher(8, text())(torch.randn(2, 7))
     with pytest.raises(ValueError, match="temperature: expected a value > 0"):
         ActionSemanticMatcher(8, text(), temperature=0.0)
+
+
+# ------------------------------------------------------- SentenceClassifier (TR²'s public code)
+
+
+def sentences(O=5, C=4, E=6, seed=0):  # noqa: E741
+    g = torch.Generator().manual_seed(seed)
+    return F.normalize(torch.randn(O, C, E, generator=g), dim=-1)
+
+
+def test_sentence_classifier_matches_a_loop_reference():
+    S = sentences()
+    head = SentenceClassifier(8, S)
+    x = torch.randn(2, 3, 4, 8)
+    labels = torch.randint(0, 5, (2, 3, 4))
+    got = head(x, labels)
+    assert got.shape == (2, 3, 4, 4)
+    W, b = head.proj.weight, head.proj.bias
+    for i in range(2):
+        for t in range(3):
+            for p in range(4):
+                want = S[labels[i, t, p]] @ (x[i, t, p] @ W.T + b)  # the code: Linear, then dot
+                torch.testing.assert_close(got[i, t, p], want)
+    # batch invariance; no bias
+    torch.testing.assert_close(head(x[1:], labels[1:]), got[1:])
+    assert SentenceClassifier(8, S, bias=False).proj.bias is None
+
+
+def test_sentence_classifier_padding_gradients_and_empty():
+    S = sentences()
+    head = SentenceClassifier(8, S)
+    x = torch.randn(6, 8)
+    labels = torch.tensor([1, 4, 0, 2, 3, 1])
+    mask = torch.tensor([True, False, True, True, False, True])
+    dirty_x = x.clone()
+    dirty_x[~mask] = float("nan")
+    dirty_x.requires_grad_()
+    dirty_labels = labels.masked_fill(~mask, 999)  # out of range, but padding
+    out = head(dirty_x, dirty_labels, mask)
+    torch.testing.assert_close(out[mask], head(x[mask], labels[mask]))
+    assert (out[~mask] == 0).all()
+    out.sum().backward()
+    assert torch.isfinite(head.proj.weight.grad).all() and torch.isfinite(dirty_x.grad).all()
+    assert (dirty_x.grad[~mask] == 0).all()
+    assert head.sentences.grad is None and not head.sentences.requires_grad
+    assert head(torch.zeros(0, 8), torch.zeros(0, dtype=torch.long)).shape == (0, 4)
+    # gradcheck (float64)
+    h64 = SentenceClassifier(3, sentences(O=3, C=2, E=4).double()).double()
+    x64 = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    lab = torch.tensor([0, 2, 1, 2])
+    assert torch.autograd.gradcheck(lambda v: h64(v, lab), (x64,))
+    # compile == eager
+    y = torch.randn(2, 3, 8)
+    lab2 = torch.randint(0, 5, (2, 3))
+    compiled = torch.compile(lambda a, b: head(a, b), fullgraph=True)
+    torch.testing.assert_close(compiled(y, lab2), head(y, lab2), rtol=1e-5, atol=1e-5)
+
+
+def test_sentence_classifier_errors_and_repr():
+    with pytest.raises(ValueError, match=r"sentences: expected shape \(O, C, E\), got \(4, 6\)"):
+        SentenceClassifier(8, torch.randn(4, 6))
+    bad = sentences()
+    bad[0, 0, 0] = float("inf")
+    with pytest.raises(ValueError, match="sentences: expected finite values"):
+        SentenceClassifier(8, bad)
+    head = SentenceClassifier(8, sentences())
+    with pytest.raises(
+        ValueError, match=r"object_labels: expected classes in \[0, 5\), got \[0, 5\]"
+    ):
+        head(torch.randn(2, 8), torch.tensor([0, 5]))
+    with pytest.raises(ValueError, match=r"object_labels: expected shape \(2,\)"):
+        head(torch.randn(2, 8), torch.tensor([0, 1, 2]))
+    with pytest.raises(TypeError, match="object_labels"):
+        head(torch.randn(2, 8), torch.tensor([0.0, 1.0]))
+    assert "objects=5, classes=4, embed_dim=6" in repr(head)

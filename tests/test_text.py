@@ -13,6 +13,8 @@ from dsgg_layers.text import (
     encode_prompts,
     mosa_prompts,
     tr2_prompt,
+    tr2_prompts,
+    tr2_sentences,
 )
 from dsgg_layers.vocab import OBJECT_CLASSES, PREDICATES
 
@@ -63,6 +65,51 @@ def test_tr2_and_class_words():
         mosa_prompts(["dog"])
     with pytest.raises(ValueError, match="names: 'dog' is neither"):
         class_words(["dog"])
+
+
+def test_tr2_prompts_code_wording_and_template():
+    table = tr2_prompts()
+    assert len(table) == 36 and all(len(row) == 26 for row in table)
+    row = table[OBJECT_CLASSES.index("cup/glass/bottle")]
+    by = dict(zip(PREDICATES, row, strict=True))
+    # the public code's wording, sentence for sentence
+    assert by["looking_at"] == "a photo of a person looking at a cup or glass or bottle"
+    assert by["unsure"] == "a photo of a person unsure a cup or glass or bottle"
+    for p, phrase in [("above", "above"), ("beneath", "beneath"), ("in_front_of", "in front of"),
+                      ("behind", "behind"), ("on_the_side_of", "on the side of")]:  # fmt: skip
+        assert by[p] == f"a photo of a cup or glass or bottle {phrase} a person"
+    assert by["in"] == "a photo of a person in a cup or glass or bottle"  # person-first
+    assert by["other_relationship"] == "a photo of a person and a cup or glass or bottle"
+    assert (
+        by["have_it_on_the_back"]
+        == "a photo of a person having a cup or glass or bottle on the back"
+    )
+    assert by["not_contacting"] == "a photo of a person not contacting a cup or glass or bottle"
+    assert by["drinking_from"] == "a photo of a person drinking from a cup or glass or bottle"
+    assert table[OBJECT_CLASSES.index("paper/notebook")][PREDICATES.index("holding")] == (
+        "a photo of a person holding a notebook or paper"
+    )
+    assert all(len(set(r)) == 26 for r in table)  # no two predicates share a sentence
+    # the template: tr2_prompt's sentence in every cell
+    tpl = tr2_prompts(["bed", "floor"], wording="template")
+    assert tpl[1] == [tr2_prompt("person", p, "floor") for p in PREDICATES]
+    assert tpl[0][PREDICATES.index("in")] == "a photo of a bed in a person"
+    with pytest.raises(ValueError, match="wording: expected one of"):
+        tr2_prompts(wording="paper")
+    with pytest.raises(ValueError, match="objects: 'dog' is not an Action Genome object class"):
+        tr2_prompts(["dog"])
+    with pytest.raises(TypeError, match="objects: expected a sequence of names"):
+        tr2_prompts("bed")
+
+
+def test_tr2_sentences_is_the_encoded_table(tmp_path):
+    objects = ["bed", "door", "shoe"]
+    table = tr2_sentences(objects, cache_dir=tmp_path)
+    assert table.shape == (3, 26, 512) and table.dtype == torch.float32
+    flat = encode_prompts([s for row in tr2_prompts(objects) for s in row], cache_dir=tmp_path)
+    torch.testing.assert_close(table[1, 5], flat[26 + 5])  # row o, column p
+    torch.testing.assert_close(table.norm(dim=-1), torch.ones(3, 26))
+    assert not torch.equal(table, tr2_sentences(objects, wording="template", cache_dir=tmp_path))
 
 
 def test_encode_normalised_deterministic_and_ensembled(tmp_path):
