@@ -55,6 +55,7 @@ from dsgg_layers.losses import (
 from dsgg_layers.message import (
     MessageToken,
     TemporalDifferenceGuidance,
+    change_share,
     guidance_loss,
     label_changes,
     relation_text_targets,
@@ -139,6 +140,7 @@ __all__ = [
     "build_track_index",
     "cap_negatives",
     "category_weighted_bce",
+    "change_share",
     "class_weights",
     "collate_tracks",
     "elementwise_box_iou",

@@ -16,6 +16,8 @@ frame to the next:
   features onto the text (``"direct"``, Table III), one projection per predicate group as the
   public code does; ``"binary"`` is the paper's TR²^bin (Sec. IV, Fig. 4): a classifier on the
   feature difference predicts whether the pair's label set changed (:func:`label_changes`).
+- :func:`change_share`: how often a video's pairs change their labels, the quantity TR²'s Fig. 5
+  stratifies recall by (``ActionGenomeEvaluator(num_strata=...)``).
 
 Everything runs on pair tracks ``(..., T, P, D)`` with a scan for the previous frame
 (:func:`~dsgg_layers.temporal.previous_frame_index`): no loop over frames, pairs or videos.
@@ -41,6 +43,7 @@ from dsgg_layers.temporal import gather_previous
 __all__ = [
     "MessageToken",
     "TemporalDifferenceGuidance",
+    "change_share",
     "guidance_loss",
     "label_changes",
     "relation_text_targets",
@@ -244,6 +247,35 @@ def label_changes(relations: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
     previous, valid = gather_previous(relations.to(torch.uint8), mask)
     changed = (previous != relations.to(torch.uint8)).any(-1) & valid
     return changed, valid
+
+
+def change_share(relations: Tensor, mask: Tensor) -> Tensor:
+    """The share of a video's pair-frames whose label set differs from the pair's previous frame.
+
+    Counted over the pair-frames that have an earlier frame (:func:`label_changes`); 0 for a
+    video without any (one-frame videos, pairs seen once). TR² (Fig. 5) reports its gain over
+    STTran against this share; bin it (``torch.bucketize``) into the ``strata`` of
+    :class:`~dsgg_layers.metrics.ActionGenomeEvaluator` for recall by stratum.
+
+    Args:
+        relations: bool multi-label predicates.
+        mask: ``True`` where the pair exists.
+
+    Shape:
+        - relations: ``(..., T, P, C)``; mask: ``(..., T, P)``
+        - output: ``(...)`` float, in ``[0, 1]``
+
+    Raises:
+        TypeError, ValueError: shapes or dtypes disagree.
+
+    Examples:
+        >>> rel = torch.tensor([[[1, 0]], [[1, 0]], [[0, 1]]]).bool()      # (T=3, P=1, C=2)
+        >>> change_share(rel, torch.ones(3, 1, dtype=torch.bool))           # 1 change of 2
+        tensor(0.5000)
+    """
+    changed, valid = label_changes(relations, mask)
+    total = valid.sum((-1, -2))
+    return changed.sum((-1, -2)) / total.clamp(min=1)
 
 
 def guidance_loss(

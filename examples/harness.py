@@ -51,6 +51,7 @@ from torch import Tensor, nn
 from dsgg_layers import BucketBatchSampler, ValidRows, bucket_batches, label_frequencies
 from dsgg_layers._checks import check_choice
 from dsgg_layers.data import ActionGenome, SyntheticActionGenome, SyntheticConfig, VideoGraph
+from dsgg_layers.message import change_share
 from dsgg_layers.metrics import ActionGenomeEvaluator, format_results
 from dsgg_layers.text import class_words, encode_prompts
 from dsgg_layers.vocab import OBJECT_CLASSES, PREDICATES
@@ -61,6 +62,7 @@ __all__ = [
     "Data",
     "Distributed",
     "autocast",
+    "change_strata",
     "evaluate",
     "load_data",
     "make_loader",
@@ -171,6 +173,11 @@ def make_parser(assembly: Assembly) -> argparse.ArgumentParser:
     )  # fmt: skip
     g.add_argument("--ks", nargs="+", type=int, default=[10, 20, 50], help="the K of R@K")
     g.add_argument("--top-k-per-pair", type=int, default=6, help="k of the topk constraint")
+    g.add_argument(
+        "--change-strata", nargs="+", type=float, default=None, metavar="EDGE",
+        help="also report R@K by how often a video's relations change (TR²'s Fig. 5): videos "
+        "binned by their share of changing pair-frames at these edges, e.g. 0.3 0.45",
+    )  # fmt: skip
     g = p.add_argument_group("text")
     g.add_argument("--clip-model", default="ViT-B-32")
     g.add_argument("--clip-pretrained", default=None, help="open_clip weights (e.g. openai)")
@@ -476,9 +483,23 @@ def train_one_epoch(
 
 
 def _evaluator(args: argparse.Namespace) -> ActionGenomeEvaluator:
+    edges = getattr(args, "change_strata", None) or ()
+    if any(not 0.0 < e < 1.0 for e in edges):
+        raise ValueError(f"--change-strata: expected edges in (0, 1), got {list(edges)}")
     return ActionGenomeEvaluator(
-        constraints=args.constraints, ks=args.ks, top_k_per_pair=args.top_k_per_pair
-    )
+        constraints=args.constraints, ks=args.ks, top_k_per_pair=args.top_k_per_pair,
+        num_strata=len(edges) + 1 if edges else 0,
+    )  # fmt: skip
+
+
+def change_strata(target: Mapping[str, Tensor], edges: Sequence[float]) -> Tensor:
+    """The stratum of every frame ``(B, T)``: its video's share of pair-frames whose relations
+    change (:func:`~dsgg_layers.message.change_share` of the ground truth), binned at ``edges``
+    (stratum ``i`` holds shares in ``[edges[i-1], edges[i])``)."""
+    relations, mask = target["relations"] != 0, target["mask"]
+    share = change_share(relations, mask)  # (B,)
+    bins = torch.tensor(sorted(edges), dtype=share.dtype, device=share.device)
+    return torch.bucketize(share, bins, right=True).unsqueeze(-1).expand(mask.shape[:-1])
 
 
 @torch.no_grad()
@@ -500,13 +521,31 @@ def evaluate(
             batch = batch.to(env.device, non_blocking=True)
             with autocast(args.amp, env.device):
                 preds = model(batch, task=task, rows=rows.to(env.device, non_blocking=True))
-            evaluator.update(preds, batch.targets())
+            target = batch.targets()
+            if getattr(args, "change_strata", None):
+                evaluator.update(preds, target, strata=change_strata(target, args.change_strata))
+            else:
+                evaluator.update(preds, target)
         evaluator.sync()
         results[task] = evaluator.compute()
     return results
 
 
 # -------------------------------------------------------------------------------------- outputs
+
+
+def _strata_table(results: Mapping[str, Tensor], edges: Sequence[float], ks: Sequence[int]) -> str:
+    """R@K with constraint of each change-share stratum (rows), as percentages."""
+    bounds = [0.0, *sorted(edges), 1.0]
+    lines = ["by share of changing pair-frames (R@K with constraint, %):"]
+    for i in range(len(bounds) - 1):
+        if f"num_frames/stratum{i}" not in results or f"with/R@{ks[0]}/stratum{i}" not in results:
+            return ""
+        recall = [100 * float(results[f"with/R@{k}/stratum{i}"]) for k in ks]
+        cells = "  ".join(f"R@{k} {r:5.1f}" for k, r in zip(ks, recall, strict=True))
+        span = f"[{bounds[i]:.2f}, {bounds[i + 1]:.2f}" + ("]" if i == len(bounds) - 2 else ")")
+        lines.append(f"  {span}  {cells}  ({int(results[f'num_frames/stratum{i}'])} frames)")
+    return "\n".join(lines)
 
 
 def _progress(iterable: Any, env: Distributed, desc: str, **kwargs: Any) -> Any:
@@ -684,6 +723,8 @@ def _write_outputs(
     for task, r in results.items():
         print(f"\n{task}")
         print(format_results(r, metrics=("R", "mR"), ks=args.ks))
+        if getattr(args, "change_strata", None):
+            print(_strata_table(r, args.change_strata, args.ks))
     if assembly.report is not None:
         text, extra = assembly.report(results)
         print("\n" + text)

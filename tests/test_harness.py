@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dsgg_layers import ActionSemanticMatcher, LearnableTokens
+from dsgg_layers import ActionSemanticMatcher, LearnableTokens, change_share
 from dsgg_layers.data import SyntheticActionGenome, SyntheticConfig, VideoGraph
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,6 +97,27 @@ def test_constraints_ks_and_tasks_flags_reach_the_evaluator(tmp_path):
     assert set(results) == {"sgdet"}
     assert {"with/R@5", "top3/R@5", "top3/mR@5"} <= set(results["sgdet"])
     assert not any(k.startswith(("no/", "semi/")) or k.endswith("@20") for k in results["sgdet"])
+
+
+def test_change_strata_report_recall_by_how_often_relations_change(tmp_path, capsys):
+    flags = ("--tasks", "predcls", "--constraints", "with", "--ks", "20")
+    results = _run(tmp_path, "--epochs", "1", *flags, "--change-strata", "0.3", "0.5")
+    r = results["results_tensors"]["predcls"]
+    counts = [int(r[f"num_frames/stratum{i}"]) for i in range(3)]
+    assert sum(counts) == int(r["num_frames"])
+    # the overall recall is the frame-weighted mean of the strata's
+    mean = sum(c * float(r[f"with/R@20/stratum{i}"]) for i, c in enumerate(counts)) / sum(counts)
+    assert mean == pytest.approx(float(r["with/R@20"]))
+    assert "by share of changing pair-frames" in capsys.readouterr().out
+    # each video lands in the stratum of its own share
+    data = harness.load_data(_args())
+    video = data.test["predcls"][0]
+    target = video.targets()
+    share = float(change_share(target["relations"], target["mask"]))
+    want = 0 if share < 0.3 else 1 if share < 0.5 else 2
+    assert (harness.change_strata(target, [0.3, 0.5]) == want).all()
+    with pytest.raises(ValueError, match=r"--change-strata: expected edges in \(0, 1\)"):
+        _run(tmp_path, "--epochs", "1", *flags, "--change-strata", "1.5")
 
 
 def test_resume_continues_exactly_where_the_run_stopped(tmp_path):

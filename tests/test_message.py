@@ -2,12 +2,13 @@
 
 import pytest
 import torch
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dsgg_layers import (
     MessageToken,
     TemporalDifferenceGuidance,
+    change_share,
     guidance_loss,
     label_changes,
     relation_text_targets,
@@ -248,3 +249,25 @@ def test_binary_guidance_is_a_change_classifier_on_feature_differences():
     torch.testing.assert_close(loss, torch.stack(terms).mean())
     loss.backward()
     assert clf.weight.grad.abs().sum() > 0
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 10_000), st.integers(0, 5), st.integers(0, 4))
+def test_change_share_matches_a_loop_reference(seed, T, P):
+    g = torch.Generator().manual_seed(seed)
+    rel = torch.rand(3, T, P, 4, generator=g) > 0.6
+    mask = torch.rand(3, T, P, generator=g) > 0.3
+    got = change_share(rel, mask)
+    assert got.shape == (3,)
+    for b in range(3):
+        changed = total = 0
+        for p in range(P):
+            previous = None
+            for t in range(T):
+                if not mask[b, t, p]:
+                    continue
+                if previous is not None:
+                    total += 1
+                    changed += int(not torch.equal(rel[b, t, p], previous))
+                previous = rel[b, t, p]
+        assert float(got[b]) == pytest.approx(changed / max(total, 1))

@@ -476,3 +476,58 @@ def test_errors():
         ActionGenomeEvaluator(ks=[10]).merge(ActionGenomeEvaluator(ks=[20]))
     with pytest.raises(TypeError, match="preds: expected a mapping of tensors, got list"):
         action_genome_metrics([], target)
+
+
+@settings(max_examples=10)
+@given(seed=st.integers(0, 2**20), num_strata=st.integers(1, 3))
+def test_strata_are_the_metrics_of_their_frames(seed, num_strata):
+    frames = random_frames(seed, num_frames=10, sgdet=True)
+    g = torch.Generator().manual_seed(seed)
+    strata = torch.randint(0, num_strata, (10,), generator=g)
+    ev = ActionGenomeEvaluator(constraints=("with", "no"), ks=(5, 20), num_strata=num_strata)
+    ev.update(*to_tensors(frames), strata=strata)
+    got = ev.compute()
+    plain = action_genome_metrics(*to_tensors(frames), constraints=("with", "no"), ks=(5, 20))
+    for key, value in plain.items():  # the overall numbers do not change
+        torch.testing.assert_close(got[key], value)
+    for s in range(num_strata):
+        mine = [f for f, k in zip(frames, strata.tolist(), strict=True) if k == s]
+        if mine:
+            want = action_genome_metrics(*to_tensors(mine), constraints=("with", "no"), ks=(5, 20))
+        else:
+            want = {"num_frames": torch.tensor(0), "with/R@5": 0.0, "with/R@20": 0.0,
+                    "no/R@5": 0.0, "no/R@20": 0.0}  # fmt: skip
+        assert int(got[f"num_frames/stratum{s}"]) == int(want["num_frames"])
+        for key in ("with/R@5", "with/R@20", "no/R@5", "no/R@20"):
+            assert float(got[f"{key}/stratum{s}"]) == pytest.approx(float(want[key]), abs=1e-9)
+
+
+def test_strata_merge_and_errors():
+    frames = random_frames(3, num_frames=8)
+    strata = torch.tensor([0, 1, 1, 0, 2, 2, 0, 1])
+    whole = ActionGenomeEvaluator(ks=(10,), num_strata=3)
+    whole.update(*to_tensors(frames), strata=strata)
+    a, b = (
+        ActionGenomeEvaluator(ks=(10,), num_strata=3),
+        ActionGenomeEvaluator(ks=(10,), num_strata=3),
+    )
+    a.update(*to_tensors(frames[:3]), strata=strata[:3])
+    b.update(*to_tensors(frames[3:]), strata=strata[3:])
+    a.merge(b)
+    for key, value in whole.compute().items():
+        torch.testing.assert_close(a.compute()[key], value)
+    with pytest.raises(ValueError, match="other: expected num_strata=3"):
+        a.merge(ActionGenomeEvaluator(ks=(10,)))
+    preds, target = to_tensors(frames)
+    with pytest.raises(
+        ValueError, match=r"strata: expected the stratum of each frame \(num_strata=3\)"
+    ):
+        a.update(preds, target)
+    with pytest.raises(ValueError, match="strata: this evaluator has num_strata=0"):
+        ActionGenomeEvaluator().update(preds, target, strata=strata)
+    with pytest.raises(ValueError, match=r"strata: expected values in \[0, 3\), got \[0, 3\]"):
+        a.update(preds, target, strata=strata.clamp(max=2) + (strata == 2).long())
+    with pytest.raises(ValueError, match=r"strata: expected shape \(8,\)"):
+        a.update(preds, target, strata=strata[:4])
+    with pytest.raises(ValueError, match="num_strata: expected a value >= 0"):
+        ActionGenomeEvaluator(num_strata=-1)

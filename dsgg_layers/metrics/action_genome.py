@@ -91,7 +91,8 @@ CONSTRAINTS: tuple[str, ...] = ("with", "semi", "no", "topk")
 NUM_PREDICATES = len(PREDICATES)
 _GROUPS = tuple(PREDICATE_GROUPS.values())  # attention, spatial, contacting slices
 _SETTINGS = ("constraints", "ks", "semi_threshold", "no_constraint_top", "top_k_per_pair",
-             "iou_threshold", "legacy_iou", "precision_denominator", "person_label")  # fmt: skip
+             "iou_threshold", "legacy_iou", "precision_denominator", "person_label",
+             "num_strata")  # fmt: skip
 _PRED_KEYS = ("predicate_scores", "mask", "subject_boxes", "object_boxes", "object_labels")
 _TARGET_KEYS = ("relations", "mask", "subject_boxes", "object_boxes", "object_labels")
 
@@ -237,9 +238,12 @@ class ActionGenomeEvaluator:
         legacy_iou: IoU in the "+1 pixel" convention of the public evaluator.
         precision_denominator: ``"k"`` (default) or ``"available"`` (``min(K, #triplets)``).
         person_label: the class of the subject when ``subject_labels`` is not given.
+        num_strata: ``S > 0`` also reports R@K within each of ``S`` strata of frames, given to
+            :meth:`update` as ``strata`` (e.g. videos binned by how often their pairs'
+            relations change, TR²'s Fig. 5: :func:`dsgg_layers.message.change_share`).
 
     Shape:
-        See the keys above; ``(...)`` are frame dims, flattened inside.
+        See the keys above; ``(...)`` are frame dims, flattened inside; ``strata``: ``(...)``.
 
     Raises:
         TypeError, ValueError: a key is missing, a tensor has the wrong dtype or a shape that
@@ -273,6 +277,7 @@ class ActionGenomeEvaluator:
         legacy_iou: bool = True,
         precision_denominator: Literal["k", "available"] = "k",
         person_label: int = 0,
+        num_strata: int = 0,
     ) -> None:
         constraints = tuple(constraints)
         if not constraints:
@@ -300,6 +305,7 @@ class ActionGenomeEvaluator:
             raise TypeError(f"person_label: expected an int, got {person_label!r}")
         check_positive(no_constraint_top, "no_constraint_top")
         check_positive(top_k_per_pair, "top_k_per_pair")
+        check_positive(num_strata, "num_strata", allow_zero=True)
         check_choice(precision_denominator, "precision_denominator", ("k", "available"))
         if not 0.0 < iou_threshold <= 1.0:
             raise ValueError(f"iou_threshold: expected a value in (0, 1], got {iou_threshold}")
@@ -312,6 +318,7 @@ class ActionGenomeEvaluator:
         self.legacy_iou = legacy_iou
         self.precision_denominator = precision_denominator
         self.person_label = person_label
+        self.num_strata = num_strata
         self.reset()
 
     def __repr__(self) -> str:
@@ -335,10 +342,13 @@ class ActionGenomeEvaluator:
             "precision_sum": torch.zeros(C, K, dtype=f64),
             "hits": torch.zeros(C, K, R, dtype=torch.long),
             "present_recall_sum": torch.zeros(C, K, R, dtype=f64),
+            "stratum_frames": torch.zeros(self.num_strata, dtype=torch.long),
+            "stratum_recall_sum": torch.zeros(self.num_strata, C, K, dtype=f64),
         }
         """The summable state: frames with ground truth; per predicate ground-truth counts and
         the frames where it is present; per constraint and K the sums of per-frame recall and
-        precision, the per-predicate hits and the sums of per-frame per-predicate recall."""
+        precision, the per-predicate hits and the sums of per-frame per-predicate recall; per
+        stratum the frames with ground truth and their recall sums."""
 
     def merge(self, other: ActionGenomeEvaluator) -> None:
         """Add another evaluator's state to this one (same settings)."""
@@ -366,13 +376,52 @@ class ActionGenomeEvaluator:
     # --------------------------------------------------------------------------------- update
 
     @torch.no_grad()
-    def update(self, preds: Mapping[str, Any], target: Mapping[str, Any]) -> None:
-        """Score the frames of one batch; see the class docstring for the keys."""
+    def update(
+        self, preds: Mapping[str, Any], target: Mapping[str, Any], strata: Tensor | None = None
+    ) -> None:
+        """Score the frames of one batch; see the class docstring for the keys.
+
+        ``strata``: the stratum in ``[0, num_strata)`` of every frame ``(...)``, needed (and
+        only accepted) when the evaluator has ``num_strata > 0``.
+        """
         x = _check_inputs(preds, target)
+        lead = tuple(preds["mask"].shape[:-1])
+        if strata is None and self.num_strata:
+            raise ValueError(
+                f"strata: expected the stratum of each frame (num_strata={self.num_strata}), "
+                "got None"
+            )
+        if strata is not None and not self.num_strata:
+            raise ValueError(
+                "strata: this evaluator has num_strata=0; create it with num_strata to use strata"
+            )
         _check_values(x)
-        x = _compact(x)
-        state = _bucketed_state(
-            x,
+        if strata is None:
+            self._add(self._state(x))
+            return
+        check_tensor(strata, "strata", lead, dtype="int")
+        flat = strata.reshape(-1).to(x["p_mask"].device)
+        if flat.numel():
+            lo, hi = int(flat.min()), int(flat.max())
+            if lo < 0 or hi >= self.num_strata:
+                raise ValueError(
+                    f"strata: expected values in [0, {self.num_strata}), got [{lo}, {hi}]"
+                )
+        for s in flat.unique().tolist():  # a handful of strata, never one call per frame
+            frames = (flat == s).nonzero().squeeze(1)
+            part = self._state({k: v[frames] for k, v in x.items()})
+            self._add(part)
+            for key, value in (("stratum_frames", "num_frames"),
+                               ("stratum_recall_sum", "recall_sum")):  # fmt: skip
+                self.state[key][s] += part[value].to(self.state[key].device)
+
+    def _add(self, state: Mapping[str, Tensor]) -> None:
+        for k, v in state.items():
+            self.state[k] = self.state[k] + v.to(self.state[k].device)
+
+    def _state(self, x: dict[str, Tensor]) -> dict[str, Tensor]:
+        return _bucketed_state(
+            _compact(x),
             self.constraints,
             self.ks,
             semi_threshold=self.semi_threshold,
@@ -383,8 +432,6 @@ class ActionGenomeEvaluator:
             precision_denominator=self.precision_denominator,
             person_label=self.person_label,
         )
-        for k, v in state.items():
-            self.state[k] = self.state[k] + v.to(self.state[k].device)
 
     def update_sttran(
         self,
@@ -424,7 +471,9 @@ class ActionGenomeEvaluator:
             ``"{c}/mR@{k}/frame_present"``, ``"{c}/mR@{k}/frame_all"``, ``"{c}/P@{k}"`` and
             ``"{c}/recall_per_predicate@{k}"`` ``(26,)``; plus ``"num_frames"`` (frames with
             ground truth). ``"topk"`` is named ``"top{top_k_per_pair}"``. Values are fractions
-            in [0, 1] (multiply by 100 for the papers' percentages); 0 before any frame.
+            in [0, 1] (multiply by 100 for the papers' percentages); 0 before any frame. With
+            ``num_strata = S``: ``"{c}/R@{k}/stratum{s}"`` and ``"num_frames/stratum{s}"`` for
+            ``s < S``.
         """
         s = {k: v.double() for k, v in self.state.items()}
         n = s["num_frames"].clamp(min=1)
@@ -440,6 +489,11 @@ class ActionGenomeEvaluator:
                 out[f"{name}/mR@{k}/frame_all"] = (s["present_recall_sum"][ci, ki] / n).mean()
                 out[f"{name}/P@{k}"] = s["precision_sum"][ci, ki] / n
                 out[f"{name}/recall_per_predicate@{k}"] = per_pred[ci, ki]
+                for si in range(self.num_strata):
+                    frames = s["stratum_frames"][si].clamp(min=1)
+                    out[f"{name}/R@{k}/stratum{si}"] = s["stratum_recall_sum"][si, ci, ki] / frames
+        for si in range(self.num_strata):
+            out[f"num_frames/stratum{si}"] = self.state["stratum_frames"][si].clone()
         return out
 
 
