@@ -70,12 +70,17 @@ __all__ = [
     "object_predictions",
     "pair_inputs",
     "param_groups",
+    "parameter_count",
     "plot_per_predicate",
+    "results_row",
+    "results_table",
     "run",
+    "run_variants",
     "seed_everything",
     "synthetic_changes",
     "text_embeddings",
     "train_one_epoch",
+    "without_flags",
 ]
 
 TASKS = ("predcls", "sgcls", "sgdet")
@@ -742,3 +747,61 @@ def _write_outputs(
     ):  # fmt: skip
         saved.append("per_predicate_recall.png")
     print(f"saved {', '.join(saved)} in {out}")
+
+
+# ------------------------------------------------------------------------- comparing variants
+
+
+def without_flags(
+    argv: Sequence[str], *switches: str, valued: Sequence[str] = ("--out",)
+) -> list[str]:
+    """``argv`` without the ``switches`` and without the ``valued`` flags and their values (the
+    flags a comparison sets itself for each variant)."""
+    out, skip = [], False
+    for item in argv:
+        if skip:
+            skip = False
+        elif item in valued:
+            skip = True
+        elif item not in switches:
+            out.append(item)
+    return out
+
+
+def run_variants(
+    assembly: Assembly, argv: Sequence[str], variants: Mapping[str, Sequence[str]], out: Path
+) -> dict[str, dict[str, Any]]:
+    """Run ``assembly`` once a variant, ``argv`` plus the variant's flags, each with its outputs
+    in ``out/<variant>`` (the name up to " (", spaces as underscores): same data, seed and
+    budget unless the variant's flags change them. Returns each run's summary."""
+    summaries = {}
+    for name, flags in variants.items():
+        folder = name.split(" (")[0].replace(" ", "_").replace("/", "_")
+        summaries[name] = run(assembly, [*argv, *flags, "--out", str(out / folder)])
+    return summaries
+
+
+def parameter_count(model: nn.Module) -> int:
+    """The number of parameters (buffers, such as frozen text tables, not counted)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def results_row(
+    results: Mapping[str, Tensor], metrics: Sequence[str], constraint: str = "with"
+) -> dict[str, float]:
+    """``{metric: percentage}`` of ``results["{constraint}/{metric}"]``, one decimal; metrics
+    the results lack are left out."""
+    return {m: round(100 * float(results[f"{constraint}/{m}"]), 1) for m in metrics
+            if f"{constraint}/{m}" in results}  # fmt: skip
+
+
+def results_table(title: str, rows: Mapping[str, Mapping[str, Any]], columns: Sequence[str]) -> str:
+    """A plain-text table: one line a row, the ``columns`` some row has, "-" where a row lacks
+    one."""
+    cols = [c for c in columns if any(c in r for r in rows.values())]
+    width = max(len(n) for n in rows) + 2
+    lines = [title, " " * width + "".join(f"{c:>12}" for c in cols)]
+    for name, r in rows.items():
+        cells = "".join(f"{r[c]:>12}" if c in r else f"{'-':>12}" for c in cols)
+        lines.append(f"{name:<{width}}" + cells)
+    return "\n".join(lines)

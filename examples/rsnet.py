@@ -301,10 +301,6 @@ ASSEMBLY = Assembly(
 # ------------------------------------------------------------------------- the comparison run
 
 
-def parameter_count(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
 @torch.no_grad()
 def throughput(model: nn.Module, videos: Sequence[VideoGraph], args: argparse.Namespace) -> float:
     """Frames a second of the model's inference on ``videos`` (SGDet), data loading excluded."""
@@ -323,21 +319,6 @@ def throughput(model: nn.Module, videos: Sequence[VideoGraph], args: argparse.Na
 
 
 METRICS = ("R@10", "R@20", "R@50", "P@10", "P@20", "mR@10", "mR@20")
-
-
-def _row(results: dict[str, Tensor]) -> dict[str, float]:
-    return {m: round(100 * float(results[f"with/{m}"]), 1) for m in METRICS
-            if f"with/{m}" in results}  # fmt: skip
-
-
-def _table(title: str, rows: dict[str, dict[str, float]], extra: Sequence[str] = ()) -> str:
-    cols = [m for m in (*METRICS, *extra) if any(m in r for r in rows.values())]
-    width = max(len(n) for n in rows) + 2
-    lines = [title, " " * width + "".join(f"{c:>12}" for c in cols)]
-    for name, r in rows.items():
-        cells = "".join(f"{r[c]:>12}" if c in r else f"{'-':>12}" for c in cols)
-        lines.append(f"{name:<{width}}" + cells)
-    return "\n".join(lines)
 
 
 def negative_statistics(
@@ -359,22 +340,6 @@ def negative_statistics(
     return {k: round(v / max(len(videos), 1), 1) for k, v in totals.items()}
 
 
-def _without(argv: Sequence[str], *flags: str) -> list[str]:
-    """``argv`` without the flags (and the value of ``--variant``) the comparison sets itself."""
-    out, skip = [], False
-    for item in argv:
-        if skip:
-            skip = False
-            continue
-        if item in ("--variant", "--out"):
-            skip = True
-            continue
-        if item in flags:
-            continue
-        out.append(item)
-    return out
-
-
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run one model (``--variant baseline|rsnet``) or the comparison (default; see the module
     docstring); returns the run's summary, or the comparison's."""
@@ -387,7 +352,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if args.variant != "compare":
         return harness.run(ASSEMBLY, argv)
     out = Path(args.out)
-    base = _without(argv, "--ablation")
+    base = harness.without_flags(argv, "--ablation", valued=("--variant", "--out"))
     runs: dict[str, list[str]] = {"baseline": ["--variant", "baseline"],
                                   "rsnet": ["--variant", "rsnet"]}  # fmt: skip
     if args.ablation:
@@ -397,11 +362,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "no context fusion": ["--variant", "rsnet", "--no-fusion"],
             "no re-scoring (p0 unused)": ["--variant", "rsnet", "--no-rescore"],
         }
-    summaries, params, speed = {}, {}, {}
-    for name, flags in runs.items():
-        folder = name.split(" (")[0].replace(" ", "_")
-        summaries[name] = harness.run(ASSEMBLY, [*base, *flags, "--out", str(out / folder)])
-        params[name] = parameter_count(summaries[name]["model"])
+    summaries = harness.run_variants(ASSEMBLY, base, runs, out)
+    params = {name: harness.parameter_count(s["model"]) for name, s in summaries.items()}
+    speed = {}
     # the SGDet test videos and the training statistics, once (the same data for every run)
     run_args = harness.make_parser(ASSEMBLY).parse_args(base)
     data = harness.load_data(run_args, ASSEMBLY.train_mode)
@@ -414,7 +377,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     for task in ("sgdet", "sgcls"):
         if task not in summaries["baseline"]["results_tensors"]:
             continue
-        rows = {n: _row(summaries[n]["results_tensors"][task]) for n in ("baseline", "rsnet")}
+        rows = {
+            n: harness.results_row(summaries[n]["results_tensors"][task], METRICS)
+            for n in ("baseline", "rsnet")
+        }
         rows["difference"] = {m: round(rows["rsnet"][m] - rows["baseline"][m], 1)
                               for m in rows["rsnet"]}  # fmt: skip
         for n in ("baseline", "rsnet"):
@@ -424,7 +390,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         if task == "sgdet":
             rows |= PAPER
         title = f"{task.upper()}, with constraint (%; mR: dataset-level, per-predicate hits/counts)"
-        lines.append(_table(title, rows, extra=("params (M)", "frames/s")))
+        lines.append(harness.results_table(title, rows, (*METRICS, "params (M)", "frames/s")))
         report[task] = rows
     if args.ablation and "sgdet" in summaries["rsnet"]["results_tensors"]:
         rows = {}
@@ -435,17 +401,17 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                  ("no re-scoring (p0 unused)", "no re-scoring (p0 unused)"),
                  ("baseline (no RS-Net)", "baseline")]  # fmt: skip
         for label, key in order:
-            r = _row(summaries[key]["results_tensors"]["sgdet"])
+            r = harness.results_row(summaries[key]["results_tensors"]["sgdet"], METRICS)
             rows[label] = {m: r[m] for m in ("R@10", "R@20", "P@10", "P@20")}
             paper = PAPER_ABLATION.get(label.split(" (")[0])
             if paper is not None:
                 cols = ("paper R@10", "paper R@20", "paper P@10", "paper P@20")
                 rows[label] |= dict(zip(cols, paper, strict=True))
         lines.append(
-            _table(
+            harness.results_table(
                 "Table 4 rows, SGDet with constraint (%)",
                 rows,
-                extra=("paper R@10", "paper R@20", "paper P@10", "paper P@20"),
+                (*METRICS, "paper R@10", "paper R@20", "paper P@10", "paper P@20"),
             )
         )
         report["ablation"] = rows
