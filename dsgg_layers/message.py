@@ -28,6 +28,7 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dsgg_layers._checks import (
@@ -207,11 +208,17 @@ def relation_text_targets(
             raise ValueError(
                 f"object_labels: expected classes in [0, {num_objects}), got [{lo}, {hi}]"
             )
-    table = sentences[labels]  # (..., C, E)
+    # sum_c w_c S[o, c] as one fused embedding-bag over the flattened table: no (..., C, E)
+    # intermediate (the sentence table is small; the pair grid, padding included, is not)
+    n_obj, C, E = sentences.shape
     weights = relations.to(sentences.dtype)
-    total = (weights.unsqueeze(-1) * table).sum(-2)
-    count = weights.sum(-1, keepdim=True).clamp(min=1)
-    return total / count, has
+    weights = weights / weights.sum(-1, keepdim=True).clamp(min=1)
+    index = labels.unsqueeze(-1) * C + torch.arange(C, device=labels.device)
+    target = F.embedding_bag(
+        index.reshape(-1, C), sentences.reshape(n_obj * C, E), mode="sum",
+        per_sample_weights=weights.reshape(-1, C),
+    )  # fmt: skip
+    return target.reshape(*relations.shape[:-1], E), has
 
 
 def label_changes(relations: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
