@@ -12,10 +12,12 @@ the GPU rows of every benchmark in a fixed order, most wanted first, within a ti
    MoSA head / plain block ratio;
 4. RS-Net's relation scorer (`rsnet_blocks.run`): the plain block with and without RS-Net
    wrapped around it at d = 1936, SGDet and PredCls, the overhead ratio;
-5. the Action Genome evaluator with its inputs on the GPU (`evaluator.run`);
-6. `examples/mosa.py --device cuda --amp bf16` for a few epochs, with random text embeddings
+5. TR²'s message token, guidance and sentence classifier (`tr2_blocks.run`): their cost over
+   the plain block at d = 1936, inference and a training step;
+6. the Action Genome evaluator with its inputs on the GPU (`evaluator.run`);
+7. `examples/mosa.py --device cuda --amp bf16` for a few epochs, with random text embeddings
    (the GPU machine has no open_clip);
-7. the relation block on SGDet (eager only: PredCls has the compile rows).
+8. the relation block on SGDet (eager only: PredCls has the compile rows).
 
 A section that fails prints its traceback and the suite goes on; a section that would start after
 ``--budget`` seconds is skipped and says so. Tables are printed as each section ends and, when the
@@ -50,6 +52,7 @@ import evaluator  # noqa: E402
 import mosa_blocks  # noqa: E402
 import relation_block  # noqa: E402
 import rsnet_blocks  # noqa: E402
+import tr2_blocks  # noqa: E402
 
 
 def _sync(device: torch.device) -> None:
@@ -152,6 +155,7 @@ def main(argv: list[str] | None = None) -> None:
             device, quick=q, tasks="predcls", compile_modes=no_compile, threads=threads)),
         ("mosa_blocks", lambda: mosa_blocks.run(device, quick=q, threads=threads)),
         ("rsnet_blocks", lambda: rsnet_blocks.run(device, quick=q, threads=threads)),
+        ("tr2_blocks", lambda: tr2_blocks.run(device, quick=q, threads=threads)),
         ("evaluator", lambda: evaluator.run(
             device, quick=q, baseline_frames=1000, threads=threads)),
         ("mosa_example", lambda: mosa_epochs(device, q, 1 if q else args.mosa_epochs)),

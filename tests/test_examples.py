@@ -251,3 +251,101 @@ def test_rsnet_and_baseline_start_from_the_same_baseline_weights(rsnet):
         model.train()(batch, rows=rows)
         after[variant] = torch.rand(3)
     assert torch.equal(after["baseline"], after["rsnet"])
+
+
+# ---------------------------------------------------------------------------------- TR²
+
+
+@pytest.fixture(scope="module")
+def tr2():
+    return _load("tr2")
+
+
+def _tr2_args(tr2, *flags: str):
+    return harness.make_parser(tr2.ASSEMBLY).parse_args(["--quick", "--random-text", *flags])
+
+
+def test_tr2_quick_run_reports_every_task_top6_and_strata(tr2, tmp_path, capsys):
+    summary = tr2.main(["--quick", "--random-text", "--out", str(tmp_path), "--threads", "2"])
+    results = summary["results_tensors"]
+    assert set(results) == {"predcls", "sgcls", "sgdet"}
+    for r in results.values():
+        assert {"with/R@10", "no/R@50", "top6/R@20", "with/R@20/stratum2"} <= set(r)
+    assert set(summary["history"][0]) >= {"attention", "spatial", "contacting", "object",
+                                          "guidance_attention", "guidance_contacting"}  # fmt: skip
+    assert 0.05 < summary["model"].train_change_share < 0.95
+    printed = capsys.readouterr().out
+    assert "relation changes:" in printed and "by share of changing pair-frames" in printed
+    assert (tmp_path / "tr2.pt").is_file()
+
+
+def test_tr2_model_contract_gradients_and_options(tr2):
+    args = _tr2_args(tr2)
+    data = harness.load_data(args)
+    model = tr2.build_model(args, data)
+    batch, rows = harness._collate(data.train[:3])
+    losses = model(batch, rows=rows)
+    assert set(losses) == {"attention", "spatial", "contacting", "object", "guidance_attention",
+                           "guidance_spatial", "guidance_contacting"}  # fmt: skip
+    assert all(torch.isfinite(v) for v in losses.values())
+    sum(losses.values()).backward()
+    for name in ("attention", "spatial", "contacting"):  # every group's projection learns
+        assert model.guidance.projections[name].weight.grad.abs().sum() > 0
+        assert model.heads[name].proj.weight.grad.abs().sum() > 0
+    assert model.token.linear1.weight.grad.abs().sum() > 0
+    assert not any(b.requires_grad for b in model.buffers())  # sentence tables stay frozen
+    model.eval()
+    test, test_rows = harness._collate(data.test["sgdet"][:2])
+    with torch.no_grad():
+        preds = model(test, task="sgdet", rows=test_rows)
+    scores = preds["predicate_scores"]
+    assert scores.shape[-1] == 26 and ((scores >= 0) & (scores <= 1)).all()
+    # the ablations build the ablated model
+    flags = ("--no-spatial", "--no-decoder", "--no-token", "--guidance", "none")
+    plain = tr2.build_model(_tr2_args(tr2, *flags, "--classifier", "linear"), data)
+    assert plain.encoder.spatial is None and plain.encoder.temporal is None
+    assert plain.token is None and plain.guidance is None
+    assert isinstance(plain.heads["spatial"], torch.nn.Linear)
+    assert set(plain(batch, rows=rows)) == {"attention", "spatial", "contacting", "object"}
+    binary = tr2.build_model(_tr2_args(tr2, "--guidance", "binary"), data)
+    assert (
+        binary.guidance.mode == "binary"
+        and binary.guidance.projections["spatial"].out_features == 1
+    )
+
+
+def test_tr2_sentence_table_follows_the_wording(tr2):
+    args = _tr2_args(tr2)
+    table = tr2.sentence_table(args)
+    assert table.shape == (36, 26, 512)
+    assert torch.allclose(table.norm(dim=-1), torch.ones(36, 26), atol=1e-5)
+
+
+def test_tr2_union_clip_replaces_the_union_features(tr2, tmp_path):
+    args = _tr2_args(tr2)
+    data = harness.load_data(args)
+    videos = data.train[:2]
+    for v in videos:
+        T, P = v.mask.shape[1:]
+        torch.save(torch.full((T, P, 7), 0.5), tmp_path / f"{v.video_ids[0]}.pt")
+    out = tr2.with_union_clip(videos, tmp_path)
+    assert out[0].union_features.shape[-1] == 7 and (out[1].union_features == 0.5).all()
+    assert torch.equal(out[0].object_features, videos[0].object_features)
+    with pytest.raises(FileNotFoundError, match="--union-clip: no"):
+        tr2.with_union_clip(data.train[2:3], tmp_path)
+    v = videos[0]
+    torch.save(torch.zeros(1, 1, 7), tmp_path / f"{v.video_ids[0]}.pt")
+    with pytest.raises(ValueError, match=r"--union-clip: .*expected a \(T, P, E\) tensor"):
+        tr2.with_union_clip([v], tmp_path)
+
+
+def test_tr2_quick_ablation_table(tr2, tmp_path):
+    out = tr2.main(["--quick", "--random-text", "--ablation", "table3", "--out", str(tmp_path),
+                    "--threads", "2", "--epochs", "1"])  # fmt: skip
+    rows = out["report"]["Table III"]
+    assert list(rows) == ["direct (Eq. 4)", "difference (Eq. 2)"]
+    for row in rows.values():
+        assert {"R@10", "R@20", "R@50", "paper R@10", "params (M)"} <= set(row)
+    assert rows["difference (Eq. 2)"]["paper R@10"] == 70.9
+    assert (tmp_path / "direct" / "results.json").is_file()
+    assert json.loads((tmp_path / "comparison.json").read_text())["Table III"] == rows
