@@ -209,7 +209,7 @@ class SentenceClassifier(nn.Module):
     """Object-conditioned sentence classifier: ``logits_c = (x W + b) . S[o, c]``.
 
     ``S`` is an ``(O, C, E)`` table of sentence embeddings (one sentence per object class ``o``
-    and predicate ``c``, e.g. TR²'s "a photo of a person [predicate] a [object]"), ``o`` the
+    and predicate ``c``, e.g. TR²'s ``"a photo of a person <predicate> a <object>"``), ``o`` the
     pair's object class. TR²'s public code classifies each predicate group this way in PredCls
     and SGCls (one ``Linear(relation width -> 512)`` a group, CLIP's unnormalised embeddings, no
     temperature; in SGDet it uses linear heads): the paper does not mention it. The product is

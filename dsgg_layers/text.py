@@ -238,11 +238,11 @@ def tr2_prompts(
     """TR²'s prompted sentences for every (object class, predicate): the sentence table.
 
     ``wording="code"`` (default) is the sentence generator of the public code, which produced
-    the published numbers: "a photo of a person [predicate] a [object]", object-first ("a photo
-    of a [object] [predicate] a person") for ``above``, ``beneath``, ``in_front_of``,
-    ``behind`` and ``on_the_side_of`` but person-first for ``in``, ``other_relationship``
-    rendered as "and", "a photo of a person having a [object] on the back" for
-    ``have_it_on_the_back``, and "a" before every noun. ``wording="template"`` is the paper's
+    the published numbers: ``"a photo of a person <predicate> a <object>"``, object-first
+    (``"a photo of a <object> <predicate> a person"``) for ``above``, ``beneath``,
+    ``in_front_of``, ``behind`` and ``on_the_side_of`` but person-first for ``in``,
+    ``other_relationship`` rendered as "and", ``"a photo of a person having a <object> on the
+    back"`` for ``have_it_on_the_back``, and "a" before every noun. ``wording="template"`` is the paper's
     template as :func:`tr2_prompt` fills it (the library's predicate phrases, "a"/"an", every
     spatial predicate object-first).
 
