@@ -242,9 +242,9 @@ def tr2_prompts(
     (``"a photo of a <object> <predicate> a person"``) for ``above``, ``beneath``,
     ``in_front_of``, ``behind`` and ``on_the_side_of`` but person-first for ``in``,
     ``other_relationship`` rendered as "and", ``"a photo of a person having a <object> on the
-    back"`` for ``have_it_on_the_back``, and "a" before every noun. ``wording="template"`` is the paper's
-    template as :func:`tr2_prompt` fills it (the library's predicate phrases, "a"/"an", every
-    spatial predicate object-first).
+    back"`` for ``have_it_on_the_back``, and "a" before every noun. ``wording="template"`` is
+    the paper's template as :func:`tr2_prompt` fills it (the library's predicate phrases,
+    "a"/"an", every spatial predicate object-first).
 
     Args:
         objects: the object classes, one row each (default: all 36 of
