@@ -18,6 +18,7 @@ from dsgg_layers import (
     MotionFeatureExtractor,
     MotionInteraction,
     RelationScorer,
+    SentenceClassifier,
     SpatialTemporalEncoder,
     TransformerDecoder,
     TransformerDecoderLayer,
@@ -242,6 +243,15 @@ def test_message_token(first):
     token = MessageToken(8, 6, first=first).double()
     x, mask = grid(B=2, T=5, P=3)
     assert_no_leak(lambda x: token(x, mask), [(x, mask)], token)
+
+
+def test_sentence_classifier_with_garbage_labels_at_padding():
+    torch.manual_seed(0)
+    table = torch.nn.functional.normalize(torch.randn(5, 4, 6, dtype=torch.float64), dim=-1)
+    head = SentenceClassifier(8, table).double()
+    x, mask = grid(B=2, T=5, P=3)
+    labels = torch.randint(0, 5, mask.shape).masked_fill(~mask, 99)  # out of range, padding only
+    assert_no_leak(lambda v: head(v, labels, mask), [(x, mask)], head)
 
 
 def test_context_fusion():
