@@ -1,4 +1,4 @@
-"""Box math: formats, areas, centres, union boxes and IoU.
+"""Box math: formats, areas, centres, union boxes, IoU and generalized IoU.
 
 Every function works on any number of leading batch dims and is differentiable. Boxes are
 ``xyxy`` (``x1, y1, x2, y2``) unless a function says otherwise. Degenerate boxes (zero width or
@@ -6,6 +6,12 @@ height, or ``x2 < x1``) have area 0, and the IoU of two boxes whose union is emp
 0 — never NaN, and with finite gradients; a box with a NaN/Inf coordinate has IoU 0 with every
 box and passes no gradient to it. Areas and IoU of float16/bfloat16 boxes are computed in
 float32 (the area of a 256 x 256 px box overflows float16); IoU is returned in the boxes' dtype.
+
+Generalized IoU (Rezatofighi et al., *Generalized Intersection over Union*, CVPR 2019), the box
+cost and loss of DETR-style set prediction: ``IoU - (|C| - |A u B|) / |C|`` with ``C`` the
+smallest box enclosing both. Where ``|C| = 0`` (both boxes the same point or collinear
+degenerate boxes) the second term is defined as 0 (torchvision gives NaN there); a box with a
+NaN/Inf coordinate has GIoU -1 (the worst value) with every box and passes no gradient.
 
 ``legacy=True`` selects the "+1 pixel" convention of the Fast R-CNN era evaluators (the one the
 public Action Genome evaluator uses): a box covers the integer pixels ``x1..x2`` inclusive, so
@@ -29,6 +35,8 @@ __all__ = [
     "box_iou",
     "box_union",
     "elementwise_box_iou",
+    "elementwise_generalized_box_iou",
+    "generalized_box_iou",
     "image_size_like",
     "normalize_boxes",
 ]
@@ -177,6 +185,20 @@ def box_union(boxes1: Tensor, boxes2: Tensor) -> Tensor:
     return torch.cat((lt, rb), dim=-1)
 
 
+def _check_pairwise(boxes1: object, boxes2: object) -> None:
+    """``(..., N, 4)`` and ``(..., M, 4)`` float boxes on one device, leading dims broadcasting."""
+    check_tensor(boxes1, "boxes1", ("...", "N", 4), dtype="float")
+    check_tensor(boxes2, "boxes2", ("...", "M", 4), dtype="float")
+    check_device(boxes2, "boxes2", boxes1.device, "boxes1")  # type: ignore[union-attr]
+    try:
+        torch.broadcast_shapes(boxes1.shape[:-2], boxes2.shape[:-2])  # type: ignore[union-attr]
+    except RuntimeError:
+        raise ValueError(
+            "boxes1 and boxes2: expected leading dims that broadcast, "
+            f"got {tuple(boxes1.shape)} and {tuple(boxes2.shape)}"  # type: ignore[union-attr]
+        ) from None
+
+
 def _check_broadcast(boxes1: Tensor, boxes2: Tensor) -> None:
     try:
         torch.broadcast_shapes(boxes1.shape, boxes2.shape)
@@ -278,17 +300,83 @@ def box_iou(boxes1: Tensor, boxes2: Tensor, *, legacy: bool = False) -> Tensor:
         >>> box_iou(a, b)
         tensor([[0.1429, 1.0000, 0.0000]])
     """
-    check_tensor(boxes1, "boxes1", ("...", "N", 4), dtype="float")
-    check_tensor(boxes2, "boxes2", ("...", "M", 4), dtype="float")
-    check_device(boxes2, "boxes2", boxes1.device, "boxes1")
-    try:
-        torch.broadcast_shapes(boxes1.shape[:-2], boxes2.shape[:-2])
-    except RuntimeError:
-        raise ValueError(
-            "boxes1 and boxes2: expected leading dims that broadcast, "
-            f"got {tuple(boxes1.shape)} and {tuple(boxes2.shape)}"
-        ) from None
+    _check_pairwise(boxes1, boxes2)
     return _iou(boxes1.unsqueeze(-2), boxes2.unsqueeze(-3), legacy)
+
+
+def _giou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
+    """Generalized IoU of broadcast-aligned xyxy boxes (no checks), in at least float32; -1 and
+    no gradient where a box is not finite (see the module docstring)."""
+    dtype = torch.promote_types(boxes1.dtype, boxes2.dtype)
+    b1, b2 = _upcast(boxes1), _upcast(boxes2)
+    ok1, ok2 = torch.isfinite(b1).all(-1), torch.isfinite(b2).all(-1)
+    b1 = torch.where(ok1.unsqueeze(-1), b1, 0.0)
+    b2 = torch.where(ok2.unsqueeze(-1), b2, 0.0)
+    lt = torch.maximum(b1[..., :2], b2[..., :2])
+    rb = torch.minimum(b1[..., 2:], b2[..., 2:])
+    inter_w, inter_h = _extent(torch.cat((lt, rb), dim=-1), False)
+    inter = inter_w * inter_h
+    w1, h1 = _extent(b1, False)
+    w2, h2 = _extent(b2, False)
+    union = w1 * h1 + w2 * h2 - inter
+    hull_lt = torch.minimum(b1[..., :2], b2[..., :2])
+    hull_rb = torch.maximum(b1[..., 2:], b2[..., 2:])
+    hull_w, hull_h = _extent(torch.cat((hull_lt, hull_rb), dim=-1), False)
+    hull = hull_w * hull_h
+    giou = _safe_div(inter, union) - _safe_div(hull - union, hull)
+    return torch.where(ok1 & ok2, giou, -1.0).to(dtype)
+
+
+def elementwise_generalized_box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
+    """Generalized IoU of corresponding ``xyxy`` boxes, in ``[-1, 1]`` (the loss is ``1 - GIoU``).
+
+    Args:
+        boxes1: ``xyxy`` boxes.
+        boxes2: ``xyxy`` boxes broadcastable with ``boxes1``.
+
+    Shape:
+        - boxes1, boxes2: ``(..., 4)`` (broadcastable)
+        - output: ``(...)``
+
+    Raises:
+        TypeError: an input is not a floating point tensor.
+        ValueError: a last dim is not 4, or the shapes do not broadcast.
+
+    Examples:
+        >>> a = torch.tensor([[0.0, 0.0, 1.0, 1.0], [0.0, 0.0, 1.0, 1.0]])
+        >>> b = torch.tensor([[0.0, 0.0, 1.0, 1.0], [2.0, 0.0, 3.0, 1.0]])
+        >>> elementwise_generalized_box_iou(a, b)            # same box; 1 unit apart: 0 - 1/3
+        tensor([ 1.0000, -0.3333])
+    """
+    _check_pair(boxes1, boxes2)
+    _check_broadcast(boxes1, boxes2)
+    return _giou(boxes1, boxes2)
+
+
+def generalized_box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
+    """Pairwise generalized IoU between two sets of ``xyxy`` boxes (DETR's matching cost).
+
+    Args:
+        boxes1: ``xyxy`` boxes.
+        boxes2: ``xyxy`` boxes.
+
+    Shape:
+        - boxes1: ``(..., N, 4)``
+        - boxes2: ``(..., M, 4)``
+        - output: ``(..., N, M)``
+
+    Raises:
+        TypeError: an input is not a floating point tensor.
+        ValueError: an input is not ``(..., K, 4)``, or the leading dims do not broadcast.
+
+    Examples:
+        >>> a = torch.tensor([[0.0, 0.0, 2.0, 2.0]])
+        >>> b = torch.tensor([[1.0, 1.0, 3.0, 3.0], [4.0, 0.0, 6.0, 2.0]])
+        >>> generalized_box_iou(a, b)
+        tensor([[-0.0794, -0.3333]])
+    """
+    _check_pairwise(boxes1, boxes2)
+    return _giou(boxes1.unsqueeze(-2), boxes2.unsqueeze(-3))
 
 
 def image_size_like(

@@ -12,6 +12,8 @@ from dsgg_layers import (
     box_iou,
     box_union,
     elementwise_box_iou,
+    elementwise_generalized_box_iou,
+    generalized_box_iou,
     normalize_boxes,
 )
 
@@ -254,3 +256,62 @@ def test_motion_attributes_follow_the_same_size_rule():
     torch.testing.assert_close(a[1:], one)
     with pytest.raises(ValueError, match="image_size"):
         motion_attributes(boxes, boxes, mask, image_size=torch.ones(3, 2))
+
+
+# ------------------------------------------------------------------------- generalized IoU
+
+
+def ref_giou(a, b):
+    """GIoU by its definition on Python floats; the hull term 0 when the hull is empty."""
+    hull = max(0.0, max(a[2], b[2]) - min(a[0], b[0])) * max(0.0, max(a[3], b[3]) - min(a[1], b[1]))
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    area = lambda r: max(0.0, r[2] - r[0]) * max(0.0, r[3] - r[1])  # noqa: E731
+    union = area(a) + area(b) - iw * ih
+    return ref_iou(a, b) - ((hull - union) / hull if hull > 0 else 0.0)
+
+
+@given(a=box_lists, b=box_lists)
+def test_generalized_iou_matches_its_definition_and_torchvision(a, b):
+    got = generalized_box_iou(t(a), t(b))
+    want = torch.tensor([[ref_giou(x, y) for y in b] for x in a], dtype=torch.float64)
+    torch.testing.assert_close(got, want.reshape(len(a), len(b)))
+    assert ((got >= -1) & (got <= 1)).all() and (got <= box_iou(t(a), t(b)) + 1e-12).all()
+    if a:
+        rev = a[::-1]
+        want_e = [ref_giou(x, y) for x, y in zip(a, rev, strict=True)]
+        got_e = elementwise_generalized_box_iou(t(a), t(rev))
+        torch.testing.assert_close(got_e, torch.tensor(want_e, dtype=torch.float64))
+    ops = pytest.importorskip("torchvision.ops")
+    tv = ops.generalized_box_iou(t(a), t(b))
+    defined = torch.isfinite(tv)  # torchvision gives NaN where the hull is empty
+    torch.testing.assert_close(got[defined], tv[defined])
+
+
+def test_generalized_iou_degenerate_non_finite_and_gradients():
+    point = t([[1.0, 1.0, 1.0, 1.0]])
+    assert generalized_box_iou(point, point).item() == 0.0  # empty hull: defined, not NaN
+    bad = t([[0.0, 0.0, float("nan"), 1.0]])
+    assert generalized_box_iou(bad, t([[0.0, 0.0, 1.0, 1.0]])).item() == -1.0
+    a = t(
+        [[0.0, 0.0, 2.0, 2.0], [1.0, 1.0, 1.0, 1.0], [0.0, 0.0, float("inf"), 1.0]]
+    ).requires_grad_()
+    b = t([[1.0, 1.0, 3.0, 3.0], [1.0, 1.0, 1.0, 1.0], [0.0, 0.0, 1.0, 1.0]]).requires_grad_()
+    elementwise_generalized_box_iou(a, b).sum().backward()
+    assert torch.isfinite(a.grad).all() and torch.isfinite(b.grad).all()
+    assert (a.grad[2] == 0).all()
+    x = torch.tensor([[0.1, 0.2, 1.3, 1.1], [0.5, 0.4, 2.0, 2.5]], dtype=torch.float64,
+                     requires_grad=True)  # fmt: skip
+    y = torch.tensor([[0.3, 0.1, 1.0, 1.9]], dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(generalized_box_iou, (x, y))
+    half = generalized_box_iou(
+        t([[0, 0, 300, 300]], torch.float16), t([[0, 0, 600, 300]], torch.float16)
+    )
+    assert half.dtype == torch.float16 and half.item() == pytest.approx(0.5, abs=1e-3)
+    assert generalized_box_iou(t([]), t([[0.0, 0, 1, 1]])).shape == (0, 1)
+    with pytest.raises(ValueError, match=r"boxes1: expected shape \(\.\.\., N, 4\)"):
+        generalized_box_iou(torch.zeros(3, 5), torch.zeros(2, 4))
+    with pytest.raises(ValueError, match="boxes1 and boxes2: expected broadcastable shapes"):
+        elementwise_generalized_box_iou(torch.zeros(3, 4), torch.zeros(2, 4))
+    compiled = torch.compile(generalized_box_iou, fullgraph=True)
+    torch.testing.assert_close(compiled(x.detach(), y.detach()), generalized_box_iou(x, y).detach())
