@@ -16,6 +16,9 @@
   Relation Learning for Generating Dynamic Scene Graphs*, ICRA 2023, arXiv:2305.08522, Eq. 3:
   "BCE ... gathered in a focal loss form"): one focal term per pair on the sum of its binary
   cross-entropies, weighted by the mean inverse-log-frequency of the pair's labels.
+- :func:`sigmoid_focal_loss` / :class:`SigmoidFocalLoss`: the focal loss of Lin et al. on
+  independent sigmoids, the classification loss of DETR-style set prediction (ARN, *End-to-End
+  Entity-Predicate Association Reasoning for Dynamic Scene Graph Generation*, Eq. 7).
 - :func:`sttran_predicate_loss`: the predicate loss STTran's public code trains with on Action
   Genome's three predicate groups (cross-entropy on attention, the margin loss on the sigmoid
   scores of spatial and contacting, or binary cross-entropy with its ``bce_loss`` option).
@@ -36,12 +39,14 @@ from dsgg_layers.vocab import PREDICATE_GROUPS
 __all__ = [
     "CategoryWeightedLoss",
     "FocalLoss",
+    "SigmoidFocalLoss",
     "category_weighted_bce",
     "class_weights",
     "inverse_log_frequency",
     "label_frequencies",
     "multilabel_focal_loss",
     "multilabel_margin_loss",
+    "sigmoid_focal_loss",
     "softmax_focal_loss",
     "sttran_predicate_loss",
 ]
@@ -585,6 +590,127 @@ def multilabel_focal_loss(
     if mask is not None:
         loss = loss.masked_fill(~mask, 0.0)
     return _masked_reduce(loss, mask, reduction).to(logits.dtype)
+
+
+# ------------------------------------------------------------------------------- ARN (Eq. 7)
+
+
+def sigmoid_focal_loss(
+    logits: Tensor,
+    targets: Tensor,
+    *,
+    alpha: float | None = None,
+    gamma: float = 2.0,
+    mask: Tensor | None = None,
+    reduction: Reduction = "mean",
+) -> Tensor:
+    """Focal loss on independent sigmoids: ``-alpha_t (1 - p_t)^gamma log p_t`` per element.
+
+    The classification loss of DETR-style set prediction (Lin et al., *Focal Loss for Dense
+    Object Detection*, ICCV 2017; ARN, Eq. 7, whose text says softmax while its Eq. 7 and its
+    inference use sigmoids: sigmoids here). ``p_t = p`` where the target is 1 and ``1 - p``
+    where it is 0; ``alpha_t = alpha`` and ``1 - alpha`` likewise (no weighting when ``alpha``
+    is ``None``). Equal to :func:`torchvision.ops.sigmoid_focal_loss` with the same ``alpha``
+    and ``gamma`` (torchvision's default ``alpha`` is 0.25); ``gamma = 0``, ``alpha = None`` is
+    binary cross-entropy. The cross-entropy is taken from the logits and ``1 - p_t`` as a
+    sigmoid of the logit, so logits of +-100 give finite values and gradients.
+
+    Args:
+        logits: ``(..., C)`` logits.
+        targets: ``(..., C)`` targets in ``[0, 1]`` (bool or float).
+        alpha: the weight of the positives in ``[0, 1]``, or ``None``.
+        gamma: the focusing exponent (``>= 0``).
+        mask: ``(...)`` ``True`` for the samples to count; the others add nothing and get no
+            gradient.
+        reduction: ``"mean"`` (over the counted elements), ``"sum"`` (what DETR divides by the
+            number of targets) or ``"none"`` (``(..., C)``).
+
+    Shape:
+        - logits, targets: ``(..., C)``; mask: ``(...)``
+        - output: scalar, or ``(..., C)`` with ``"none"``
+
+    Raises:
+        TypeError, ValueError: shapes or dtypes disagree, ``alpha`` is outside ``[0, 1]``,
+            ``gamma`` is negative or ``reduction`` unknown.
+
+    Examples:
+        >>> x, y = torch.randn(4, 3), torch.rand(4, 3) > 0.5
+        >>> bce = torch.nn.functional.binary_cross_entropy_with_logits(x, y.float())
+        >>> torch.allclose(sigmoid_focal_loss(x, y, gamma=0.0), bce)
+        True
+        >>> sigmoid_focal_loss(torch.tensor([[100.0, -100.0]]), torch.tensor([[1.0, 0.0]]))
+        tensor(0.)
+    """
+    dims: dict[str, tuple[int, str]] = {}
+    check_tensor(logits, "logits", ("...", "C"), dims=dims, dtype="float")
+    check_tensor(targets, "targets", tuple(logits.shape), dims=dims, dtype=("bool", "float"))
+    check_positive(gamma, "gamma", integer=False, allow_zero=True)
+    check_choice(reduction, "reduction", ("mean", "sum", "none"))
+    if alpha is not None and (isinstance(alpha, bool) or not 0.0 <= float(alpha) <= 1.0):
+        raise ValueError(f"alpha: expected None or a number in [0, 1], got {alpha!r}")
+    acc = torch.promote_types(logits.dtype, torch.float32)
+    x, t = logits.to(acc), targets.to(acc)
+    if mask is not None:
+        check_tensor(mask, "mask", tuple(logits.shape[:-1]), dims=dims, dtype="bool")
+        keep = mask.unsqueeze(-1)
+        x, t = x.masked_fill(~keep, 0.0), t.masked_fill(~keep, 0.0)
+    loss = F.binary_cross_entropy_with_logits(x, t, reduction="none")
+    if gamma > 0:
+        # 1 - p_t = t * sigmoid(-x) + (1 - t) * sigmoid(x), exact in the tails
+        miss = t * torch.sigmoid(-x) + (1 - t) * torch.sigmoid(x)
+        loss = loss * miss.pow(gamma)
+    if alpha is not None:
+        loss = loss * (alpha * t + (1 - alpha) * (1 - t))
+    if mask is not None:
+        loss = loss.masked_fill(~mask.unsqueeze(-1), 0.0)
+    if reduction == "none":
+        return loss.to(logits.dtype)
+    if reduction == "sum" or loss.numel() == 0:
+        return loss.sum().to(logits.dtype)
+    if mask is None:
+        return loss.mean().to(logits.dtype)
+    return (loss.sum() / (mask.sum() * logits.shape[-1]).clamp(min=1)).to(logits.dtype)
+
+
+class SigmoidFocalLoss(nn.Module):
+    """:func:`sigmoid_focal_loss` as a module (ARN's classification loss, Eq. 7).
+
+    Args:
+        alpha: the weight of the positives, or ``None``.
+        gamma: the focusing exponent (default 2).
+        reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+
+    Shape:
+        As :func:`sigmoid_focal_loss`.
+
+    Raises:
+        TypeError, ValueError: as :func:`sigmoid_focal_loss`.
+
+    Examples:
+        >>> SigmoidFocalLoss(alpha=0.25)(torch.zeros(2, 3), torch.ones(2, 3))
+        tensor(0.0433)
+    """
+
+    def __init__(
+        self, alpha: float | None = None, gamma: float = 2.0, *, reduction: Reduction = "mean"
+    ) -> None:
+        super().__init__()
+        check_positive(gamma, "gamma", integer=False, allow_zero=True)
+        check_choice(reduction, "reduction", ("mean", "sum", "none"))
+        if alpha is not None and (isinstance(alpha, bool) or not 0.0 <= float(alpha) <= 1.0):
+            raise ValueError(f"alpha: expected None or a number in [0, 1], got {alpha!r}")
+        self.alpha, self.gamma, self.reduction = alpha, float(gamma), reduction
+
+    def reset_parameters(self) -> None:
+        """Nothing to reset (no parameters)."""
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}, gamma={self.gamma}, reduction={self.reduction!r}"
+
+    def forward(self, logits: Tensor, targets: Tensor, mask: Tensor | None = None) -> Tensor:
+        """The focal loss; see :func:`sigmoid_focal_loss`."""
+        return sigmoid_focal_loss(logits, targets, alpha=self.alpha, gamma=self.gamma,
+                                  mask=mask, reduction=self.reduction)  # fmt: skip
 
 
 def sttran_predicate_loss(

@@ -12,12 +12,14 @@ from hypothesis import strategies as st
 from dsgg_layers import (
     CategoryWeightedLoss,
     FocalLoss,
+    SigmoidFocalLoss,
     category_weighted_bce,
     class_weights,
     inverse_log_frequency,
     label_frequencies,
     multilabel_focal_loss,
     multilabel_margin_loss,
+    sigmoid_focal_loss,
     softmax_focal_loss,
     sttran_predicate_loss,
 )
@@ -407,3 +409,68 @@ def test_multilabel_focal_by_hand_masking_and_degenerate_input():
         multilabel_focal_loss(x64, t, alpha=torch.ones(2).double())
     with pytest.raises(ValueError, match="gamma: expected a value >= 0"):
         multilabel_focal_loss(x64, t, gamma=-1.0)
+
+
+# ------------------------------------------------------------ sigmoid focal loss (ARN, Eq. 7)
+
+
+@given(st.integers(0, 6), st.integers(1, 5), st.floats(0.0, 3.0), st.integers(0, 10_000))
+def test_sigmoid_focal_matches_its_formula_and_torchvision(n, C, gamma, seed):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, C, generator=g, dtype=torch.float64) * 3
+    y = (torch.rand(n, C, generator=g) > 0.5).double()
+    p = torch.sigmoid(x)
+    pt = p * y + (1 - p) * (1 - y)
+    for alpha in (None, 0.25, 0.9):
+        a = 1.0 if alpha is None else alpha * y + (1 - alpha) * (1 - y)
+        want = -a * (1 - pt) ** gamma * torch.log(pt)
+        got = sigmoid_focal_loss(x, y, alpha=alpha, gamma=gamma, reduction="none")
+        torch.testing.assert_close(got, want)
+        if n:
+            torch.testing.assert_close(
+                sigmoid_focal_loss(x, y, alpha=alpha, gamma=gamma), want.mean()
+            )
+    ops = pytest.importorskip("torchvision.ops")
+    tv = ops.sigmoid_focal_loss(x, y, alpha=0.25, gamma=gamma, reduction="sum")
+    torch.testing.assert_close(
+        sigmoid_focal_loss(x, y, alpha=0.25, gamma=gamma, reduction="sum"), tv
+    )
+
+
+def test_sigmoid_focal_is_bce_stable_masked_and_defined_on_empty_input():
+    x, y = torch.randn(5, 4), torch.rand(5, 4) > 0.5
+    bce = F.binary_cross_entropy_with_logits(x, y.float())
+    torch.testing.assert_close(sigmoid_focal_loss(x, y, gamma=0.0), bce)
+    extreme = torch.tensor([[100.0, -100.0, 100.0, -100.0]], requires_grad=True)
+    target = torch.tensor([[1.0, 0.0, 0.0, 1.0]])  # right, right, wrong, wrong
+    loss = sigmoid_focal_loss(extreme, target, alpha=0.25, reduction="none")
+    assert torch.isfinite(loss).all() and loss[0, 0] == 0
+    assert float(loss[0, 2]) == pytest.approx(75.0)  # BCE 100, (1 - p_t) = 1, alpha_t 0.75
+    loss.sum().backward()
+    assert torch.isfinite(extreme.grad).all()
+    mask = torch.tensor([True, False, True, False, True])
+    dirty = x.clone()
+    dirty[~mask] = float("nan")
+    dirty.requires_grad_()
+    out = sigmoid_focal_loss(dirty, y, mask=mask)
+    torch.testing.assert_close(out, sigmoid_focal_loss(x[mask], y[mask]))
+    out.backward()
+    assert torch.isfinite(dirty.grad).all() and (dirty.grad[~mask] == 0).all()
+    e = sigmoid_focal_loss(torch.zeros(0, 3, requires_grad=True), torch.zeros(0, 3))
+    assert e.item() == 0
+    assert sigmoid_focal_loss(x, y, mask=torch.zeros(5, dtype=torch.bool)).item() == 0
+    half = sigmoid_focal_loss(torch.full((2, 3), 20.0).half(), torch.zeros(2, 3))
+    assert half.dtype == torch.float16 and torch.isfinite(half)
+    x64 = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda v: sigmoid_focal_loss(v, y[:3], alpha=0.3), (x64,))
+    module = SigmoidFocalLoss(alpha=0.25, reduction="sum")
+    torch.testing.assert_close(module(x, y), sigmoid_focal_loss(x, y, alpha=0.25, reduction="sum"))
+    assert "alpha=0.25" in repr(module)
+    compiled = torch.compile(lambda a, b: sigmoid_focal_loss(a, b, alpha=0.25), fullgraph=True)
+    torch.testing.assert_close(compiled(x, y), sigmoid_focal_loss(x, y, alpha=0.25))
+    with pytest.raises(ValueError, match=r"alpha: expected None or a number in \[0, 1\]"):
+        sigmoid_focal_loss(x, y, alpha=1.5)
+    with pytest.raises(ValueError, match=r"targets: expected shape \(5, 4\)"):
+        sigmoid_focal_loss(x, y[:, :2])
+    with pytest.raises(ValueError, match="gamma: expected a value >= 0"):
+        SigmoidFocalLoss(gamma=-1.0)
