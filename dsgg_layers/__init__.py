@@ -56,6 +56,7 @@ from dsgg_layers.losses import (
     softmax_focal_loss,
     sttran_predicate_loss,
 )
+from dsgg_layers.matching import PairHungarianMatcher, linear_sum_assignment
 from dsgg_layers.message import (
     MessageToken,
     TemporalDifferenceGuidance,
@@ -116,6 +117,7 @@ __all__ = [
     "MessageToken",
     "MotionFeatureExtractor",
     "MotionInteraction",
+    "PairHungarianMatcher",
     "PairTracks",
     "RelationAssignment",
     "RelationScorer",
@@ -161,6 +163,7 @@ __all__ = [
     "inverse_log_frequency",
     "label_changes",
     "label_frequencies",
+    "linear_sum_assignment",
     "link_tracks",
     "masked_attention",
     "masked_pool",
