@@ -6,6 +6,12 @@ The public API is re-exported here; each block also lives in the module named af
 """
 
 from dsgg_layers import text, vocab
+from dsgg_layers.association import (
+    AssociationAttention,
+    AssociationReasoning,
+    HierarchicalAttention,
+    PredicateAssociationParser,
+)
 from dsgg_layers.attention import (
     MaskedMultiheadAttention,
     TransformerDecoder,
@@ -106,10 +112,13 @@ __version__ = "0.1.0.dev0"
 __all__ = [
     "NUM_MOTION_ATTRIBUTES",
     "ActionSemanticMatcher",
+    "AssociationAttention",
+    "AssociationReasoning",
     "BucketBatchSampler",
     "CategoryWeightedLoss",
     "ContextFusion",
     "FocalLoss",
+    "HierarchicalAttention",
     "LearnableTokens",
     "LearnedPositions",
     "MaskedMultiheadAttention",
@@ -119,6 +128,7 @@ __all__ = [
     "MotionInteraction",
     "PairHungarianMatcher",
     "PairTracks",
+    "PredicateAssociationParser",
     "RelationAssignment",
     "RelationScorer",
     "RelationScores",

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from dsgg_layers import (
+    AssociationReasoning,
     ContextFusion,
     MaskedMultiheadAttention,
     MessageToken,
@@ -252,6 +253,25 @@ def test_sentence_classifier_with_garbage_labels_at_padding():
     x, mask = grid(B=2, T=5, P=3)
     labels = torch.randint(0, 5, mask.shape).masked_fill(~mask, 99)  # out of range, padding only
     assert_no_leak(lambda v: head(v, labels, mask), [(x, mask)], head)
+
+
+@pytest.mark.parametrize("fusion", ["arn", "nonlinear"])
+def test_association_reasoning(fusion):
+    torch.manual_seed(0)
+    model = AssociationReasoning(8, 2, 3, fusion=fusion).double()
+    g = torch.Generator().manual_seed(1)
+    qmask = torch.rand(2, 5, generator=g) < 0.6
+    qmask[0, 0], qmask[1] = True, False  # a frame without a valid query
+    mmask = torch.rand(2, 7, generator=g) < 0.7
+    mmask[:, 0] = True
+    a, s, c, e = (torch.randn(2, 5, 8, generator=g, dtype=torch.float64) for _ in range(4))
+    memory = torch.randn(2, 7, 8, generator=g, dtype=torch.float64)
+
+    def fn(a, s, c, e, memory):
+        return torch.cat(model([a, s, c], e, memory, query_mask=qmask, memory_mask=mmask), -1)
+
+    inputs = [(a, qmask), (s, qmask), (c, qmask), (e, qmask), (memory, mmask)]
+    assert_no_leak(fn, inputs, model, out_mask=qmask)
 
 
 def test_context_fusion():
