@@ -97,7 +97,11 @@ from dsgg_layers.scoring import (
     TemporalContextEncoder,
     triplet_score,
 )
-from dsgg_layers.semantic import ActionSemanticMatcher, SentenceClassifier
+from dsgg_layers.semantic import (
+    ActionSemanticMatcher,
+    SentenceClassifier,
+    TripletCategoryClassifier,
+)
 from dsgg_layers.sttran import STTranPairs, from_sttran, link_tracks, sttran_to_tracks
 from dsgg_layers.temporal import (
     gather_frames,
@@ -145,6 +149,7 @@ __all__ = [
     "TransformerDecoderLayer",
     "TransformerEncoder",
     "TransformerEncoderLayer",
+    "TripletCategoryClassifier",
     "ValidRows",
     "__version__",
     "assign_relations",

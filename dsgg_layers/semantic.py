@@ -13,6 +13,12 @@ Time-Variant Relation Learning for Generating Dynamic Scene Graphs*, ICRA 2023, 
 not in the paper): the text matrix depends on the pair's object class, an ``(O, C, E)`` table
 of prompted-sentence embeddings (:func:`dsgg_layers.text.tr2_sentences`), and a pair's logits
 are its projected feature dotted with the ``C`` sentences of its object class.
+
+:class:`TripletCategoryClassifier` is ARN's classifier (*End-to-End Entity-Predicate Association
+Reasoning for Dynamic Scene Graph Generation*, Sec. 3.2 and Eq. 15): one class per (predicate,
+object) triplet category of a predicate group, its rows initialised from the CLIP embeddings of
+the group's triplet prompts and fine-tuned; a predicate's score is the largest score of its
+categories.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from dsgg_layers._checks import (
     values_readable,
 )
 
-__all__ = ["ActionSemanticMatcher", "SentenceClassifier"]
+__all__ = ["ActionSemanticMatcher", "SentenceClassifier", "TripletCategoryClassifier"]
 
 _MAX_LOGIT_SCALE = math.log(100.0)  # CLIP's clamp of the learnable temperature
 
@@ -74,12 +80,16 @@ class ActionSemanticMatcher(nn.Module):
 
     Args:
         in_features: width ``D`` of the relation features.
-        text_embeddings: the ``(C, E)`` class text embeddings (copied into a buffer).
+        text_embeddings: the ``(C, E)`` class text embeddings (copied into a buffer, or into a
+            parameter with ``trainable_text``).
         similarity: ``"dot"`` or ``"cosine"``.
         learnable_temperature: learn ``logit_scale`` (else keep its initial value).
         temperature: initial temperature, ``scale = 1 / temperature``; default 1 for ``"dot"``
             and 0.07 (CLIP's) for ``"cosine"``.
         bias: learn the shared bias ``b`` (initialised at 0).
+        trainable_text: make the text embeddings a parameter, initialised from the given ones
+            (ARN's CLIP-initialised classifier rows, fine-tuned with their own learning rate:
+            :meth:`text_parameters`); default a frozen buffer.
 
     Shape:
         - input: ``(..., D)``
@@ -113,6 +123,7 @@ class ActionSemanticMatcher(nn.Module):
         learnable_temperature: bool = True,
         temperature: float | None = None,
         bias: bool = True,
+        trainable_text: bool = False,
     ) -> None:
         super().__init__()
         check_positive(in_features, "in_features")
@@ -130,7 +141,12 @@ class ActionSemanticMatcher(nn.Module):
         self.similarity = similarity
         self.initial_logit_scale = math.log(1.0 / temperature)
         self.proj = nn.Linear(in_features, self.embed_dim, bias=False)
-        self.register_buffer("text_embeddings", text_embeddings.detach().clone().float())
+        self.trainable_text = bool(trainable_text)
+        text = text_embeddings.detach().clone().float()
+        if self.trainable_text:
+            self.text_embeddings = nn.Parameter(text)
+        else:
+            self.register_buffer("text_embeddings", text)
         scale = torch.tensor(self.initial_logit_scale)
         if learnable_temperature:
             self.logit_scale = nn.Parameter(scale)
@@ -172,9 +188,16 @@ class ActionSemanticMatcher(nn.Module):
         """
         check_tensor(text_embeddings, "text_embeddings", ("C", self.embed_dim), dtype="float")
         _check_text(text_embeddings)
-        self.text_embeddings = (
-            text_embeddings.detach().clone().to(self.text_embeddings.device, torch.float32)
-        )
+        text = text_embeddings.detach().clone().to(self.text_embeddings.device, torch.float32)
+        if self.trainable_text:
+            self.text_embeddings = nn.Parameter(text)
+        else:
+            self.text_embeddings = text
+
+    def text_parameters(self) -> list[nn.Parameter]:
+        """The trainable text embeddings (empty when they are a buffer): give them their own
+        optimizer group, e.g. ARN's learning rate of 1e-5."""
+        return [self.text_embeddings] if self.trainable_text else []
 
     def forward(self, x: Tensor) -> Tensor:
         """Logits of every class for every relation feature."""
@@ -289,3 +312,111 @@ class SentenceClassifier(nn.Module):
         index = labels.unsqueeze(-1).unsqueeze(-1).expand(*labels.shape, 1, C)
         logits = every.gather(-2, index).squeeze(-2)
         return logits if mask is None else logits.masked_fill(~mask.unsqueeze(-1), 0.0)
+
+
+class TripletCategoryClassifier(nn.Module):
+    """ARN's triplet-category classifier of one predicate group (Sec. 3.2, Eq. 15).
+
+    Classes are the ``P x O`` (predicate, object) categories of the group, predicate-major
+    (category ``p * O + o``). Their logits come from an :class:`ActionSemanticMatcher` with
+    ``similarity="cosine"``, a learnable temperature and a projection to the text width (the
+    paper does not give its ``sim`` or the projection: cosine with CLIP's temperature is the
+    choice here, the form CLIP's embeddings are made for), and the text rows trainable
+    (``trainable_text``; ARN fine-tunes them at a learning rate of 1e-5:
+    :meth:`text_parameters`). Probabilities are sigmoids (Eq. 7 and ARN's inference; its text
+    says softmax). A predicate's probability is the largest of its categories' (Eq. 15), so
+    the category's object need not agree with the detected object class.
+
+    Args:
+        in_features: width ``D`` of the predicate features.
+        text_embeddings: ``(P, O, E)`` CLIP embeddings of the group's triplet prompts
+            (:func:`dsgg_layers.text.arn_prompts`, one sentence per predicate and object).
+        trainable_text: fine-tune the text rows (default ``True``, as ARN).
+        temperature: initial temperature (default CLIP's 0.07).
+
+    Shape:
+        - input: ``(..., D)``
+        - output: ``(..., P * O)`` category logits; :meth:`predicate_probabilities` gives
+          ``(..., P)``
+
+    Raises:
+        TypeError, ValueError: ``text_embeddings`` is not a ``(P, O, E)`` float tensor, or the
+            input width is not ``D``.
+
+    Examples:
+        >>> E = torch.nn.functional.normalize(torch.randn(3, 35, 512), dim=-1)  # attention group
+        >>> clf = TripletCategoryClassifier(256, E)
+        >>> logits = clf(torch.randn(2, 100, 256))                   # (frames, queries, D)
+        >>> logits.shape, clf.predicate_probabilities(logits).shape
+        (torch.Size([2, 100, 105]), torch.Size([2, 100, 3]))
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        text_embeddings: Tensor,
+        *,
+        trainable_text: bool = True,
+        temperature: float = 0.07,
+    ) -> None:
+        super().__init__()
+        check_tensor(text_embeddings, "text_embeddings", ("P", "O", "E"), dtype="float")
+        self.num_predicates, self.num_objects, _ = text_embeddings.shape
+        self.matcher = ActionSemanticMatcher(
+            in_features, text_embeddings.flatten(0, 1), similarity="cosine",
+            temperature=temperature, trainable_text=trainable_text,
+        )  # fmt: skip
+
+    def reset_parameters(self) -> None:
+        """Reset the projection, temperature and bias (the text rows keep their values)."""
+        self.matcher.reset_parameters()
+
+    def no_weight_decay(self) -> set[str]:
+        """The matcher's temperature and bias, and the text rows (initialised from CLIP: decay
+        would pull them to 0)."""
+        names = {f"matcher.{n}" for n in self.matcher.no_weight_decay()}
+        return names | {"matcher.text_embeddings" for _ in self.matcher.text_parameters()}
+
+    def text_parameters(self) -> list[nn.Parameter]:
+        """The trainable text rows (their own learning rate in ARN)."""
+        return self.matcher.text_parameters()
+
+    def extra_repr(self) -> str:
+        return f"predicates={self.num_predicates}, objects={self.num_objects}"
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Category logits ``(..., P * O)``."""
+        return self.matcher(x)
+
+    def predicate_probabilities(self, logits: Tensor) -> Tensor:
+        """``(..., P)``: each predicate's largest category probability (Eq. 15)."""
+        check_tensor(logits, "logits", ("...", self.num_predicates * self.num_objects),
+                     dtype="float")  # fmt: skip
+        return logits.unflatten(-1, (self.num_predicates, self.num_objects)).amax(-1).sigmoid()
+
+    def category_targets(self, predicates: Tensor, object_labels: Tensor) -> Tensor:
+        """The category targets ``(..., P * O)`` of annotated predicates and object classes:
+        category ``(p, o)`` is 1 where predicate ``p`` holds and the object is of class ``o``.
+
+        Args:
+            predicates: ``(..., P)`` bool labels of the group.
+            object_labels: ``(...)`` object classes in ``[0, O)`` (the table's columns; for
+                Action Genome with ``arn_prompts()``, the label minus one: the person has no
+                column). Labels are read only where a predicate holds.
+
+        Raises:
+            TypeError, ValueError: shapes or dtypes disagree, or (CPU) a labelled object class
+                is outside ``[0, O)``.
+        """
+        check_tensor(predicates, "predicates", ("...", self.num_predicates), dtype="bool")
+        check_tensor(object_labels, "object_labels", tuple(predicates.shape[:-1]), dtype="int")
+        has = predicates.any(-1)
+        labels = object_labels.masked_fill(~has, 0)
+        if labels.numel() and values_readable(labels):
+            lo, hi = int(labels.min()), int(labels.max())
+            if lo < 0 or hi >= self.num_objects:
+                raise ValueError(
+                    f"object_labels: expected classes in [0, {self.num_objects}), got [{lo}, {hi}]"
+                )
+        onehot = torch.nn.functional.one_hot(labels, self.num_objects).bool()
+        return (predicates.unsqueeze(-1) & onehot.unsqueeze(-2)).flatten(-2)

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dsgg_layers import ActionSemanticMatcher, SentenceClassifier
+from dsgg_layers import ActionSemanticMatcher, SentenceClassifier, TripletCategoryClassifier
 from dsgg_layers.text import class_words, encode_prompts
 
 
@@ -166,3 +166,49 @@ def test_sentence_classifier_errors_and_repr():
     with pytest.raises(TypeError, match="object_labels"):
         head(torch.randn(2, 8), torch.tensor([0.0, 1.0]))
     assert "objects=5, classes=4, embed_dim=6" in repr(head)
+
+
+# ------------------------------------------------- TripletCategoryClassifier (ARN, Eq. 15)
+
+
+def test_trainable_text_is_a_parameter_that_learns_and_swaps():
+    asm = ActionSemanticMatcher(6, text(), similarity="cosine", trainable_text=True)
+    assert isinstance(asm.text_embeddings, torch.nn.Parameter)
+    assert asm.text_parameters() == [asm.text_embeddings]
+    asm(torch.randn(3, 6)).sum().backward()
+    assert asm.text_embeddings.grad.abs().sum() > 0
+    asm.set_text_embeddings(text(C=3))
+    assert isinstance(asm.text_embeddings, torch.nn.Parameter) and asm.num_classes == 3
+    frozen = ActionSemanticMatcher(6, text(), similarity="cosine")
+    assert frozen.text_parameters() == [] and "text_embeddings" in dict(frozen.named_buffers())
+
+
+def test_triplet_categories_max_targets_and_loop_reference():
+    torch.manual_seed(0)
+    P, O, E = 3, 4, 8  # noqa: E741
+    table = F.normalize(torch.randn(P, O, E), dim=-1)
+    clf = TripletCategoryClassifier(5, table)
+    x = torch.randn(2, 6, 5)
+    logits = clf(x)
+    assert logits.shape == (2, 6, P * O)
+    probs = clf.predicate_probabilities(logits)
+    for p in range(P):  # Eq. 15: the largest of the predicate's categories, in sigmoid space
+        want = torch.stack([logits[..., p * O + o].sigmoid() for o in range(O)], -1).amax(-1)
+        torch.testing.assert_close(probs[..., p], want)
+    # the rows start at the prompts' embeddings, predicate-major
+    torch.testing.assert_close(clf.matcher.text_embeddings[2 * O + 1], table[2, 1])
+    predicates = torch.tensor([[True, False, True], [False, False, False]])
+    labels = torch.tensor([2, 99])  # no predicate: the label is not read
+    t = clf.category_targets(predicates, labels)
+    assert t.shape == (2, P * O)
+    assert t[0].nonzero().flatten().tolist() == [0 * O + 2, 2 * O + 2] and not t[1].any()
+    names = clf.no_weight_decay()
+    assert {"matcher.logit_scale", "matcher.logit_bias", "matcher.text_embeddings"} == names
+    assert clf.text_parameters() == [clf.matcher.text_embeddings]
+    with pytest.raises(
+        ValueError, match=r"object_labels: expected classes in \[0, 4\), got \[0, 4\]"
+    ):
+        clf.category_targets(predicates, torch.tensor([4, 0]))
+    with pytest.raises(ValueError, match=r"text_embeddings: expected shape \(P, O, E\)"):
+        TripletCategoryClassifier(5, torch.randn(3, 8))
+    assert "predicates=3, objects=4" in repr(clf)
