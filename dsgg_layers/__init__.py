@@ -80,6 +80,7 @@ from dsgg_layers.motion import (
 )
 from dsgg_layers.pooling import MaskedPooling, masked_pool
 from dsgg_layers.positions import LearnedPositions, sinusoidal_positions
+from dsgg_layers.queries import PairQueries, TemporalMemory
 from dsgg_layers.relation import SpatialTemporalEncoder
 from dsgg_layers.rows import ValidRows
 from dsgg_layers.sampling import (
@@ -131,6 +132,7 @@ __all__ = [
     "MotionFeatureExtractor",
     "MotionInteraction",
     "PairHungarianMatcher",
+    "PairQueries",
     "PairTracks",
     "PredicateAssociationParser",
     "RelationAssignment",
@@ -144,6 +146,7 @@ __all__ = [
     "SpatialTemporalEncoder",
     "TemporalContextEncoder",
     "TemporalDifferenceGuidance",
+    "TemporalMemory",
     "TrackIndex",
     "TransformerDecoder",
     "TransformerDecoderLayer",

@@ -1,0 +1,137 @@
+"""Query scheme of one-stage (DETR-style) video scene graph models: paired queries and a
+temporal memory with learned frame encodings.
+
+ARN (*End-to-End Entity-Predicate Association Reasoning for Dynamic Scene Graph Generation*,
+Sec. 3.1) builds on OED's query scheme:
+
+- :class:`PairQueries` (Eq. 1, Eq. 4): ``Q`` query pairs, a subject half and an object half with
+  paired learned position embeddings ``e^s``, ``e^o``; each predicate branch ``i`` decodes with
+  the positions ``e^o + e^pred_i`` (a learned embedding a branch).
+- :class:`TemporalMemory`: the encoder features of the key frame and its reference frames
+  (OED: 2 reference frames within +-4 frames) with a learned encoding a frame slot, flattened
+  into one memory of ``F * S`` tokens with its mask: what the predicate decoders attend to.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from dsgg_layers._checks import check_positive, check_tensor
+from dsgg_layers.positions import LearnedPositions
+
+__all__ = ["PairQueries", "TemporalMemory"]
+
+
+class PairQueries(nn.Module):
+    """Paired subject / object query positions and the predicate branches' positions.
+
+    Args:
+        num_queries: ``Q``, query pairs a frame.
+        d_model: width ``D``.
+        num_branches: predicate branches (Action Genome: 3).
+
+    Shape:
+        - output of ``forward()``: ``subject_pos`` ``(Q, D)`` (``e^s``), ``object_pos`` ``(Q, D)``
+          (``e^o``) and ``predicate_pos`` ``(num_branches, Q, D)`` (``e^o + e^pred_i``)
+
+    Raises:
+        ValueError: a size is not positive.
+
+    Examples:
+        >>> q = PairQueries(100, 256)
+        >>> pos = q()
+        >>> pos["subject_pos"].shape, pos["predicate_pos"].shape
+        (torch.Size([100, 256]), torch.Size([3, 100, 256]))
+    """
+
+    def __init__(self, num_queries: int, d_model: int, num_branches: int = 3) -> None:
+        super().__init__()
+        check_positive(num_branches, "num_branches")
+        self.num_queries, self.d_model, self.num_branches = num_queries, d_model, num_branches
+        self.subject_pos = LearnedPositions(num_queries, d_model)
+        self.object_pos = LearnedPositions(num_queries, d_model)
+        self.predicate_embed = LearnedPositions(num_branches, d_model)
+
+    def reset_parameters(self) -> None:
+        """Reset the three tables (truncated normal, std 0.02)."""
+        for table in (self.subject_pos, self.object_pos, self.predicate_embed):
+            table.reset_parameters()
+
+    def extra_repr(self) -> str:
+        return f"num_queries={self.num_queries}, d_model={self.d_model}, " \
+            f"num_branches={self.num_branches}"  # fmt: skip
+
+    def forward(self) -> dict[str, Tensor]:
+        """The position embeddings (see Shape)."""
+        e_o = self.object_pos(self.num_queries)
+        return {
+            "subject_pos": self.subject_pos(self.num_queries),
+            "object_pos": e_o,
+            "predicate_pos": e_o.unsqueeze(0) + self.predicate_embed(self.num_branches)[:, None],
+        }
+
+
+class TemporalMemory(nn.Module):
+    """Frame features of a key frame and its references, one memory with learned frame encodings.
+
+    ``memory[f, s] = features[f, s]``, ``pos[f, s] = spatial_pos[f, s] + frame_encoding[f]``
+    (slot ``f = 0`` the key frame, then the references), flattened to ``F * S`` tokens; the
+    tokens of missing reference frames (``frame_mask`` False, e.g. at a video's start) are
+    masked out.
+
+    Args:
+        num_frames: ``F``, frame slots (OED: 1 key + 2 references).
+        d_model: width ``D``.
+
+    Shape:
+        - features: ``(..., F, S, D)``; spatial_pos: broadcastable to it (optional)
+        - frame_mask: ``(..., F)`` bool (optional; default every frame present)
+        - output: ``(memory (..., F*S, D), pos (..., F*S, D), mask (..., F*S))``
+
+    Raises:
+        TypeError, ValueError: a shape or dtype disagrees.
+
+    Examples:
+        >>> tm = TemporalMemory(3, 32)
+        >>> feats = torch.randn(2, 3, 49, 32)            # (key frames, F, 7 x 7, D)
+        >>> memory, pos, mask = tm(feats, frame_mask=torch.tensor([[1, 1, 0], [1, 1, 1]]).bool())
+        >>> memory.shape, int(mask[0].sum()), int(mask[1].sum())
+        (torch.Size([2, 147, 32]), 98, 147)
+    """
+
+    def __init__(self, num_frames: int, d_model: int) -> None:
+        super().__init__()
+        self.num_frames, self.d_model = num_frames, d_model
+        self.frame_encoding = LearnedPositions(num_frames, d_model)
+
+    def reset_parameters(self) -> None:
+        """Reset the frame encodings."""
+        self.frame_encoding.reset_parameters()
+
+    def extra_repr(self) -> str:
+        return f"num_frames={self.num_frames}, d_model={self.d_model}"
+
+    def forward(
+        self,
+        features: Tensor,
+        *,
+        spatial_pos: Tensor | None = None,
+        frame_mask: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """The flattened memory, its positions and its mask."""
+        dims: dict[str, tuple[int, str]] = {}
+        check_tensor(features, "features", ("...", self.num_frames, "S", self.d_model),
+                     dims=dims, dtype="float")  # fmt: skip
+        lead, S = features.shape[:-3], features.shape[-2]
+        enc = self.frame_encoding(self.num_frames).to(features.dtype)[:, None, :]  # (F, 1, D)
+        pos = enc.expand(self.num_frames, S, self.d_model)
+        if spatial_pos is not None:
+            pos = pos + spatial_pos
+        pos = pos.expand(*lead, self.num_frames, S, self.d_model)
+        if frame_mask is None:
+            frame_mask = torch.ones(*lead, self.num_frames, dtype=torch.bool,
+                                    device=features.device)  # fmt: skip
+        check_tensor(frame_mask, "frame_mask", (*lead, self.num_frames), dtype="bool")
+        mask = frame_mask.unsqueeze(-1).expand(*lead, self.num_frames, S)
+        return features.flatten(-3, -2), pos.flatten(-3, -2), mask.flatten(-2)

@@ -1,0 +1,44 @@
+"""ARN / OED query scheme: paired query positions and the temporal memory."""
+
+import pytest
+import torch
+
+from dsgg_layers import PairQueries, TemporalMemory
+
+
+def test_pair_queries_follow_eq_1_and_4():
+    q = PairQueries(5, 8, num_branches=3)
+    pos = q()
+    torch.testing.assert_close(pos["subject_pos"], q.subject_pos.weight)
+    torch.testing.assert_close(pos["object_pos"], q.object_pos.weight)
+    for i in range(3):  # e^o + e^pred_i
+        torch.testing.assert_close(pos["predicate_pos"][i],
+                                   q.object_pos.weight + q.predicate_embed.weight[i])  # fmt: skip
+    sum(v.sum() for v in pos.values()).backward()
+    assert all(p.grad is not None for p in q.parameters())
+    names = {n for m in q.modules() if hasattr(m, "no_weight_decay") and m is not q
+             for n in m.no_weight_decay()}  # fmt: skip
+    assert names == {"weight"}  # every table is a learned position table: no decay
+    assert "num_queries=5" in repr(q)
+
+
+def test_temporal_memory_layout_positions_and_mask():
+    tm = TemporalMemory(3, 4)
+    feats = torch.randn(2, 3, 5, 4)
+    spatial = torch.randn(5, 4)
+    frame_mask = torch.tensor([[True, False, True], [True, True, True]])
+    memory, pos, mask = tm(feats, spatial_pos=spatial, frame_mask=frame_mask)
+    assert memory.shape == pos.shape == (2, 15, 4) and mask.shape == (2, 15)
+    for f in range(3):  # token f * S + s is frame slot f, position s
+        torch.testing.assert_close(memory[:, f * 5 : (f + 1) * 5], feats[:, f])
+        torch.testing.assert_close(pos[0, f * 5 + 2], spatial[2] + tm.frame_encoding.weight[f])
+        assert mask[0, f * 5 : (f + 1) * 5].tolist() == [bool(frame_mask[0, f])] * 5
+    m2, _, k2 = tm(feats)
+    assert k2.all() and torch.equal(m2, memory)
+    compiled = torch.compile(lambda x: tm(x, frame_mask=frame_mask), fullgraph=True)
+    for a, b in zip(compiled(feats), tm(feats, frame_mask=frame_mask), strict=True):
+        torch.testing.assert_close(a, b)
+    with pytest.raises(ValueError, match=r"features: expected shape \(\.\.\., 3, S, 4\)"):
+        tm(torch.randn(2, 2, 5, 4))
+    with pytest.raises(ValueError, match=r"frame_mask: expected shape \(2, 3\)"):
+        tm(feats, frame_mask=torch.ones(2, 2, dtype=torch.bool))
