@@ -14,6 +14,7 @@ the GPU rows of every benchmark in a fixed order, most wanted first, within a ti
    wrapped around it at d = 1936, SGDet and PredCls, the overhead ratio;
 5. TR²'s message token, guidance and sentence classifier (`tr2_blocks.run`): their cost over
    the plain block at d = 1936, inference and a training step;
+5b. ARN's PAP + HA over the plain predicate-decoder layers (`arn_blocks.run`, 64 key frames);
 6. the Action Genome evaluator with its inputs on the GPU (`evaluator.run`);
 7. `examples/mosa.py --device cuda --amp bf16` for a few epochs, with random text embeddings
    (the GPU machine has no open_clip);
@@ -48,6 +49,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import arn_blocks  # noqa: E402
 import evaluator  # noqa: E402
 import mosa_blocks  # noqa: E402
 import relation_block  # noqa: E402
@@ -156,6 +158,7 @@ def main(argv: list[str] | None = None) -> None:
         ("mosa_blocks", lambda: mosa_blocks.run(device, quick=q, threads=threads)),
         ("rsnet_blocks", lambda: rsnet_blocks.run(device, quick=q, threads=threads)),
         ("tr2_blocks", lambda: tr2_blocks.run(device, quick=q, threads=threads)),
+        ("arn_blocks", lambda: arn_blocks.run(device, quick=q, threads=threads)),
         ("evaluator", lambda: evaluator.run(
             device, quick=q, baseline_frames=1000, threads=threads)),
         ("mosa_example", lambda: mosa_epochs(device, q, 1 if q else args.mosa_epochs)),
