@@ -19,6 +19,8 @@
 - :func:`sigmoid_focal_loss` / :class:`SigmoidFocalLoss`: the focal loss of Lin et al. on
   independent sigmoids, the classification loss of DETR-style set prediction (ARN, *End-to-End
   Entity-Predicate Association Reasoning for Dynamic Scene Graph Generation*, Eq. 7).
+- :func:`embedding_alignment_loss`: ARN's L1 alignment of predicate embeddings to CLIP image
+  embeddings (Sec. 3.5; weight 20, its largest term).
 - :func:`sttran_predicate_loss`: the predicate loss STTran's public code trains with on Action
   Genome's three predicate groups (cross-entropy on attention, the margin loss on the sigmoid
   scores of spatial and contacting, or binary cross-entropy with its ``bce_loss`` option).
@@ -42,6 +44,7 @@ __all__ = [
     "SigmoidFocalLoss",
     "category_weighted_bce",
     "class_weights",
+    "embedding_alignment_loss",
     "inverse_log_frequency",
     "label_frequencies",
     "multilabel_focal_loss",
@@ -711,6 +714,70 @@ class SigmoidFocalLoss(nn.Module):
         """The focal loss; see :func:`sigmoid_focal_loss`."""
         return sigmoid_focal_loss(logits, targets, alpha=self.alpha, gamma=self.gamma,
                                   mask=mask, reduction=self.reduction)  # fmt: skip
+
+
+def embedding_alignment_loss(
+    embeddings: Tensor,
+    image_embeddings: Tensor,
+    mask: Tensor | None = None,
+    *,
+    normalize: bool = True,
+    reduction: Reduction = "mean",
+) -> Tensor:
+    """L1 distance between predicate embeddings and CLIP image embeddings (ARN, Sec. 3.5).
+
+    ARN follows earlier work in pulling its predicate embeddings (the predicate features
+    projected to the text width, what its triplet classifier compares with the text rows)
+    towards CLIP's image embeddings with an L1 loss of weight 20. The paper does not say which
+    image embedding: the default of the reference assembly is the whole frame's, as in the work
+    it follows (pass a union-crop embedding per pair for the other reading). ``normalize``
+    L2-normalises both sides first (CLIP's embedding space is compared by angle; without it the
+    loss also pulls the norms).
+
+    Args:
+        embeddings: ``(..., E)`` predicate embeddings.
+        image_embeddings: CLIP image embeddings broadcastable to ``embeddings`` (e.g.
+            ``(frames, 1, E)`` for one per frame).
+        mask: ``(...)`` ``True`` for the embeddings to count (matched queries).
+        normalize: L2-normalise both sides.
+        reduction: ``"mean"`` (over counted elements, as ``nn.L1Loss``), ``"sum"`` or ``"none"``
+            (``(...)``, the per-embedding mean absolute difference).
+
+    Shape:
+        - embeddings: ``(..., E)``; image_embeddings: broadcastable; mask: ``(...)``
+        - output: scalar, or ``(...)`` with ``"none"``
+
+    Raises:
+        TypeError, ValueError: shapes or dtypes disagree.
+
+    Examples:
+        >>> e = torch.tensor([[3.0, 4.0]])
+        >>> embedding_alignment_loss(e, torch.tensor([[0.6, 0.8]]))        # same direction
+        tensor(0.)
+        >>> embedding_alignment_loss(e, torch.tensor([[0.0, 0.0]]), normalize=False)
+        tensor(3.5000)
+    """
+    check_tensor(embeddings, "embeddings", ("...", "E"), dtype="float")
+    check_tensor(image_embeddings, "image_embeddings", ("...", embeddings.shape[-1]),
+                 dtype="float")  # fmt: skip
+    check_choice(reduction, "reduction", ("mean", "sum", "none"))
+    try:
+        target = image_embeddings.expand_as(embeddings)
+    except RuntimeError:
+        raise ValueError(
+            f"image_embeddings: expected a shape that broadcasts to {tuple(embeddings.shape)}, "
+            f"got {tuple(image_embeddings.shape)}"
+        ) from None
+    x, y = embeddings, target.to(embeddings.dtype)
+    if mask is not None:
+        check_tensor(mask, "mask", tuple(embeddings.shape[:-1]), dtype="bool")
+        x, y = x.masked_fill(~mask.unsqueeze(-1), 0.0), y.masked_fill(~mask.unsqueeze(-1), 0.0)
+    if normalize:
+        x, y = F.normalize(x, dim=-1), F.normalize(y, dim=-1)
+    loss = (x - y).abs().mean(-1)
+    if mask is not None:
+        loss = loss.masked_fill(~mask, 0.0)
+    return _masked_reduce(loss, mask, reduction)
 
 
 def sttran_predicate_loss(

@@ -15,6 +15,7 @@ from dsgg_layers import (
     SigmoidFocalLoss,
     category_weighted_bce,
     class_weights,
+    embedding_alignment_loss,
     inverse_log_frequency,
     label_frequencies,
     multilabel_focal_loss,
@@ -474,3 +475,32 @@ def test_sigmoid_focal_is_bce_stable_masked_and_defined_on_empty_input():
         sigmoid_focal_loss(x, y[:, :2])
     with pytest.raises(ValueError, match="gamma: expected a value >= 0"):
         SigmoidFocalLoss(gamma=-1.0)
+
+
+# ------------------------------------------------------ ARN's L1 alignment to CLIP embeddings
+
+
+def test_embedding_alignment_is_l1_masked_and_broadcasts_per_frame():
+    g = torch.Generator().manual_seed(0)
+    e = torch.randn(2, 5, 8, generator=g, dtype=torch.float64)
+    img = torch.randn(2, 1, 8, generator=g, dtype=torch.float64)  # one embedding a frame
+    want = torch.nn.L1Loss()(e, img.expand_as(e))
+    torch.testing.assert_close(embedding_alignment_loss(e, img, normalize=False), want)
+    unit = lambda v: v / v.norm(dim=-1, keepdim=True)  # noqa: E731
+    torch.testing.assert_close(embedding_alignment_loss(e, img),
+                               (unit(e) - unit(img)).abs().mean())  # fmt: skip
+    mask = torch.rand(2, 5, generator=g) > 0.4
+    mask[0, 0] = True
+    dirty = e.masked_fill(~mask.unsqueeze(-1), float("nan")).requires_grad_()
+    out = embedding_alignment_loss(dirty, img, mask)
+    torch.testing.assert_close(out, embedding_alignment_loss(e[mask], img.expand_as(e)[mask]))
+    out.backward()
+    assert torch.isfinite(dirty.grad).all() and (dirty.grad[~mask] == 0).all()
+    x = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    y = torch.randn(3, 4, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda v: embedding_alignment_loss(v, y), (x,))
+    assert embedding_alignment_loss(torch.zeros(0, 4), torch.zeros(0, 4)).item() == 0
+    with pytest.raises(ValueError, match="image_embeddings: expected a shape that broadcasts"):
+        embedding_alignment_loss(e, torch.randn(3, 1, 8, dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"image_embeddings: expected shape \(\.\.\., 8\)"):
+        embedding_alignment_loss(e, torch.randn(2, 1, 4, dtype=torch.float64))
