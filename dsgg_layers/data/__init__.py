@@ -3,6 +3,7 @@
 from dsgg_layers.data.action_genome import ActionGenome, write_action_genome
 from dsgg_layers.data.graph import VideoGraph, VideoGraphDataset
 from dsgg_layers.data.probe import motion_probe
+from dsgg_layers.data.render import render_maps
 from dsgg_layers.data.synthetic import MOTION_PREDICATES, SyntheticActionGenome, SyntheticConfig
 
 __all__ = [
@@ -13,5 +14,6 @@ __all__ = [
     "VideoGraph",
     "VideoGraphDataset",
     "motion_probe",
+    "render_maps",
     "write_action_genome",
 ]
