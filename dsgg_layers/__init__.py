@@ -81,7 +81,7 @@ from dsgg_layers.motion import (
 )
 from dsgg_layers.pooling import MaskedPooling, masked_pool
 from dsgg_layers.positions import LearnedPositions, sinusoidal_positions
-from dsgg_layers.queries import PairQueries, TemporalMemory
+from dsgg_layers.queries import PairQueries, TemporalMemory, reference_frames
 from dsgg_layers.relation import SpatialTemporalEncoder
 from dsgg_layers.rows import ValidRows
 from dsgg_layers.sampling import (
@@ -195,6 +195,7 @@ __all__ = [
     "person_object_pairs",
     "prepend_tokens",
     "previous_frame_index",
+    "reference_frames",
     "relation_text_targets",
     "sigmoid_focal_loss",
     "sinusoidal_positions",

@@ -10,17 +10,21 @@ Sec. 3.1) builds on OED's query scheme:
 - :class:`TemporalMemory`: the encoder features of the key frame and its reference frames
   (OED: 2 reference frames within +-4 frames) with a learned encoding a frame slot, flattened
   into one memory of ``F * S`` tokens with its mask: what the predicate decoders attend to.
+- :func:`reference_frames`: which frames are the references of every key frame (the nearest
+  existing ones within the window, or a random draw of them), batched.
 """
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from torch import Tensor, nn
 
-from dsgg_layers._checks import check_positive, check_tensor
+from dsgg_layers._checks import check_choice, check_positive, check_tensor
 from dsgg_layers.positions import LearnedPositions
 
-__all__ = ["PairQueries", "TemporalMemory"]
+__all__ = ["PairQueries", "TemporalMemory", "reference_frames"]
 
 
 class PairQueries(nn.Module):
@@ -135,3 +139,75 @@ class TemporalMemory(nn.Module):
         check_tensor(frame_mask, "frame_mask", (*lead, self.num_frames), dtype="bool")
         mask = frame_mask.unsqueeze(-1).expand(*lead, self.num_frames, S)
         return features.flatten(-3, -2), pos.flatten(-3, -2), mask.flatten(-2)
+
+
+def reference_frames(
+    frame_mask: Tensor,
+    num_references: int = 2,
+    window: int = 4,
+    *,
+    mode: Literal["nearest", "random"] = "nearest",
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, Tensor]:
+    """The reference frames of every key frame: existing frames within ``+-window``, not itself.
+
+    ``"nearest"`` takes them by distance (the previous frame before the next at equal
+    distance: ``t-1, t+1, t-2, t+2, ...``), a deterministic choice for evaluation;
+    ``"random"`` draws them uniformly among the window's existing frames (training, as OED
+    samples its references). A key frame with fewer candidates gets invalid slots (its own index,
+    ``valid`` False): give ``valid`` to :class:`TemporalMemory` as the frame mask of those slots.
+
+    Args:
+        frame_mask: ``(..., T)`` bool, ``True`` where a frame exists.
+        num_references: ``R``, references a key frame (OED: 2).
+        window: the largest distance (OED: 4).
+        mode: ``"nearest"`` or ``"random"``.
+        generator: the random draw's generator (``"random"``).
+
+    Returns:
+        ``(index, valid)``, both ``(..., T, R)``: frame indices into ``T``, and which are real.
+
+    Raises:
+        TypeError, ValueError: ``frame_mask`` is not bool, or a size or option is invalid.
+
+    Examples:
+        >>> mask = torch.tensor([True, True, False, True, True])     # frame 2 is missing
+        >>> index, valid = reference_frames(mask, 2, 2)
+        >>> index.tolist()
+        [[1, 0], [0, 3], [1, 3], [4, 1], [3, 4]]
+        >>> valid[0].tolist(), valid[4].tolist()      # frames 0 and 4 have one reference only
+        ([True, False], [True, False])
+    """
+    check_tensor(frame_mask, "frame_mask", ("...", "T"), dtype="bool")
+    check_positive(num_references, "num_references")
+    check_positive(window, "window")
+    check_choice(mode, "mode", ("nearest", "random"))
+    T = frame_mask.shape[-1]
+    device = frame_mask.device
+    distance = torch.arange(1, window + 1, device=device).repeat_interleave(2)
+    offsets = distance * torch.tensor([-1, 1], device=device).repeat(window)  # -1, 1, -2, 2, ...
+    t = torch.arange(T, device=device)
+    cand = t[:, None] + offsets  # (T, 2W)
+    inside = (cand >= 0) & (cand < T)
+    cand_c = cand.clamp(0, max(T - 1, 0))
+    lead = frame_mask.shape[:-1]
+    exists = (
+        torch.gather(frame_mask.unsqueeze(-2).expand(*lead, T, T), -1, cand_c.expand(*lead, T, -1))
+        & inside
+    )  # (..., T, 2W)
+    if mode == "nearest":
+        order = torch.arange(offsets.numel(), device=device, dtype=torch.float32)
+        priority = order.expand(exists.shape)
+    else:
+        priority = torch.rand(exists.shape, generator=generator).to(device)
+    priority = torch.where(exists, priority, torch.full_like(priority, float("inf")))
+    k = min(num_references, offsets.numel())
+    chosen = priority.topk(k, dim=-1, largest=False).indices  # (..., T, k)
+    valid = torch.gather(exists, -1, chosen)
+    index = torch.gather(cand_c.expand(*lead, T, -1), -1, chosen)
+    index = torch.where(valid, index, t[:, None].expand_as(index))
+    if k < num_references:  # more references asked than the window holds
+        pad = (*index.shape[:-1], num_references - k)
+        index = torch.cat((index, t[:, None].expand(pad)), -1)
+        valid = torch.cat((valid, valid.new_zeros(pad)), -1)
+    return index, valid

@@ -2,8 +2,11 @@
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dsgg_layers import PairQueries, TemporalMemory
+from dsgg_layers.queries import reference_frames
 
 
 def test_pair_queries_follow_eq_1_and_4():
@@ -42,3 +45,39 @@ def test_temporal_memory_layout_positions_and_mask():
         tm(torch.randn(2, 2, 5, 4))
     with pytest.raises(ValueError, match=r"frame_mask: expected shape \(2, 3\)"):
         tm(feats, frame_mask=torch.ones(2, 2, dtype=torch.bool))
+
+
+def loop_references(mask, R, W, t):
+    """The nearest existing frames within W of t, previous before next at equal distance."""
+    T = len(mask)
+    order = [t + s * d for d in range(1, W + 1) for s in (-1, 1)]
+    return [c for c in order if 0 <= c < T and mask[c]][:R]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.booleans(), min_size=1, max_size=12), st.integers(1, 4), st.integers(1, 5))
+def test_nearest_references_match_a_loop(mask, R, W):
+    m = torch.tensor(mask)
+    index, valid = reference_frames(m, R, W)
+    assert index.shape == valid.shape == (len(mask), R)
+    for t in range(len(mask)):
+        want = loop_references(mask, R, W, t)
+        got = index[t][valid[t]].tolist()
+        assert got == want
+        assert (index[t][~valid[t]] == t).all()
+
+
+def test_random_references_stay_in_the_window_and_are_seeded():
+    mask = torch.rand(3, 20, generator=torch.Generator().manual_seed(0)) > 0.3
+    a, va = reference_frames(mask, 2, 4, mode="random", generator=torch.Generator().manual_seed(1))
+    b, vb = reference_frames(mask, 2, 4, mode="random", generator=torch.Generator().manual_seed(1))
+    assert torch.equal(a, b) and torch.equal(va, vb)
+    t = torch.arange(20)[:, None]
+    dist = (a - t).abs()
+    assert ((dist >= 1) & (dist <= 4))[va].all()
+    assert torch.gather(mask, 1, a.flatten(1)).view_as(a)[va].all()  # only existing frames
+    assert (a[..., 0] != a[..., 1])[va.all(-1)].all()  # two different references
+    with pytest.raises(ValueError, match="mode: expected one of"):
+        reference_frames(mask, mode="all")
+    with pytest.raises(TypeError, match="frame_mask"):
+        reference_frames(mask.float())
