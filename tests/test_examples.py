@@ -349,3 +349,57 @@ def test_tr2_quick_ablation_table(tr2, tmp_path):
     assert rows["difference (Eq. 2)"]["paper R@10"] == 70.9
     assert (tmp_path / "direct" / "results.json").is_file()
     assert json.loads((tmp_path / "comparison.json").read_text())["Table III"] == rows
+
+
+# ---------------------------------------------------------------------------------- ARN
+
+
+@pytest.fixture(scope="module")
+def arn():
+    return _load("arn")
+
+
+def test_arn_quick_run_is_one_stage_sgdet(arn, tmp_path):
+    summary = arn.main(["--quick", "--random-text", "--out", str(tmp_path), "--threads", "2"])
+    results = summary["results_tensors"]
+    assert set(results) == {"sgdet"}
+    assert {"with/R@20", "no/R@50", "no/mR@10"} <= set(results["sgdet"])
+    assert set(summary["history"][0]) >= {"object", "predicate", "box_l1", "box_giou"}
+    assert (tmp_path / "arn.pt").is_file()
+
+
+def test_arn_model_contract_gradients_and_ladder_flags(arn):
+    args = harness.make_parser(arn.ASSEMBLY).parse_args(["--quick", "--random-text"])
+    data = harness.load_data(args)
+    model = arn.build_model(args, data)
+    batch, rows = harness._collate(data.train[:2])
+    losses = model(batch, rows=rows)
+    assert set(losses) == {"object", "predicate", "box_l1", "box_giou"}
+    assert all(torch.isfinite(v) for v in losses.values())
+    sum(losses.values()).backward()
+    assert model.reasoning.ha[0].linear.weight.grad.abs().sum() > 0  # HA learns
+    assert model.reasoning.pap.attention[1].reduce[0].weight.grad.abs().sum() > 0
+    assert model.heads["contacting"].matcher.text_embeddings.grad.abs().sum() > 0  # CLIP rows
+    assert model.sub_box[0].weight.grad.abs().sum() > 0
+    model.eval()
+    test, test_rows = harness._collate(data.test["sgdet"][:2])
+    with torch.no_grad():
+        preds = model(test, task="sgdet", rows=test_rows)
+    Q = model.queries.num_queries
+    assert preds["predicate_scores"].shape == (*test.frame_mask.shape, Q, 26)
+    assert torch.equal(preds["mask"].any(-1), test.ground_truth.frame_mask)
+    assert (preds["object_labels"][preds["mask"]] >= 1).all()  # never the person as object
+    w, h = test.image_size[0].tolist()
+    boxes = preds["object_boxes"][preds["mask"]]
+    assert (boxes[:, 0::2] <= w + 1e-3).all() and (boxes[:, 1::2] <= h + 1e-3).all()
+    for flags, check in [
+        (["--no-pap"], lambda m: m.reasoning is None),
+        (["--no-ha"], lambda m: m.reasoning.ha is None),
+        (["--classifier", "linear"], lambda m: isinstance(m.heads["spatial"], torch.nn.Linear)),
+        (["--loss", "ce"], lambda m: m.object_head.out_features == 37),
+    ]:
+        a = harness.make_parser(arn.ASSEMBLY).parse_args(["--quick", "--random-text", *flags])
+        m = arn.build_model(a, data)
+        assert check(m), flags
+        assert set(m(batch, rows=rows)) == {"object", "predicate", "box_l1", "box_giou"}
+    assert list(arn.LADDER) == list(arn.PAPER_TABLE_3)

@@ -70,19 +70,19 @@ def render_maps(
         raise ValueError("graph: expected subject, object and union features to render")
     subj, obj = graph.normalized_boxes()
     boxes = (subj, obj, box_union(subj, obj))
-    centre = (torch.arange(size, dtype=torch.float32) + 0.5) / size
+    centre = (torch.arange(size, dtype=torch.float32, device=graph.mask.device) + 0.5) / size
     mask = graph.mask
     maps = []
     for i, (box, f) in enumerate(zip(boxes, feats, strict=True)):
         x_in = (centre >= box[..., 0:1]) & (centre <= box[..., 2:3])  # (B, T, P, W)
         y_in = (centre >= box[..., 1:2]) & (centre <= box[..., 3:4])  # (B, T, P, H)
         cover = (y_in.unsqueeze(-1) & x_in.unsqueeze(-2) & mask[..., None, None]).float()
-        proj = f.float() @ _projection(f.shape[-1], channels, seed * 3 + i)  # (B, T, P, C)
+        proj = f.float() @ _projection(f.shape[-1], channels, seed * 3 + i).to(f.device)
         total = torch.einsum("btphw,btpc->btchw", cover, proj)
         count = cover.sum(2).unsqueeze(2)  # (B, T, 1, H, W)
         maps.append(total / count.clamp(min=1))
     out = torch.cat(maps, 2)
     if noise:
         g = torch.Generator().manual_seed(seed + 1)
-        out = out + noise * torch.randn(out.shape, generator=g)
+        out = out + noise * torch.randn(out.shape, generator=g).to(out.device)
     return out
