@@ -314,6 +314,7 @@ def add_arguments(p: argparse._ActionsContainer) -> None:
     p.add_argument("--d-model", type=int, default=64)
     p.add_argument("--queries", type=int, default=8, help="query pairs a frame")
     p.add_argument("--grid", type=int, default=32, help="side of the rendered maps")
+    p.add_argument("--patch", type=int, default=4, help="side of an encoder patch (token)")
     p.add_argument("--loss", choices=("focal", "ce"), default="focal")
     p.add_argument("--classifier", choices=("clip", "linear"), default="clip")
     p.add_argument("--no-pap", action="store_true", help="ablation: no PAP (and no HA)")
@@ -330,6 +331,7 @@ def build_model(args: argparse.Namespace, data: Data) -> ARN:
         text[g] = flat.view(len(rows), len(rows[0]), flat.shape[-1])
     channels = 3 * 8  # render_maps: three groups of 8 channels
     return ARN(channels, text, d_model=args.d_model, num_queries=args.queries, grid=args.grid,
+               patch=args.patch,
                loss=args.loss, classifier=args.classifier, pap=not args.no_pap,
                ha=not (args.no_pap or args.no_ha))  # fmt: skip
 
