@@ -333,6 +333,10 @@ class TripletCategoryClassifier(nn.Module):
             (:func:`dsgg_layers.text.arn_prompts`, one sentence per predicate and object).
         trainable_text: fine-tune the text rows (default ``True``, as ARN).
         temperature: initial temperature (default CLIP's 0.07).
+        prior: the initial probability of every category, set through the shared bias
+            (``-log((1 - prior) / prior)``, Lin et al.'s focal-loss initialisation: with
+            hundreds of categories and a bias of 0, the first steps of a focal loss are spent
+            pushing every negative down); ``None`` keeps the bias at 0.
 
     Shape:
         - input: ``(..., D)``
@@ -358,18 +362,26 @@ class TripletCategoryClassifier(nn.Module):
         *,
         trainable_text: bool = True,
         temperature: float = 0.07,
+        prior: float | None = 0.01,
     ) -> None:
         super().__init__()
         check_tensor(text_embeddings, "text_embeddings", ("P", "O", "E"), dtype="float")
+        if prior is not None and not 0.0 < prior < 1.0:
+            raise ValueError(f"prior: expected None or a probability in (0, 1), got {prior}")
+        self.prior = prior
         self.num_predicates, self.num_objects, _ = text_embeddings.shape
         self.matcher = ActionSemanticMatcher(
             in_features, text_embeddings.flatten(0, 1), similarity="cosine",
             temperature=temperature, trainable_text=trainable_text,
         )  # fmt: skip
+        self.reset_parameters()
 
     def reset_parameters(self) -> None:
         """Reset the projection, temperature and bias (the text rows keep their values)."""
         self.matcher.reset_parameters()
+        if self.prior is not None and self.matcher.logit_bias is not None:
+            with torch.no_grad():
+                self.matcher.logit_bias.fill_(-math.log((1 - self.prior) / self.prior))
 
     def no_weight_decay(self) -> set[str]:
         """The matcher's temperature and bias, and the text rows (initialised from CLIP: decay

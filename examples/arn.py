@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -135,11 +136,16 @@ class ARN(nn.Module):
         )
         self.sub_box, self.obj_box = _mlp(d_model, 4), _mlp(d_model, 4)
         self.object_head = nn.Linear(d_model, NUM_OBJECTS + (1 if loss == "ce" else 0))
+        if loss == "focal":  # Lin et al.'s prior: every class starts at 1%
+            nn.init.constant_(self.object_head.bias, -math.log(99.0))
         if classifier == "clip":
             self.heads = nn.ModuleDict({g: TripletCategoryClassifier(d_model, text[g])
                                         for g in GROUPS})  # fmt: skip
         else:
             self.heads = nn.ModuleDict({g: nn.Linear(d_model, text[g].shape[0]) for g in GROUPS})
+            if loss == "focal":
+                for head in self.heads.values():
+                    nn.init.constant_(head.bias, -math.log(99.0))
         self.matcher = PairHungarianMatcher(
             class_activation="softmax" if loss == "ce" else "sigmoid"
         )

@@ -212,3 +212,8 @@ def test_triplet_categories_max_targets_and_loop_reference():
     with pytest.raises(ValueError, match=r"text_embeddings: expected shape \(P, O, E\)"):
         TripletCategoryClassifier(5, torch.randn(3, 8))
     assert "predicates=3, objects=4" in repr(clf)
+    # the focal-loss prior: every category starts near 1% (cosine in [-1, 1] times 1 / 0.07)
+    assert clf.matcher.logit_bias.item() == pytest.approx(-math.log(99.0))
+    assert TripletCategoryClassifier(5, table, prior=None).matcher.logit_bias.item() == 0
+    with pytest.raises(ValueError, match=r"prior: expected None or a probability in \(0, 1\)"):
+        TripletCategoryClassifier(5, table, prior=1.0)
