@@ -46,7 +46,6 @@ from dsgg_layers import (  # noqa: E402
 from dsgg_layers._checks import check_choice  # noqa: E402
 from dsgg_layers.data import SyntheticActionGenome, SyntheticConfig, VideoGraph  # noqa: E402
 from dsgg_layers.metrics import predicate_probabilities  # noqa: E402
-from dsgg_layers.temporal import previous_frame_index  # noqa: E402
 from dsgg_layers.vocab import OBJECT_CLASSES, PREDICATE_GROUPS, PREDICATES  # noqa: E402
 
 # STTran on Action Genome, as the MoSA paper reports it (Tables 1-2): R@10/20/50 and mR@10/20/50,
@@ -178,20 +177,6 @@ def unannotated_detections(videos: list[VideoGraph]) -> tuple[float, float]:
     return sum(tracks) / len(tracks), sum(unmatched) / len(unmatched)
 
 
-def label_change_share(videos: list[VideoGraph]) -> float:
-    """Share of ground-truth pair-frames (with a previous frame) whose label set differs."""
-    changed = total = 0
-    for v in videos:
-        mask, rel = v.mask[0], v.relations[0]
-        prev = previous_frame_index(mask)
-        has_prev = (prev >= 0) & mask
-        before = torch.gather(rel, 0, prev.clamp(min=0).unsqueeze(-1).expand_as(rel))
-        differs = (before != rel).any(-1) & has_prev
-        changed += int(differs.sum())
-        total += int(has_prev.sum())
-    return changed / max(total, 1)
-
-
 def group_mutual_information(videos: list[VideoGraph]) -> dict[str, float]:
     """Mutual information (bits) between the attention predicate of a pair-frame and each of its
     spatial / contacting predicates (every label pair of a pair-frame counted once)."""
@@ -296,7 +281,7 @@ def main(argv: list[str] | None = None) -> None:
     print("# Synthetic benchmark profile\n")
     print(f"- SGDet: {n_tracks:.1f} detected pair tracks a test video, {n_unmatched:.1f} of them "
           "matching no annotated pair (RS-Net's negatives)")  # fmt: skip
-    print(f"- relation changes: {100 * label_change_share(train):.1f}% of ground-truth "
+    print(f"- relation changes: {100 * harness.label_change_share(train):.1f}% of ground-truth "
           "pair-frames differ from the pair's previous frame (TR²)")  # fmt: skip
     print(f"- group association: MI(attention; spatial) = {mi['spatial']:.3f} bits, "
           f"MI(attention; contacting) = {mi['contacting']:.3f} bits (ARN)\n")  # fmt: skip

@@ -27,7 +27,6 @@ which rendered maps do not have: it is off here (`embedding_alignment_loss` is t
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from collections.abc import Sequence
@@ -381,9 +380,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         rows[name] |= dict(zip(("paper R@10", "paper mR@10"), PAPER_TABLE_3[name], strict=True))
     cols = (*METRICS, "with R@20", "paper R@10", "paper mR@10")
     text = harness.results_table("Table 3 rows, SGDet no constraint (%)", rows, cols)
-    print("\n" + text)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "comparison.json").write_text(json.dumps(rows, indent=1))
+    harness.save_comparison(out, rows, text)
     return {"report": rows, "summaries": summaries, "text": text}
 
 

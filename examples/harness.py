@@ -51,7 +51,7 @@ from torch import Tensor, nn
 from dsgg_layers import BucketBatchSampler, ValidRows, bucket_batches, label_frequencies
 from dsgg_layers._checks import check_choice
 from dsgg_layers.data import ActionGenome, SyntheticActionGenome, SyntheticConfig, VideoGraph
-from dsgg_layers.message import change_share
+from dsgg_layers.message import change_share, label_changes
 from dsgg_layers.metrics import ActionGenomeEvaluator, format_results
 from dsgg_layers.text import class_words, encode_prompts
 from dsgg_layers.vocab import OBJECT_CLASSES, PREDICATES
@@ -64,10 +64,12 @@ __all__ = [
     "autocast",
     "change_strata",
     "evaluate",
+    "label_change_share",
     "load_data",
     "make_loader",
     "make_parser",
     "object_predictions",
+    "pair_input_dim",
     "pair_inputs",
     "param_groups",
     "parameter_count",
@@ -76,6 +78,7 @@ __all__ = [
     "results_table",
     "run",
     "run_variants",
+    "save_comparison",
     "seed_everything",
     "synthetic_changes",
     "text_embeddings",
@@ -372,6 +375,23 @@ def make_loader(
 
 
 # ------------------------------------------------------------------------- model-side helpers
+
+
+def pair_input_dim(feature_dim: int, union_dim: int, class_semantics: Tensor) -> int:
+    """The width of :func:`pair_inputs`: ``2 F + U + S + 8`` (subject, object, union, class
+    semantics, two normalised boxes)."""
+    return 2 * feature_dim + union_dim + class_semantics.shape[1] + 8
+
+
+def label_change_share(videos: Iterable[VideoGraph]) -> float:
+    """The share of annotated pair-frames (with an earlier frame) whose label set differs from
+    the pair's previous frame, pooled over ``videos`` (their ground truth)."""
+    changed = total = 0
+    for v in videos:  # the videos of a split, once: a statistic, not a forward pass
+        g = v.ground_truth
+        c, valid = label_changes(g.relations.bool(), g.mask)
+        changed, total = changed + int(c.sum()), total + int(valid.sum())
+    return changed / max(total, 1)
 
 
 def pair_inputs(
@@ -779,6 +799,14 @@ def run_variants(
         folder = name.split(" (")[0].replace(" ", "_").replace("/", "_")
         summaries[name] = run(assembly, [*argv, *flags, "--out", str(out / folder)])
     return summaries
+
+
+def save_comparison(out: Path, report: Any, text: str) -> None:
+    """Print a comparison's tables and write its report to ``out/comparison.json``."""
+    print("\n" + text)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "comparison.json").write_text(json.dumps(report, indent=1))
+    print(f"saved comparison.json in {out}")
 
 
 def parameter_count(model: nn.Module) -> int:

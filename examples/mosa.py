@@ -59,6 +59,7 @@ from harness import (
     Assembly,
     Data,
     object_predictions,
+    pair_input_dim,
     pair_inputs,
     run,
     text_embeddings,
@@ -112,7 +113,7 @@ class MoSA(nn.Module):
     ) -> None:
         super().__init__()
         self.register_buffer("class_semantics", class_semantics.float())
-        in_dim = 2 * feature_dim + union_dim + class_semantics.shape[1] + 8  # harness.pair_inputs
+        in_dim = pair_input_dim(feature_dim, union_dim, class_semantics)
         self.pair_proj = nn.Sequential(nn.Linear(in_dim, d_model), nn.LayerNorm(d_model))
         layer = lambda: TransformerEncoderLayer(d_model, nhead, dim_feedforward, dropout)  # noqa: E731
         self.spatial = TransformerEncoder(layer(), spatial_layers)

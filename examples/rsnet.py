@@ -31,7 +31,6 @@ under --out/<variant>/ and the comparison to --out/comparison.json.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Sequence
@@ -131,7 +130,7 @@ class STTranRSNet(nn.Module):
     ) -> None:
         super().__init__()
         self.register_buffer("class_semantics", class_semantics.float())
-        in_dim = 2 * feature_dim + union_dim + class_semantics.shape[1] + 8  # pair_inputs
+        in_dim = harness.pair_input_dim(feature_dim, union_dim, class_semantics)
         # The baseline's modules first, from the global seed: the same weights with or without
         # RS-Net. RS-Net's parts (and the heads, whose width depends on the fusion) draw from
         # a stream of their own, so that adding them changes nothing else.
@@ -419,10 +418,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "training pairs per SGDet video (mean): " + ", ".join(f"{k} {v}" for k, v in stats.items())
     )
     text = "\n\n".join(lines)
-    print("\n" + text)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "comparison.json").write_text(json.dumps(report, indent=1))
-    print(f"saved comparison.json in {out}")
+    harness.save_comparison(out, report, text)
     return {"report": report, "summaries": summaries, "text": text}
 
 

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -51,7 +50,6 @@ from dsgg_layers import (
     TemporalDifferenceGuidance,
     ValidRows,
     inverse_log_frequency,
-    label_changes,
     multilabel_focal_loss,
     softmax_focal_loss,
 )
@@ -138,7 +136,7 @@ class TR2(nn.Module):
     ) -> None:
         super().__init__()
         self.register_buffer("class_semantics", class_semantics.float())
-        in_dim = 2 * feature_dim + union_dim + class_semantics.shape[1] + 8  # harness.pair_inputs
+        in_dim = harness.pair_input_dim(feature_dim, union_dim, class_semantics)
         self.pair_proj = nn.Sequential(nn.Linear(in_dim, d_model), nn.LayerNorm(d_model))
         self.encoder = SpatialTemporalEncoder(
             d_model, nhead, dim_feedforward, dropout=dropout, positions=positions,
@@ -325,18 +323,8 @@ def build_model(args: argparse.Namespace, data: Data) -> TR2:
         classifier=args.classifier, positions=args.positions, first=args.first,
         object_weight=args.object_weight, gamma=args.gamma, guidance_weight=args.guidance_weight,
     )  # fmt: skip
-    model.train_change_share = training_change_share(data.train)
+    model.train_change_share = harness.label_change_share(data.train)
     return model
-
-
-def training_change_share(videos: Sequence[VideoGraph]) -> float:
-    """The share of annotated pair-frames (with an earlier frame) whose label set differs from
-    the pair's previous frame, over the training videos."""
-    changed = total = 0
-    for v in videos:
-        c, valid = label_changes(v.relations.bool(), v.mask)
-        changed, total = changed + int(c.sum()), total + int(valid.sum())
-    return changed / max(total, 1)
 
 
 ASSEMBLY = Assembly(
@@ -418,10 +406,7 @@ def compare(argv: list[str], which: str, out: Path) -> dict[str, Any]:
         "pair's previous frame; R@20 s<i>: PredCls R@20 in change-share stratum i"
     )
     text = "\n\n".join(lines)
-    print("\n" + text)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "comparison.json").write_text(json.dumps(report, indent=1))
-    print(f"saved comparison.json in {out}")
+    harness.save_comparison(out, report, text)
     return {"report": report, "summaries": summaries, "text": text}
 
 
