@@ -29,9 +29,9 @@ import torch
 from dsgg_layers import AssociationReasoning, TemporalMemory, TransformerDecoderLayer
 
 try:  # run as a script (benchmarks/ on the path) or imported by gpu_suite.py
-    from mosa_blocks import best_of
+    from mosa_blocks import variant_rows
 except ImportError:  # pragma: no cover
-    from benchmarks.mosa_blocks import best_of
+    from benchmarks.mosa_blocks import variant_rows
 
 
 class Stage(torch.nn.Module):
@@ -100,21 +100,7 @@ def run(
         m(*inputs).backward()
         m.zero_grad(set_to_none=True)
 
-    for m in models.values():  # first calls pay one-off costs (thread pools, kernels): not timed
-        with torch.no_grad():
-            m(*inputs)
-        step(m)
-    base: dict[str, float] = {}
-    for name, m in models.items():
-        with torch.no_grad():
-            t_inf = best_of(lambda m=m: m(*inputs), device, 2)
-        t_train = best_of(lambda m=m: step(m), device, 2)
-        base = base or {"inf": t_inf, "train": t_train}
-        params = sum(p.numel() for p in m.parameters()) / 1e6
-        lines.append(
-            f"| {name} | {params:.2f} | {t_inf:.3f} | {t_inf / base['inf']:.2f}x | "
-            f"{t_train:.3f} | {t_train / base['train']:.2f}x |"
-        )
+    lines += variant_rows(models, lambda m: m(*inputs), step, device, digits=2)
     return "\n".join(lines)
 
 

@@ -48,6 +48,33 @@ def batches(g, max_videos: int, device):
     return out
 
 
+def variant_rows(models: dict, infer, train, device, digits: int = 1) -> list[str]:
+    """Markdown rows ``| name | params (M) | inference (s) | / first | training step (s) |
+    / first |`` of every model, the first being the reference. ``infer(m)`` runs inference
+    (under ``no_grad``, in eval mode), ``train(m)`` a training step (train mode). Every model is
+    run once before any timing: first calls pay one-off costs (thread pools, kernels)."""
+    for m in models.values():
+        m.eval()
+        with torch.no_grad():
+            infer(m)
+        m.train()
+        train(m)
+    rows, base = [], None
+    for name, m in models.items():
+        m.eval()
+        with torch.no_grad():
+            t_inf = best_of(lambda m=m: infer(m), device, 2)
+        m.train()
+        t_train = best_of(lambda m=m: train(m), device, 2)
+        base = base or (t_inf, t_train)
+        params = sum(p.numel() for p in m.parameters()) / 1e6
+        rows.append(
+            f"| {name} | {params:.{digits}f} | {t_inf:.3f} | {t_inf / base[0]:.2f}x | "
+            f"{t_train:.3f} | {t_train / base[1]:.2f}x |"
+        )
+    return rows
+
+
 def best_of(fn, device, repeats: int = 3) -> float:
     fn()  # warm-up
     times = []

@@ -41,9 +41,9 @@ from dsgg_layers.data import SyntheticActionGenome, SyntheticConfig
 from dsgg_layers.vocab import OBJECT_CLASSES, PREDICATE_GROUPS
 
 try:  # run as a script (benchmarks/ on the path) or imported by gpu_suite.py
-    from mosa_blocks import best_of
+    from mosa_blocks import variant_rows
 except ImportError:  # pragma: no cover
-    from benchmarks.mosa_blocks import best_of
+    from benchmarks.mosa_blocks import variant_rows
 
 TEXT = 512  # CLIP ViT-B/32's text width
 
@@ -145,19 +145,7 @@ def run(
             m(*batch).backward()
         m.zero_grad(set_to_none=True)
 
-    base: dict[str, float] = {}
-    for name, m in models.items():
-        m.eval()
-        with torch.no_grad():
-            t_inf = best_of(lambda m=m: [m(*b) for b in work], device, 2)
-        m.train()
-        t_train = best_of(lambda m=m: train_step(m), device, 2)
-        base = base or {"inf": t_inf, "train": t_train}
-        params = sum(p.numel() for p in m.parameters()) / 1e6
-        lines.append(
-            f"| {name} | {params:.1f} | {t_inf:.3f} | {t_inf / base['inf']:.2f}x | "
-            f"{t_train:.3f} | {t_train / base['train']:.2f}x |"
-        )
+    lines += variant_rows(models, lambda m: [m(*b) for b in work], train_step, device)
     return "\n".join(lines)
 
 
