@@ -43,7 +43,6 @@ from dsgg_layers import (
     PairHungarianMatcher,
     PairQueries,
     TemporalMemory,
-    TransformerDecoder,
     TransformerDecoderLayer,
     TransformerEncoder,
     TransformerEncoderLayer,
@@ -82,7 +81,7 @@ class ARN(nn.Module):
     evaluator's SGDet predictions in evaluation).
 
     Args:
-        in_channels: channels of the rendered maps.
+        channels: channels a group of the rendered maps (three groups).
         text: ``{group: (P, 35, E)}`` triplet-prompt embeddings (the 35 non-person objects).
         d_model, nhead, dim_feedforward: transformer sizes.
         num_queries: query pairs a frame.
@@ -92,11 +91,14 @@ class ARN(nn.Module):
         classifier: ``"clip"`` (triplet categories from the prompts) or ``"linear"``.
         pap, ha: the association blocks (Table 3's last rows).
         references: reference frames a key frame (OED: 2), within ``window``.
+        entity_layers: layers of the entity decoder.
+        aux: DETR's auxiliary losses: boxes and classes from every entity-decoder layer (the
+            heads shared), trained on the last layer's matching.
     """
 
     def __init__(
         self,
-        in_channels: int,
+        channels: int,
         text: dict[str, Tensor],
         *,
         d_model: int = 64,
@@ -111,11 +113,14 @@ class ARN(nn.Module):
         ha: bool = True,
         references: int = 2,
         window: int = 4,
+        entity_layers: int = 2,
+        aux: bool = True,
     ) -> None:
         super().__init__()
         self.grid, self.loss_kind, self.classifier_kind = grid, loss, classifier
         self.references, self.window = references, window
-        self.patch = nn.Conv2d(in_channels, d_model, patch, stride=patch)
+        self.channels = channels
+        self.patch = nn.Conv2d(3 * channels, d_model, patch, stride=patch)
         tokens = (grid // patch) ** 2
         self.pos = LearnedPositions(tokens, d_model)
 
@@ -126,7 +131,8 @@ class ARN(nn.Module):
             return TransformerDecoderLayer(d_model, nhead, dim_feedforward, 0.0)
 
         self.encoder = TransformerEncoder(enc(), 1)
-        self.entity_decoder = TransformerDecoder(dec(), 2)
+        self.entity_decoder = nn.ModuleList(dec() for _ in range(entity_layers))
+        self.aux = aux
         self.queries = PairQueries(num_queries, d_model, len(GROUPS))
         self.memory = TemporalMemory(references + 1, d_model)
         self.predicate_decoders = nn.ModuleList(dec() for _ in GROUPS)
@@ -160,7 +166,7 @@ class ARN(nn.Module):
     def outputs(self, scene: VideoGraph) -> tuple[dict[str, Tensor], Tensor]:
         """Per existing frame: box, class and predicate outputs, and the frames' ``(B, T)``
         index (``frame_mask.nonzero()``)."""
-        maps = render_maps(scene, size=self.grid)  # (B, T, C, H, W)
+        maps = render_maps(scene, size=self.grid, channels=self.channels)  # (B, T, 3C, H, W)
         B, T = maps.shape[:2]
         feats = self._encode(maps.flatten(0, 1)).unflatten(0, (B, T))  # (B, T, S, D)
         frames = scene.frame_mask.nonzero()  # (N, 2): the key frames
@@ -174,9 +180,13 @@ class ARN(nn.Module):
         pos = self.queries()
         Q = pos["subject_pos"].shape[0]
         query_pos = torch.cat((pos["subject_pos"], pos["object_pos"]))
-        h = self.entity_decoder(torch.zeros(len(b), 2 * Q, key.shape[-1], device=key.device),
-                                key, query_pos=query_pos,
-                                memory_pos=self.pos(key.shape[1]))  # fmt: skip
+        h = torch.zeros(len(b), 2 * Q, key.shape[-1], device=key.device)
+        key_pos = self.pos(key.shape[1])
+        aux = []
+        for i, layer in enumerate(self.entity_decoder):
+            h = layer(h, key, query_pos=query_pos, memory_pos=key_pos)
+            if self.aux and self.training and i < len(self.entity_decoder) - 1:
+                aux.append(self._entity_outputs(h[:, :Q], h[:, Q:]))
         sub, obj = h[:, :Q], h[:, Q:]
         entity = sub + obj
         branches = [dec(entity, memory, memory_mask=mem_mask, query_pos=pos["predicate_pos"][i],
@@ -187,11 +197,7 @@ class ARN(nn.Module):
                 branches, entity, memory, memory_pos=mem_pos, query_pos=pos["object_pos"],
                 memory_mask=mem_mask,
             )  # fmt: skip
-        out = {
-            "subject_boxes": self.sub_box(sub).sigmoid(),
-            "object_boxes": self.obj_box(obj).sigmoid(),
-            "object_logits": self.object_head(obj),
-        }
+        out = self._entity_outputs(sub, obj)
         category, predicate = {}, []
         for g, x in zip(GROUPS, branches, strict=True):
             logits = self.heads[g](x)
@@ -204,7 +210,15 @@ class ARN(nn.Module):
                 predicate.append(logits)
         out["predicate_logits"] = torch.cat(predicate, -1)
         out["category_logits"] = category  # type: ignore[assignment]
+        out["aux"] = aux  # type: ignore[assignment]
         return out, frames
+
+    def _entity_outputs(self, sub: Tensor, obj: Tensor) -> dict[str, Tensor]:
+        return {
+            "subject_boxes": self.sub_box(sub).sigmoid(),
+            "object_boxes": self.obj_box(obj).sigmoid(),
+            "object_logits": self.object_head(obj),
+        }
 
     # ------------------------------------------------------------------------- training
 
@@ -230,25 +244,18 @@ class ARN(nn.Module):
         }
 
     def losses(self, out: dict[str, Any], tgt: dict[str, Tensor]) -> dict[str, Tensor]:
-        matched = self.matcher({k: v for k, v in out.items() if k != "category_logits"}, tgt)
-        q_idx = torch.cat([q for q, _ in matched]).to(tgt["mask"].device)
-        t_idx = torch.cat([t for _, t in matched]).to(tgt["mask"].device)
-        f_idx = torch.cat([torch.full_like(q, i) for i, (q, _) in enumerate(matched)]).to(
-            tgt["mask"].device
-        )
+        matched = self.matcher({k: out[k] for k in self.matcher_keys}, tgt)
+        dev = tgt["mask"].device
+        q_idx = torch.cat([q for q, _ in matched]).to(dev)
+        t_idx = torch.cat([t for _, t in matched]).to(dev)
+        f_idx = torch.cat([torch.full_like(q, i) for i, (q, _) in enumerate(matched)]).to(dev)
         n = max(len(q_idx), 1)
+        idx = (f_idx, q_idx, t_idx)
+        losses = self._entity_losses(out, tgt, idx, n)
+        for i, layer in enumerate(out["aux"]):  # the last layer's matching for every layer
+            losses |= {f"{k}_{i}": v for k, v in self._entity_losses(layer, tgt, idx, n).items()}
         N, Q = out["object_logits"].shape[:2]
         labels = tgt["object_labels"][f_idx, t_idx]
-        losses: dict[str, Tensor] = {}
-        if self.loss_kind == "ce":
-            cls = torch.full((N, Q), NUM_OBJECTS, dtype=torch.long, device=labels.device)
-            cls[f_idx, q_idx] = labels
-            losses["object"] = F.cross_entropy(out["object_logits"].flatten(0, 1), cls.flatten())
-        else:
-            onehot = torch.zeros_like(out["object_logits"])
-            onehot[f_idx, q_idx, labels] = 1.0
-            losses["object"] = sigmoid_focal_loss(out["object_logits"], onehot, alpha=0.25,
-                                                  reduction="sum") / n  # fmt: skip
         predicates = torch.zeros_like(out["predicate_logits"], dtype=torch.bool)
         predicates[f_idx, q_idx] = tgt["predicates"][f_idx, t_idx]
         pred_loss = out["predicate_logits"].new_zeros(())
@@ -266,6 +273,27 @@ class ARN(nn.Module):
                 pred_loss = pred_loss + sigmoid_focal_loss(logits, target, alpha=0.25,
                                                            reduction="sum") / n  # fmt: skip
         losses["predicate"] = 2.0 * pred_loss
+        return losses
+
+    matcher_keys = ("subject_boxes", "object_boxes", "object_logits", "predicate_logits")
+
+    def _entity_losses(
+        self, out: dict[str, Tensor], tgt: dict[str, Tensor], idx: tuple[Tensor, ...], n: int
+    ) -> dict[str, Tensor]:
+        """Object class (weight 1), box L1 (2.5) and GIoU (1) of one layer's outputs."""
+        f_idx, q_idx, t_idx = idx
+        N, Q = out["object_logits"].shape[:2]
+        labels = tgt["object_labels"][f_idx, t_idx]
+        losses: dict[str, Tensor] = {}
+        if self.loss_kind == "ce":
+            cls = torch.full((N, Q), NUM_OBJECTS, dtype=torch.long, device=labels.device)
+            cls[f_idx, q_idx] = labels
+            losses["object"] = F.cross_entropy(out["object_logits"].flatten(0, 1), cls.flatten())
+        else:
+            onehot = torch.zeros_like(out["object_logits"])
+            onehot[f_idx, q_idx, labels] = 1.0
+            losses["object"] = sigmoid_focal_loss(out["object_logits"], onehot, alpha=0.25,
+                                                  reduction="sum") / n  # fmt: skip
         l1, giou = out["subject_boxes"].new_zeros(()), out["subject_boxes"].new_zeros(())
         for key in ("subject_boxes", "object_boxes"):
             p, t = out[key][f_idx, q_idx], tgt[key][f_idx, t_idx]
@@ -315,15 +343,20 @@ class ARN(nn.Module):
 
 
 def add_arguments(p: argparse._ActionsContainer) -> None:
-    """ARN's own flags: sizes and the rows of Table 3."""
+    """ARN's own flags: sizes and the rows of Table 3; a batch of 4 videos by default (a
+    DETR-style model needs optimiser steps more than large batches: at 8 epochs, 16 videos a
+    batch gave SGDet no-constraint R@20 2.2 and 4 videos 6.0, at 1.1x the time)."""
+    p.set_defaults(batch_size=4)
     p.add_argument("--d-model", type=int, default=64)
     p.add_argument("--queries", type=int, default=8, help="query pairs a frame")
     p.add_argument("--grid", type=int, default=32, help="side of the rendered maps")
+    p.add_argument("--channels", type=int, default=8, help="rendered channels a group (x3)")
     p.add_argument("--patch", type=int, default=4, help="side of an encoder patch (token)")
     p.add_argument("--loss", choices=("focal", "ce"), default="focal")
     p.add_argument("--classifier", choices=("clip", "linear"), default="clip")
     p.add_argument("--no-pap", action="store_true", help="ablation: no PAP (and no HA)")
     p.add_argument("--no-ha", action="store_true", help="ablation: PAP without HA")
+    p.add_argument("--no-aux", action="store_true", help="no auxiliary entity-decoder losses")
     p.add_argument("--ladder", action="store_true", help="run Table 3's rows side by side")
 
 
@@ -334,11 +367,10 @@ def build_model(args: argparse.Namespace, data: Data) -> ARN:
     for g, rows in prompts.items():
         flat = harness.text_embeddings(args, [s for row in rows for s in row])
         text[g] = flat.view(len(rows), len(rows[0]), flat.shape[-1])
-    channels = 3 * 8  # render_maps: three groups of 8 channels
-    return ARN(channels, text, d_model=args.d_model, num_queries=args.queries, grid=args.grid,
+    return ARN(args.channels, text, d_model=args.d_model, num_queries=args.queries, grid=args.grid,
                patch=args.patch,
                loss=args.loss, classifier=args.classifier, pap=not args.no_pap,
-               ha=not (args.no_pap or args.no_ha))  # fmt: skip
+               ha=not (args.no_pap or args.no_ha), aux=not args.no_aux)  # fmt: skip
 
 
 ASSEMBLY = Assembly(

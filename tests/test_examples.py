@@ -374,8 +374,15 @@ def test_arn_model_contract_gradients_and_ladder_flags(arn):
     model = arn.build_model(args, data)
     batch, rows = harness._collate(data.train[:2])
     losses = model(batch, rows=rows)
-    assert set(losses) == {"object", "predicate", "box_l1", "box_giou"}
+    entity = {"object", "box_l1", "box_giou"}
+    # DETR's auxiliary losses: the first of the two entity-decoder layers has its own terms
+    assert set(losses) == {"predicate", *entity, *(f"{k}_0" for k in entity)}
     assert all(torch.isfinite(v) for v in losses.values())
+    first = model.entity_decoder[0]
+    grad = torch.autograd.grad(
+        losses["box_l1_0"], list(first.parameters()), allow_unused=True, retain_graph=True
+    )
+    assert any(g is not None and g.abs().sum() > 0 for g in grad)  # the aux term reaches layer 0
     sum(losses.values()).backward()
     assert model.reasoning.ha[0].linear.weight.grad.abs().sum() > 0  # HA learns
     assert model.reasoning.pap.attention[1].reduce[0].weight.grad.abs().sum() > 0
@@ -397,9 +404,13 @@ def test_arn_model_contract_gradients_and_ladder_flags(arn):
         (["--no-ha"], lambda m: m.reasoning.ha is None),
         (["--classifier", "linear"], lambda m: isinstance(m.heads["spatial"], torch.nn.Linear)),
         (["--loss", "ce"], lambda m: m.object_head.out_features == 37),
+        (["--no-aux"], lambda m: not m.aux),
+        (["--channels", "4"], lambda m: m.patch.in_channels == 12),
     ]:
         a = harness.make_parser(arn.ASSEMBLY).parse_args(["--quick", "--random-text", *flags])
         m = arn.build_model(a, data)
         assert check(m), flags
-        assert set(m(batch, rows=rows)) == {"object", "predicate", "box_l1", "box_giou"}
+        keys = set(m(batch, rows=rows))
+        assert keys >= {"object", "predicate", "box_l1", "box_giou"}
+        assert ("object_0" in keys) == m.aux, flags
     assert list(arn.LADDER) == list(arn.PAPER_TABLE_3)
