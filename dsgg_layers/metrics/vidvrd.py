@@ -1,0 +1,441 @@
+"""Video visual relation detection and tagging (VidVRD / VidOR), as VidVRD-helper scores them.
+
+The protocol of ``evaluation/visual_relation_detection.py`` of ``xdshang/VidVRD-helper``, which
+the VidVRD and VidOR papers' tables (RePro, UASAN, ...) come from:
+
+**Relation instances.** A ground-truth or predicted instance is a ``triplet`` (subject class,
+predicate, object class), a ``duration`` ``[begin, end)`` in frames, and the subject's and the
+object's trajectories: one ``xyxy`` box per frame of the duration (``sub_traj``, ``obj_traj``).
+Predictions also have a ``score``. These are the keys of the helper's JSON files.
+
+**vIoU** of two trajectories (:func:`volume_iou`): the summed intersection areas over the frames
+both durations cover, divided by the two *whole* trajectory volumes minus that overlap, so a
+prediction that is too long or too short is penalised. Areas use the "+1 pixel" convention
+(``(x2 - x1 + 1) * (y2 - y1 + 1)``) unless ``legacy=False``.
+
+**Detection.** Per video, predictions in descending score order (ties keep the given order) are
+matched greedily: a prediction takes the not-yet-matched ground-truth instance *of the same
+triplet* with the highest ``min(vIoU_subject, vIoU_object)``, if that is ``>= viou_threshold``
+(0.5); on ties the first such ground truth. **AP** is the VOC all-point average precision of
+that ranking (precision envelope, summed over the recall steps), **mAP** its mean over the
+videos that have ground truth (a video with ground truth and no prediction counts 0).
+**R@K** keeps each video's top K predictions and divides the *total* number of hits by the total
+number of ground-truth instances (a dataset-level ratio, not a mean over videos).
+
+**Tagging** ignores trajectories: each video's predicted triplets are deduplicated in score order
+and **P@K** is the share of the first ``min(K, unique predicted triplets)`` that occur in the
+video's ground truth, averaged over the videos with ground truth (0 for a video with no
+prediction).
+
+**Open vocabulary** (RePro, UASAN): the ``novel`` protocol scores only ground-truth instances
+whose predicate is novel, with the classifier restricted to the novel predicates; ``predicates=``
+keeps exactly those ground-truth instances and predictions (a video left without ground truth is
+skipped, as any video without ground truth is). The ``all`` protocol is the default (no filter).
+
+Scores are computed in float64 (the helper accumulates in float32: differences in the 7th digit).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from dsgg_layers._checks import check_positive
+
+__all__ = ["VidVRDEvaluator", "vidvrd_metrics", "volume_iou"]
+
+Relation = Mapping[str, Any]
+
+
+def volume_iou(
+    boxes1: Tensor, mask1: Tensor, boxes2: Tensor, mask2: Tensor, *, legacy: bool = True
+) -> Tensor:
+    """vIoU of trajectories on a shared frame axis, elementwise over the leading dims.
+
+    ``overlap = sum_f [mask1 & mask2] area(box1_f ∩ box2_f)``;
+    ``vIoU = overlap / (sum_f [mask1] area(box1_f) + sum_f [mask2] area(box2_f) - overlap)``,
+    0 where both trajectories are empty. Boxes where a mask is False are never read.
+
+    Args:
+        boxes1, boxes2: ``xyxy`` boxes, one per frame.
+        mask1, mask2: bool, ``True`` on the frames of each trajectory's duration.
+        legacy: areas in the "+1 pixel" convention of VidVRD-helper (default) or plain.
+
+    Shape:
+        - boxes1, boxes2: ``(..., F, 4)`` (broadcastable to each other)
+        - mask1, mask2: ``(..., F)``
+        - output: ``(...)`` float
+
+    Raises:
+        TypeError, ValueError: a box tensor is not floating point with a last dim of 4, or a
+            mask is not bool with the boxes' leading shape.
+
+    Example:
+        >>> a = torch.tensor([[0.0, 0, 9, 9], [0, 0, 9, 9]])     # 2 frames of 10 x 10 (+1 areas)
+        >>> b = torch.tensor([[0.0, 0, 9, 9], [0, 0, 0, 0]])     # the first frame only
+        >>> float(volume_iou(a, torch.tensor([True, True]), b, torch.tensor([True, False])))
+        0.5
+    """
+    for name, boxes, mask in (("1", boxes1, mask1), ("2", boxes2, mask2)):
+        ok = isinstance(boxes, Tensor) and boxes.is_floating_point() and boxes.shape[-1:] == (4,)
+        if not ok:
+            got = f"{boxes.dtype} {tuple(boxes.shape)}" if isinstance(boxes, Tensor) else boxes
+            raise TypeError(f"boxes{name}: expected a float tensor (..., F, 4), got {got!r}")
+        if not isinstance(mask, Tensor) or mask.dtype != torch.bool:
+            raise TypeError(f"mask{name}: expected a bool tensor, got {type(mask).__name__}")
+        if mask.shape != boxes.shape[:-1]:
+            raise ValueError(
+                f"mask{name}: expected the boxes' leading shape {tuple(boxes.shape[:-1])}, "
+                f"got {tuple(mask.shape)}"
+            )
+    one = 1.0 if legacy else 0.0
+    b1 = torch.where(mask1[..., None], boxes1, 0.0)  # what padding holds is never read
+    b2 = torch.where(mask2[..., None], boxes2, 0.0)
+
+    def area(b: Tensor) -> Tensor:
+        return (b[..., 2] - b[..., 0] + one) * (b[..., 3] - b[..., 1] + one)
+
+    lt, rb = torch.maximum(b1[..., :2], b2[..., :2]), torch.minimum(b1[..., 2:], b2[..., 2:])
+    wh = (rb - lt + one).clamp(min=0)
+    overlap = (wh[..., 0] * wh[..., 1] * (mask1 & mask2)).sum(-1)
+    v1 = (area(b1) * mask1).sum(-1)
+    v2 = (area(b2) * mask2).sum(-1)
+    union = v1 + v2 - overlap
+    return torch.where(union > 0, overlap / union.clamp(min=torch.finfo(union.dtype).tiny), 0.0)
+
+
+# ------------------------------------------------------------------------------- conversion
+
+
+def _check_relation(r: Any, video: str, i: int, what: str, scored: bool) -> None:
+    where = f"{what}[{video!r}][{i}]"
+    if not isinstance(r, Mapping):
+        raise TypeError(f"{where}: expected a dict, got {type(r).__name__}")
+    keys = ("triplet", "duration", "sub_traj", "obj_traj") + (("score",) if scored else ())
+    missing = [k for k in keys if k not in r]
+    if missing:
+        raise ValueError(f"{where}: missing {missing} (has {sorted(r)})")
+    if len(r["triplet"]) != 3:
+        raise ValueError(f"{where}['triplet']: expected 3 names, got {r['triplet']!r}")
+    begin, end = r["duration"]
+    if not (isinstance(begin, int) and isinstance(end, int) and 0 <= begin < end):
+        raise ValueError(
+            f"{where}['duration']: expected ints 0 <= begin < end, got {r['duration']!r}"
+        )
+    for key in ("sub_traj", "obj_traj"):
+        if len(r[key]) != end - begin:
+            raise ValueError(
+                f"{where}[{key!r}]: expected one box per frame of the duration "
+                f"({end - begin}), got {len(r[key])}"
+            )
+    if scored and not (isinstance(r["score"], (int, float)) and math.isfinite(r["score"])):
+        raise ValueError(f"{where}['score']: expected a finite number, got {r['score']!r}")
+
+
+class _Instances:
+    """One video's relation instances as tensors on the video's frame axis."""
+
+    def __init__(
+        self,
+        relations: Sequence[Relation],
+        ids: dict[tuple[str, ...], int],
+        frames: int,
+        where: str,
+    ) -> None:
+        n = len(relations)
+        self.triplets = torch.tensor(
+            [ids.setdefault(tuple(r["triplet"]), len(ids)) for r in relations], dtype=torch.long
+        )
+        self.scores = torch.tensor([float(r.get("score", 0.0)) for r in relations],
+                                   dtype=torch.float64)  # fmt: skip
+        self.boxes = torch.zeros(2, n, frames, 4, dtype=torch.float64)
+        self.mask = torch.zeros(n, frames, dtype=torch.bool)
+        if n:
+            lengths = torch.tensor([r["duration"][1] - r["duration"][0] for r in relations])
+            begins = torch.tensor([r["duration"][0] for r in relations])
+            row = torch.repeat_interleave(torch.arange(n), lengths)
+            start = torch.cumsum(lengths, 0) - lengths
+            col = torch.arange(int(lengths.sum())) - start[row] + begins[row]
+            for j, key in enumerate(("sub_traj", "obj_traj")):
+                flat = [box for r in relations for box in r[key]]
+                try:
+                    boxes = torch.tensor(flat, dtype=torch.float64).view(-1, 4)
+                except (ValueError, TypeError, RuntimeError) as e:
+                    raise ValueError(f"{where}: expected {key} boxes of 4 numbers ({e})") from None
+                self.boxes[j, row, col] = boxes
+            self.mask[row, col] = True
+
+
+def _end(relations: Sequence[Relation]) -> int:
+    return max((r["duration"][1] for r in relations), default=0)
+
+
+# ------------------------------------------------------------------------------- evaluator
+
+
+class VidVRDEvaluator:
+    """Relation detection (mAP, R@K) and tagging (P@K) on VidVRD / VidOR, VidVRD-helper's way.
+
+    A torchmetrics-style metric: :meth:`update` with the ground truth and predictions of some
+    videos, :meth:`compute` for the results, :meth:`reset` to start again. The state is a set of
+    sums (AP and tagging precision summed over videos, hits and ground-truth counts), so updating
+    video by video, :meth:`merge` and :meth:`sync` give the numbers of one call. The protocol is
+    documented in :mod:`dsgg_layers.metrics.vidvrd`.
+
+    Inputs are the helper's JSON structures: ``{video id: [relation instance, ...]}``, each
+    instance a dict with ``triplet`` ``[subject, predicate, object]``, ``duration``
+    ``[begin, end)`` and ``sub_traj`` / ``obj_traj`` (``end - begin`` ``xyxy`` boxes); predictions
+    also have ``score``. A prediction file's ``"results"`` entry is the ``prediction`` mapping.
+
+    Args:
+        viou_threshold: the vIoU both trajectories need with the ground truth's (0.5).
+        det_ks: the K of detection R@K (50, 100).
+        tag_ks: the K of tagging P@K (1, 5, 10).
+        predicates: score only these predicates (the open-vocabulary ``novel`` protocol; see the
+            module's notes); ``None``: every instance (``all``).
+        legacy: "+1 pixel" areas in vIoU (VidVRD-helper's convention).
+
+    Raises:
+        TypeError, ValueError: an option is invalid, or an instance is malformed (the message
+            names the video and the instance).
+
+    Example:
+        >>> box = [[0.0, 0.0, 9.0, 9.0]] * 3
+        >>> gt = {"v": [dict(triplet=["dog", "chase", "cat"], duration=[0, 3],
+        ...                  sub_traj=box, obj_traj=box)]}
+        >>> pred = {"v": [dict(gt["v"][0], score=0.9),
+        ...               dict(gt["v"][0], triplet=["dog", "bite", "cat"], score=0.95)]}
+        >>> ev = VidVRDEvaluator()
+        >>> ev.update(gt, pred)
+        >>> {k: round(float(v), 3) for k, v in ev.compute().items()}
+        {'mAP': 0.5, 'R@50': 1.0, 'R@100': 1.0, 'P@1': 0.0, 'P@5': 0.5, 'P@10': 0.5}
+    """
+
+    def __init__(
+        self,
+        viou_threshold: float = 0.5,
+        det_ks: Sequence[int] = (50, 100),
+        tag_ks: Sequence[int] = (1, 5, 10),
+        *,
+        predicates: Collection[str] | None = None,
+        legacy: bool = True,
+    ) -> None:
+        if (
+            isinstance(viou_threshold, bool)
+            or not isinstance(viou_threshold, (int, float))
+            or not (0.0 < viou_threshold <= 1.0)
+        ):
+            raise ValueError(f"viou_threshold: expected a number in (0, 1], got {viou_threshold!r}")
+        for name, ks in (("det_ks", det_ks), ("tag_ks", tag_ks)):
+            if not ks or len(set(ks)) != len(ks):
+                raise ValueError(f"{name}: expected distinct Ks, got {ks!r}")
+            for k in ks:
+                check_positive(k, name)
+        if predicates is not None and (
+            isinstance(predicates, str) or not all(isinstance(p, str) for p in predicates)
+        ):
+            raise TypeError(f"predicates: expected a collection of names, got {predicates!r}")
+        if not isinstance(legacy, bool):
+            raise TypeError(f"legacy: expected a bool, got {legacy!r}")
+        self.viou_threshold = float(viou_threshold)
+        self.det_ks, self.tag_ks = tuple(det_ks), tuple(tag_ks)
+        self.predicates = None if predicates is None else frozenset(predicates)
+        self.legacy = legacy
+        self.reset()
+
+    def __repr__(self) -> str:
+        novel = "" if self.predicates is None else f", predicates=<{len(self.predicates)}>"
+        return (
+            f"{type(self).__name__}(viou_threshold={self.viou_threshold}, det_ks={self.det_ks}, "
+            f"tag_ks={self.tag_ks}{novel}, legacy={self.legacy})"
+        )
+
+    def reset(self) -> None:
+        """Forget every video seen so far."""
+        f64 = torch.float64
+        self.state: dict[str, Tensor] = {
+            "num_videos": torch.zeros((), dtype=torch.long),
+            "num_gt": torch.zeros((), dtype=torch.long),
+            "ap_sum": torch.zeros((), dtype=f64),
+            "hits": torch.zeros(len(self.det_ks), dtype=torch.long),
+            "tag_precision_sum": torch.zeros(len(self.tag_ks), dtype=f64),
+        }
+        """The summable state: videos with ground truth and their ground-truth instances, the
+        sum of the videos' AP, the hits within each video's top K, the sum of the videos' P@K."""
+
+    def merge(self, other: VidVRDEvaluator) -> None:
+        """Add another evaluator's state to this one (same settings)."""
+        if not isinstance(other, VidVRDEvaluator):
+            raise TypeError(f"other: expected a VidVRDEvaluator, got {type(other).__name__}")
+        for name in ("viou_threshold", "det_ks", "tag_ks", "predicates", "legacy"):
+            if getattr(self, name) != getattr(other, name):
+                raise ValueError(
+                    f"other: expected {name}={getattr(self, name)!r} as this one, "
+                    f"got {getattr(other, name)!r}"
+                )
+        for k, v in other.state.items():
+            self.state[k] = self.state[k] + v
+
+    def sync(self, group: Any = None) -> None:
+        """All-reduce (sum) the state across processes when ``torch.distributed`` is running."""
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()):
+            return
+        for v in self.state.values():
+            dist.all_reduce(v, op=dist.ReduceOp.SUM, group=group)
+
+    def _keep(self, relations: Sequence[Relation]) -> list[Relation]:
+        if self.predicates is None:
+            return list(relations)
+        return [r for r in relations if r["triplet"][1] in self.predicates]
+
+    @torch.no_grad()
+    def update(
+        self,
+        groundtruth: Mapping[str, Sequence[Relation]],
+        prediction: Mapping[str, Sequence[Relation]],
+    ) -> None:
+        """Score the videos of ``groundtruth`` (videos only in ``prediction`` are ignored, as in
+        the helper; a video of ``groundtruth`` missing from ``prediction`` has no prediction)."""
+        for what, data in (("groundtruth", groundtruth), ("prediction", prediction)):
+            if not isinstance(data, Mapping):
+                raise TypeError(
+                    f"{what}: expected {{video id: [relations]}}, got {type(data).__name__}"
+                )
+        videos = []
+        for vid, gt in groundtruth.items():
+            pred = prediction.get(vid, [])
+            for i, r in enumerate(gt):
+                _check_relation(r, vid, i, "groundtruth", scored=False)
+            for i, r in enumerate(pred):
+                _check_relation(r, vid, i, "prediction", scored=True)
+            gt, pred = self._keep(gt), self._keep(pred)
+            if gt:
+                videos.append((vid, gt, pred))
+        if not videos:
+            return
+        self._add(self._score(videos))
+
+    def _score(self, videos: list[tuple[str, list[Relation], list[Relation]]]) -> dict[str, Tensor]:
+        """Greedy matching of every video at once (one step per rank), then AP, R@K and P@K."""
+        V = len(videos)
+        P = max(len(p) for _, _, p in videos)
+        G = max(len(g) for _, g, _ in videos)
+        ov = torch.full((V, max(P, 1), G), -1.0, dtype=torch.float64)  # -1: never a match
+        gt_valid = torch.zeros(V, G, dtype=torch.bool)
+        pred_valid = torch.zeros(V, max(P, 1), dtype=torch.bool)
+        same = torch.zeros(V, max(P, 1), G, dtype=torch.bool)  # same triplet (tagging)
+        pred_ids = torch.full((V, max(P, 1)), -1, dtype=torch.long)
+        for v, (vid, gt, pred) in enumerate(videos):
+            ids: dict[tuple[str, ...], int] = {}
+            frames = max(_end(gt), _end(pred))
+            g = _Instances(gt, ids, frames, f"groundtruth[{vid!r}]")
+            gt_valid[v, : len(gt)] = True
+            if not pred:
+                continue
+            p = _Instances(pred, ids, frames, f"prediction[{vid!r}]")
+            order = torch.sort(p.scores, descending=True, stable=True).indices
+            pt = p.triplets[order]
+            pred_valid[v, : len(pred)] = True
+            pred_ids[v, : len(pred)] = pt
+            eq = pt[:, None] == g.triplets[None, :]
+            same[v, : len(pred), : len(gt)] = eq
+            pi, gi = eq.nonzero(as_tuple=True)  # vIoU only where the triplets agree
+            if len(pi):
+                pb, pm = p.boxes[:, order[pi]], p.mask[order[pi]]
+                sv = volume_iou(pb[0], pm, g.boxes[0, gi], g.mask[gi], legacy=self.legacy)
+                ob = volume_iou(pb[1], pm, g.boxes[1, gi], g.mask[gi], legacy=self.legacy)
+                ov[v, pi, gi] = torch.minimum(sv, ob)
+        # greedy matching in score order, all videos at once
+        detected = torch.zeros(V, G, dtype=torch.bool)
+        tp = torch.zeros(V, max(P, 1), dtype=torch.bool)
+        rows = torch.arange(V)
+        for r in range(P):
+            cand = ov[:, r].masked_fill(detected, -1.0)
+            best, k = cand.max(-1)  # the first maximum on ties, as the helper's strict '>'
+            hit = (best >= self.viou_threshold) & pred_valid[:, r]
+            tp[:, r] = hit
+            detected[rows[hit], k[hit]] = True
+        num_gt = gt_valid.sum(-1)
+        return {
+            "num_videos": torch.tensor(V),
+            "num_gt": num_gt.sum(),
+            "ap_sum": _average_precision(tp, pred_valid, num_gt).sum(),
+            "hits": torch.stack([tp[:, :k].sum() for k in self.det_ks]),
+            "tag_precision_sum": _tagging_precision(pred_ids, pred_valid, same, self.tag_ks).sum(0),
+        }
+
+    def _add(self, state: Mapping[str, Tensor]) -> None:
+        for k, v in state.items():
+            self.state[k] = self.state[k] + v
+
+    def compute(self) -> dict[str, Tensor]:
+        """``mAP``, ``R@K`` (each of ``det_ks``) and ``P@K`` (each of ``tag_ks``), as fractions
+        (0 before any video with ground truth)."""
+        s = self.state
+        videos = s["num_videos"].clamp(min=1).double()
+        out = {"mAP": s["ap_sum"] / videos}
+        for i, k in enumerate(self.det_ks):
+            out[f"R@{k}"] = s["hits"][i].double() / s["num_gt"].clamp(min=1).double()
+        for i, k in enumerate(self.tag_ks):
+            out[f"P@{k}"] = s["tag_precision_sum"][i] / videos
+        return out
+
+
+def _average_precision(tp: Tensor, valid: Tensor, num_gt: Tensor) -> Tensor:
+    """VOC all-point AP of each row's ranking: ``(V, P)`` hits -> ``(V,)``."""
+    cum_tp = (tp & valid).cumsum(-1).double()
+    ranks = torch.arange(1, tp.shape[-1] + 1, dtype=torch.float64)
+    recall = cum_tp / num_gt[:, None].clamp(min=1).double()
+    precision = torch.where(valid, cum_tp / ranks, 0.0)
+    envelope = precision.flip(-1).cummax(-1).values.flip(-1)  # max over this rank and later ones
+    steps = torch.diff(recall, dim=-1, prepend=recall.new_zeros(recall.shape[0], 1))
+    return (steps * envelope).sum(-1)
+
+
+def _tagging_precision(ids: Tensor, valid: Tensor, same: Tensor, ks: Sequence[int]) -> Tensor:
+    """P@K of each video's deduplicated triplets: ``(V, len(ks))``."""
+    P = ids.shape[-1]
+    earlier = torch.ones(P, P, dtype=torch.bool).tril(-1)  # [i, j]: j ranks before i
+    repeat = ((ids[:, :, None] == ids[:, None, :]) & earlier & valid[:, None, :]).any(-1)
+    first = valid & ~repeat  # the first (highest-scored) occurrence of each triplet
+    in_gt = same.any(-1) & first
+    rank = first.cumsum(-1)  # 1-based rank among the unique triplets
+    unique = first.sum(-1)
+    out = []
+    for k in ks:
+        cut = unique.clamp(max=k)
+        hits = (in_gt & (rank <= k)).sum(-1).double()
+        out.append(torch.where(cut > 0, hits / cut.clamp(min=1), 0.0))
+    return torch.stack(out, -1)
+
+
+def vidvrd_metrics(
+    groundtruth: Mapping[str, Sequence[Relation]],
+    prediction: Mapping[str, Sequence[Relation]],
+    **options: Any,
+) -> dict[str, Tensor]:
+    """Functional twin of :class:`VidVRDEvaluator`: one ``update`` then ``compute``.
+
+    Args:
+        groundtruth, prediction: as :meth:`VidVRDEvaluator.update`.
+        **options: the evaluator's arguments (``viou_threshold``, ``det_ks``, ...).
+
+    Returns:
+        As :meth:`VidVRDEvaluator.compute`.
+
+    Example:
+        >>> box = [[0.0, 0.0, 9.0, 9.0]] * 2
+        >>> gt = {"v": [dict(triplet=["a", "p", "b"], duration=[0, 2], sub_traj=box, obj_traj=box)]}
+        >>> pred = {"v": [dict(gt["v"][0], duration=[1, 3], score=1.0)]}   # one frame late
+        >>> float(vidvrd_metrics(gt, pred)["R@50"])                         # vIoU 1/3 < 0.5
+        0.0
+    """
+    evaluator = VidVRDEvaluator(**options)
+    evaluator.update(groundtruth, prediction)
+    return evaluator.compute()
