@@ -74,10 +74,13 @@ from dsgg_layers.message import (
     track_differences,
 )
 from dsgg_layers.motion import (
+    MOTION_GROUP_TAGS,
     NUM_MOTION_ATTRIBUTES,
     MotionFeatureExtractor,
     MotionInteraction,
+    TrajectoryPairMotion,
     motion_attributes,
+    trajectory_pair_motion,
 )
 from dsgg_layers.pooling import MaskedPooling, masked_pool
 from dsgg_layers.positions import LearnedPositions, sinusoidal_positions
@@ -116,6 +119,7 @@ from dsgg_layers.tokens import LearnableTokens, prepend_tokens, split_tokens
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "MOTION_GROUP_TAGS",
     "NUM_MOTION_ATTRIBUTES",
     "ActionSemanticMatcher",
     "AssociationAttention",
@@ -149,6 +153,7 @@ __all__ = [
     "TemporalDifferenceGuidance",
     "TemporalMemory",
     "TrackIndex",
+    "TrajectoryPairMotion",
     "TransformerDecoder",
     "TransformerDecoderLayer",
     "TransformerEncoder",
@@ -209,6 +214,7 @@ __all__ = [
     "track_ranks",
     "track_sizes",
     "tracks_to_flat",
+    "trajectory_pair_motion",
     "triplet_score",
     "vocab",
 ]

@@ -304,7 +304,7 @@ def box_iou(boxes1: Tensor, boxes2: Tensor, *, legacy: bool = False) -> Tensor:
     return _iou(boxes1.unsqueeze(-2), boxes2.unsqueeze(-3), legacy)
 
 
-def _giou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
+def _giou(boxes1: Tensor, boxes2: Tensor, legacy: bool = False) -> Tensor:
     """Generalized IoU of broadcast-aligned xyxy boxes (no checks), in at least float32; -1 and
     no gradient where a box is not finite (see the module docstring)."""
     dtype = torch.promote_types(boxes1.dtype, boxes2.dtype)
@@ -314,25 +314,29 @@ def _giou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
     b2 = torch.where(ok2.unsqueeze(-1), b2, 0.0)
     lt = torch.maximum(b1[..., :2], b2[..., :2])
     rb = torch.minimum(b1[..., 2:], b2[..., 2:])
-    inter_w, inter_h = _extent(torch.cat((lt, rb), dim=-1), False)
+    inter_w, inter_h = _extent(torch.cat((lt, rb), dim=-1), legacy)
     inter = inter_w * inter_h
-    w1, h1 = _extent(b1, False)
-    w2, h2 = _extent(b2, False)
+    w1, h1 = _extent(b1, legacy)
+    w2, h2 = _extent(b2, legacy)
     union = w1 * h1 + w2 * h2 - inter
     hull_lt = torch.minimum(b1[..., :2], b2[..., :2])
     hull_rb = torch.maximum(b1[..., 2:], b2[..., 2:])
-    hull_w, hull_h = _extent(torch.cat((hull_lt, hull_rb), dim=-1), False)
+    hull_w, hull_h = _extent(torch.cat((hull_lt, hull_rb), dim=-1), legacy)
     hull = hull_w * hull_h
     giou = _safe_div(inter, union) - _safe_div(hull - union, hull)
     return torch.where(ok1 & ok2, giou, -1.0).to(dtype)
 
 
-def elementwise_generalized_box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
+def elementwise_generalized_box_iou(
+    boxes1: Tensor, boxes2: Tensor, *, legacy: bool = False
+) -> Tensor:
     """Generalized IoU of corresponding ``xyxy`` boxes, in ``[-1, 1]`` (the loss is ``1 - GIoU``).
 
     Args:
         boxes1: ``xyxy`` boxes.
         boxes2: ``xyxy`` boxes broadcastable with ``boxes1``.
+        legacy: the "+1 pixel" convention for every area, the hull's included (RePro's and
+            UASAN's motion groups use it).
 
     Shape:
         - boxes1, boxes2: ``(..., 4)`` (broadcastable)
@@ -350,15 +354,16 @@ def elementwise_generalized_box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
     """
     _check_pair(boxes1, boxes2)
     _check_broadcast(boxes1, boxes2)
-    return _giou(boxes1, boxes2)
+    return _giou(boxes1, boxes2, legacy)
 
 
-def generalized_box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
+def generalized_box_iou(boxes1: Tensor, boxes2: Tensor, *, legacy: bool = False) -> Tensor:
     """Pairwise generalized IoU between two sets of ``xyxy`` boxes (DETR's matching cost).
 
     Args:
         boxes1: ``xyxy`` boxes.
         boxes2: ``xyxy`` boxes.
+        legacy: the "+1 pixel" convention for every area, the hull's included.
 
     Shape:
         - boxes1: ``(..., N, 4)``
@@ -376,7 +381,7 @@ def generalized_box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
         tensor([[-0.0794, -0.3333]])
     """
     _check_pairwise(boxes1, boxes2)
-    return _giou(boxes1.unsqueeze(-2), boxes2.unsqueeze(-3))
+    return _giou(boxes1.unsqueeze(-2), boxes2.unsqueeze(-3), legacy)
 
 
 def image_size_like(

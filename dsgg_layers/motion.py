@@ -20,7 +20,7 @@ cumulative max over frame indices, the window mean from cumulative sums.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -35,15 +35,18 @@ from dsgg_layers._checks import (
     values_readable,
 )
 from dsgg_layers.attention import MaskedMultiheadAttention
-from dsgg_layers.boxes import box_center, elementwise_box_iou, image_size_like
+from dsgg_layers.boxes import _giou, box_center, elementwise_box_iou, image_size_like
 from dsgg_layers.rows import ValidRows, resolve_rows
 from dsgg_layers.temporal import gather_frames, previous_frame_index
 
 __all__ = [
+    "MOTION_GROUP_TAGS",
     "NUM_MOTION_ATTRIBUTES",
     "MotionFeatureExtractor",
     "MotionInteraction",
+    "TrajectoryPairMotion",
     "motion_attributes",
+    "trajectory_pair_motion",
 ]
 
 NUM_MOTION_ATTRIBUTES = 4
@@ -184,6 +187,156 @@ def motion_attributes(
 
     out = torch.stack((distance, velocity, window_iou, direction), dim=-1)
     return out.masked_fill(~valid, 0.0).to(out_dtype)
+
+
+MOTION_GROUP_TAGS = (
+    (False, False, False),
+    (False, False, True),
+    (False, True, True),
+    (True, False, False),
+    (True, True, False),
+    (True, True, True),
+)
+"""The six motion groups of :func:`trajectory_pair_motion`, as ``(start GIoU >= threshold, end
+GIoU >= threshold, end GIoU >= start GIoU)``: group ``i`` is row ``i`` (the other two
+combinations cannot occur). RePro picks one of six prompt sets by the group."""
+
+_GROUP_OF_CODE = (0, 1, 2, 2, 3, 3, 4, 5)  # 4 s + 2 e + d -> group (codes 2 and 5 cannot occur)
+
+
+class TrajectoryPairMotion(NamedTuple):
+    """What :func:`trajectory_pair_motion` returns.
+
+    Example:
+        >>> m = torch.ones(1, 1, dtype=torch.bool)
+        >>> box = torch.tensor([[[0.0, 0, 4, 4]]])
+        >>> relative, giou, group = trajectory_pair_motion(box, m, box, m)
+        >>> relative.shape, giou.tolist(), group.tolist()
+        (torch.Size([1, 12]), [[1.0, 1.0, 0.0]], [5])
+    """
+
+    relative: Tensor
+    """``(..., 12)``: relative position at the first and last boxes, interleaved by quantity."""
+    giou: Tensor
+    """``(..., 3)``: ``[GIoU_start, GIoU_end, GIoU_end - GIoU_start]`` (UASAN's second token)."""
+    group: Tensor
+    """``(...)`` long: the motion group, an index into :data:`MOTION_GROUP_TAGS`."""
+
+
+def _endpoints(boxes: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """First and last valid boxes ``(..., 4)`` and the duration ``[begin, end)`` of each
+    trajectory; zeros for an empty one."""
+    F = mask.shape[-1]
+    valid = mask.any(-1)
+    begin = mask.int().argmax(-1)  # the first True (argmax returns the first maximum)
+    last = F - 1 - mask.flip(-1).int().argmax(-1)
+
+    def pick(i: Tensor) -> Tensor:
+        box = boxes.gather(-2, i[..., None, None].expand(*i.shape, 1, 4)).squeeze(-2)
+        return torch.where(valid[..., None], box, 0.0)  # padding garbage never read
+
+    return pick(begin), pick(last), begin * valid, (last + 1) * valid
+
+
+def trajectory_pair_motion(
+    subject_boxes: Tensor,
+    subject_mask: Tensor,
+    object_boxes: Tensor,
+    object_mask: Tensor,
+    *,
+    giou_threshold: float = -0.3,
+    frame_scale: float = 30.0,
+    min_size: float = 1.0,
+) -> TrajectoryPairMotion:
+    """Trajectory-pair motion features as RePro's and UASAN's public code computes them.
+
+    Only the **first and last box** of each trajectory are used (each trajectory's own, so the
+    subject's first box may be from another frame than the object's). With centres ``(x, y)``
+    and sizes ``w = x2 - x1``, ``h = y2 - y1`` (no "+1"), at the start and at the end:
+
+    - ``rx = (x_s - x_o) / w_o``, ``ry = (y_s - y_o) / h_o``;
+    - ``rw = log(w_s / w_o)``, ``rh = log(h_s / h_o)``, ``ra = rw + rh`` (log area ratio);
+    - ``rt = [(begin_s - begin_o), (end_s - end_o)] / frame_scale`` (durations ``[begin, end)``).
+
+    ``relative`` is ``[rx_start, rx_end, ry_start, ry_end, rw_start, rw_end, rh_start, rh_end,
+    ra_start, ra_end, rt_begin, rt_end]`` (the code's interleaved layout, its
+    ``get_relative_position_feature``). The GIoU of the subject's and object's first boxes and of
+    their last boxes ("+1 pixel" areas, the code's ``bbox_GIoU``) gives the motion group
+    (:data:`MOTION_GROUP_TAGS`; the code's ``get_giou_tags`` with ``giou_th = -0.3``).
+
+    Unlike the code, the result is always finite: widths and heights are clamped at
+    ``min_size`` (1 pixel; the code gives inf/NaN on zero-width boxes), and a pair with an empty
+    trajectory gets zeros (group 0). Boxes where a mask is False are never read.
+
+    Args:
+        subject_boxes, object_boxes: ``xyxy`` boxes of each trajectory on a frame axis (e.g. a
+            30-frame segment), in pixels.
+        subject_mask, object_mask: ``True`` on the frames each trajectory covers.
+        giou_threshold: the GIoU that counts as "close" in the motion group (-0.3).
+        frame_scale: frames dividing the duration offsets (30, the segment length).
+        min_size: smallest width / height used in the ratios and logs.
+
+    Shape:
+        - subject_boxes, object_boxes: ``(..., F, 4)``
+        - subject_mask, object_mask: ``(..., F)`` bool
+        - output: ``relative (..., 12)``, ``giou (..., 3)``, ``group (...)``
+
+    Raises:
+        TypeError, ValueError: a tensor has the wrong dtype, or shapes disagree (the message names
+            the argument); ``min_size`` or ``frame_scale`` is not positive.
+
+    Example:
+        >>> s = torch.tensor([[[0.0, 0, 10, 10], [20, 0, 30, 10]]])   # moves right by 20 px
+        >>> o = torch.tensor([[[40.0, 0, 50, 10], [40, 0, 50, 10]]])  # still
+        >>> m = torch.ones(1, 2, dtype=torch.bool)
+        >>> out = trajectory_pair_motion(s, m, o, m)
+        >>> out.relative[0, :2]                       # rx at the start and end: -40/10, -20/10
+        tensor([-4., -2.])
+        >>> out.giou[0, :2]                           # "+1" areas: apart, then within -0.3
+        tensor([-0.5686, -0.2903])
+        >>> out.group                                 # (False, True, True): coming close
+        tensor([2])
+
+    Reference:
+        *Compositional Prompt Tuning with Motion Cues for Open-vocabulary Video Relation
+        Detection* (RePro, ICLR 2023), Sec. 3.2; *Open-Vocabulary Video Scene Graph Generation
+        via Union-aware Semantic Alignment* (UASAN), its motion tokens.
+    """
+    dims: dict[str, tuple[int, str]] = {}
+    check_tensor(subject_boxes, "subject_boxes", ("...", "F", 4), dims=dims, dtype="float")
+    check_tensor(subject_mask, "subject_mask", ("...", "F"), dims=dims, dtype="bool")
+    check_tensor(object_boxes, "object_boxes", ("...", "F", 4), dims=dims, dtype="float")
+    check_tensor(object_mask, "object_mask", ("...", "F"), dims=dims, dtype="bool")
+    check_positive(frame_scale, "frame_scale", integer=False)
+    check_positive(min_size, "min_size", integer=False)
+    dtype = subject_boxes.dtype
+    work = torch.promote_types(dtype, torch.float32)
+    s_first, s_last, s_begin, s_end = _endpoints(subject_boxes.to(work), subject_mask)
+    o_first, o_last, o_begin, o_end = _endpoints(object_boxes.to(work), object_mask)
+    both = subject_mask.any(-1) & object_mask.any(-1)
+    s_box = torch.stack((s_first, s_last), -2)  # (..., 2, 4): start, end
+    o_box = torch.stack((o_first, o_last), -2)
+    s_c, o_c = (s_box[..., :2] + s_box[..., 2:]) / 2, (o_box[..., :2] + o_box[..., 2:]) / 2
+    s_wh = (s_box[..., 2:] - s_box[..., :2]).clamp(min=min_size)
+    o_wh = (o_box[..., 2:] - o_box[..., :2]).clamp(min=min_size)
+    rxy = (s_c - o_c) / o_wh  # (..., 2 ends, 2 axes)
+    rwh = s_wh.log() - o_wh.log()
+    ra = rwh.sum(-1, keepdim=True)
+    rt = torch.stack((s_begin - o_begin, s_end - o_end), -1).to(work) / frame_scale
+    per_end = torch.cat((rxy, rwh, ra), -1)  # (..., 2 ends, 5 quantities)
+    relative = torch.cat((per_end.transpose(-1, -2).flatten(-2), rt), -1)  # interleaved
+    g = _giou(s_box, o_box, legacy=True)  # (..., 2)
+    giou = torch.cat((g, g[..., 1:] - g[..., :1]), -1)
+    relative = torch.where(both[..., None], relative, 0.0)
+    giou = torch.where(both[..., None], giou, 0.0)
+    code = (
+        4 * (g[..., 0] >= giou_threshold).long()
+        + 2 * (g[..., 1] >= giou_threshold).long()
+        + (g[..., 1] >= g[..., 0]).long()
+    )
+    table = torch.tensor(_GROUP_OF_CODE, device=code.device)
+    group = torch.where(both, table[code], 0)
+    return TrajectoryPairMotion(relative.to(dtype), giou.to(dtype), group)
 
 
 class MotionFeatureExtractor(nn.Module):
