@@ -55,6 +55,7 @@ from dsgg_layers.losses import (
     category_weighted_bce,
     class_weights,
     embedding_alignment_loss,
+    feature_distillation_loss,
     inverse_log_frequency,
     label_frequencies,
     multilabel_focal_loss,
@@ -115,6 +116,13 @@ from dsgg_layers.temporal import (
     track_ranks,
 )
 from dsgg_layers.tokens import LearnableTokens, prepend_tokens, split_tokens
+from dsgg_layers.union import (
+    ContextEncoding,
+    SemanticAwareContextEncoder,
+    UnionRelationDecoder,
+    UnionRelationPredictor,
+    VisualRefiner,
+)
 
 __version__ = "0.1.0.dev0"
 
@@ -126,6 +134,7 @@ __all__ = [
     "AssociationReasoning",
     "BucketBatchSampler",
     "CategoryWeightedLoss",
+    "ContextEncoding",
     "ContextFusion",
     "FocalLoss",
     "HierarchicalAttention",
@@ -145,6 +154,7 @@ __all__ = [
     "RelationScores",
     "RelationScoringDecoder",
     "STTranPairs",
+    "SemanticAwareContextEncoder",
     "SentenceClassifier",
     "SigmoidFocalLoss",
     "SpatialContextEncoder",
@@ -159,7 +169,10 @@ __all__ = [
     "TransformerEncoder",
     "TransformerEncoderLayer",
     "TripletCategoryClassifier",
+    "UnionRelationDecoder",
+    "UnionRelationPredictor",
     "ValidRows",
+    "VisualRefiner",
     "__version__",
     "assign_relations",
     "box_area",
@@ -177,6 +190,7 @@ __all__ = [
     "elementwise_box_iou",
     "elementwise_generalized_box_iou",
     "embedding_alignment_loss",
+    "feature_distillation_loss",
     "filter_negatives",
     "flat_to_tracks",
     "from_sttran",

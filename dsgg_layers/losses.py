@@ -45,6 +45,7 @@ __all__ = [
     "category_weighted_bce",
     "class_weights",
     "embedding_alignment_loss",
+    "feature_distillation_loss",
     "inverse_log_frequency",
     "label_frequencies",
     "multilabel_focal_loss",
@@ -775,6 +776,69 @@ def embedding_alignment_loss(
     if normalize:
         x, y = F.normalize(x, dim=-1), F.normalize(y, dim=-1)
     loss = (x - y).abs().mean(-1)
+    if mask is not None:
+        loss = loss.masked_fill(~mask, 0.0)
+    return _masked_reduce(loss, mask, reduction)
+
+
+def feature_distillation_loss(
+    student: Tensor,
+    teacher: Tensor,
+    mask: Tensor | None = None,
+    *,
+    norm: Literal["l2", "mse", "l1"] = "l2",
+    reduction: Reduction = "mean",
+) -> Tensor:
+    """Distance between a student's tokens and a frozen teacher's (UASAN, Eq. 4).
+
+    UASAN distils its visual refiner's tokens ``F_v`` into a frozen bridge encoder's output
+    ``F'_M = BridgeEnc(F_M)`` with ``L_dis = ||F_v - F'_M||`` and does not say which norm.
+    Default ``"l2"``: the Euclidean distance of each token, averaged over the tokens (the norm
+    as written, taken token by token so that the loss does not grow with ``L``); ``"mse"``: the
+    mean squared difference; ``"l1"``: the mean absolute difference. The teacher side is
+    detached (it is frozen).
+
+    Args:
+        student: ``(..., L, d)`` tokens (e.g. :class:`~dsgg_layers.union.VisualRefiner`'s).
+        teacher: the teacher's tokens, the same shape.
+        mask: ``(...)`` ``True`` for the rows (trajectories) that count.
+        norm: ``"l2"``, ``"mse"`` or ``"l1"`` (see above).
+        reduction: ``"mean"`` over counted rows, ``"sum"`` or ``"none"`` (``(...)``).
+
+    Shape:
+        - student, teacher: ``(..., L, d)``; mask: ``(...)``
+        - output: scalar, or ``(...)`` with ``"none"``
+
+    Raises:
+        TypeError, ValueError: shapes or dtypes disagree, or an option is unknown.
+
+    Examples:
+        >>> s = torch.zeros(2, 4, 3)
+        >>> t = torch.zeros(2, 4, 3)
+        >>> t[..., 0] = 3.0
+        >>> t[..., 1] = 4.0
+        >>> feature_distillation_loss(s, t)                       # each token 5 away
+        tensor(5.)
+        >>> feature_distillation_loss(s, t, norm="mse")           # (9 + 16) / 3
+        tensor(8.3333)
+    """
+    check_tensor(student, "student", ("...", "L", "d"), dtype="float")
+    check_tensor(teacher, "teacher", tuple(student.shape), dtype="float")
+    check_choice(norm, "norm", ("l2", "mse", "l1"))
+    check_choice(reduction, "reduction", ("mean", "sum", "none"))
+    if mask is not None:
+        check_tensor(mask, "mask", tuple(student.shape[:-2]), dtype="bool")
+    diff = student - teacher.detach().to(student.dtype)
+    if mask is not None:  # garbage in padded rows never reaches the loss or its gradient
+        diff = diff.masked_fill(~mask[..., None, None], 0.0)
+    if norm == "l2":
+        sq = diff.square().sum(-1)  # sqrt with a finite gradient at 0
+        per_token = torch.where(sq > 0, sq.clamp(min=torch.finfo(sq.dtype).tiny).sqrt(), 0.0)
+    elif norm == "mse":
+        per_token = diff.square().mean(-1)
+    else:
+        per_token = diff.abs().mean(-1)
+    loss = per_token.mean(-1)
     if mask is not None:
         loss = loss.masked_fill(~mask, 0.0)
     return _masked_reduce(loss, mask, reduction)
