@@ -85,6 +85,7 @@ from dsgg_layers.motion import (
 )
 from dsgg_layers.pooling import MaskedPooling, masked_pool
 from dsgg_layers.positions import LearnedPositions, sinusoidal_positions
+from dsgg_layers.prompts import OpenCLIPTextTower, PromptLearner, TextTower, WordTower
 from dsgg_layers.queries import PairQueries, TemporalMemory, reference_frames
 from dsgg_layers.relation import SpatialTemporalEncoder
 from dsgg_layers.rows import ValidRows
@@ -145,10 +146,12 @@ __all__ = [
     "MessageToken",
     "MotionFeatureExtractor",
     "MotionInteraction",
+    "OpenCLIPTextTower",
     "PairHungarianMatcher",
     "PairQueries",
     "PairTracks",
     "PredicateAssociationParser",
+    "PromptLearner",
     "RelationAssignment",
     "RelationScorer",
     "RelationScores",
@@ -162,6 +165,7 @@ __all__ = [
     "TemporalContextEncoder",
     "TemporalDifferenceGuidance",
     "TemporalMemory",
+    "TextTower",
     "TrackIndex",
     "TrajectoryPairMotion",
     "TransformerDecoder",
@@ -173,6 +177,7 @@ __all__ = [
     "UnionRelationPredictor",
     "ValidRows",
     "VisualRefiner",
+    "WordTower",
     "__version__",
     "assign_relations",
     "box_area",

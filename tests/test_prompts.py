@@ -1,0 +1,124 @@
+"""PromptLearner (CoOp-style context, UASAN Eq. 9-10), OpenCLIPTextTower, WordTower."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dsgg_layers import OpenCLIPTextTower, PromptLearner, TextTower, WordTower
+
+WORDS = ["move", "left", "right", "up", "down", "fast", "slow", "toward", "away"]
+
+
+def test_word_tower_ids_encoding_and_errors():
+    tower = WordTower(WORDS, dim=8)
+    assert isinstance(tower, TextTower)
+    ids = tower.tokenize(["Move left.", "x x up"])
+    eot = tower.eot
+    assert ids[0, :5].tolist() == [1, 2, 3, tower.index["."], eot]
+    assert int(ids.argmax(-1)[1]) == 4 and eot == ids.max()
+    e = tower.encode_embeddings(tower.embed_tokens(ids), ids)
+    x = tower.index["x"]
+    expected = (2 * tower.table[x] + tower.table[tower.index["up"]]) / 3
+    torch.testing.assert_close(e[1], expected)
+    with pytest.raises(ValueError, match=r"texts\[0\]: words \['jump'\]"):
+        tower.tokenize(["jump left"])
+    with pytest.raises(ValueError, match="context_length"):
+        WordTower(WORDS, context_length=4).tokenize(["move left fast"])
+    with pytest.raises(ValueError, match="vocabulary"):
+        WordTower([])
+
+
+def test_prompt_learner_is_the_mean_of_context_and_name_words():
+    torch.manual_seed(0)
+    tower = WordTower(WORDS, dim=8)
+    learner = PromptLearner(tower, ["move left", "move right fast"], num_context=3)
+    out = learner()
+    t = tower.table
+    for i, name in enumerate(["move left", "move right fast"]):
+        words = [t[tower.index[w]] for w in name.split()] + [t[tower.index["."]]]
+        mean = (learner.context.sum(0) + sum(words)) / (3 + len(words))
+        torch.testing.assert_close(out[i], F.normalize(mean, dim=-1))
+    feats = torch.randn(4, 8)
+    torch.testing.assert_close(learner.logits(feats), F.normalize(feats, dim=-1) @ out.T / 0.01)
+
+
+def test_new_class_names_without_retraining_and_zero_shot_composition():
+    torch.manual_seed(0)
+    tower = WordTower(WORDS, dim=32)
+    learner = PromptLearner(tower, ["move left", "move right"], num_context=2)
+    before = learner()
+    learner.set_class_names(["move up", "move right", "move left", "move down fast"])
+    after = learner()
+    torch.testing.assert_close(after[2], before[0])  # same name, same context: same embedding
+    torch.testing.assert_close(after[1], before[1])
+    assert learner.class_names[3] == "move down fast" and after.shape == (4, 32)
+    # a feature that points at "move down fast" is classified as it, though never trained on
+    assert int(learner.logits(after[3]).argmax()) == 3
+    assert "num_classes=4" in repr(learner)
+
+
+def test_gradients_reach_only_the_context_and_init_words():
+    pytest.importorskip("open_clip")
+    tower = _tiny_open_clip_tower()
+    learner = PromptLearner(tower, ["dog", "chasing cat"], num_context=4)
+    learner.train()
+    assert not tower.training  # frozen tower stays in eval mode
+    loss = learner().sum() + learner.logits(torch.randn(3, tower.embed_dim)).logsumexp(-1).sum()
+    loss.backward()
+    assert learner.context.grad is not None and learner.context.grad.abs().sum() > 0
+    assert all(p.grad is None and not p.requires_grad for p in tower.parameters())
+    assert [n for n, p in learner.named_parameters() if p.requires_grad] == ["context"]
+    assert learner.no_weight_decay() == {"context"}
+    init = PromptLearner(tower, ["dog"], num_context=None, init="a video of")
+    ids = tower.tokenize(["a video of"])
+    torch.testing.assert_close(init.context, tower.embed_tokens(ids)[0, 1:4])
+    with pytest.raises(ValueError, match="num_context: expected 3"):
+        PromptLearner(tower, ["dog"], num_context=5, init="a video of")
+
+
+def test_open_clip_plumbing_equals_encode_text():
+    open_clip = pytest.importorskip("open_clip")
+    model, tokenizer = _tiny_open_clip()
+    tower = OpenCLIPTextTower(model, tokenizer)
+    learner = PromptLearner(tower, ["dog", "red car"], num_context=3)
+    x_id = int(tokenizer(["X"])[0, 1])
+    with torch.no_grad():
+        learner.context.copy_(model.token_embedding.weight[x_id].expand(3, -1))
+        ref = model.encode_text(tokenizer(["X X X dog.", "X X X red car."]))
+    torch.testing.assert_close(learner(), F.normalize(ref, dim=-1), rtol=1e-5, atol=1e-5)
+    assert tower.embed_dim == ref.shape[-1] and isinstance(open_clip.__version__, str)
+
+
+def test_errors():
+    tower = WordTower(WORDS, dim=8)
+    with pytest.raises(TypeError, match="tower"):
+        PromptLearner(torch.nn.Linear(2, 2), ["move"])
+    with pytest.raises(ValueError, match="class_names"):
+        PromptLearner(tower, [])
+    with pytest.raises(ValueError, match="num_context"):
+        PromptLearner(tower, ["move"], num_context=0)
+    with pytest.raises(ValueError, match="temperature"):
+        PromptLearner(tower, ["move"], temperature=0.0)
+    with pytest.raises(ValueError, match="context_length 6"):
+        PromptLearner(WordTower(WORDS, context_length=6), ["move"], num_context=4)
+    with pytest.raises(TypeError, match="open_clip"):
+        OpenCLIPTextTower(torch.nn.Linear(2, 2), None)
+
+
+def _tiny_open_clip():
+    from open_clip.model import CLIP
+    from open_clip.tokenizer import SimpleTokenizer
+
+    torch.manual_seed(0)
+    model = CLIP(
+        embed_dim=16,
+        vision_cfg={"layers": 1, "width": 64, "head_width": 32, "patch_size": 16, "image_size": 32},
+        text_cfg={"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
+    )
+    return model.eval(), SimpleTokenizer(context_length=16)
+
+
+def _tiny_open_clip_tower():
+    return OpenCLIPTextTower(*_tiny_open_clip())
