@@ -1,19 +1,32 @@
-"""Data: the :class:`VideoGraph` container, the Action Genome loader and the synthetic benchmark."""
+"""Data: the :class:`VideoGraph` container, the Action Genome and VidVRD / VidOR loaders and the
+synthetic benchmark."""
 
 from dsgg_layers.data.action_genome import ActionGenome, write_action_genome
 from dsgg_layers.data.graph import VideoGraph, VideoGraphDataset
 from dsgg_layers.data.probe import motion_probe
 from dsgg_layers.data.render import render_maps
 from dsgg_layers.data.synthetic import MOTION_PREDICATES, SyntheticActionGenome, SyntheticConfig
+from dsgg_layers.data.vidvrd import (
+    VIDVRD_OBJECT_SPLITS,
+    VIDVRD_PREDICATE_SPLITS,
+    VidVRDVideo,
+    load_vidvrd,
+    segment_video,
+)
 
 __all__ = [
     "MOTION_PREDICATES",
+    "VIDVRD_OBJECT_SPLITS",
+    "VIDVRD_PREDICATE_SPLITS",
     "ActionGenome",
     "SyntheticActionGenome",
     "SyntheticConfig",
+    "VidVRDVideo",
     "VideoGraph",
     "VideoGraphDataset",
+    "load_vidvrd",
     "motion_probe",
     "render_maps",
+    "segment_video",
     "write_action_genome",
 ]
