@@ -6,6 +6,12 @@ from dsgg_layers.data.graph import VideoGraph, VideoGraphDataset
 from dsgg_layers.data.probe import motion_probe
 from dsgg_layers.data.render import render_maps
 from dsgg_layers.data.synthetic import MOTION_PREDICATES, SyntheticActionGenome, SyntheticConfig
+from dsgg_layers.data.trajectory import (
+    TRAJECTORY_PREDICATE_SPLITS,
+    TRAJECTORY_WORDS,
+    SyntheticVidVRD,
+    SyntheticVidVRDConfig,
+)
 from dsgg_layers.data.vidvrd import (
     VIDVRD_OBJECT_SPLITS,
     VIDVRD_PREDICATE_SPLITS,
@@ -16,11 +22,15 @@ from dsgg_layers.data.vidvrd import (
 
 __all__ = [
     "MOTION_PREDICATES",
+    "TRAJECTORY_PREDICATE_SPLITS",
+    "TRAJECTORY_WORDS",
     "VIDVRD_OBJECT_SPLITS",
     "VIDVRD_PREDICATE_SPLITS",
     "ActionGenome",
     "SyntheticActionGenome",
     "SyntheticConfig",
+    "SyntheticVidVRD",
+    "SyntheticVidVRDConfig",
     "VidVRDVideo",
     "VideoGraph",
     "VideoGraphDataset",

@@ -138,6 +138,8 @@ class VidVRDVideo:
         subjects, objects: ``(R,)`` indices into the trajectories of each relation instance.
         predicates: the ``R`` predicates.
         begin, end: ``(R,)`` the instances' ``[begin_fid, end_fid)``.
+        features: optional ``(N, F, D)`` per-frame trajectory features (not part of the JSON
+            format: the synthetic benchmark's, or a user's own extractor's).
 
     Example:
         >>> anno = {"video_id": "v", "frame_count": 2, "width": 64, "height": 48,
@@ -171,6 +173,7 @@ class VidVRDVideo:
     predicates: list[str]
     begin: Tensor
     end: Tensor
+    features: Tensor | None = None
 
     @classmethod
     def from_json(cls, anno: Mapping[str, Any], source: str = "annotation") -> VidVRDVideo:
