@@ -207,7 +207,7 @@ _GROUP_OF_CODE = (0, 1, 2, 2, 3, 3, 4, 5)  # 4 s + 2 e + d -> group (codes 2 and
 class TrajectoryPairMotion(NamedTuple):
     """What :func:`trajectory_pair_motion` returns.
 
-    Example:
+    Examples:
         >>> m = torch.ones(1, 1, dtype=torch.bool)
         >>> box = torch.tensor([[[0.0, 0, 4, 4]]])
         >>> relative, giou, group = trajectory_pair_motion(box, m, box, m)
@@ -269,9 +269,11 @@ def trajectory_pair_motion(
     trajectory gets zeros (group 0). Boxes where a mask is False are never read.
 
     Args:
-        subject_boxes, object_boxes: ``xyxy`` boxes of each trajectory on a frame axis (e.g. a
+        subject_boxes: ``xyxy`` boxes of the subject's trajectory on a frame axis (e.g. a
             30-frame segment), in pixels.
-        subject_mask, object_mask: ``True`` on the frames each trajectory covers.
+        subject_mask: ``True`` on the frames the subject's trajectory covers.
+        object_boxes: the object's boxes, on the same frame axis.
+        object_mask: the frames the object's trajectory covers.
         giou_threshold: the GIoU that counts as "close" in the motion group (-0.3).
         frame_scale: frames dividing the duration offsets (30, the segment length).
         min_size: smallest width / height used in the ratios and logs.
@@ -285,7 +287,7 @@ def trajectory_pair_motion(
         TypeError, ValueError: a tensor has the wrong dtype, or shapes disagree (the message names
             the argument); ``min_size`` or ``frame_scale`` is not positive.
 
-    Example:
+    Examples:
         >>> s = torch.tensor([[[0.0, 0, 10, 10], [20, 0, 30, 10]]])   # moves right by 20 px
         >>> o = torch.tensor([[[40.0, 0, 50, 10], [40, 0, 50, 10]]])  # still
         >>> m = torch.ones(1, 2, dtype=torch.bool)

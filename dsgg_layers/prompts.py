@@ -40,7 +40,7 @@ class TextTower(Protocol):
     - ``encode_embeddings(x, ids) -> (N, embed_dim)`` the text features of input embeddings
       ``x`` (``ids`` tell where each sequence ends).
 
-    Example:
+    Examples:
         >>> isinstance(object(), TextTower)
         False
     """
@@ -67,7 +67,7 @@ class OpenCLIPTextTower(nn.Module):
         model: an ``open_clip`` CLIP model (``open_clip.create_model(...)``).
         tokenizer: its tokenizer (``open_clip.get_tokenizer(name)``).
 
-    Example:
+    Examples:
         >>> tower = OpenCLIPTextTower.from_name("ViT-B-32")   # random weights offline
         >>> ids = tower.tokenize(["a person riding a horse"])
         >>> tower.encode_embeddings(tower.embed_tokens(ids), ids).shape
@@ -168,7 +168,7 @@ class PromptLearner(nn.Module):
         ValueError: no class names, ``num_context`` not positive, or the prompts do not fit the
             tower's context length.
 
-    Example:
+    Examples:
         >>> tower = WordTower(["move", "left", "right", "up"], dim=16)
         >>> learner = PromptLearner(tower, ["move left", "move right"], num_context=4)
         >>> learner().shape
@@ -320,7 +320,7 @@ class WordTower(nn.Module):
         ValueError: an empty vocabulary, a text with a word outside it (named), or a text
             longer than ``context_length``.
 
-    Example:
+    Examples:
         >>> tower = WordTower(["move", "left", "right"], dim=8)
         >>> ids = tower.tokenize(["move left", "move right"])
         >>> ids[0, :5].tolist()

@@ -86,7 +86,7 @@ class VisualRefiner(nn.Module):
     Raises:
         TypeError, ValueError: a size is not positive, or the inputs' shapes or dtypes are wrong.
 
-    Example:
+    Examples:
         >>> refiner = VisualRefiner(16, num_tokens=4, nhead=2)
         >>> refiner(torch.randn(3, 10, 16)).shape                   # 3 trajectories, 10 frames
         torch.Size([3, 4, 16])
@@ -132,7 +132,7 @@ class VisualRefiner(nn.Module):
 class ContextEncoding(NamedTuple):
     """What :class:`SemanticAwareContextEncoder` returns.
 
-    Example:
+    Examples:
         >>> enc = SemanticAwareContextEncoder(8, nhead=2, dim_feedforward=16)
         >>> x = torch.randn(5, 2, 8)                  # 5 pairs, 2 tokens a part
         >>> out = enc(x, x, x, x[:, :1])
@@ -175,7 +175,7 @@ class SemanticAwareContextEncoder(nn.Module):
         TypeError, ValueError: the parts' widths, leading dims or dtypes disagree (the message
             names the part).
 
-    Example:
+    Examples:
         >>> enc = SemanticAwareContextEncoder(16, nhead=4, dim_feedforward=32)
         >>> parts = [torch.randn(2, 6, n, 16) for n in (4, 4, 4, 2)]   # (B, P, tokens, d)
         >>> enc(*parts, mask=torch.ones(2, 6, dtype=torch.bool)).encoded.shape
@@ -271,7 +271,7 @@ class UnionRelationDecoder(nn.Module):
     Raises:
         TypeError, ValueError: shapes or dtypes are wrong (the message names the argument).
 
-    Example:
+    Examples:
         >>> dec = UnionRelationDecoder(16, nhead=4, dim_feedforward=32)
         >>> dec(torch.randn(2, 6, 14, 16)).shape
         torch.Size([2, 6, 16])
@@ -347,7 +347,7 @@ class UnionRelationPredictor(nn.Module):
     Raises:
         TypeError, ValueError: shapes or dtypes are wrong (the message names the argument).
 
-    Example:
+    Examples:
         >>> pred = UnionRelationPredictor(16)
         >>> x = torch.randn(6, 4, 16)
         >>> pred(torch.randn(6, 16), x, x, torch.randn(6, 2, 16)).shape

@@ -68,7 +68,7 @@ TRAJECTORY_WORDS = (*TRAJECTORY_OBJECTS, *_VERBS, *_RELATIONS)
 def predicate_words(name: str) -> str:
     """A class name as words (``"move_toward"`` -> ``"move toward"``).
 
-    Example:
+    Examples:
         >>> predicate_words("stand_touch")
         'stand touch'
     """
@@ -80,7 +80,8 @@ class SyntheticVidVRDConfig:
     """Settings of :class:`SyntheticVidVRD`.
 
     Args:
-        num_videos, num_test_videos: videos of the train and test splits.
+        num_videos: videos of the train split.
+        num_test_videos: videos of the test split.
         frames: inclusive range of a video's frame count.
         objects: inclusive range of objects a video.
         image_size: ``(width, height)``.
@@ -121,7 +122,7 @@ class SyntheticVidVRD:
         config: the settings (default :class:`SyntheticVidVRDConfig`).
         split: ``"train"`` or ``"test"`` (the same world, other videos).
 
-    Example:
+    Examples:
         >>> data = SyntheticVidVRD(SyntheticVidVRDConfig(num_videos=2, num_test_videos=1))
         >>> video = data[0]
         >>> video.boxes.shape[1] == video.frame_count, video.features.shape[-1]

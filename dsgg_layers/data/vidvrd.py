@@ -90,7 +90,8 @@ def segment_video(begin: int, end: int, length: int = 30, stride: int = 15) -> T
     none, frames after the last full segment are in none).
 
     Args:
-        begin, end: the duration ``[begin, end)``.
+        begin: the duration's first frame.
+        end: the duration's end (exclusive).
         length: frames a segment (30).
         stride: frames between segment starts (15).
 
@@ -100,7 +101,7 @@ def segment_video(begin: int, end: int, length: int = 30, stride: int = 15) -> T
     Raises:
         TypeError, ValueError: a value is not an int, or ``length`` / ``stride`` not positive.
 
-    Example:
+    Examples:
         >>> segment_video(0, 75).tolist()
         [[0, 30], [15, 45], [30, 60], [45, 75]]
         >>> segment_video(0, 29).shape
@@ -141,7 +142,7 @@ class VidVRDVideo:
         features: optional ``(N, F, D)`` per-frame trajectory features (not part of the JSON
             format: the synthetic benchmark's, or a user's own extractor's).
 
-    Example:
+    Examples:
         >>> anno = {"video_id": "v", "frame_count": 2, "width": 64, "height": 48,
         ...         "subject/objects": [{"tid": 0, "category": "dog"},
         ...                             {"tid": 1, "category": "ball"}],

@@ -65,7 +65,7 @@ def segment_triplet_score(
 
     ``"mean"`` (RePro's code) or ``"product"`` (UASAN's code).
 
-    Example:
+    Examples:
         >>> p, s, o = torch.tensor([0.5]), torch.tensor([0.8]), torch.tensor([0.5])
         >>> segment_triplet_score(p, s, o), segment_triplet_score(p, s, o, "product")
         (tensor([0.6000]), tensor([0.2000]))
@@ -205,7 +205,7 @@ def associate_relations(
     Raises:
         ValueError: an unknown preset or setting, or a malformed relation (named).
 
-    Example:
+    Examples:
         >>> box = [[0.0, 0.0, 9.0, 9.0]]
         >>> seg = lambda s: dict(triplet=["dog", "chase", "cat"], score=0.5, duration=[s, s + 30],
         ...                      sub_traj=box * 30, obj_traj=box * 30)

@@ -63,8 +63,10 @@ def volume_iou(
     0 where both trajectories are empty. Boxes where a mask is False are never read.
 
     Args:
-        boxes1, boxes2: ``xyxy`` boxes, one per frame.
-        mask1, mask2: bool, ``True`` on the frames of each trajectory's duration.
+        boxes1: ``xyxy`` boxes, one per frame.
+        mask1: bool, ``True`` on the frames of the first trajectory's duration.
+        boxes2: the second trajectory's boxes.
+        mask2: the second trajectory's frames.
         legacy: areas in the "+1 pixel" convention of VidVRD-helper (default) or plain.
 
     Shape:
@@ -76,7 +78,7 @@ def volume_iou(
         TypeError, ValueError: a box tensor is not floating point with a last dim of 4, or a
             mask is not bool with the boxes' leading shape.
 
-    Example:
+    Examples:
         >>> a = torch.tensor([[0.0, 0, 9, 9], [0, 0, 9, 9]])     # 2 frames of 10 x 10 (+1 areas)
         >>> b = torch.tensor([[0.0, 0, 9, 9], [0, 0, 0, 0]])     # the first frame only
         >>> float(volume_iou(a, torch.tensor([True, True]), b, torch.tensor([True, False])))
@@ -229,7 +231,7 @@ class VidVRDEvaluator:
         TypeError, ValueError: an option is invalid, or an instance is malformed (the message
             names the video and the instance).
 
-    Example:
+    Examples:
         >>> box = [[0.0, 0.0, 9.0, 9.0]] * 3
         >>> gt = {"v": [dict(triplet=["dog", "chase", "cat"], duration=[0, 3],
         ...                  sub_traj=box, obj_traj=box)]}
@@ -482,13 +484,14 @@ def vidvrd_metrics(
     """Functional twin of :class:`VidVRDEvaluator`: one ``update`` then ``compute``.
 
     Args:
-        groundtruth, prediction: as :meth:`VidVRDEvaluator.update`.
+        groundtruth: as :meth:`VidVRDEvaluator.update`.
+        prediction: as :meth:`VidVRDEvaluator.update`.
         **options: the evaluator's arguments (``viou_threshold``, ``det_ks``, ...).
 
     Returns:
         As :meth:`VidVRDEvaluator.compute`.
 
-    Example:
+    Examples:
         >>> box = [[0.0, 0.0, 9.0, 9.0]] * 2
         >>> gt = {"v": [dict(triplet=["a", "p", "b"], duration=[0, 2], sub_traj=box, obj_traj=box)]}
         >>> pred = {"v": [dict(gt["v"][0], duration=[1, 3], score=1.0)]}   # one frame late
