@@ -127,6 +127,12 @@ class Assembly:
         train_mode: ``"predcls"`` (default: train on the annotated pairs) or ``"sgdet"`` (train on
             the detector's pairs, each graph holding its ground truth in ``graph.gt``: what a
             model that learns from unannotated detections, such as RS-Net, needs).
+        load_data: ``(args) -> Data`` for another dataset than Action Genome's format (UASAN's
+            VidVRD videos); its items then need ``collate`` (``items -> (batch, rows)``, the
+            batch with ``.to(device)`` and ``.targets()``, the rows with ``.to(device)``) and
+            ``sizes`` (``items -> (n, 2)`` sizes for length bucketing).
+        format_results: ``(results) -> text`` of one task's metrics (default the Action Genome
+            table of R@K and mR@K).
     """
 
     name: str
@@ -138,6 +144,10 @@ class Assembly:
     report: Callable[[dict[str, dict[str, Tensor]]], tuple[str, Any]] | None = None
     make_evaluator: Callable[[argparse.Namespace], Any] | None = None
     train_mode: str = "predcls"
+    load_data: Callable[[argparse.Namespace], Data] | None = None
+    collate: Callable[[Sequence[Any]], tuple[Any, Any]] | None = None
+    sizes: Callable[[Sequence[Any]], Tensor] | None = None
+    format_results: Callable[[dict[str, Tensor]], str] | None = None
 
 
 # ---------------------------------------------------------------------------------------- flags
@@ -341,34 +351,38 @@ def _collate(graphs: Sequence[VideoGraph]) -> tuple[VideoGraph, ValidRows]:
 
 
 def make_loader(
-    videos: Sequence[VideoGraph],
+    videos: Sequence[Any],
     args: argparse.Namespace,
     env: Distributed,
     *,
     train: bool,
+    assembly: Assembly | None = None,
 ) -> torch.utils.data.DataLoader:
     """Batches of ``(graph, rows)`` with little padding.
 
     Training: a :class:`~dsgg_layers.BucketBatchSampler` (shuffled, ``--seed``; call
     ``loader.batch_sampler.set_epoch``) whose DDP share gives every rank the same number of steps.
     Evaluation: this rank's videos (``videos[rank::world]``; no collective runs per step, so the
-    shares may differ) cut by :func:`~dsgg_layers.bucket_batches`.
+    shares may differ) cut by :func:`~dsgg_layers.bucket_batches`. An ``assembly`` with its own
+    ``collate`` and ``sizes`` (another dataset format) batches its items with them.
     """
+    sizes = _sizes if assembly is None or assembly.sizes is None else assembly.sizes
+    collate = _collate if assembly is None or assembly.collate is None else assembly.collate
     if train:
         sampler: Iterable[list[int]] = BucketBatchSampler(
-            _sizes(videos), max_videos=args.batch_size, max_cells=args.max_cells,
+            sizes(videos), max_videos=args.batch_size, max_cells=args.max_cells,
             bucket_size=args.bucket_size, seed=args.seed, num_replicas=env.world, rank=env.rank,
         )  # fmt: skip
     else:
         mine = list(range(env.rank, len(videos), env.world))
         local = bucket_batches(
-            _sizes([videos[i] for i in mine]), max_videos=args.batch_size, max_cells=args.max_cells
+            sizes([videos[i] for i in mine]), max_videos=args.batch_size, max_cells=args.max_cells
         )
         sampler = [[mine[i] for i in b] for b in local]
     return torch.utils.data.DataLoader(
         videos,  # type: ignore[arg-type]
         batch_sampler=sampler,
-        collate_fn=_collate,
+        collate_fn=collate,
         num_workers=args.workers,
         pin_memory=env.device.type == "cuda",
     )
@@ -530,19 +544,22 @@ def change_strata(target: Mapping[str, Tensor], edges: Sequence[float]) -> Tenso
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
-    test: Mapping[str, Sequence[VideoGraph]],
+    test: Mapping[str, Sequence[Any]],
     args: argparse.Namespace,
     env: Distributed | None = None,
     make_evaluator: Callable[[argparse.Namespace], Any] | None = None,
+    assembly: Assembly | None = None,
 ) -> dict[str, dict[str, Tensor]]:
-    """Every task's metrics; with DDP each rank scores its share and the sums are all-reduced."""
+    """Every task's metrics; with DDP each rank scores its share and the sums are all-reduced
+    (``assembly``: its ``collate`` and ``sizes`` for another dataset format)."""
     env = Distributed() if env is None else env
     make = _evaluator if make_evaluator is None else make_evaluator
     model.eval()
     results = {}
     for task, videos in test.items():
         evaluator = make(args)
-        for batch, rows in _progress(make_loader(videos, args, env, train=False), env, task):
+        loader = make_loader(videos, args, env, train=False, assembly=assembly)
+        for batch, rows in _progress(loader, env, task):
             batch = batch.to(env.device, non_blocking=True)
             with autocast(args.amp, env.device):
                 preds = model(batch, task=task, rows=rows.to(env.device, non_blocking=True))
@@ -666,7 +683,11 @@ def _run(assembly: Assembly, args: argparse.Namespace, env: Distributed) -> dict
     if args.threads:
         torch.set_num_threads(args.threads)
     seed_everything(args.seed, args.deterministic)
-    data = load_data(args, assembly.train_mode)
+    data = (
+        load_data(args, assembly.train_mode)
+        if assembly.load_data is None
+        else assembly.load_data(args)
+    )
     model = assembly.build_model(args, data).to(env.device)  # the model, unwrapped: saved, scored
     trained = (  # wrapped once: what the training loop calls
         nn.parallel.DistributedDataParallel(
@@ -675,7 +696,7 @@ def _run(assembly: Assembly, args: argparse.Namespace, env: Distributed) -> dict
         if env.world > 1
         else model
     )
-    loader = make_loader(data.train, args, env, train=True)
+    loader = make_loader(data.train, args, env, train=True, assembly=assembly)
     if len(loader) == 0:  # DDP: the batch count is rounded down to a multiple of the ranks
         raise ValueError(
             f"--batch-size {args.batch_size}: {len(data.train)} training videos make no batch "
@@ -721,7 +742,7 @@ def _run(assembly: Assembly, args: argparse.Namespace, env: Distributed) -> dict
                 "schedule": schedule.state_dict(), "scaler": scaler.state_dict(),
                 "rng": _rng_state(), "epoch": epoch, "history": history, "args": vars(args),
             })  # fmt: skip
-    results = evaluate(model, data.test, args, env, assembly.make_evaluator)
+    results = evaluate(model, data.test, args, env, assembly.make_evaluator, assembly)
     summary: dict[str, Any] = {
         "assembly": assembly.name,
         "args": vars(args),
@@ -747,7 +768,10 @@ def _write_outputs(
     torch.save({"model": model.state_dict(), "args": vars(args)}, out / f"{assembly.name}.pt")
     for task, r in results.items():
         print(f"\n{task}")
-        print(format_results(r, metrics=("R", "mR"), ks=args.ks))
+        if assembly.format_results is not None:
+            print(assembly.format_results(r))
+        else:
+            print(format_results(r, metrics=("R", "mR"), ks=args.ks))
         if getattr(args, "change_strata", None):
             print(_strata_table(r, args.change_strata, args.ks))
     if assembly.report is not None:
@@ -761,7 +785,8 @@ def _write_outputs(
     summary["results"] = {t: {k: v.tolist() for k, v in r.items()} for t, r in results.items()}
     (out / "results.json").write_text(json.dumps(summary, indent=1))
     saved = [f"{assembly.name}.pt", "checkpoint.pt", "results.json"]
-    if "predcls" in results and plot_per_predicate(
+    chart = "predcls" in results and "with/recall_per_predicate@20" in results["predcls"]
+    if chart and plot_per_predicate(
         results["predcls"], data.frequencies, out / "per_predicate_recall.png",
         highlight=assembly.highlight, title=assembly.chart_title,
     ):  # fmt: skip

@@ -414,3 +414,63 @@ def test_arn_model_contract_gradients_and_ladder_flags(arn):
         assert keys >= {"object", "predicate", "box_l1", "box_giou"}
         assert ("object_0" in keys) == m.aux, flags
     assert list(arn.LADDER) == list(arn.PAPER_TABLE_3)
+
+
+# ------------------------------------------------------------------------------------ UASAN
+
+
+@pytest.fixture(scope="module")
+def uasan():
+    return _load("uasan")
+
+
+def test_uasan_quick_run_scores_every_task_on_novel_and_all(uasan, tmp_path):
+    summary = uasan.main(["--quick", "--out", str(tmp_path), "--threads", "1"])
+    results = summary["results_tensors"]
+    assert set(results) == {"predcls", "sgcls", "sgdet"}
+    for r in results.values():
+        assert {"novel/mAP", "novel/R@50", "all/R@100", "all/P@10"} <= set(r)
+        assert all(0.0 <= float(v) <= 1.0 for v in r.values())
+    assert set(summary["history"][0]) >= {"union", "fg", "traj"}
+    assert (tmp_path / "uasan.pt").is_file()
+
+
+def test_uasan_contract_labels_gradients_and_variants(uasan):
+    args = harness.make_parser(uasan.ASSEMBLY).parse_args(["--quick"])
+    data = uasan.load_data(args)
+    batch, rows = uasan.collate(data.train[:3])
+    model = uasan.build_model(args, data)
+    t = model.tokens(batch)
+    labels = model.labels(batch, t)
+    # every labelled (segment, pair, predicate) has an instance covering half the segment
+    video = batch.truth[0]
+    for s, p, c in labels[0].nonzero().tolist():
+        start = int(t["starts"][s])
+        sub, obj = int(t["i"][p]), int(t["j"][p])
+        name = uasan.TRAJECTORY_PREDICATES[c]
+        assert any(int(a) == sub and int(o) == obj and q == name
+                   and min(int(e), start + uasan.SEG) - max(int(b), start) >= uasan.SEG // 2
+                   for a, o, q, b, e in zip(video.subjects, video.objects, video.predicates,
+                                            video.begin, video.end, strict=True))  # fmt: skip
+    losses = model(batch, rows=rows)
+    assert set(losses) == {"union", "fg", "traj"} and all(
+        torch.isfinite(v) for v in losses.values()
+    )
+    sum(losses.values()).backward()
+    assert model.predicates.context.grad.abs().sum() > 0  # the prompts learn
+    assert model.refiner.tokens.grad.abs().sum() > 0
+    assert all(p.grad is None for p in model.predicates.tower.parameters())
+    model.eval()
+    test, test_rows = uasan.collate(data.test["sgdet"][:2])
+    preds = model(test, task="sgdet", rows=test_rows)
+    assert set(preds) == {"novel", "all"}
+    novel_names = set(uasan.NOVEL)
+    for rels in preds["novel"].values():
+        assert all(r["triplet"][1] in novel_names for r in rels)  # restricted classifier
+    assert model.predicates.class_names == tuple(uasan._words(uasan.BASE))  # restored
+    for variant, expected in (("a", {"union", "traj"}), ("b", {"union", "traj"}),
+                              ("c", {"union", "traj"})):  # fmt: skip
+        a = harness.make_parser(uasan.ASSEMBLY).parse_args(["--quick", "--variant", variant])
+        m = uasan.build_model(a, data)
+        assert set(m(batch, rows=rows)) == expected, variant
+    assert list(uasan.ABLATION)[1:] == list(uasan.PAPER_TABLE_4)
