@@ -853,8 +853,10 @@ def results_table(title: str, rows: Mapping[str, Mapping[str, Any]], columns: Se
     one."""
     cols = [c for c in columns if any(c in r for r in rows.values())]
     width = max(len(n) for n in rows) + 2
-    lines = [title, " " * width + "".join(f"{c:>12}" for c in cols)]
+    cw = [max(12, len(c) + 2) for c in cols]  # a long column name keeps a gap before it
+    lines = [title, " " * width + "".join(f"{c:>{w}}" for c, w in zip(cols, cw, strict=True))]
     for name, r in rows.items():
-        cells = "".join(f"{r[c]:>12}" if c in r else f"{'-':>12}" for c in cols)
+        cells = "".join(f"{r[c]:>{w}}" if c in r else f"{'-':>{w}}"
+                        for c, w in zip(cols, cw, strict=True))  # fmt: skip
         lines.append(f"{name:<{width}}" + cells)
     return "\n".join(lines)
