@@ -46,6 +46,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dsgg_layers import (
+    OpenCLIPTextTower,
     PromptLearner,
     SemanticAwareContextEncoder,
     UnionRelationDecoder,
@@ -193,6 +194,9 @@ class UASAN(nn.Module):
             ``"full"`` (+ union decoder and Eq. 11's predictor, and the L_fg head).
         tokens: concept tokens of the visual refiner.
         chance: in evaluation, random predicate scores (the chance level).
+        tower: the prompts' text tower (default `WordTower` over the benchmark's words; an
+            `OpenCLIPTextTower` with ``--text clip``); the relation features are projected to
+            its ``embed_dim``.
     """
 
     def __init__(
@@ -206,6 +210,7 @@ class UASAN(nn.Module):
         context: int = 4,
         temperature: float = 0.1,
         chance: bool = False,
+        tower: Any = None,
     ) -> None:
         super().__init__()
         d = d_model
@@ -214,22 +219,23 @@ class UASAN(nn.Module):
         self.union_in = nn.Linear(10, d)
         self.refiner = VisualRefiner(d, tokens, nhead)
         self.motion_in = nn.ModuleList([nn.Linear(12, d), nn.Linear(3, d)])
-        tower = WordTower(TRAJECTORY_WORDS, dim=d)
+        tower = WordTower(TRAJECTORY_WORDS, dim=d) if tower is None else tower
+        E = tower.embed_dim
         self.predicates = PromptLearner(tower, _words(BASE), context, temperature=temperature)
         self.objects = PromptLearner(tower, _words(TRAJECTORY_OBJECTS), context,
                                      temperature=temperature)  # fmt: skip
-        self.object_head = nn.Linear(d, d)
+        self.object_head = nn.Linear(d, E)
         parts = {"a": 2, "b": 4}
         if variant in parts:
-            self.relation_head = _mlp(parts[variant] * d, d, d)
+            self.relation_head = _mlp(parts[variant] * d, d, E)
         else:
             self.encoder = SemanticAwareContextEncoder(d, nhead, 2 * d)
             if variant == "c":
-                self.relation_head = nn.Linear(d, d)
+                self.relation_head = nn.Linear(d, E)
             else:
                 self.decoder = UnionRelationDecoder(d, nhead, 2 * d)
-                self.predictor = UnionRelationPredictor(d)
-                self.fg_head = _mlp(2 * d, d, d)
+                self.predictor = UnionRelationPredictor(d, out_dim=E)
+                self.fg_head = _mlp(2 * d, d, E)
                 self.fg_predicates = PromptLearner(tower, _words(BASE), context,
                                                    temperature=temperature)  # fmt: skip
 
@@ -449,13 +455,24 @@ def add_arguments(p: argparse._ActionsContainer) -> None:
     p.add_argument("--tokens", type=int, default=4, help="concept tokens of the visual refiner")
     p.add_argument("--test-videos", type=int, default=40)
     p.add_argument("--chance", action="store_true", help="random predicate scores (chance)")
+    p.add_argument(
+        "--text",
+        choices=("word", "clip"),
+        default="word",
+        help="prompt text tower: the offline WordTower, or open_clip's (--clip-model, "
+        "--clip-pretrained; random weights without them give novel names no meaning)",
+    )
     p.add_argument("--ablation", action="store_true", help="Table 4's rows side by side")
     p.set_defaults(batch_size=8, epochs=15)
 
 
 def build_model(args: argparse.Namespace, data: Data) -> UASAN:
     D = data.train[0][0].features.shape[-1]
-    return UASAN(D, args.d_model, variant=args.variant, tokens=args.tokens, chance=args.chance)
+    tower = None
+    if args.text == "clip":
+        tower = OpenCLIPTextTower.from_name(args.clip_model, args.clip_pretrained)
+    return UASAN(D, args.d_model, variant=args.variant, tokens=args.tokens, chance=args.chance,
+                 tower=tower)  # fmt: skip
 
 
 ASSEMBLY = Assembly(

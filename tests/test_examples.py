@@ -474,3 +474,17 @@ def test_uasan_contract_labels_gradients_and_variants(uasan):
         m = uasan.build_model(a, data)
         assert set(m(batch, rows=rows)) == expected, variant
     assert list(uasan.ABLATION)[1:] == list(uasan.PAPER_TABLE_4)
+
+
+def test_uasan_with_open_clip_text_tower(uasan):
+    pytest.importorskip("open_clip")
+    args = harness.make_parser(uasan.ASSEMBLY).parse_args(["--quick", "--text", "clip"])
+    data = uasan.load_data(args)
+    model = uasan.build_model(args, data)
+    assert model.predicates.context.shape == (4, 512)  # ViT-B-32's token width
+    batch, rows = uasan.collate(data.train[:2])
+    losses = model(batch, rows=rows)
+    assert all(torch.isfinite(v) for v in losses.values())
+    sum(losses.values()).backward()
+    assert model.predicates.context.grad.abs().sum() > 0
+    assert all(p.grad is None for p in model.predicates.tower.parameters())
