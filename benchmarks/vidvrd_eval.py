@@ -1,8 +1,8 @@
 """The VidVRD evaluator at VidVRD-test scale against a per-video loop written VidVRD-helper's way.
 
 Workload: 200 test videos of the synthetic trajectory benchmark (`SyntheticVidVRD`, 90-150
-frames, 2-4 objects, about 40 ground-truth relation instances a video: VidVRD's test set has 200
-videos and about 24 instances a video), and 200 predictions a video (the top-200 that RePro and
+frames, 2-4 objects, about 46 ground-truth relation instances a video; VidVRD's test set has 200
+videos), and 200 predictions a video (the top-200 that RePro and
 UASAN keep after association): every ground-truth instance jittered by a few pixels and shifted
 by a few frames, the rest false positives with random spans and boxes, half of them with a
 triplet of the video (hard negatives: what a detector's top-200 holds), half random.
