@@ -19,6 +19,8 @@ Evaluated on SGDet (the model finds its own boxes), with and no constraint.
     python examples/arn.py                     # ARN, SGDet
     python examples/arn.py --ladder            # the paper's Table 3 rows, side by side
     python examples/arn.py --loss ce --classifier linear --no-pap --no-ha   # one row
+    python examples/arn.py --input rgb                  # RGB frames through a small CNN
+    python examples/arn.py --input rgb --backbone resnet18 --image-size 128  # torchvision's
 
 The CLIP L1 alignment term (weight 20 in the paper) needs CLIP image embeddings of the frames,
 which rendered maps do not have: it is off here (`embedding_alignment_loss` is the block).
@@ -52,7 +54,7 @@ from dsgg_layers import (
     reference_frames,
     sigmoid_focal_loss,
 )
-from dsgg_layers.data import VideoGraph, render_maps
+from dsgg_layers.data import VideoGraph, render_images, render_maps
 from dsgg_layers.text import arn_prompts
 from dsgg_layers.vocab import OBJECT_CLASSES, PREDICATE_GROUPS
 
@@ -76,6 +78,22 @@ def _mlp(d: int, out: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, out))
 
 
+def _backbone(name: str, d: int) -> tuple[nn.Module, int]:
+    """A CNN for RGB frames and its stride: a small one, or torchvision's ResNet-18 (random
+    weights: none can be downloaded here) up to its stride-16 stage."""
+    if name == "small":
+        conv = [nn.Conv2d(3, 32, 3, 2, 1), nn.ReLU(), nn.Conv2d(32, 64, 3, 2, 1), nn.ReLU(),
+                nn.Conv2d(64, d, 3, 2, 1)]  # fmt: skip
+        return nn.Sequential(*conv), 8
+    try:
+        from torchvision.models import resnet18
+    except ImportError as e:
+        raise ImportError("--backbone resnet18 needs torchvision (pip install torchvision)") from e
+    r = resnet18(weights=None)
+    layers = [r.conv1, r.bn1, r.relu, r.maxpool, r.layer1, r.layer2, r.layer3, nn.Conv2d(256, d, 1)]
+    return nn.Sequential(*layers), 16
+
+
 class ARN(nn.Module):
     """One-stage ARN on rendered frames; keeps the harness's contract (losses in training, the
     evaluator's SGDet predictions in evaluation).
@@ -94,6 +112,11 @@ class ARN(nn.Module):
         entity_layers: layers of the entity decoder.
         aux: DETR's auxiliary losses: boxes and classes from every entity-decoder layer (the
             heads shared), trained on the last layer's matching.
+        input: ``"maps"`` (``render_maps``, patch embedding) or ``"rgb"`` (``render_images``
+            through a CNN backbone).
+        image_size: side of the RGB images.
+        backbone: ``"small"`` (three stride-2 convolutions, stride 8) or ``"resnet18"``
+            (torchvision's, random weights, up to its stride-16 stage; needs torchvision).
     """
 
     def __init__(
@@ -115,13 +138,20 @@ class ARN(nn.Module):
         window: int = 4,
         entity_layers: int = 2,
         aux: bool = True,
+        input: str = "maps",
+        image_size: int = 64,
+        backbone: str = "small",
     ) -> None:
         super().__init__()
         self.grid, self.loss_kind, self.classifier_kind = grid, loss, classifier
         self.references, self.window = references, window
-        self.channels = channels
-        self.patch = nn.Conv2d(3 * channels, d_model, patch, stride=patch)
-        tokens = (grid // patch) ** 2
+        self.channels, self.input, self.image_size = channels, input, image_size
+        if input == "maps":
+            self.patch = nn.Conv2d(3 * channels, d_model, patch, stride=patch)
+            tokens = (grid // patch) ** 2
+        else:
+            self.patch, stride = _backbone(backbone, d_model)
+            tokens = (image_size // stride) ** 2
         self.pos = LearnedPositions(tokens, d_model)
 
         def enc() -> TransformerEncoderLayer:
@@ -166,7 +196,10 @@ class ARN(nn.Module):
     def outputs(self, scene: VideoGraph) -> tuple[dict[str, Tensor], Tensor]:
         """Per existing frame: box, class and predicate outputs, and the frames' ``(B, T)``
         index (``frame_mask.nonzero()``)."""
-        maps = render_maps(scene, size=self.grid, channels=self.channels)  # (B, T, 3C, H, W)
+        if self.input == "maps":
+            maps = render_maps(scene, size=self.grid, channels=self.channels)  # (B, T, 3C, H, W)
+        else:
+            maps = render_images(scene, size=self.image_size)  # (B, T, 3, H, W)
         B, T = maps.shape[:2]
         feats = self._encode(maps.flatten(0, 1)).unflatten(0, (B, T))  # (B, T, S, D)
         frames = scene.frame_mask.nonzero()  # (N, 2): the key frames
@@ -357,6 +390,10 @@ def add_arguments(p: argparse._ActionsContainer) -> None:
     p.add_argument("--no-pap", action="store_true", help="ablation: no PAP (and no HA)")
     p.add_argument("--no-ha", action="store_true", help="ablation: PAP without HA")
     p.add_argument("--no-aux", action="store_true", help="no auxiliary entity-decoder losses")
+    p.add_argument("--input", choices=("maps", "rgb"), default="maps", help="rendered frames")
+    p.add_argument("--image-size", type=int, default=64, help="side of the RGB frames")
+    p.add_argument("--backbone", choices=("small", "resnet18"), default="small",
+                   help="CNN for --input rgb")  # fmt: skip
     p.add_argument("--ladder", action="store_true", help="run Table 3's rows side by side")
 
 
@@ -370,7 +407,8 @@ def build_model(args: argparse.Namespace, data: Data) -> ARN:
     return ARN(args.channels, text, d_model=args.d_model, num_queries=args.queries, grid=args.grid,
                patch=args.patch,
                loss=args.loss, classifier=args.classifier, pap=not args.no_pap,
-               ha=not (args.no_pap or args.no_ha), aux=not args.no_aux)  # fmt: skip
+               ha=not (args.no_pap or args.no_ha), aux=not args.no_aux, input=args.input,
+               image_size=args.image_size, backbone=args.backbone)  # fmt: skip
 
 
 ASSEMBLY = Assembly(

@@ -406,6 +406,7 @@ def test_arn_model_contract_gradients_and_ladder_flags(arn):
         (["--loss", "ce"], lambda m: m.object_head.out_features == 37),
         (["--no-aux"], lambda m: not m.aux),
         (["--channels", "4"], lambda m: m.patch.in_channels == 12),
+        (["--input", "rgb"], lambda m: m.input == "rgb" and m.pos.num_positions == 64),
     ]:
         a = harness.make_parser(arn.ASSEMBLY).parse_args(["--quick", "--random-text", *flags])
         m = arn.build_model(a, data)
@@ -488,3 +489,17 @@ def test_uasan_with_open_clip_text_tower(uasan):
     sum(losses.values()).backward()
     assert model.predicates.context.grad.abs().sum() > 0
     assert all(p.grad is None for p in model.predicates.tower.parameters())
+
+
+def test_arn_rgb_frames_through_a_resnet(arn):
+    pytest.importorskip("torchvision")
+    flags = ["--quick", "--random-text", "--input", "rgb", "--backbone", "resnet18",
+             "--image-size", "64"]  # fmt: skip
+    args = harness.make_parser(arn.ASSEMBLY).parse_args(flags)
+    data = harness.load_data(args)
+    model = arn.build_model(args, data)
+    batch, rows = harness._collate(data.train[:1])
+    losses = model(batch, rows=rows)
+    assert all(torch.isfinite(v) for v in losses.values())
+    sum(losses.values()).backward()
+    assert model.patch[0].weight.grad.abs().sum() > 0  # the backbone trains

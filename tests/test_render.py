@@ -3,8 +3,15 @@
 import pytest
 import torch
 
-from dsgg_layers.data import SyntheticActionGenome, SyntheticConfig, VideoGraph, render_maps
+from dsgg_layers.data import (
+    SyntheticActionGenome,
+    SyntheticConfig,
+    VideoGraph,
+    render_images,
+    render_maps,
+)
 from dsgg_layers.data.render import _projection
+from dsgg_layers.vocab import OBJECT_CLASSES
 
 
 @pytest.fixture(scope="module")
@@ -42,3 +49,38 @@ def test_padding_paints_nothing_and_noise_is_seeded(graph):
         render_maps(graph, noise=-1.0)
     with pytest.raises(ValueError, match="graph: expected subject, object and union features"):
         render_maps(graph.replace(union_features=None))
+
+
+def test_render_images_paint_class_colours_person_on_top(graph):
+    size = 32
+    images = render_images(graph, size=size, noise=0.0)
+    assert images.shape == (*graph.mask.shape[:2], 3, size, size)
+    full = graph
+    images = images[0]
+    mask, labels = graph.mask[0], graph.object_labels[0]
+    palette = torch.rand(len(OBJECT_CLASSES), 3, generator=torch.Generator().manual_seed(0))
+    subj, obj = (b[0] for b in full.normalized_boxes())
+    centre = (torch.arange(size) + 0.5) / size
+    checked = 0
+    for t in range(mask.shape[0]):
+        for p in mask[t].nonzero().flatten().tolist():
+            box, label = obj[t, p], int(labels[t, p])
+            xs = [x for x in range(size) if box[0] <= centre[x] <= box[2]]
+            inside = [(y, x) for y in range(size) for x in xs if box[1] <= centre[y] <= box[3]]
+            for y, x in inside:
+                in_person = (subj[t, p, 0] <= centre[x] <= subj[t, p, 2]) and (
+                    subj[t, p, 1] <= centre[y] <= subj[t, p, 3]
+                )
+                others = [q for q in mask[t].nonzero().flatten().tolist() if q != p
+                          and obj[t, q, 0] <= centre[x] <= obj[t, q, 2]
+                          and obj[t, q, 1] <= centre[y] <= obj[t, q, 3]]  # fmt: skip
+                if not in_person and not others:
+                    torch.testing.assert_close(images[t, :, y, x], palette[label])
+                    checked += 1
+                elif in_person:
+                    torch.testing.assert_close(images[t, :, y, x], palette[0])
+    assert checked > 0
+    nothing = render_images(graph.replace(mask=torch.zeros_like(graph.mask)), size=8, noise=0.0)
+    assert (nothing == 0.5).all()  # no box: the grey background
+    with pytest.raises(ValueError, match="noise"):
+        render_images(graph, noise=-1.0)

@@ -4,7 +4,7 @@ synthetic benchmark."""
 from dsgg_layers.data.action_genome import ActionGenome, write_action_genome
 from dsgg_layers.data.graph import VideoGraph, VideoGraphDataset
 from dsgg_layers.data.probe import motion_probe
-from dsgg_layers.data.render import render_maps
+from dsgg_layers.data.render import render_images, render_maps
 from dsgg_layers.data.synthetic import MOTION_PREDICATES, SyntheticActionGenome, SyntheticConfig
 from dsgg_layers.data.trajectory import (
     TRAJECTORY_PREDICATE_SPLITS,
@@ -36,6 +36,7 @@ __all__ = [
     "VideoGraphDataset",
     "load_vidvrd",
     "motion_probe",
+    "render_images",
     "render_maps",
     "segment_video",
     "write_action_genome",

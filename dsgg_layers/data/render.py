@@ -17,8 +17,9 @@ from torch import Tensor
 from dsgg_layers._checks import check_positive
 from dsgg_layers.boxes import box_union
 from dsgg_layers.data.graph import VideoGraph
+from dsgg_layers.vocab import OBJECT_CLASSES
 
-__all__ = ["render_maps"]
+__all__ = ["render_images", "render_maps"]
 
 
 def _projection(rows: int, cols: int, seed: int) -> Tensor:
@@ -70,19 +71,73 @@ def render_maps(
         raise ValueError("graph: expected subject, object and union features to render")
     subj, obj = graph.normalized_boxes()
     boxes = (subj, obj, box_union(subj, obj))
-    centre = (torch.arange(size, dtype=torch.float32, device=graph.mask.device) + 0.5) / size
-    mask = graph.mask
     maps = []
     for i, (box, f) in enumerate(zip(boxes, feats, strict=True)):
-        x_in = (centre >= box[..., 0:1]) & (centre <= box[..., 2:3])  # (B, T, P, W)
-        y_in = (centre >= box[..., 1:2]) & (centre <= box[..., 3:4])  # (B, T, P, H)
-        cover = (y_in.unsqueeze(-1) & x_in.unsqueeze(-2) & mask[..., None, None]).float()
         proj = f.float() @ _projection(f.shape[-1], channels, seed * 3 + i).to(f.device)
-        total = torch.einsum("btphw,btpc->btchw", cover, proj)
-        count = cover.sum(2).unsqueeze(2)  # (B, T, 1, H, W)
-        maps.append(total / count.clamp(min=1))
-    out = torch.cat(maps, 2)
-    if noise:
-        g = torch.Generator().manual_seed(seed + 1)
-        out = out + noise * torch.randn(out.shape, generator=g).to(out.device)
-    return out
+        maps.append(_paint(box, proj, graph.mask, size))
+    return _noisy(torch.cat(maps, 2), noise, seed)
+
+
+def _paint(boxes: Tensor, values: Tensor, mask: Tensor, size: int) -> Tensor:
+    """``(B, T, C, size, size)``: each cell the mean of ``values (B, T, P, C)`` over the valid
+    boxes ``(B, T, P, 4)`` (normalised ``xyxy``) whose box holds the cell's centre; 0 where none."""
+    centre = (torch.arange(size, dtype=torch.float32, device=mask.device) + 0.5) / size
+    x_in = (centre >= boxes[..., 0:1]) & (centre <= boxes[..., 2:3])  # (B, T, P, W)
+    y_in = (centre >= boxes[..., 1:2]) & (centre <= boxes[..., 3:4])  # (B, T, P, H)
+    cover = (y_in.unsqueeze(-1) & x_in.unsqueeze(-2) & mask[..., None, None]).float()
+    total = torch.einsum("btphw,btpc->btchw", cover, values)
+    return total / cover.sum(2).unsqueeze(2).clamp(min=1)
+
+
+def _noisy(x: Tensor, noise: float, seed: int) -> Tensor:
+    if not noise:
+        return x
+    g = torch.Generator().manual_seed(seed + 1)
+    return x + noise * torch.randn(x.shape, generator=g).to(x.device)
+
+
+def render_images(
+    graph: VideoGraph, *, size: int = 64, noise: float = 0.05, seed: int = 0
+) -> Tensor:
+    """Paint each frame's annotated boxes into ``size x size`` RGB images, for a CNN backbone.
+
+    Each object class has a fixed colour (from ``seed``; the person's is the subject's), painted
+    into its box: the object boxes first, the person's box over them where they overlap (cells
+    where several objects overlap get their mean colour), a grey background, plus Gaussian
+    noise. Unlike :func:`render_maps` the images hold only classes and places, what a detector
+    sees; the relations must be inferred from the geometry over the frames.
+
+    Args:
+        graph: the videos (ground-truth pairs).
+        size: the images' side.
+        noise: standard deviation of the added noise.
+        seed: the colours' and the noise's seed.
+
+    Returns:
+        ``(B, T, 3, size, size)`` float32 in about ``[0, 1]``.
+
+    Raises:
+        ValueError: ``size`` is not positive or ``noise`` is negative.
+
+    Examples:
+        >>> from dsgg_layers.data import SyntheticActionGenome, SyntheticConfig
+        >>> g = SyntheticActionGenome(SyntheticConfig(num_videos=1, num_test_videos=1))[0]
+        >>> render_images(g, size=32).shape[-3:]
+        torch.Size([3, 32, 32])
+    """
+    check_positive(size, "size")
+    if noise < 0:
+        raise ValueError(f"noise: expected a value >= 0, got {noise}")
+    gen = torch.Generator().manual_seed(seed)
+    palette = torch.rand(max(len(OBJECT_CLASSES), 1), 3, generator=gen).to(graph.mask.device)
+    subj, obj = graph.normalized_boxes()
+    mask = graph.mask
+    objects = _paint(obj, palette[graph.object_labels.clamp(min=0)], mask, size)
+    person = _paint(subj, palette[0].expand(*mask.shape, 3), mask, size)
+    covered = lambda boxes: _paint(boxes, torch.ones(*mask.shape, 1, device=mask.device),  # noqa: E731
+                                   mask, size) > 0  # fmt: skip
+    has_obj, has_person = covered(obj), covered(subj)
+    image = torch.full_like(objects, 0.5)
+    image = torch.where(has_obj, objects, image)
+    image = torch.where(has_person, person, image)
+    return _noisy(image, noise, seed)
