@@ -92,13 +92,15 @@ def _words(names: Sequence[str]) -> list[str]:
 @dataclass
 class TrajectoryBatch:
     """Padded videos: ``boxes (B, N, F, 4)``, ``mask (B, N, F)``, ``features (B, N, F, D)``,
-    ``labels (B, N)``, relations ``(B, R)`` and the ground-truth videos (the targets)."""
+    ``labels (B, N)``, image ``size (B, 2)``, frame counts ``(B,)``, relations ``(B, R)`` and the
+    ground-truth videos (the targets)."""
 
     boxes: Tensor
     mask: Tensor
     features: Tensor
     labels: Tensor
     size: Tensor
+    frames: Tensor
     rel_subject: Tensor
     rel_object: Tensor
     rel_predicate: Tensor
@@ -128,7 +130,7 @@ def collate(items: Sequence[tuple[VidVRDVideo, VidVRDVideo]]) -> tuple[Trajector
     out = {
         "boxes": torch.zeros(B, N, T, 4), "mask": torch.zeros(B, N, T, dtype=torch.bool),
         "features": torch.zeros(B, N, T, D), "labels": torch.zeros(B, N, dtype=torch.long),
-        "size": torch.zeros(B, 2),
+        "size": torch.zeros(B, 2), "frames": torch.zeros(B, dtype=torch.long),
         **{k: torch.zeros(B, R, dtype=torch.long)
            for k in ("rel_subject", "rel_object", "rel_predicate", "rel_begin", "rel_end")},
         "rel_mask": torch.zeros(B, R, dtype=torch.bool),
@@ -140,6 +142,7 @@ def collate(items: Sequence[tuple[VidVRDVideo, VidVRDVideo]]) -> tuple[Trajector
         out["features"][b, :n, :f] = v.features
         out["labels"][b, :n] = torch.tensor([OBJ_INDEX[c] for c in v.categories])
         out["size"][b] = torch.tensor([v.width, v.height], dtype=torch.float32)
+        out["frames"][b] = f
         out["rel_subject"][b, :r], out["rel_object"][b, :r] = g.subjects, g.objects
         out["rel_predicate"][b, :r] = torch.tensor([PRED_INDEX[p] for p in g.predicates],
                                                    dtype=torch.long)  # fmt: skip
@@ -246,10 +249,7 @@ class UASAN(nn.Module):
         """Segment starts ``(S,)`` over the longest video and which exist in each ``(B, S)``."""
         T = batch.mask.shape[-1]
         starts = torch.arange(0, max(T - SEG + 1, 1), STRIDE, device=batch.mask.device)
-        frames = batch.mask.any(1).sum(-1)  # (B,) frame counts (objects cover every frame)
-        lengths = (batch.mask.any(1).cumsum(-1) > 0).sum(-1)
-        frames = torch.maximum(frames, lengths)
-        return starts, starts[None] + SEG <= frames[:, None]
+        return starts, starts[None] + SEG <= batch.frames[:, None]
 
     def tokens(self, batch: TrajectoryBatch) -> dict[str, Tensor]:
         """Everything a pair of a segment needs, ``(B, S, P, ...)``."""

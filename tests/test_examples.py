@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from dsgg_layers.data import segment_video
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples"))
 import harness  # noqa: E402  (examples/harness.py, the assemblies' shared harness)
@@ -442,6 +444,9 @@ def test_uasan_contract_labels_gradients_and_variants(uasan):
     batch, rows = uasan.collate(data.train[:3])
     model = uasan.build_model(args, data)
     t = model.tokens(batch)
+    _, seg_ok = model.segments(batch)
+    expected = [len(segment_video(0, v.frame_count)) for v in batch.truth]
+    assert seg_ok.sum(1).tolist() == expected  # the helper's 30-frame segments, stride 15
     labels = model.labels(batch, t)
     # every labelled (segment, pair, predicate) has an instance covering half the segment
     video = batch.truth[0]
