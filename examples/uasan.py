@@ -200,6 +200,8 @@ class UASAN(nn.Module):
         tower: the prompts' text tower (default `WordTower` over the benchmark's words; an
             `OpenCLIPTextTower` with ``--text clip``); the relation features are projected to
             its ``embed_dim``.
+        cover_tail: also a segment ending at each video's last frame (``segment_video``'s
+            option; the helper leaves the frames after the last full segment uncovered).
     """
 
     def __init__(
@@ -214,10 +216,11 @@ class UASAN(nn.Module):
         temperature: float = 0.1,
         chance: bool = False,
         tower: Any = None,
+        cover_tail: bool = False,
     ) -> None:
         super().__init__()
         d = d_model
-        self.variant, self.chance = variant, chance
+        self.variant, self.chance, self.cover_tail = variant, chance, cover_tail
         self.frame_in = nn.Linear(feature_dim + 4, d)
         self.union_in = nn.Linear(10, d)
         self.refiner = VisualRefiner(d, tokens, nhead)
@@ -244,22 +247,40 @@ class UASAN(nn.Module):
 
     # ------------------------------------------------------------------------- segments
 
-    @staticmethod
-    def segments(batch: TrajectoryBatch) -> tuple[Tensor, Tensor]:
-        """Segment starts ``(S,)`` over the longest video and which exist in each ``(B, S)``."""
+    def segments(self, batch: TrajectoryBatch) -> tuple[Tensor, Tensor]:
+        """Segment starts ``(B, S)`` (VidVRD-helper's 30 / 15 over the longest video, and with
+        ``cover_tail`` one more a video ending at its last frame) and which exist ``(B, S)``."""
         T = batch.mask.shape[-1]
-        starts = torch.arange(0, max(T - SEG + 1, 1), STRIDE, device=batch.mask.device)
-        return starts, starts[None] + SEG <= batch.frames[:, None]
+        dev = batch.mask.device
+        regular = torch.arange(0, max(T - SEG + 1, 1), STRIDE, device=dev)
+        starts = regular.expand(len(batch.frames), -1)
+        ok = starts + SEG <= batch.frames[:, None]
+        if self.cover_tail:
+            last = (starts + SEG).masked_fill(~ok, 0).amax(-1)  # the helper's last segment end
+            tail = (batch.frames - SEG).clamp(min=0)
+            starts = torch.cat((starts, tail[:, None]), 1)
+            ok = torch.cat((ok, ((last < batch.frames) & (batch.frames >= SEG))[:, None]), 1)
+        return starts, ok
 
     def tokens(self, batch: TrajectoryBatch) -> dict[str, Tensor]:
         """Everything a pair of a segment needs, ``(B, S, P, ...)``."""
         starts, seg_ok = self.segments(batch)
-        idx = starts[:, None] + torch.arange(SEG, device=starts.device)  # (S, SEG)
+        idx = starts[..., None] + torch.arange(SEG, device=starts.device)  # (B, S, SEG)
         idx = idx.clamp(max=batch.mask.shape[-1] - 1)
+        S = idx.shape[1]
+        flat = idx.flatten(1)[:, None, :]  # (B, 1, S * SEG): the frames of every segment
+
+        def frames(x: Tensor) -> Tensor:  # (B, N, T, ...) -> (B, N, S, SEG, ...)
+            index = flat.expand(x.shape[0], x.shape[1], -1)
+            index = index.view(*index.shape, *([1] * (x.dim() - 3))).expand(
+                *index.shape, *x.shape[3:]
+            )
+            return x.gather(2, index).unflatten(2, (S, SEG))
+
         N = batch.mask.shape[1]
-        boxes = batch.boxes[:, :, idx]  # (B, N, S, SEG, 4)
-        mask = batch.mask[:, :, idx] & seg_ok[:, None, :, None]
-        feats = batch.features[:, :, idx]
+        boxes = frames(batch.boxes)  # (B, N, S, SEG, 4)
+        mask = frames(batch.mask) & seg_ok[:, None, :, None]
+        feats = frames(batch.features)
         norm = boxes / batch.size.repeat(1, 2)[:, None, None, None]
         x = self.frame_in(torch.cat((feats, norm), -1)).transpose(1, 2)  # (B, S, N, SEG, d)
         m = mask.transpose(1, 2)  # (B, S, N, SEG)
@@ -321,7 +342,7 @@ class UASAN(nn.Module):
         N = batch.mask.shape[1]
         pair_of = torch.full((N, N), -1, dtype=torch.long, device=batch.mask.device)
         pair_of[t["i"], t["j"]] = torch.arange(P, device=batch.mask.device)
-        start = t["starts"][None, :, None]  # (1, S, 1)
+        start = t["starts"][:, :, None]  # (B, S, 1)
         overlap = (torch.minimum(batch.rel_end[:, None], start + SEG)
                    - torch.maximum(batch.rel_begin[:, None], start))  # (B, S, R)  # fmt: skip
         hold = (overlap >= SEG // 2) & batch.rel_mask[:, None]
@@ -387,7 +408,7 @@ class UASAN(nn.Module):
         triplet_score = pv * scores[:, :, i, None] * scores[:, :, j, None]
         keep = t["pair_ok"][..., None].expand_as(pv)
         b_, s_, p_, c_ = keep.nonzero(as_tuple=True)
-        starts = t["starts"].tolist()
+        starts = t["starts"].tolist()  # (B, S)
         rows = zip(b_.tolist(), s_.tolist(), p_.tolist(), c_.tolist(), strict=True)
         segments: list[dict] = [{} for _ in batch.truth]
         sub_m, obj_m, boxes = t["sub_mask"], t["obj_mask"], t["boxes"]
@@ -400,9 +421,9 @@ class UASAN(nn.Module):
             for key, msk, n in (("sub", sm, i[p]), ("obj", om, j[p])):
                 f = msk.nonzero().flatten()
                 a, e = int(f[0]), int(f[-1]) + 1
-                rel[f"{key}_duration"] = [starts[s] + a, starts[s] + e]
+                rel[f"{key}_duration"] = [starts[b][s] + a, starts[b][s] + e]
                 rel[f"{key}_traj"] = boxes[b, n, s, a:e].tolist()
-            segments[b].setdefault((starts[s], starts[s] + SEG), []).append(rel)
+            segments[b].setdefault((starts[b][s], starts[b][s] + SEG), []).append(rel)
         return {g.video_id: associate_relations(seg, "uasan")
                 for g, seg in zip(batch.truth, segments, strict=True)}  # fmt: skip
 
@@ -455,6 +476,8 @@ def add_arguments(p: argparse._ActionsContainer) -> None:
     p.add_argument("--tokens", type=int, default=4, help="concept tokens of the visual refiner")
     p.add_argument("--test-videos", type=int, default=40)
     p.add_argument("--chance", action="store_true", help="random predicate scores (chance)")
+    p.add_argument("--cover-tail", action="store_true",
+                   help="also a segment ending at each video's last frame")  # fmt: skip
     p.add_argument(
         "--text",
         choices=("word", "clip"),
@@ -472,7 +495,7 @@ def build_model(args: argparse.Namespace, data: Data) -> UASAN:
     if args.text == "clip":
         tower = OpenCLIPTextTower.from_name(args.clip_model, args.clip_pretrained)
     return UASAN(D, args.d_model, variant=args.variant, tokens=args.tokens, chance=args.chance,
-                 tower=tower)  # fmt: skip
+                 tower=tower, cover_tail=args.cover_tail)  # fmt: skip
 
 
 ASSEMBLY = Assembly(

@@ -125,6 +125,9 @@ def test_segments_as_the_helper():
         ref = [(i, i + 30) for i in range(begin, end - 30 + 1, 15)]
         assert [tuple(s) for s in segment_video(begin, end).tolist()] == ref
     assert VidVRDVideo.from_json(_anno()).segments().tolist() == [[0, 30]]
+    assert segment_video(0, 74, cover_tail=True).tolist()[-1] == [44, 74]
+    assert segment_video(0, 75, cover_tail=True).tolist() == segment_video(0, 75).tolist()
+    assert segment_video(0, 29, cover_tail=True).shape == (0, 2)
     with pytest.raises(ValueError, match="stride"):
         segment_video(0, 10, stride=0)
     with pytest.raises(TypeError, match="end"):

@@ -447,11 +447,19 @@ def test_uasan_contract_labels_gradients_and_variants(uasan):
     _, seg_ok = model.segments(batch)
     expected = [len(segment_video(0, v.frame_count)) for v in batch.truth]
     assert seg_ok.sum(1).tolist() == expected  # the helper's 30-frame segments, stride 15
+    tail_args = harness.make_parser(uasan.ASSEMBLY).parse_args(["--quick", "--cover-tail"])
+    tail_model = uasan.build_model(tail_args, data)
+    starts, tail_ok = tail_model.segments(batch)
+    for b, v in enumerate(batch.truth):
+        want = segment_video(0, v.frame_count, cover_tail=True)[:, 0].tolist()
+        assert sorted(starts[b][tail_ok[b]].tolist()) == want
+    tail_losses = tail_model(batch, rows=rows)
+    assert all(torch.isfinite(x) for x in tail_losses.values())
     labels = model.labels(batch, t)
     # every labelled (segment, pair, predicate) has an instance covering half the segment
     video = batch.truth[0]
     for s, p, c in labels[0].nonzero().tolist():
-        start = int(t["starts"][s])
+        start = int(t["starts"][0, s])
         sub, obj = int(t["i"][p]), int(t["j"][p])
         name = uasan.TRAJECTORY_PREDICATES[c]
         assert any(int(a) == sub and int(o) == obj and q == name

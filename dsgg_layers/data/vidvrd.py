@@ -84,7 +84,9 @@ VIDVRD_PREDICATE_SPLITS: dict[str, tuple[str, ...]] = {
 61 novel."""
 
 
-def segment_video(begin: int, end: int, length: int = 30, stride: int = 15) -> Tensor:
+def segment_video(
+    begin: int, end: int, length: int = 30, stride: int = 15, *, cover_tail: bool = False
+) -> Tensor:
     """The segments ``[s, s + length)`` for ``s = begin, begin + stride, ...`` that fit in
     ``[begin, end)`` (VidVRD-helper's ``segment_video``: a duration shorter than ``length`` has
     none, frames after the last full segment are in none).
@@ -94,6 +96,8 @@ def segment_video(begin: int, end: int, length: int = 30, stride: int = 15) -> T
         end: the duration's end (exclusive).
         length: frames a segment (30).
         stride: frames between segment starts (15).
+        cover_tail: also a last segment ``[end - length, end)`` when the helper's leave frames
+            at the end uncovered (not the helper's behaviour: an option).
 
     Returns:
         ``(S, 2)`` long ``[start, end)`` rows.
@@ -106,6 +110,8 @@ def segment_video(begin: int, end: int, length: int = 30, stride: int = 15) -> T
         [[0, 30], [15, 45], [30, 60], [45, 75]]
         >>> segment_video(0, 29).shape
         torch.Size([0, 2])
+        >>> segment_video(0, 80, cover_tail=True).tolist()[-2:]   # frames 75-79 covered too
+        [[45, 75], [50, 80]]
     """
     for name, v in (("begin", begin), ("end", end)):
         if isinstance(v, bool) or not isinstance(v, int):
@@ -113,6 +119,8 @@ def segment_video(begin: int, end: int, length: int = 30, stride: int = 15) -> T
     check_positive(length, "length")
     check_positive(stride, "stride")
     starts = torch.arange(begin, max(end - length + 1, begin), stride)
+    if cover_tail and len(starts) and int(starts[-1]) + length < end:
+        starts = torch.cat((starts, torch.tensor([end - length])))
     return torch.stack((starts, starts + length), -1)
 
 
