@@ -122,3 +122,13 @@ def _tiny_open_clip():
 
 def _tiny_open_clip_tower():
     return OpenCLIPTextTower(*_tiny_open_clip())
+
+
+def test_prompt_learner_compiles():
+    torch.manual_seed(0)
+    learner = PromptLearner(WordTower(WORDS, dim=8), ["move left", "move up"], num_context=2)
+    feats = torch.randn(3, 8)
+    torch._dynamo.reset()
+    eager = learner.logits(feats)
+    compiled = torch.compile(lambda x: learner.logits(x), fullgraph=True)(feats)
+    torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-5)

@@ -233,3 +233,24 @@ def test_feature_distillation_loss_norms_mask_and_detached_teacher():
         feature_distillation_loss(s, torch.zeros(3, 2, 3))
     with pytest.raises(ValueError, match="norm"):
         feature_distillation_loss(s, t, norm="cos")
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_refiner_decoder_predictor_compile_equals_eager(train):
+    torch.manual_seed(0)
+    refiner = VisualRefiner(8, num_tokens=3, nhead=2).train(train)
+    decoder = UnionRelationDecoder(8, nhead=2, dim_feedforward=16).train(train)
+    predictor = UnionRelationPredictor(8).train(train)
+    feats = torch.randn(4, 6, 8)
+    mask = torch.rand(4, 6) > 0.3
+    pair = mask.any(-1)
+
+    def run(f, m, p):
+        tokens = refiner(f, m)
+        dec = decoder(tokens, m[:, :3])
+        return predictor(dec, tokens, tokens, tokens[:, :2], p)
+
+    torch._dynamo.reset()
+    eager = run(feats, mask, pair)
+    compiled = torch.compile(run, fullgraph=True)(feats, mask, pair)
+    torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-5)
