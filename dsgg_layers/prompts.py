@@ -257,8 +257,10 @@ class PromptLearner(nn.Module):
         prefix = " ".join([self.placeholder] * self.num_context)
         ids = self.tower.tokenize([f"{prefix} {n}{self.suffix}" for n in names])
         lengths = _content_length(ids)
+        # a tokenizer that truncates (open_clip) keeps the end token last: a prompt that fills
+        # the whole context may have lost words, so it counts as too long
         short = [n for n, k in zip(names, lengths.tolist(), strict=True)
-                 if k < self.num_context + 1]  # fmt: skip
+                 if k < self.num_context + 1 or k >= ids.shape[1] - 2]  # fmt: skip
         if short:
             raise ValueError(
                 f"class_names: the prompts of {short[:3]} do not fit the tower's context length "

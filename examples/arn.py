@@ -151,7 +151,7 @@ class ARN(nn.Module):
             tokens = (grid // patch) ** 2
         else:
             self.patch, stride = _backbone(backbone, d_model)
-            tokens = (image_size // stride) ** 2
+            tokens = ((image_size + stride - 1) // stride) ** 2  # the convolutions round up
         self.pos = LearnedPositions(tokens, d_model)
 
         def enc() -> TransformerEncoderLayer:

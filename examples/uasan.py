@@ -221,6 +221,7 @@ class UASAN(nn.Module):
         super().__init__()
         d = d_model
         self.variant, self.chance, self.cover_tail = variant, chance, cover_tail
+        self._chance_draws = torch.Generator().manual_seed(0)
         self.frame_in = nn.Linear(feature_dim + 4, d)
         self.union_in = nn.Linear(10, d)
         self.refiner = VisualRefiner(d, tokens, nhead)
@@ -391,9 +392,8 @@ class UASAN(nn.Module):
             if "fg" in feats:
                 self.fg_predicates.set_class_names(_words(names))
                 probs = (probs + self.fg_predicates.logits(feats["fg"]).sigmoid()) / 2
-            if self.chance:
-                gen = torch.Generator().manual_seed(0)
-                probs = torch.rand(probs.shape, generator=gen).to(probs.device)
+            if self.chance:  # one generator for the whole evaluation: new draws every batch
+                probs = torch.rand(probs.shape, generator=self._chance_draws).to(probs.device)
             out[proto] = self._instances(batch, t, probs, names, labels, scores)
         self.predicates.set_class_names(_words(BASE))
         if "fg" in feats:
@@ -401,7 +401,11 @@ class UASAN(nn.Module):
         return out
 
     def _instances(self, batch, t, probs, names, labels, scores, top: int = 3):
-        """Segment triplets (top predicates of every pair) -> video-level instances."""
+        """Segment triplets (top predicates of every pair) -> video-level instances.
+
+        A trajectory's segment part spans its first to its last present frame; the synthetic
+        tracks have no gaps (a tracker's tracks with gaps would need their missing boxes
+        interpolated first: the JSON form wants a box for every frame of a duration)."""
         k = min(top, probs.shape[-1])
         pv, pc = probs.topk(k, -1)  # (B, S, P, k)
         i, j = t["i"], t["j"]

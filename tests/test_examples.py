@@ -409,6 +409,7 @@ def test_arn_model_contract_gradients_and_ladder_flags(arn):
         (["--no-aux"], lambda m: not m.aux),
         (["--channels", "4"], lambda m: m.patch.in_channels == 12),
         (["--input", "rgb"], lambda m: m.input == "rgb" and m.pos.num_positions == 64),
+        (["--input", "rgb", "--image-size", "100"], lambda m: m.pos.num_positions == 169),
     ]:
         a = harness.make_parser(arn.ASSEMBLY).parse_args(["--quick", "--random-text", *flags])
         m = arn.build_model(a, data)

@@ -320,3 +320,28 @@ def test_malformed_input_errors():
     with pytest.raises(TypeError, match="predicates"):
         VidVRDEvaluator(predicates="chase")
     assert "viou_threshold=0.5" in repr(VidVRDEvaluator())
+
+
+def test_numpy_numbers_chunks_fp16_and_more_input_errors():
+    import numpy as np
+
+    gt, pred = _random_dataset(random.Random(5), videos=7)
+    whole = vidvrd_metrics(gt, pred)
+    chunked = VidVRDEvaluator()
+    chunked.chunk = 2  # videos scored a few at a time: the same sums
+    chunked.update(gt, pred)
+    _close(chunked.compute(), {k: float(v) for k, v in whole.items()})
+    as_numpy = {v: [dict(r, score=np.float32(r["score"]),
+                         duration=[np.int64(r["duration"][0]), np.int64(r["duration"][1])])
+                    for r in rs] for v, rs in pred.items()}  # fmt: skip
+    _close(vidvrd_metrics(gt, as_numpy), {k: float(v) for k, v in whole.items()})
+    big = torch.tensor([[0.0, 0, 999, 999]], dtype=torch.float16)
+    one = torch.ones(1, dtype=torch.bool)
+    assert float(volume_iou(big, one, big, one)) == 1.0  # areas computed in float32
+    good = _rel("apb", 0, 2, SUB, OBJ)
+    with pytest.raises(ValueError, match=r"\['triplet'\]"):
+        vidvrd_metrics({"v": [dict(good, triplet="apb")]}, {})
+    with pytest.raises(ValueError, match=r"groundtruth\['v'\]\[0\]\['duration'\]"):
+        vidvrd_metrics({"v": [dict(good, duration=[0, 2, 4])]}, {})
+    with pytest.raises(TypeError, match="det_ks"):
+        VidVRDEvaluator(det_ks=50)

@@ -76,6 +76,9 @@ def test_gradients_reach_only_the_context_and_init_words():
     torch.testing.assert_close(init.context, tower.embed_tokens(ids)[0, 1:4])
     with pytest.raises(ValueError, match="num_context: expected 3"):
         PromptLearner(tower, ["dog"], num_context=5, init="a video of")
+    long_name = " ".join(["dog"] * 20)  # open_clip truncates it to the context length (16)
+    with pytest.raises(ValueError, match="do not fit the tower's context length 16"):
+        PromptLearner(tower, ["cat", long_name], num_context=4)
 
 
 def test_open_clip_plumbing_equals_encode_text():

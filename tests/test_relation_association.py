@@ -252,4 +252,14 @@ def test_errors():
         associate_relations({(0, 30): [bad]})
     with pytest.raises(ValueError, match="score"):
         associate_relations({}, score="max")
+    three = _rel(0, 3, SUB, OBJ)
+    three["obj_traj"] = [[0.0, 0.0, 1.0]] * 3  # 3-number boxes
+    with pytest.raises(
+        ValueError, match=r"\[\(0, 30\)\]\[0\]\['obj_traj'\]: expected 3 boxes of 4"
+    ):
+        associate_relations({(0, 30): [three]})
+    with pytest.raises(ValueError, match="end > begin"):
+        associate_relations({(0, 30): [dict(_rel(0, 3, SUB, OBJ), duration=[3, 3])]})
+    with pytest.raises(ValueError, match="min_frames"):
+        associate_relations({}, min_frames=0)
     assert associate_relations({}) == []

@@ -72,6 +72,7 @@ from torch import Tensor
 
 from dsgg_layers._checks import check_choice, check_positive, check_tensor
 from dsgg_layers.boxes import _iou
+from dsgg_layers.metrics._sync import all_reduce_state
 from dsgg_layers.sttran import sttran_to_tracks
 from dsgg_layers.vocab import PREDICATE_GROUPS, PREDICATES
 
@@ -366,12 +367,7 @@ class ActionGenomeEvaluator:
 
         A no-op in a single process. Call it on every process before :meth:`compute`.
         """
-        import torch.distributed as dist
-
-        if not (dist.is_available() and dist.is_initialized()):
-            return
-        for v in self.state.values():
-            dist.all_reduce(v, op=dist.ReduceOp.SUM, group=group)
+        all_reduce_state(self.state, group)
 
     # --------------------------------------------------------------------------------- update
 

@@ -170,13 +170,15 @@ def _instance(r: Mapping[str, Any], where: str) -> _Instance:
         raise ValueError(f"{where}: missing 'duration' (or 'sub_duration' and 'obj_duration')")
     tracks = []
     for key, d in (("sub_traj", sd), ("obj_traj", od)):
-        boxes = torch.tensor(r[key], dtype=torch.float64).reshape(-1, 4)
-        if boxes.shape[0] != d[1] - d[0] or d[1] <= d[0]:
+        if len(d) != 2 or not d[0] < d[1]:
+            raise ValueError(f"{where}: expected a duration [begin, end) with end > begin, got {d}")
+        rows = r[key]
+        if len(rows) != d[1] - d[0] or any(len(b) != 4 for b in rows):
             raise ValueError(
-                f"{where}[{key!r}]: expected {d[1] - d[0]} boxes for the duration {list(d)}, "
-                f"got {boxes.shape[0]}"
+                f"{where}[{key!r}]: expected {d[1] - d[0]} boxes of 4 numbers for the duration "
+                f"{list(d)}, got {len(rows)} rows"
             )
-        tracks.append(_Track(int(d[0]), boxes))
+        tracks.append(_Track(int(d[0]), torch.tensor(rows, dtype=torch.float64).reshape(-1, 4)))
     return _Instance(tuple(r["triplet"]), tracks[0], tracks[1], [float(r["score"])])
 
 
@@ -222,6 +224,8 @@ def associate_relations(
     cfg.update(overrides)
     if cfg["score"] not in ("mean", "sum"):
         raise ValueError(f"score: expected 'mean' or 'sum', got {cfg['score']!r}")
+    if not isinstance(cfg["min_frames"], int) or cfg["min_frames"] < 1:
+        raise ValueError(f"min_frames: expected an int >= 1, got {cfg['min_frames']!r}")
     thr, mode = float(cfg["linkage_threshold"]), cfg["score"]
 
     def linked(iou: float | None) -> bool:

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import numbers
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
@@ -47,6 +48,7 @@ import torch
 from torch import Tensor
 
 from dsgg_layers._checks import check_positive
+from dsgg_layers.metrics._sync import all_reduce_state
 
 __all__ = ["VidVRDEvaluator", "vidvrd_metrics", "volume_iou"]
 
@@ -97,8 +99,9 @@ def volume_iou(
                 f"got {tuple(mask.shape)}"
             )
     one = 1.0 if legacy else 0.0
-    b1 = torch.where(mask1[..., None], boxes1, 0.0)  # what padding holds is never read
-    b2 = torch.where(mask2[..., None], boxes2, 0.0)
+    work = torch.promote_types(torch.promote_types(boxes1.dtype, boxes2.dtype), torch.float32)
+    b1 = torch.where(mask1[..., None], boxes1.to(work), 0.0)  # padding is never read
+    b2 = torch.where(mask2[..., None], boxes2.to(work), 0.0)  # (areas overflow float16)
 
     def area(b: Tensor) -> Tensor:
         return (b[..., 2] - b[..., 0] + one) * (b[..., 3] - b[..., 1] + one)
@@ -123,21 +126,31 @@ def _check_relation(r: Any, video: str, i: int, what: str, scored: bool) -> None
     missing = [k for k in keys if k not in r]
     if missing:
         raise ValueError(f"{where}: missing {missing} (has {sorted(r)})")
-    if len(r["triplet"]) != 3:
-        raise ValueError(f"{where}['triplet']: expected 3 names, got {r['triplet']!r}")
-    begin, end = r["duration"]
-    if not (isinstance(begin, int) and isinstance(end, int) and 0 <= begin < end):
-        raise ValueError(
-            f"{where}['duration']: expected ints 0 <= begin < end, got {r['duration']!r}"
-        )
+    triplet = r["triplet"]
+    if isinstance(triplet, str) or not isinstance(triplet, Sequence) or len(triplet) != 3:
+        raise ValueError(f"{where}['triplet']: expected 3 names, got {triplet!r}")
+    duration = r["duration"]
+    ok = (
+        isinstance(duration, Sequence)
+        and len(duration) == 2
+        and all(isinstance(x, numbers.Integral) and not isinstance(x, bool) for x in duration)
+    )
+    if not ok or not 0 <= duration[0] < duration[1]:
+        raise ValueError(f"{where}['duration']: expected ints 0 <= begin < end, got {duration!r}")
+    begin, end = int(duration[0]), int(duration[1])
     for key in ("sub_traj", "obj_traj"):
         if len(r[key]) != end - begin:
             raise ValueError(
                 f"{where}[{key!r}]: expected one box per frame of the duration "
                 f"({end - begin}), got {len(r[key])}"
             )
-    if scored and not (isinstance(r["score"], (int, float)) and math.isfinite(r["score"])):
-        raise ValueError(f"{where}['score']: expected a finite number, got {r['score']!r}")
+    if scored:
+        try:
+            score = float(r["score"])
+        except (TypeError, ValueError):
+            score = math.nan
+        if isinstance(r["score"], bool) or not math.isfinite(score):
+            raise ValueError(f"{where}['score']: expected a finite number, got {r['score']!r}")
 
 
 def _flat(relations: Sequence[Relation], where: Sequence[str]) -> dict[str, Tensor]:
@@ -259,6 +272,8 @@ class VidVRDEvaluator:
         ):
             raise ValueError(f"viou_threshold: expected a number in (0, 1], got {viou_threshold!r}")
         for name, ks in (("det_ks", det_ks), ("tag_ks", tag_ks)):
+            if not isinstance(ks, Sequence):
+                raise TypeError(f"{name}: expected a sequence of ints, got {ks!r}")
             if not ks or len(set(ks)) != len(ks):
                 raise ValueError(f"{name}: expected distinct Ks, got {ks!r}")
             for k in ks:
@@ -273,6 +288,7 @@ class VidVRDEvaluator:
         self.det_ks, self.tag_ks = tuple(det_ks), tuple(tag_ks)
         self.predicates = None if predicates is None else frozenset(predicates)
         self.legacy = legacy
+        self.chunk = 64  # videos scored at once: bounds the (videos, P, G) and (videos, P, P) work
         self.reset()
 
     def __repr__(self) -> str:
@@ -310,12 +326,7 @@ class VidVRDEvaluator:
 
     def sync(self, group: Any = None) -> None:
         """All-reduce (sum) the state across processes when ``torch.distributed`` is running."""
-        import torch.distributed as dist
-
-        if not (dist.is_available() and dist.is_initialized()):
-            return
-        for v in self.state.values():
-            dist.all_reduce(v, op=dist.ReduceOp.SUM, group=group)
+        all_reduce_state(self.state, group)
 
     def _keep(self, relations: Sequence[Relation]) -> list[Relation]:
         if self.predicates is None:
@@ -345,9 +356,8 @@ class VidVRDEvaluator:
             gt, pred = self._keep(gt), self._keep(pred)
             if gt:
                 videos.append((vid, gt, pred))
-        if not videos:
-            return
-        self._add(self._score(videos))
+        for k in range(0, len(videos), self.chunk):  # the state is summable: chunks add up
+            self._add(self._score(videos[k : k + self.chunk]))
 
     def _score(self, videos: list[tuple[str, list[Relation], list[Relation]]]) -> dict[str, Tensor]:
         """All videos at once: a join of predictions and ground truth on (video, triplet), vIoU
@@ -367,7 +377,7 @@ class VidVRDEvaluator:
             g_vid.extend([v] * len(gt))
             g_pos.extend(range(len(gt)))
             g_tid.extend(ids.setdefault(tuple(r["triplet"]), len(ids)) for r in gt)
-            order = sorted(range(len(pred)), key=lambda i: -pred[i]["score"])  # stable
+            order = sorted(range(len(pred)), key=lambda i: -float(pred[i]["score"]))  # stable
             ranked = [pred[i] for i in order]
             preds.extend(ranked)
             p_where.extend(f"prediction[{vid!r}][{i}]" for i in order)
