@@ -15,6 +15,7 @@ the GPU rows of every benchmark in a fixed order, most wanted first, within a ti
 5. TR²'s message token, guidance and sentence classifier (`tr2_blocks.run`): their cost over
    the plain block at d = 1936, inference and a training step;
 5b. ARN's PAP + HA over the plain predicate-decoder layers (`arn_blocks.run`, 64 key frames);
+5c. UASAN's relation stage, Table 4's rows (`uasan_blocks.run`, 4096 pairs);
 6. the Action Genome evaluator with its inputs on the GPU (`evaluator.run`);
 7. `examples/mosa.py --device cuda --amp bf16` for a few epochs, with random text embeddings
    (the GPU machine has no open_clip);
@@ -55,6 +56,7 @@ import mosa_blocks  # noqa: E402
 import relation_block  # noqa: E402
 import rsnet_blocks  # noqa: E402
 import tr2_blocks  # noqa: E402
+import uasan_blocks  # noqa: E402
 
 
 def _sync(device: torch.device) -> None:
@@ -159,6 +161,7 @@ def main(argv: list[str] | None = None) -> None:
         ("rsnet_blocks", lambda: rsnet_blocks.run(device, quick=q, threads=threads)),
         ("tr2_blocks", lambda: tr2_blocks.run(device, quick=q, threads=threads)),
         ("arn_blocks", lambda: arn_blocks.run(device, quick=q, threads=threads)),
+        ("uasan_blocks", lambda: uasan_blocks.run(device, quick=q, threads=threads)),
         ("evaluator", lambda: evaluator.run(
             device, quick=q, baseline_frames=1000, threads=threads)),
         ("mosa_example", lambda: mosa_epochs(device, q, 1 if q else args.mosa_epochs)),

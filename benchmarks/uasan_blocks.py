@@ -1,0 +1,135 @@
+"""UASAN's relation stage: what the context encoder and the union decoder cost over the pair MLP.
+
+Workload: subject-object pairs of 30-frame segments: each pair's subject, object and union-region
+frame features (30 frames, width d) read by one `VisualRefiner` into L concept tokens, and two
+motion tokens; random features. d = 256, L = 32 (a BLIP-2 Q-Former's 32 query tokens), 8 heads,
+FFN 1024; 256 pairs on the CPU, 4096 on a GPU; fp32, best of 2 after a warm-up of every variant.
+
+Side by side in one run, a training step (forward, a loss, backward) and inference, of Table 4's
+rows as `examples/uasan.py` builds them:
+
+- A (pair only): the refiner, then an MLP on the pooled subject and object tokens;
+- B (+ union, motion): the MLP on the four pooled parts;
+- C (+ context encoder): `SemanticAwareContextEncoder` over `[F_S; F_O; U; F_mot]`, mean-pooled,
+  a linear layer;
+- full: C's encoder, `UnionRelationDecoder` and `UnionRelationPredictor` (Eq. 11);
+
+and the ratio of each to A.
+
+    python benchmarks/uasan_blocks.py                 # CPU, 2 threads
+    python benchmarks/uasan_blocks.py --device cuda   # 4096 pairs
+    python benchmarks/uasan_blocks.py --quick         # CI size
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+from torch import nn
+
+from dsgg_layers import (
+    SemanticAwareContextEncoder,
+    UnionRelationDecoder,
+    UnionRelationPredictor,
+    VisualRefiner,
+)
+
+try:  # run as a script (benchmarks/ on the path) or imported by gpu_suite.py
+    from mosa_blocks import variant_rows
+except ImportError:  # pragma: no cover
+    from benchmarks.mosa_blocks import variant_rows
+
+
+class Stage(nn.Module):
+    """Frame features of a pair -> its relation feature, as one of Table 4's rows."""
+
+    def __init__(self, d: int, tokens: int, ff: int, variant: str) -> None:
+        super().__init__()
+        self.variant = variant
+        self.refiner = VisualRefiner(d, tokens, 8)
+        if variant in ("a", "b"):
+            parts = 2 if variant == "a" else 4
+            self.head = nn.Sequential(nn.Linear(parts * d, d), nn.ReLU(), nn.Linear(d, d))
+        else:
+            self.encoder = SemanticAwareContextEncoder(d, 8, ff)
+            if variant == "c":
+                self.head = nn.Linear(d, d)
+            else:
+                self.decoder = UnionRelationDecoder(d, 8, ff)
+                self.predictor = UnionRelationPredictor(d)
+
+    def forward(self, subject, object_, union, motion):
+        s, o, u = self.refiner(subject), self.refiner(object_), self.refiner(union)
+        if self.variant == "a":
+            r = self.head(torch.cat((s.mean(-2), o.mean(-2)), -1))
+        elif self.variant == "b":
+            r = self.head(torch.cat((s.mean(-2), o.mean(-2), u.mean(-2), motion.mean(-2)), -1))
+        else:
+            enc = self.encoder(s, o, u, motion)
+            if self.variant == "c":
+                r = self.head(enc.encoded.mean(-2))
+            else:
+                dec = self.decoder(enc.encoded, query=self.encoder.relation_token)
+                r = self.predictor(dec, enc.union, u, motion)
+        return r.pow(2).mean()
+
+
+VARIANTS = {"A (pair only)": "a", "B (+ union, motion)": "b", "C (+ context encoder)": "c",
+            "full (+ union decoder)": "full"}  # fmt: skip
+
+
+def run(
+    device: torch.device,
+    *,
+    quick: bool = False,
+    pairs: int | None = None,
+    threads: int = 2,
+    seed: int = 0,
+) -> str:
+    """Run the benchmark and return its Markdown report (also used by ``gpu_suite.py``)."""
+    d, L, ff = (32, 4, 64) if quick else (256, 32, 1024)
+    pairs = pairs or (16 if quick else 4096 if device.type == "cuda" else 256)
+    where = (
+        torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {threads} threads"
+    )
+    g = torch.Generator().manual_seed(seed)
+    frames = [torch.randn(pairs, 30, d, generator=g).to(device) for _ in range(3)]
+    motion = torch.randn(pairs, 2, d, generator=g).to(device)
+    inputs = (*frames, motion)
+    torch.manual_seed(seed)
+    models = {name: Stage(d, L, ff, v).to(device) for name, v in VARIANTS.items()}
+    first = next(iter(models.values()))
+    for m in models.values():  # the same refiner inside: only the relation stage differs
+        m.refiner.load_state_dict(first.refiner.state_dict())
+    lines = [
+        f"# UASAN relation stage; {where}; torch {torch.__version__}",
+        f"\n{pairs} pairs, 30 frames a track, L = {L} concept tokens, d = {d} (FFN {ff}), "
+        "8 heads, fp32, best of 2 after a warm-up.\n",
+        "| variant | params (M) | inference (s) | / A | training step (s) | / A |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+
+    def step(m):
+        m(*inputs).backward()
+        m.zero_grad(set_to_none=True)
+
+    lines += variant_rows(models, lambda m: m(*inputs), step, device, digits=3)
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--quick", action="store_true", help="CI size: 16 pairs, width 32")
+    p.add_argument("--pairs", type=int, default=None, help="default: cpu 256, cuda 4096")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    print(run(torch.device(args.device), quick=args.quick, pairs=args.pairs,
+              threads=args.threads, seed=args.seed))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
