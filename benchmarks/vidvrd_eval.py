@@ -68,7 +68,8 @@ def workload(videos: int, preds_per_video: int, seed: int):
 # ----------------------------------------------------- the loop reference, the helper's way
 
 
-def _viou(t1, d1, t2, d2):
+def viou_loop(t1, d1, t2, d2):
+    """vIoU of two trajectories frame by frame in Python, "+1" areas (the helper's ``viou``)."""
     if d1[0] >= d2[1] or d1[1] <= d2[0]:
         return 0.0
     overlap = 0.0
@@ -83,6 +84,8 @@ def _viou(t1, d1, t2, d2):
 
 
 def loop_reference(gt, pred, thr=0.5, det_ks=(50, 100), tag_ks=(1, 5, 10)):
+    """mAP, R@K and P@K as VidVRD-helper's ``evaluate`` computes them, one video at a time (also
+    the tests' reference for :class:`~dsgg_layers.metrics.VidVRDEvaluator`)."""
     aps, hits, total, tags = [], dict.fromkeys(det_ks, 0), 0, {k: [] for k in tag_ks}
     for vid, g in gt.items():
         if not g:
@@ -94,8 +97,8 @@ def loop_reference(gt, pred, thr=0.5, det_ks=(50, 100), tag_ks=(1, 5, 10)):
             best, k = -1.0, -1
             for j, x in enumerate(g):
                 if not taken[j] and tuple(r["triplet"]) == tuple(x["triplet"]):
-                    s = _viou(r["sub_traj"], r["duration"], x["sub_traj"], x["duration"])
-                    o = _viou(r["obj_traj"], r["duration"], x["obj_traj"], x["duration"])
+                    s = viou_loop(r["sub_traj"], r["duration"], x["sub_traj"], x["duration"])
+                    o = viou_loop(r["obj_traj"], r["duration"], x["obj_traj"], x["duration"])
                     if min(s, o) >= thr and min(s, o) > best:
                         best, k = min(s, o), j
             tp.append(k >= 0)

@@ -161,8 +161,11 @@ def _allowed(key_mask: Tensor | None, attn_mask: Tensor | None) -> Tensor | None
 
 
 def _zero_padding(x: Tensor, mask: Tensor | None) -> Tensor:
-    """``x (..., N, C)`` with the rows where ``mask (..., N)`` is False replaced by 0."""
-    return x if mask is None else x.masked_fill(~mask.unsqueeze(-1), 0.0)
+    """``x`` with the rows where ``mask`` is False replaced by 0; ``mask`` covers the leading
+    dims of ``x`` (``(..., N)`` for ``x (..., N, C)``, or fewer: ``(...)`` for ``(..., L, C)``)."""
+    if mask is None:
+        return x
+    return x.masked_fill(~mask.view(*mask.shape, *([1] * (x.dim() - mask.dim()))), 0.0)
 
 
 def _attention(

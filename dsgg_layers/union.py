@@ -29,7 +29,11 @@ import torch
 from torch import Tensor, nn
 
 from dsgg_layers._checks import check_positive, check_tensor
-from dsgg_layers.attention import MaskedMultiheadAttention, TransformerEncoderLayer
+from dsgg_layers.attention import (
+    MaskedMultiheadAttention,
+    TransformerEncoderLayer,
+    _zero_padding,
+)
 
 __all__ = [
     "ContextEncoding",
@@ -48,15 +52,19 @@ def _init_token(p: nn.Parameter, std: float = 0.02) -> None:
     nn.init.trunc_normal_(p, std=std, a=-2 * std, b=2 * std)
 
 
+def _reset_children(module: nn.Module) -> None:
+    """Each child's own ``reset_parameters`` (an attention's Xavier init, PyTorch's defaults
+    for linear maps and norms), descending only into children without one (``nn.Sequential``):
+    a child's reset is never undone by resetting what is inside it."""
+    for child in module.children():
+        if hasattr(child, "reset_parameters"):
+            child.reset_parameters()
+        else:
+            _reset_children(child)
+
+
 def _mlp(d_model: int, hidden: int, out: int | None = None) -> nn.Sequential:
     return nn.Sequential(nn.Linear(d_model, hidden), nn.ReLU(), nn.Linear(hidden, out or d_model))
-
-
-def _zero_rows(x: Tensor, valid: Tensor | None) -> Tensor:
-    """``x`` with the rows of padded pairs (``valid`` False, ``x``'s leading dims) set to 0."""
-    if valid is None:
-        return x
-    return x.masked_fill(~valid.view(*valid.shape, *([1] * (x.dim() - valid.dim()))), 0.0)
 
 
 def _check_pair_mask(mask: Tensor | None, lead: Sequence[int]) -> None:
@@ -106,9 +114,8 @@ class VisualRefiner(nn.Module):
 
     def reset_parameters(self) -> None:
         """Tokens: truncated normal (std 0.02); attentions: their own initialisation."""
-        nn.init.trunc_normal_(self.tokens, std=0.02, a=-0.04, b=0.04)
-        self.self_attn.reset_parameters()
-        self.cross_attn.reset_parameters()
+        _init_token(self.tokens)
+        _reset_children(self)
 
     def no_weight_decay(self) -> set[str]:
         """The learnable tokens (no weight decay, as ViT's class token)."""
@@ -126,7 +133,7 @@ class VisualRefiner(nn.Module):
         concepts, _ = self.self_attn(tokens)  # (L, d), shared by every trajectory
         query = concepts.expand(*features.shape[:-2], *concepts.shape)
         out, _ = self.cross_attn(query, features, key_mask=mask)
-        return _zero_rows(out, None if mask is None else mask.any(-1))
+        return _zero_padding(out, None if mask is None else mask.any(-1))
 
 
 class ContextEncoding(NamedTuple):
@@ -204,11 +211,9 @@ class SemanticAwareContextEncoder(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Relation token: truncated normal (std 0.02); the rest: PyTorch's defaults."""
+        """Relation token: truncated normal (std 0.02); the layers: their own resets."""
         _init_token(self.relation_token)
-        for m in self.modules():
-            if m is not self and hasattr(m, "reset_parameters"):
-                m.reset_parameters()
+        _reset_children(self)
 
     def no_weight_decay(self) -> set[str]:
         """The relation token."""
@@ -245,7 +250,7 @@ class SemanticAwareContextEncoder(nn.Module):
         else:
             a, _ = self.attn(x, query_mask=token_mask, query_pos=pos, key_pos=pos)
             out = self.norm(self.mlp(a))
-        out = _zero_rows(out, mask)
+        out = _zero_padding(out, mask)
         start = subject.shape[-2] + object.shape[-2]
         return ContextEncoding(out, out[..., start : start + union.shape[-2], :])
 
@@ -290,11 +295,9 @@ class UnionRelationDecoder(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Relation token: truncated normal (std 0.02); the rest: PyTorch's defaults."""
+        """Relation token: truncated normal (std 0.02); the layers: their own resets."""
         _init_token(self.relation_token)
-        for m in (self.attn, self.norm, *self.mlp):
-            if hasattr(m, "reset_parameters"):
-                m.reset_parameters()
+        _reset_children(self)
 
     def no_weight_decay(self) -> set[str]:
         """The relation token."""
@@ -323,7 +326,7 @@ class UnionRelationDecoder(nn.Module):
         t, _ = self.attn(q.unsqueeze(-2), encoded, key_mask=mask)
         t = t.squeeze(-2)
         out = self.norm(t + self.mlp(t))
-        return _zero_rows(out, None if mask is None else mask.any(-1))
+        return _zero_padding(out, None if mask is None else mask.any(-1))
 
 
 class UnionRelationPredictor(nn.Module):
@@ -363,9 +366,7 @@ class UnionRelationPredictor(nn.Module):
 
     def reset_parameters(self) -> None:
         """PyTorch's defaults."""
-        for m in (*self.mlp, self.norm):
-            if hasattr(m, "reset_parameters"):
-                m.reset_parameters()
+        _reset_children(self)
 
     def extra_repr(self) -> str:
         return f"d_model={self.d_model}, out_dim={self.out_dim}"
@@ -385,5 +386,7 @@ class UnionRelationPredictor(nn.Module):
             check_tensor(x, name, (*lead, "L", self.d_model), dtype="float")
         _check_pair_mask(mask, lead)
         total = decoded + encoded_union.mean(-2) + union.mean(-2) + motion.mean(-2)
-        total = _zero_rows(total, mask)  # garbage in a padded pair never reaches the MLP's output
-        return _zero_rows(self.norm(self.mlp(total)), mask)
+        total = _zero_padding(
+            total, mask
+        )  # garbage in a padded pair never reaches the MLP's output
+        return _zero_padding(self.norm(self.mlp(total)), mask)

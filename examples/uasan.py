@@ -37,7 +37,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -110,11 +110,10 @@ class TrajectoryBatch:
     truth: list[VidVRDVideo]
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> TrajectoryBatch:
-        moved = {f.name: getattr(self, f.name) for f in fields(self)}
-        for k, v in moved.items():
-            if isinstance(v, Tensor):
-                moved[k] = v.to(device, non_blocking=non_blocking)
-        return TrajectoryBatch(**moved)
+        tensors = {f.name: getattr(self, f.name) for f in fields(self)
+                   if isinstance(getattr(self, f.name), Tensor)}  # fmt: skip
+        return replace(self, **{k: v.to(device, non_blocking=non_blocking)
+                                for k, v in tensors.items()})  # fmt: skip
 
     def targets(self) -> list[VidVRDVideo]:
         return self.truth
@@ -162,8 +161,7 @@ def _jittered(video: VidVRDVideo, seed: int) -> VidVRDVideo:
     g = torch.Generator().manual_seed(seed)
     noise = torch.randn(video.boxes.shape, generator=g) * 3.0
     boxes = (video.boxes + noise) * video.box_mask[..., None]
-    return VidVRDVideo(**{**{f.name: getattr(video, f.name) for f in fields(video)},
-                          "boxes": boxes})  # fmt: skip
+    return replace(video, boxes=boxes)
 
 
 def load_data(args: argparse.Namespace) -> Data:
@@ -355,7 +353,7 @@ class UASAN(nn.Module):
         return out & t["pair_ok"][..., None]
 
     def losses(self, batch, t, feats, obj_logits) -> dict[str, Tensor]:
-        target = self.labels(batch, t)[..., BASE_COLS.to(target_device(batch))]
+        target = self.labels(batch, t)[..., BASE_COLS.to(batch.mask.device)]
         ok = t["pair_ok"]
         n = ok.sum().clamp(min=1)
         losses = {}
@@ -430,10 +428,6 @@ class UASAN(nn.Module):
             segments[b].setdefault((starts[b][s], starts[b][s] + SEG), []).append(rel)
         return {g.video_id: associate_relations(seg, "uasan")
                 for g, seg in zip(batch.truth, segments, strict=True)}  # fmt: skip
-
-
-def target_device(batch: TrajectoryBatch) -> torch.device:
-    return batch.mask.device
 
 
 # ------------------------------------------------------------------------------- evaluation

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import random
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,83 +14,10 @@ from hypothesis import strategies as st
 
 from dsgg_layers.metrics import VidVRDEvaluator, vidvrd_metrics, volume_iou
 
-# --------------------------------------------------------------- a loop reference, per video
-
-
-def _area(b, one=1.0):
-    return (b[2] - b[0] + one) * (b[3] - b[1] + one)
-
-
-def _viou_loop(t1, d1, t2, d2):
-    """Frame by frame, "+1" areas: the overlap over the common frames, whole volumes."""
-    overlap = 0.0
-    for f in range(max(d1[0], d2[0]), min(d1[1], d2[1])):
-        a, b = t1[f - d1[0]], t2[f - d2[0]]
-        w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]) + 1)
-        h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]) + 1)
-        overlap += w * h
-    v1 = sum(_area(b) for b in t1)
-    v2 = sum(_area(b) for b in t2)
-    return overlap / (v1 + v2 - overlap)
-
-
-def _video_loop(gt, pred, thr=0.5, det_ks=(50, 100), tag_ks=(1, 5, 10)):
-    pred = sorted(pred, key=lambda r: r["score"], reverse=True)  # stable
-    taken = [False] * len(gt)
-    hits = []
-    for p in pred:
-        best, k = -math.inf, -1
-        for j, g in enumerate(gt):
-            if taken[j] or tuple(p["triplet"]) != tuple(g["triplet"]):
-                continue
-            s = _viou_loop(p["sub_traj"], p["duration"], g["sub_traj"], g["duration"])
-            o = _viou_loop(p["obj_traj"], p["duration"], g["obj_traj"], g["duration"])
-            if min(s, o) >= thr and min(s, o) > best:
-                best, k = min(s, o), j
-        hits.append(k >= 0)
-        if k >= 0:
-            taken[k] = True
-    # VOC all-point AP
-    rec, prec, tp = [], [], 0
-    for i, h in enumerate(hits):
-        tp += h
-        rec.append(tp / len(gt))
-        prec.append(tp / (i + 1))
-    mrec, mpre = [0.0, *rec, 1.0], [0.0, *prec, 0.0]
-    for i in range(len(mpre) - 2, -1, -1):
-        mpre[i] = max(mpre[i], mpre[i + 1])
-    ap = sum((mrec[i + 1] - mrec[i]) * mpre[i + 1] for i in range(len(mrec) - 1))
-    det = {k: sum(hits[:k]) for k in det_ks}
-    seen, unique = set(), []
-    for p in pred:
-        if tuple(p["triplet"]) not in seen:
-            seen.add(tuple(p["triplet"]))
-            unique.append(tuple(p["triplet"]))
-    truth = {tuple(g["triplet"]) for g in gt}
-    tag = {}
-    for k in tag_ks:
-        cut = min(k, len(unique))
-        tag[k] = sum(t in truth for t in unique[:cut]) / cut if cut else 0.0
-    return ap, det, tag
-
-
-def _dataset_loop(groundtruth, prediction, det_ks=(50, 100), tag_ks=(1, 5, 10)):
-    aps, hits, total, tags = [], dict.fromkeys(det_ks, 0), 0, {k: [] for k in tag_ks}
-    for vid, gt in groundtruth.items():
-        if not gt:
-            continue
-        ap, det, tag = _video_loop(gt, prediction.get(vid, []), 0.5, det_ks, tag_ks)
-        aps.append(ap)
-        total += len(gt)
-        for k in hits:
-            hits[k] += det[k]
-        for k in tags:
-            tags[k].append(tag[k])
-    out = {"mAP": sum(aps) / len(aps)}
-    out |= {f"R@{k}": hits[k] / total for k in hits}
-    out |= {f"P@{k}": sum(v) / len(v) for k, v in tags.items()}
-    return out
-
+# The loop reference written VidVRD-helper's way (per video: sort, scan every ground truth, vIoU
+# frame by frame) is the one the benchmark times against: benchmarks/vidvrd_eval.py.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from vidvrd_eval import loop_reference, viou_loop
 
 # ------------------------------------------------------------------------------ fixtures
 
@@ -208,7 +137,7 @@ def test_volume_iou_equals_the_frame_loop(seed):
     boxes[0, b1:e1], mask[0, b1:e1] = torch.tensor(t1, dtype=torch.float64).view(-1, 4), True
     boxes[1, b2:e2], mask[1, b2:e2] = torch.tensor(t2, dtype=torch.float64).view(-1, 4), True
     got = float(volume_iou(boxes[0], mask[0], boxes[1], mask[1]))
-    assert got == pytest.approx(_viou_loop(t1, (b1, e1), t2, (b2, e2)), abs=1e-12)
+    assert got == pytest.approx(viou_loop(t1, (b1, e1), t2, (b2, e2)), abs=1e-12)
     assert got == pytest.approx(float(volume_iou(boxes[1], mask[1], boxes[0], mask[0])))
 
 
@@ -234,7 +163,7 @@ def test_hand_computed_detection_and_tagging():
     # unique triplets by score: apb (in gt), arb (not), aqb (in gt)
     assert float(r["P@1"]) == 1.0 and float(r["P@2"]) == 0.5
     assert float(r["P@5"]) == pytest.approx(2 / 3)  # divided by min(5, 3 unique)
-    _close(r, _dataset_loop(gt, pred, det_ks=(1, 5), tag_ks=(1, 2, 5)))
+    _close(r, loop_reference(gt, pred, det_ks=(1, 5), tag_ks=(1, 2, 5)))
 
 
 def test_ties_keep_the_given_order_and_the_first_ground_truth():
@@ -264,7 +193,7 @@ def test_evaluator_equals_the_loop_reference(seed):
     if not any(gt.values()):
         assert float(vidvrd_metrics(gt, pred)["mAP"]) == 0.0
         return
-    _close(vidvrd_metrics(gt, pred), _dataset_loop(gt, pred))
+    _close(vidvrd_metrics(gt, pred), loop_reference(gt, pred))
 
 
 def test_state_is_summable_video_by_video_and_by_merge():

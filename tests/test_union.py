@@ -254,3 +254,15 @@ def test_refiner_decoder_predictor_compile_equals_eager(train):
     eager = run(feats, mask, pair)
     compiled = torch.compile(run, fullgraph=True)(feats, mask, pair)
     torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("residual", [True, False])
+def test_encoder_reset_keeps_the_attention_init(residual):
+    # resetting the encoder must not re-reset the attention's projections to nn.Linear's
+    # default (non-zero biases) after the attention set Xavier weights and zero biases
+    enc = SemanticAwareContextEncoder(8, nhead=2, dim_feedforward=16, residual=residual)
+    attn = enc.layer.self_attn if residual else enc.attn
+    for proj in (attn.q_proj, attn.k_proj, attn.v_proj, attn.out_proj):
+        assert (proj.bias == 0).all()
+    enc.reset_parameters()
+    assert (attn.out_proj.bias == 0).all()
