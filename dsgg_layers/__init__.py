@@ -85,7 +85,13 @@ from dsgg_layers.motion import (
 )
 from dsgg_layers.pooling import MaskedPooling, masked_pool
 from dsgg_layers.positions import LearnedPositions, sinusoidal_positions
-from dsgg_layers.prompts import OpenCLIPTextTower, PromptLearner, TextTower, WordTower
+from dsgg_layers.prompts import (
+    GroupedPromptLearner,
+    OpenCLIPTextTower,
+    PromptLearner,
+    TextTower,
+    WordTower,
+)
 from dsgg_layers.queries import PairQueries, TemporalMemory, reference_frames
 from dsgg_layers.relation import SpatialTemporalEncoder
 from dsgg_layers.rows import ValidRows
@@ -119,10 +125,17 @@ from dsgg_layers.temporal import (
 from dsgg_layers.tokens import LearnableTokens, prepend_tokens, split_tokens
 from dsgg_layers.union import (
     ContextEncoding,
+    RelationQueryDecoder,
     SemanticAwareContextEncoder,
     UnionRelationDecoder,
     UnionRelationPredictor,
     VisualRefiner,
+)
+from dsgg_layers.union_head import (
+    UnionHeadOutput,
+    UnionRelationHead,
+    token_cosine_logits,
+    uasan_head_state_dict,
 )
 
 __version__ = "0.1.0.dev0"
@@ -138,6 +151,7 @@ __all__ = [
     "ContextEncoding",
     "ContextFusion",
     "FocalLoss",
+    "GroupedPromptLearner",
     "HierarchicalAttention",
     "LearnableTokens",
     "LearnedPositions",
@@ -153,6 +167,7 @@ __all__ = [
     "PredicateAssociationParser",
     "PromptLearner",
     "RelationAssignment",
+    "RelationQueryDecoder",
     "RelationScorer",
     "RelationScores",
     "RelationScoringDecoder",
@@ -173,7 +188,9 @@ __all__ = [
     "TransformerEncoder",
     "TransformerEncoderLayer",
     "TripletCategoryClassifier",
+    "UnionHeadOutput",
     "UnionRelationDecoder",
+    "UnionRelationHead",
     "UnionRelationPredictor",
     "ValidRows",
     "VisualRefiner",
@@ -229,11 +246,13 @@ __all__ = [
     "sttran_predicate_loss",
     "sttran_to_tracks",
     "text",
+    "token_cosine_logits",
     "track_differences",
     "track_ranks",
     "track_sizes",
     "tracks_to_flat",
     "trajectory_pair_motion",
     "triplet_score",
+    "uasan_head_state_dict",
     "vocab",
 ]

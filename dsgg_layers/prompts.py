@@ -9,7 +9,9 @@ is classified by ``softmax(cos(r, r_c) / tau)`` (the public code trains a sigmoi
 
 UASAN's text side is a BLIP-2 Q-Former; the library uses **open_clip's text tower**
 (:class:`OpenCLIPTextTower`), or any module with the same three methods (:class:`TextTower`),
-such as the synthetic benchmark's small deterministic encoder. Because only the context
+such as the synthetic benchmark's small deterministic encoder. RePro's and UASAN's public code
+learn **grouped** prompts: one context a motion group, and (RePro) separate subject and object
+contexts whose features are concatenated (:class:`GroupedPromptLearner`). Because only the context
 embeddings are learned, a :class:`PromptLearner` can be given **new class names at inference**
 (:meth:`PromptLearner.set_class_names`) without retraining: that is what makes the classifier
 open-vocabulary.
@@ -26,7 +28,7 @@ from torch import Tensor, nn
 
 from dsgg_layers._checks import check_positive, check_tensor
 
-__all__ = ["OpenCLIPTextTower", "PromptLearner", "TextTower", "WordTower"]
+__all__ = ["GroupedPromptLearner", "OpenCLIPTextTower", "PromptLearner", "TextTower", "WordTower"]
 
 
 @runtime_checkable
@@ -150,7 +152,8 @@ class PromptLearner(nn.Module):
     Args:
         tower: a :class:`TextTower` (:class:`OpenCLIPTextTower`, or the synthetic benchmark's).
         class_names: the class names (e.g. the base predicates for training).
-        num_context: ``L_rel``, the number of context vectors (CoOp's default 16; RePro 8).
+        num_context: ``L_rel``, the number of context vectors (CoOp's default 16; RePro's and
+            UASAN's public configs: 10).
         init: words whose token embeddings initialise the context (e.g. ``"a video of"``,
             which sets ``L`` to its token count when ``num_context`` is ``None``); default a
             normal draw with ``std``.
@@ -289,6 +292,119 @@ class PromptLearner(nn.Module):
         e = self() if class_embeddings is None else class_embeddings
         check_tensor(features, "features", ("...", e.shape[-1]), dtype="float")
         return F.normalize(features, dim=-1) @ e.to(features.dtype).T / self.temperature
+
+
+class GroupedPromptLearner(PromptLearner):
+    """One learnable context a motion group, and optionally a subject and an object context
+    (RePro's ``PromptLearner_Grouped``; UASAN's code builds on it).
+
+    RePro (*Compositional Prompt Tuning with Motion Cues for Open-vocabulary Video Relation
+    Detection*, ICLR 2023, Sec. 3.2) keeps ``G = 6`` prompt sets, one a motion group (see
+    :func:`~dsgg_layers.motion.trajectory_pair_motion`), and in each a **subject** context and an
+    **object** context: the class's text feature is the two prompts' unit features
+    concatenated and scaled by ``1 / sqrt(2)`` (a unit vector of twice the width). Its public
+    configs use 10 context words. UASAN's code uses the grouped subject-object prompts for its
+    pair branches and a grouped single context (``subject_object=False``) for its union
+    branches. A pair is scored against the set of its group (:meth:`logits` with ``group``).
+
+    The prompts are built as :class:`PromptLearner`'s (same tokenisation, placeholders,
+    ``set_class_names``); all ``G x R x C`` prompts go through the frozen tower in one call.
+    RePro's prompts have no suffix after the class name: pass ``suffix=""`` to match them.
+
+    Args:
+        tower, class_names, init, temperature, placeholder, suffix, std: as
+            :class:`PromptLearner` (``init`` words start every group's and role's context).
+        num_context: context words (RePro: 10).
+        num_groups: ``G``, prompt sets (RePro: 6 motion groups).
+        subject_object: separate subject and object contexts (RePro; ``R = 2``) or one
+            (``R = 1``).
+
+    Shape:
+        - forward: ``(G, C, R * embed_dim)`` unit class embeddings
+        - logits: features ``(..., R * embed_dim)``, group ``(...)`` -> ``(..., C)``
+
+    Raises:
+        TypeError, ValueError: as :class:`PromptLearner`; ``num_groups`` not positive; a group
+            id out of range.
+
+    Examples:
+        >>> tower = WordTower(["move", "left", "right"], dim=8)
+        >>> repro = GroupedPromptLearner(tower, ["move left", "move right"], num_context=10,
+        ...                              num_groups=6, suffix="")
+        >>> e = repro()
+        >>> e.shape, bool(torch.allclose(e.norm(dim=-1), torch.ones(6, 2)))
+        (torch.Size([6, 2, 16]), True)
+        >>> repro.logits(torch.randn(4, 16), group=torch.tensor([0, 5, 2, 2])).shape
+        torch.Size([4, 2])
+    """
+
+    def __init__(
+        self,
+        tower: TextTower,
+        class_names: Sequence[str],
+        num_context: int | None = 10,
+        *,
+        num_groups: int = 6,
+        subject_object: bool = True,
+        init: str | None = None,
+        temperature: float = 0.01,
+        placeholder: str = "X",
+        suffix: str = ".",
+        std: float = 0.02,
+    ) -> None:
+        check_positive(num_groups, "num_groups")
+        self.num_groups, self.num_roles = num_groups, 2 if subject_object else 1
+        super().__init__(
+            tower, class_names, num_context, init=init, temperature=temperature,
+            placeholder=placeholder, suffix=suffix, std=std,
+        )  # fmt: skip
+        shape = (num_groups, self.num_roles, self.num_context, tower.width)
+        self.context = nn.Parameter(torch.empty(shape))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Every context: the ``init`` words' embeddings, or a normal draw with ``std``."""
+        with torch.no_grad():
+            if self._init_vectors is not None:
+                self.context.copy_(self._init_vectors.expand_as(self.context))
+            else:
+                nn.init.normal_(self.context, std=self.std)
+
+    def extra_repr(self) -> str:
+        return (
+            f"{super().extra_repr()}, num_groups={self.num_groups}, "
+            f"subject_object={self.num_roles == 2}"
+        )
+
+    def forward(self) -> Tensor:
+        """``(G, C, R * embed_dim)`` unit class embeddings, one set a group."""
+        x = self.token_embeddings  # (C, T, w)
+        C, T, w = x.shape
+        G, R, L = self.num_groups, self.num_roles, self.num_context
+        ctx = self.context.to(x.dtype)[:, :, None].expand(G, R, C, L, w)
+        rest = (x[:, :1], x[:, 1 + L :])
+        prompts = torch.cat(
+            (rest[0].expand(G, R, C, 1, w), ctx, rest[1].expand(G, R, C, T - 1 - L, w)), -2
+        )
+        ids = self.token_ids.repeat(G * R, 1)
+        e = self.tower.encode_embeddings(prompts.reshape(G * R * C, T, w), ids).float()
+        e = F.normalize(e, dim=-1).view(G, R, C, -1).transpose(1, 2)  # (G, C, R, E)
+        return e.reshape(G, C, -1) / R**0.5
+
+    def logits(  # type: ignore[override]
+        self,
+        features: Tensor,
+        class_embeddings: Tensor | None = None,
+        *,
+        group: Tensor | None = None,
+    ) -> Tensor:
+        """``cos(features, r_c) / tau`` against the set of each row's ``group`` (default
+        ``self()``; ``group`` may be left out when ``G = 1``)."""
+        from dsgg_layers.union_head import token_cosine_logits
+
+        e = self() if class_embeddings is None else class_embeddings
+        check_tensor(features, "features", ("...", e.shape[-1]), dtype="float")
+        return token_cosine_logits(features.unsqueeze(-2), e, self.temperature, group=group)
 
 
 def _content_length(ids: Tensor) -> Tensor:

@@ -16,6 +16,13 @@ Alignment* (UASAN), Eq. 4-8 and 11, on the library's attention body
   ``F_dec = Norm(t_r + MLP(t_r))``.
 - :class:`UnionRelationPredictor` (Eq. 11): ``R = Norm(MLP(F_dec + F_enc[U] + U + F_mot))``.
 
+UASAN's public code computes its relation head differently from the equations; the blocks offer
+the code's form too, named: ``SemanticAwareContextEncoder(positions="slot", num_layers=3)`` (a
+learned position for every token slot, at every layer), :class:`RelationQueryDecoder` (the code's
+DETR-style decoder, a sibling of :class:`UnionRelationDecoder`), ``VisualRefiner(residual=True)``
+and, in :mod:`dsgg_layers.union_head`, the code's four-branch per-token scoring
+(:class:`~dsgg_layers.union_head.UnionRelationHead`).
+
 Padding is per pair: a ``mask`` ``(...)`` marks the valid pairs (trajectories); every output row
 of a padded pair is 0 and nothing a padded pair holds reaches a valid one.
 """
@@ -28,15 +35,24 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from dsgg_layers._checks import check_positive, check_tensor
+from dsgg_layers._checks import (
+    check_choice,
+    check_positive,
+    check_tensor,
+    values_readable,
+)
 from dsgg_layers.attention import (
     MaskedMultiheadAttention,
+    TransformerDecoder,
+    TransformerDecoderLayer,
+    TransformerEncoder,
     TransformerEncoderLayer,
     _zero_padding,
 )
 
 __all__ = [
     "ContextEncoding",
+    "RelationQueryDecoder",
     "SemanticAwareContextEncoder",
     "UnionRelationDecoder",
     "UnionRelationPredictor",
@@ -78,42 +94,66 @@ class VisualRefiner(nn.Module):
     ``V = Attn(Q, Q, Q)`` over the ``L`` learnable tokens ``Q`` (it does not depend on the input,
     so it is computed once a call and broadcast to every trajectory), then
     ``F_v = Attn(V, F, F)`` with the trajectory's features ``F`` (its frames', a ViT's patch
-    tokens, or one vector, ``S = 1``) as keys and values. As printed, neither attention has a
-    residual or a norm; neither has one here.
+    tokens) as keys and values. As printed, neither attention has a residual or a norm; with
+    ``residual=False`` (default) neither has one here.
+
+    **One input token.** Without a residual, a trajectory given as one vector (``S = 1``, what
+    UASAN's public code feeds its BLIP-2 Q-Former) makes every output token the same vector
+    (softmax over one key is 1: each token gets ``W_o W_v F``), so the ``L`` tokens carry
+    nothing more than one. That input is **refused** (``ValueError``) without a residual.
+    ``residual=True`` is the Q-Former's sub-layer form, ``V = Norm(Q + Attn(Q, Q, Q))``,
+    ``F_v = Norm(V + Attn(V, F, F))`` (post-norm): each token keeps its own concept next to what
+    it read, so the tokens differ for any ``S``, one included. (The Q-Former also has
+    feed-forward layers and 12 layers; this is its attention pattern, not the Q-Former.)
 
     Args:
         d_model: width ``d`` of the features and tokens.
         num_tokens: ``L`` (UASAN distils into a BLIP-2 Q-Former's 32 query tokens: 32).
         nhead: attention heads.
         dropout: attention dropout.
+        residual: Eq. 4 as printed (``False``) or the Q-Former's residual-and-norm form.
 
     Shape:
         - features: ``(..., S, d)``; mask: ``(..., S)`` bool (``True`` = valid feature)
         - output: ``(..., L, d)``; 0 for a trajectory with no valid feature
 
     Raises:
-        TypeError, ValueError: a size is not positive, or the inputs' shapes or dtypes are wrong.
+        TypeError, ValueError: a size is not positive, the inputs' shapes or dtypes are wrong,
+            or ``S = 1`` without ``residual``.
 
     Examples:
         >>> refiner = VisualRefiner(16, num_tokens=4, nhead=2)
         >>> refiner(torch.randn(3, 10, 16)).shape                   # 3 trajectories, 10 frames
         torch.Size([3, 4, 16])
+        >>> qformer_like = VisualRefiner(16, num_tokens=4, nhead=2, residual=True)
+        >>> out = qformer_like(torch.randn(3, 1, 16))              # one vector a trajectory
+        >>> bool((out[:, 0] - out[:, 1]).abs().max() > 0)          # the tokens differ
+        True
     """
 
     def __init__(
-        self, d_model: int, num_tokens: int = 32, nhead: int = 8, *, dropout: float = 0.0
+        self,
+        d_model: int,
+        num_tokens: int = 32,
+        nhead: int = 8,
+        *,
+        dropout: float = 0.0,
+        residual: bool = False,
     ) -> None:
         super().__init__()
         check_positive(d_model, "d_model")
         check_positive(num_tokens, "num_tokens")
-        self.d_model, self.num_tokens = d_model, num_tokens
+        self.d_model, self.num_tokens, self.residual = d_model, num_tokens, bool(residual)
         self.tokens = nn.Parameter(torch.empty(num_tokens, d_model))
         self.self_attn = MaskedMultiheadAttention(d_model, nhead, dropout=dropout)
         self.cross_attn = MaskedMultiheadAttention(d_model, nhead, dropout=dropout)
+        if self.residual:
+            self.norm1 = nn.LayerNorm(d_model)
+            self.norm2 = nn.LayerNorm(d_model)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Tokens: truncated normal (std 0.02); attentions: their own initialisation."""
+        """Tokens: truncated normal (std 0.02); attentions and norms: their own initialisation."""
         _init_token(self.tokens)
         _reset_children(self)
 
@@ -122,17 +162,27 @@ class VisualRefiner(nn.Module):
         return {"tokens"}
 
     def extra_repr(self) -> str:
-        return f"d_model={self.d_model}, num_tokens={self.num_tokens}"
+        return f"d_model={self.d_model}, num_tokens={self.num_tokens}, residual={self.residual}"
 
     def forward(self, features: Tensor, mask: Tensor | None = None) -> Tensor:
         """``(..., S, d)`` features -> ``(..., L, d)`` visual-aware tokens."""
         check_tensor(features, "features", ("...", "S", self.d_model), dtype="float")
         if mask is not None:
             check_tensor(mask, "mask", tuple(features.shape[:-1]), dtype="bool")
+        if features.shape[-2] == 1 and not self.residual:
+            raise ValueError(
+                f"features: one input token (shape {tuple(features.shape)}) makes every output "
+                "token identical under Eq. 4 as printed; pass residual=True (the Q-Former's "
+                "form) to read one vector a trajectory"
+            )
         tokens = self.tokens.to(features.dtype)
         concepts, _ = self.self_attn(tokens)  # (L, d), shared by every trajectory
+        if self.residual:
+            concepts = self.norm1(tokens + concepts)
         query = concepts.expand(*features.shape[:-2], *concepts.shape)
         out, _ = self.cross_attn(query, features, key_mask=mask)
+        if self.residual:
+            out = self.norm2(query + out)
         return _zero_padding(out, None if mask is None else mask.any(-1))
 
 
@@ -165,12 +215,26 @@ class SemanticAwareContextEncoder(nn.Module):
     reads ``F_enc[U]``), which a residual-free layer blurs into one average. ``residual=False``
     is Eq. 6 literally.
 
+    **The public code's form** (``positions="slot"``, ``num_layers=3``): instead of one relation
+    token shared by all tokens, UASAN's code holds a learned table with **one row per token
+    slot** of the sentence (``num_slots`` rows, ``nn.Embedding(98, 256)`` for its
+    ``32 + 32 + 32 + 1 + 1`` tokens), added to the queries and keys of every layer of a
+    3-layer post-norm encoder. Slot ``k`` is the ``k``-th token of ``[F_S; F_O; U; F_mot]``
+    here (the code orders its sentence ``[U; F_S; F_O; F_mot]``: a checkpoint's rows are
+    permuted on loading, see :func:`~dsgg_layers.union_head.uasan_head_state_dict`; attention
+    does not depend on the order otherwise). The table is initialised as the code's
+    ``nn.Embedding``, standard normal.
+
     Args:
         d_model: width ``d``.
         nhead: attention heads.
         dim_feedforward: hidden width of the MLP ``phi_enc``.
         dropout: dropout in the attention and the MLP.
-        residual: the standard layer (default) or Eq. 6 as printed.
+        residual: the standard layer (default) or Eq. 6 as printed (one layer only).
+        num_layers: encoder layers (the paper: 1; the code: 3).
+        positions: ``"token"`` (the paper's one relation token) or ``"slot"`` (the code's table
+            of one position per token slot).
+        num_slots: rows of the slot table (``positions="slot"``): the longest sentence.
 
     Shape:
         - subject, object, union, motion: ``(..., L_S, d)``, ``(..., L_O, d)``, ``(..., L_U, d)``,
@@ -180,13 +244,17 @@ class SemanticAwareContextEncoder(nn.Module):
 
     Raises:
         TypeError, ValueError: the parts' widths, leading dims or dtypes disagree (the message
-            names the part).
+            names the part), an option is invalid, or a sentence is longer than ``num_slots``.
 
     Examples:
         >>> enc = SemanticAwareContextEncoder(16, nhead=4, dim_feedforward=32)
         >>> parts = [torch.randn(2, 6, n, 16) for n in (4, 4, 4, 2)]   # (B, P, tokens, d)
         >>> enc(*parts, mask=torch.ones(2, 6, dtype=torch.bool)).encoded.shape
         torch.Size([2, 6, 14, 16])
+        >>> code = SemanticAwareContextEncoder(16, 4, 16, num_layers=3, positions="slot",
+        ...                                    num_slots=14)
+        >>> code(*parts).encoded.shape, tuple(code.token_positions(14).shape)
+        (torch.Size([2, 6, 14, 16]), (14, 16))
     """
 
     def __init__(
@@ -197,13 +265,33 @@ class SemanticAwareContextEncoder(nn.Module):
         dropout: float = 0.0,
         *,
         residual: bool = True,
+        num_layers: int = 1,
+        positions: str = "token",
+        num_slots: int | None = None,
     ) -> None:
         super().__init__()
         check_positive(d_model, "d_model")
-        self.d_model, self.residual = d_model, residual
-        self.relation_token = _token(d_model)
+        check_positive(num_layers, "num_layers")
+        check_choice(positions, "positions", ("token", "slot"))
+        if not residual and num_layers != 1:
+            raise ValueError(
+                f"num_layers: Eq. 6 as printed (residual=False) is one layer, got {num_layers}"
+            )
+        if positions == "slot":
+            if num_slots is None:
+                raise ValueError("num_slots: expected the slot table's size with positions='slot'")
+            check_positive(num_slots, "num_slots")
+        elif num_slots is not None:
+            raise ValueError(f"num_slots: only with positions='slot', got {num_slots}")
+        self.d_model, self.residual, self.num_layers = d_model, residual, num_layers
+        self.positions, self.num_slots = positions, num_slots
+        if positions == "slot":
+            self.slot_positions = nn.Parameter(torch.empty(int(num_slots or 0), d_model))
+        else:
+            self.relation_token = _token(d_model)
         if residual:
-            self.layer = TransformerEncoderLayer(d_model, nhead, dim_feedforward, dropout)
+            layer = TransformerEncoderLayer(d_model, nhead, dim_feedforward, dropout)
+            self.encoder = TransformerEncoder(layer, num_layers)
         else:
             self.attn = MaskedMultiheadAttention(d_model, nhead, dropout=dropout)
             self.mlp = _mlp(d_model, dim_feedforward)
@@ -211,16 +299,36 @@ class SemanticAwareContextEncoder(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Relation token: truncated normal (std 0.02); the layers: their own resets."""
-        _init_token(self.relation_token)
+        """Relation token: truncated normal (std 0.02); slot table: standard normal (the code's
+        ``nn.Embedding``); the layers: their own resets."""
+        if self.positions == "slot":
+            nn.init.normal_(self.slot_positions)
+        else:
+            _init_token(self.relation_token)
         _reset_children(self)
 
     def no_weight_decay(self) -> set[str]:
-        """The relation token."""
-        return {"relation_token"}
+        """The relation token, or the slot table."""
+        return {"slot_positions" if self.positions == "slot" else "relation_token"}
 
     def extra_repr(self) -> str:
-        return f"d_model={self.d_model}, residual={self.residual}"
+        extra = f"d_model={self.d_model}, residual={self.residual}, positions={self.positions!r}"
+        if self.num_layers != 1:
+            extra += f", num_layers={self.num_layers}"
+        return extra + (f", num_slots={self.num_slots}" if self.positions == "slot" else "")
+
+    def token_positions(self, length: int) -> Tensor:
+        """What is added to the queries and keys of a sentence of ``length`` tokens: the
+        relation token ``(d,)``, or the first ``length`` rows of the slot table ``(length, d)``
+        (the memory positions of :class:`RelationQueryDecoder` in the code's form)."""
+        if self.positions == "token":
+            return self.relation_token
+        if length > int(self.num_slots or 0):
+            raise ValueError(
+                f"num_slots: a sentence of {length} tokens needs {length} slot positions, the "
+                f"table has {self.num_slots}"
+            )
+        return self.slot_positions[:length]
 
     def forward(
         self,
@@ -244,9 +352,9 @@ class SemanticAwareContextEncoder(nn.Module):
         _check_pair_mask(mask, lead)
         x = torch.cat(list(parts.values()), -2)
         token_mask = None if mask is None else mask[..., None].expand(*lead, x.shape[-2])
-        pos = self.relation_token.to(x.dtype)
+        pos = self.token_positions(x.shape[-2]).to(x.dtype)
         if self.residual:
-            out = self.layer(x, token_mask, pos=pos)
+            out = self.encoder(x, token_mask, pos=pos)
         else:
             a, _ = self.attn(x, query_mask=token_mask, query_pos=pos, key_pos=pos)
             out = self.norm(self.mlp(a))
@@ -327,6 +435,120 @@ class UnionRelationDecoder(nn.Module):
         t = t.squeeze(-2)
         out = self.norm(t + self.mlp(t))
         return _zero_padding(out, None if mask is None else mask.any(-1))
+
+
+class RelationQueryDecoder(nn.Module):
+    """A DETR-style decoder: one query a pair reads the encoded sentence (UASAN's public code).
+
+    The code's sibling of :class:`UnionRelationDecoder` (Eq. 7-8, one cross-attention). Each
+    pair's query starts with **zero content** and a learned **query position** added at every
+    layer; each of ``num_layers`` post-norm layers runs self-attention (queries and keys get the
+    position), cross-attention to the sentence (keys = memory + ``memory_pos``, values = the
+    memory), then the feed-forward network, each with residual and norm
+    (:class:`~dsgg_layers.attention.TransformerDecoderLayer`). The code's ``memory_pos`` is the
+    encoder's slot table (:meth:`SemanticAwareContextEncoder.token_positions`).
+
+    **Its "per-group query" is one vector.** The code builds the query position as
+    ``nn.Embedding(1, d)`` expanded to the six motion groups and indexed by the pair's group:
+    every group gets the same vector. ``num_groups=1`` (default) is that; ``num_groups=G`` gives
+    each group its own query position (what the indexing suggests was meant), selected by
+    ``group``.
+
+    Args:
+        d_model: width ``d``.
+        nhead: attention heads.
+        dim_feedforward: hidden width of the feed-forward networks (the code: ``d``).
+        dropout: dropout of the layers.
+        num_layers: decoder layers (the code: 3).
+        num_groups: rows of the query-position table (the code: 1, shared by all groups).
+
+    Shape:
+        - encoded: ``(..., S, d)``; mask: ``(..., S)`` bool (``True`` = valid token)
+        - memory_pos: broadcastable to ``(..., S, d)`` (optional)
+        - group: ``(...)`` long in ``[0, num_groups)`` (needed when ``num_groups > 1``)
+        - output: ``(..., d)``; 0 for a row without a valid token
+
+    Raises:
+        TypeError, ValueError: shapes, dtypes or group ids are wrong (the message names the
+            argument).
+
+    Examples:
+        >>> dec = RelationQueryDecoder(16, nhead=4, dim_feedforward=16, num_layers=2)
+        >>> dec(torch.randn(2, 6, 14, 16), memory_pos=torch.randn(14, 16)).shape
+        torch.Size([2, 6, 16])
+        >>> per_group = RelationQueryDecoder(16, 4, 16, num_groups=6)
+        >>> per_group(torch.randn(5, 14, 16), group=torch.tensor([0, 1, 2, 5, 5])).shape
+        torch.Size([5, 16])
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        nhead: int = 8,
+        dim_feedforward: int = 2048,
+        dropout: float = 0.0,
+        *,
+        num_layers: int = 3,
+        num_groups: int = 1,
+    ) -> None:
+        super().__init__()
+        check_positive(d_model, "d_model")
+        check_positive(num_groups, "num_groups")
+        self.d_model, self.num_groups = d_model, num_groups
+        self.query_pos = nn.Parameter(torch.empty(num_groups, d_model))
+        layer = TransformerDecoderLayer(d_model, nhead, dim_feedforward, dropout)
+        self.decoder = TransformerDecoder(layer, num_layers)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Query positions: standard normal (the code's ``nn.Embedding``); layers: their own."""
+        nn.init.normal_(self.query_pos)
+        _reset_children(self)
+
+    def no_weight_decay(self) -> set[str]:
+        """The query positions."""
+        return {"query_pos"}
+
+    def extra_repr(self) -> str:
+        return (
+            f"d_model={self.d_model}, num_layers={len(self.decoder.layers)}, "
+            f"num_groups={self.num_groups}"
+        )
+
+    def forward(
+        self,
+        encoded: Tensor,
+        mask: Tensor | None = None,
+        *,
+        memory_pos: Tensor | None = None,
+        group: Tensor | None = None,
+    ) -> Tensor:
+        """``(..., S, d)`` -> ``(..., d)`` decoded relation queries."""
+        check_tensor(encoded, "encoded", ("...", "S", self.d_model), dtype="float")
+        lead = tuple(encoded.shape[:-2])
+        if mask is not None:
+            check_tensor(mask, "mask", tuple(encoded.shape[:-1]), dtype="bool")
+        if group is None:
+            if self.num_groups != 1:
+                raise ValueError(f"group: needed with num_groups={self.num_groups}, got None")
+            qpos = self.query_pos[0].expand(*lead, 1, self.d_model)
+        else:
+            check_tensor(group, "group", lead, dtype="int")
+            if (
+                values_readable(group)
+                and group.numel()
+                and (int(group.min()) < 0 or int(group.max()) >= self.num_groups)
+            ):
+                raise ValueError(
+                    f"group: expected ids in [0, {self.num_groups}), got "
+                    f"[{int(group.min())}, {int(group.max())}]"
+                )
+            qpos = self.query_pos[group].unsqueeze(-2)
+        qpos = qpos.to(encoded.dtype)
+        query = torch.zeros_like(qpos)
+        query_mask = None if mask is None else mask.any(-1, keepdim=True)
+        out = self.decoder(query, encoded, query_mask, mask, query_pos=qpos, memory_pos=memory_pos)
+        return out.squeeze(-2)
 
 
 class UnionRelationPredictor(nn.Module):

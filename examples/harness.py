@@ -826,6 +826,27 @@ def run_variants(
     return summaries
 
 
+_T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228)  # t_{0.975, df}
+
+
+def paired_difference(a: Sequence[float], b: Sequence[float]) -> dict[str, float]:
+    """Seeds paired by position: the means of ``a`` and ``b`` and the mean of ``b - a`` with
+    the half-width of its 95% t-interval (``nan`` with one pair); ``shown`` is 1.0 when the
+    interval excludes 0 (the difference is outside the seed noise), else 0.0."""
+    if len(a) != len(b) or not a:
+        raise ValueError(f"a, b: expected paired values, got {len(a)} and {len(b)}")
+    n = len(a)
+    diffs = [y - x for x, y in zip(a, b, strict=True)]
+    mean = sum(diffs) / n
+    if n > 1:
+        sd = (sum((d - mean) ** 2 for d in diffs) / (n - 1)) ** 0.5
+        half = _T95[min(n - 1, len(_T95)) - 1] * sd / n**0.5
+    else:
+        half = float("nan")
+    return {"a": sum(a) / n, "b": sum(b) / n, "diff": mean, "half": half,
+            "shown": float(n > 1 and abs(mean) > half)}  # fmt: skip
+
+
 def save_comparison(out: Path, report: Any, text: str) -> None:
     """Print a comparison's tables and write its report to ``out/comparison.json``."""
     print("\n" + text)

@@ -27,6 +27,8 @@ SGDet (trajectories jittered by a few pixels, as from a tracker, predicted class
     python examples/uasan.py                  # UASAN, all three tasks
     python examples/uasan.py --ablation       # Table 4: A, B, C, full (and chance), side by side
     python examples/uasan.py --variant a      # pair only
+    python examples/uasan.py --head code      # the public code's relation head (UnionRelationHead)
+    python examples/uasan.py --compare-heads --seeds 0 1 2   # paper vs code head, paired seeds
 
 The text side is `WordTower`, the library's offline stand-in for CLIP (a novel predicate's name
 is made of words seen in base predicates); UASAN uses a BLIP-2 Q-Former.
@@ -46,10 +48,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dsgg_layers import (
+    GroupedPromptLearner,
     OpenCLIPTextTower,
     PromptLearner,
     SemanticAwareContextEncoder,
     UnionRelationDecoder,
+    UnionRelationHead,
     UnionRelationPredictor,
     VisualRefiner,
     WordTower,
@@ -200,6 +204,9 @@ class UASAN(nn.Module):
             its ``embed_dim``.
         cover_tail: also a segment ending at each video's last frame (``segment_video``'s
             option; the helper leaves the frames after the last full segment uncovered).
+        head: ``"paper"`` (Eq. 5-11: context encoder, union decoder, Eq. 11's predictor and the
+            L_fg head) or ``"code"`` (the public code's `UnionRelationHead`: 3 + 3 layers, four
+            branches scored token by token against grouped prompts); variant ``"full"`` only.
     """
 
     def __init__(
@@ -215,10 +222,15 @@ class UASAN(nn.Module):
         chance: bool = False,
         tower: Any = None,
         cover_tail: bool = False,
+        head: str = "paper",
     ) -> None:
         super().__init__()
         d = d_model
-        self.variant, self.chance, self.cover_tail = variant, chance, cover_tail
+        if head == "code" and variant != "full":
+            raise ValueError(
+                f"head: 'code' replaces the full model's head, got variant {variant!r}"
+            )
+        self.variant, self.chance, self.cover_tail, self.head = variant, chance, cover_tail, head
         self._chance_draws = torch.Generator().manual_seed(0)
         self.frame_in = nn.Linear(feature_dim + 4, d)
         self.union_in = nn.Linear(10, d)
@@ -231,7 +243,17 @@ class UASAN(nn.Module):
                                      temperature=temperature)  # fmt: skip
         self.object_head = nn.Linear(d, E)
         parts = {"a": 2, "b": 4}
-        if variant in parts:
+        if head == "code":
+            if E != d:
+                raise ValueError(f"head: 'code' needs the text width {E} to equal d_model {d}")
+            # the code's structure: 3 encoder and 3 decoder layers, feed-forward d, dropout 0.1;
+            # both temperatures learned from the paper head's fixed tau
+            self.code_head = UnionRelationHead(d, nhead, num_tokens=tokens, temperature=temperature)
+            grouped = {"num_groups": 6, "temperature": temperature}
+            self.pair_prompts = GroupedPromptLearner(tower, _words(BASE), context, **grouped)
+            self.union_prompts = GroupedPromptLearner(tower, _words(BASE), context,
+                                                      subject_object=False, **grouped)  # fmt: skip
+        elif variant in parts:
             self.relation_head = _mlp(parts[variant] * d, d, E)
         else:
             self.encoder = SemanticAwareContextEncoder(d, nhead, 2 * d)
@@ -308,10 +330,21 @@ class UASAN(nn.Module):
             "subject": traj[:, :, i], "object": traj[:, :, j], "union": u, "motion": mot,
             "trajectory": traj, "traj_ok": m.any(-1), "pair_ok": pair_ok, "i": i, "j": j,
             "starts": starts, "sub_mask": sub_m, "obj_mask": obj_m, "boxes": boxes,
+            "relative": motion.relative, "giou": motion.giou, "group": motion.group,
         }  # fmt: skip
+
+    def code_head_output(self, t: dict[str, Tensor]) -> Any:
+        """The code head's four branches against the prompts' current class names."""
+        return self.code_head(
+            t["subject"], t["object"], t["union"], t["relative"], t["giou"],
+            pair_classes=self.pair_prompts(), union_classes=self.union_prompts(),
+            group=t["group"], mask=t["pair_ok"],
+        )  # fmt: skip
 
     def relation_features(self, t: dict[str, Tensor]) -> dict[str, Tensor]:
         """The relation features ``r_{s,o}`` of the variant (and the L_fg feature)."""
+        if self.head == "code":
+            return {}  # scored against the class names in use: code_head_output
         s, o = t["subject"].mean(-2), t["object"].mean(-2)
         if self.variant == "a":
             return {"union": self.relation_head(torch.cat((s, o), -1))}
@@ -357,6 +390,12 @@ class UASAN(nn.Module):
         ok = t["pair_ok"]
         n = ok.sum().clamp(min=1)
         losses = {}
+        if self.head == "code":  # the code releases no loss: focal on each branch's logits
+            out = self.code_head_output(t)
+            for name in ("pair", "pair_encoded", "union", "union_encoded"):
+                logits = getattr(out, name)
+                loss = sigmoid_focal_loss(logits, target.float(), alpha=0.25, reduction="none")
+                losses[name] = (loss.sum(-1) * ok).sum() / n
         for name, learner in (
             ("union", self.predicates),
             ("fg", getattr(self, "fg_predicates", None)),
@@ -384,9 +423,15 @@ class UASAN(nn.Module):
         else:
             scores, labels = obj_prob.max(-1)
         out = {}
+        code = self.head == "code"
         for proto, names in (("novel", NOVEL), ("all", TRAJECTORY_PREDICATES)):
             self.predicates.set_class_names(_words(names))
-            probs = self.predicates.logits(feats["union"]).sigmoid()
+            if code:
+                self.pair_prompts.set_class_names(_words(names))
+                self.union_prompts.set_class_names(_words(names))
+                probs = self.code_head_output(t).scores / 4  # the code's sum of 4 sigmoids
+            else:
+                probs = self.predicates.logits(feats["union"]).sigmoid()
             if "fg" in feats:
                 self.fg_predicates.set_class_names(_words(names))
                 probs = (probs + self.fg_predicates.logits(feats["fg"]).sigmoid()) / 2
@@ -396,6 +441,9 @@ class UASAN(nn.Module):
         self.predicates.set_class_names(_words(BASE))
         if "fg" in feats:
             self.fg_predicates.set_class_names(_words(BASE))
+        if code:
+            self.pair_prompts.set_class_names(_words(BASE))
+            self.union_prompts.set_class_names(_words(BASE))
         return out
 
     def _instances(self, batch, t, probs, names, labels, scores, top: int = 3):
@@ -483,7 +531,13 @@ def add_arguments(p: argparse._ActionsContainer) -> None:
         help="prompt text tower: the offline WordTower, or open_clip's (--clip-model, "
         "--clip-pretrained; random weights without them give novel names no meaning)",
     )
+    p.add_argument("--head", choices=("paper", "code"), default="paper",
+                   help="the full model's head: Eq. 5-11 (paper) or the public code's")  # fmt: skip
     p.add_argument("--ablation", action="store_true", help="Table 4's rows side by side")
+    p.add_argument("--compare-heads", action="store_true",
+                   help="paper vs code head on --seeds (paired), side by side")  # fmt: skip
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
+                   help="seeds of --compare-heads")  # fmt: skip
     p.set_defaults(batch_size=8, epochs=15)
 
 
@@ -493,7 +547,7 @@ def build_model(args: argparse.Namespace, data: Data) -> UASAN:
     if args.text == "clip":
         tower = OpenCLIPTextTower.from_name(args.clip_model, args.clip_pretrained)
     return UASAN(D, args.d_model, variant=args.variant, tokens=args.tokens, chance=args.chance,
-                 tower=tower, cover_tail=args.cover_tail)  # fmt: skip
+                 tower=tower, cover_tail=args.cover_tail, head=args.head)  # fmt: skip
 
 
 ASSEMBLY = Assembly(
@@ -517,9 +571,55 @@ ABLATION = {
 }
 
 
+def _without_seeds(argv: Sequence[str]) -> list[str]:
+    """``argv`` without ``--seeds`` and its values."""
+    out, skipping = [], False
+    for item in argv:
+        if item == "--seeds":
+            skipping = True
+        elif skipping and item.lstrip("-").isdigit() and not item.startswith("--"):
+            continue
+        else:
+            skipping = False
+            out.append(item)
+    return out
+
+
+def compare_heads(argv: Sequence[str], args: argparse.Namespace) -> dict[str, Any]:
+    """The paper's and the code's head on the same data, seeds and budget, paired by seed."""
+    out = Path(args.out)
+    base = harness.without_flags(_without_seeds(argv), "--compare-heads",
+                                 valued=("--out", "--head", "--seed", "--variant"))  # fmt: skip
+    variants = {f"{head}_seed{seed}": ["--head", head, "--seed", str(seed)]
+                for seed in args.seeds for head in ("paper", "code")}  # fmt: skip
+    summaries = harness.run_variants(ASSEMBLY, base, variants, out)
+    metrics = [f"{split} {m}" for split in ("novel", "all") for m in ("mAP", "R@50", "R@100")]
+    rows, report = {}, {}
+    for task in summaries[f"paper_seed{args.seeds[0]}"]["results_tensors"]:
+        for metric in metrics:
+            split, m = metric.split()
+            per = {head: [float(summaries[f"{head}_seed{s}"]["results_tensors"][task]
+                                [f"{split}/{m}"]) * 100 for s in args.seeds]
+                   for head in ("paper", "code")}  # fmt: skip
+            d = harness.paired_difference(per["paper"], per["code"])
+            report[f"{task} {metric}"] = {**per, **d}
+            rows.setdefault(f"paper [{task}]", {})[metric] = f"{d['a']:.2f}"
+            rows.setdefault(f"code [{task}]", {})[metric] = f"{d['b']:.2f}"
+            rows.setdefault(f"code - paper [{task}]", {})[metric] = (
+                f"{d['diff']:+.2f}±{d['half']:.2f}" + ("*" if d["shown"] else "")
+            )
+    title = (f"paper vs code head (%), seeds {args.seeds}: means; differences with 95% "
+             "t-intervals, * outside the seed noise")  # fmt: skip
+    text = harness.results_table(title, rows, metrics)
+    harness.save_comparison(out, report, text)
+    return {"report": report, "summaries": summaries, "text": text}
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = harness.make_parser(ASSEMBLY).parse_args(argv)
+    if args.compare_heads:
+        return compare_heads(argv, args)
     if not args.ablation:
         return harness.run(ASSEMBLY, argv)
     out = Path(args.out)

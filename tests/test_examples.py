@@ -491,6 +491,47 @@ def test_uasan_contract_labels_gradients_and_variants(uasan):
     assert list(uasan.ABLATION)[1:] == list(uasan.PAPER_TABLE_4)
 
 
+def test_uasan_code_head_trains_every_branch_and_scores_novel_names(uasan):
+    args = harness.make_parser(uasan.ASSEMBLY).parse_args(["--quick", "--head", "code"])
+    data = uasan.load_data(args)
+    model = uasan.build_model(args, data)
+    batch, rows = uasan.collate(data.train[:3])
+    losses = model(batch, rows=rows)
+    assert set(losses) == {"pair", "pair_encoded", "union", "union_encoded", "traj"}
+    sum(losses.values()).backward()
+    for learner in (model.pair_prompts, model.union_prompts):
+        assert learner.context.grad.abs().sum() > 0 and learner.context.shape[:2] in {
+            (6, 2),
+            (6, 1),
+        }
+    assert model.code_head.encoder.slot_positions.grad.abs().sum() > 0
+    assert model.code_head.temperature.grad is not None
+    model.eval()
+    test, test_rows = uasan.collate(data.test["sgdet"][:2])
+    preds = model(test, task="sgdet", rows=test_rows)
+    for rels in preds["novel"].values():
+        assert all(r["triplet"][1] in set(uasan.NOVEL) for r in rels)
+        assert all(0.0 <= r["score"] for r in rels)
+    assert model.pair_prompts.class_names == tuple(uasan._words(uasan.BASE))  # restored
+    with pytest.raises(ValueError, match="head"):
+        uasan.UASAN(4, 8, variant="a", head="code")
+
+
+def test_uasan_compare_heads_pairs_seeds(uasan, tmp_path):
+    out = uasan.main(["--quick", "--compare-heads", "--seeds", "0", "1", "--tasks", "predcls",
+                      "--out", str(tmp_path), "--threads", "1", "--epochs", "1"])  # fmt: skip
+    row = out["report"]["predcls novel mAP"]
+    assert len(row["paper"]) == len(row["code"]) == 2
+    assert row["diff"] == pytest.approx(sum(row["code"]) / 2 - sum(row["paper"]) / 2)
+    assert (tmp_path / "comparison.json").is_file() and "code - paper" in out["text"]
+    d = harness.paired_difference([1.0, 2.0, 3.0], [2.0, 4.0, 6.0])  # diffs 1, 2, 3: sd 1
+    assert d["diff"] == 2.0 and d["half"] == pytest.approx(4.303 / 3**0.5)  # 2.48: not shown
+    assert d["shown"] == 0.0
+    d = harness.paired_difference([1.0, 2.0, 3.0], [3.0, 4.1, 4.9])  # diffs 2, 2.1, 1.9: sd 0.1
+    assert d["half"] == pytest.approx(4.303 * 0.1 / 3**0.5) and d["shown"] == 1.0
+    assert harness.paired_difference([1.0], [2.0])["shown"] == 0.0
+
+
 def test_uasan_with_open_clip_text_tower(uasan):
     pytest.importorskip("open_clip")
     args = harness.make_parser(uasan.ASSEMBLY).parse_args(["--quick", "--text", "clip"])

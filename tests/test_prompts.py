@@ -6,7 +6,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dsgg_layers import OpenCLIPTextTower, PromptLearner, TextTower, WordTower
+from dsgg_layers import (
+    GroupedPromptLearner,
+    OpenCLIPTextTower,
+    PromptLearner,
+    TextTower,
+    WordTower,
+)
 
 WORDS = ["move", "left", "right", "up", "down", "fast", "slow", "toward", "away"]
 
@@ -134,4 +140,79 @@ def test_prompt_learner_compiles():
     torch._dynamo.reset()
     eager = learner.logits(feats)
     compiled = torch.compile(lambda x: learner.logits(x), fullgraph=True)(feats)
+    torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-5)
+
+
+# ------------------------------------------------------------------- GroupedPromptLearner
+
+
+def _repro_reference(learner, tower):
+    """RePro's ``PromptLearner_Grouped.forward`` + ``reset_classifier_weights``, transcribed:
+    for each group, ``[prefix, ctx, suffix]`` per role through the text encoder, unit features,
+    subject and object concatenated and divided by sqrt(2)."""
+    ids = learner.token_ids
+    emb = tower.embed_tokens(ids)
+    L = learner.num_context
+    prefix, suffix = emb[:, :1], emb[:, 1 + L :]
+    groups = []
+    for g in range(learner.num_groups):
+        roles = []
+        for r in range(learner.num_roles):
+            ctx = learner.context[g, r][None].expand(ids.shape[0], -1, -1)
+            x = torch.cat([prefix, ctx, suffix], 1)
+            roles.append(F.normalize(tower.encode_embeddings(x, ids), dim=-1))
+        groups.append(torch.cat(roles, -1) / len(roles) ** 0.5)
+    return torch.stack(groups)
+
+
+@pytest.mark.parametrize("subject_object", [True, False])
+def test_grouped_prompts_equal_repros_transcribed_forward(subject_object):
+    torch.manual_seed(0)
+    tower = WordTower(WORDS, dim=8, context_length=20)
+    learner = GroupedPromptLearner(tower, ["move left", "move right fast", "up"],
+                                   subject_object=subject_object, suffix="")  # fmt: skip
+    assert learner.num_context == 10 and learner.context.shape == (6, 1 + subject_object, 10, 8)
+    out = learner()
+    torch.testing.assert_close(out, _repro_reference(learner, tower))
+    assert out.shape == (6, 3, 8 * (1 + subject_object))
+    torch.testing.assert_close(out.norm(dim=-1), torch.ones(6, 3))
+    # a row is scored against its group's set
+    feats, group = torch.randn(5, out.shape[-1]), torch.tensor([0, 5, 3, 3, 1])
+    expected = torch.stack([F.normalize(feats[i], dim=-1) @ out[group[i]].T for i in range(5)])
+    torch.testing.assert_close(learner.logits(feats, group=group), expected / 0.01)
+
+
+def test_grouped_prompts_gradients_new_names_compile_and_errors():
+    torch.manual_seed(0)
+    tower = WordTower(WORDS, dim=8, context_length=20)
+    learner = GroupedPromptLearner(tower, ["move left", "move up"], num_context=3, num_groups=2)
+    learner.logits(torch.randn(4, 16), group=torch.tensor([0, 1, 1, 0])).sum().backward()
+    assert learner.context.grad is not None and learner.context.grad.abs().sum() > 0
+    assert all(p.grad is None for p in tower.parameters())
+    before = learner()
+    learner.set_class_names(["move up", "move left", "move down fast"])
+    after = learner()
+    torch.testing.assert_close(after[:, 1], before[:, 0])  # same name, same contexts
+    assert after.shape == (2, 3, 16) and "num_groups=2" in repr(learner)
+    with pytest.raises(ValueError, match="group"):
+        learner.logits(torch.randn(4, 16))
+    with pytest.raises(ValueError, match="group"):
+        learner.logits(torch.randn(2, 16), group=torch.tensor([0, 2]))
+    with pytest.raises(ValueError, match="num_groups"):
+        GroupedPromptLearner(tower, ["move"], num_groups=0)
+    # init words start every group's and role's context
+    init = GroupedPromptLearner(tower, ["move"], None, num_groups=2, init="move left")
+    torch.testing.assert_close(init.context[1, 1], tower.table[[tower.index["move"],
+                                                                tower.index["left"]]])  # fmt: skip
+    # double precision gradients and compile == eager
+    l64 = GroupedPromptLearner(WordTower(WORDS, dim=4).double(), ["move left"], num_context=2,
+                               num_groups=2).double()  # fmt: skip
+    x = torch.randn(3, 8, dtype=torch.float64, requires_grad=True)
+    grp = torch.tensor([1, 0, 1])
+    assert torch.autograd.gradcheck(lambda f: l64.logits(f, group=grp), (x,))
+    feats = torch.randn(4, 16)
+    grp4 = torch.tensor([0, 1, 1, 0])
+    torch._dynamo.reset()
+    eager = learner.logits(feats, group=grp4)
+    compiled = torch.compile(lambda f: learner.logits(f, group=grp4), fullgraph=True)(feats)
     torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-5)

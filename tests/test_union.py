@@ -98,7 +98,7 @@ def test_relation_token_goes_to_queries_and_keys_only(residual):
     x = torch.cat(parts, -2)
     f = enc.relation_token
     if residual:
-        layer = enc.layer
+        layer = enc.encoder.layers[0]
         a = _attn(layer.self_attn, x, x, x, f, f)
         h = layer.norm1(x + a)
         expected = layer.norm2(h + layer.linear2(layer.activation(layer.linear1(h))))
@@ -261,7 +261,7 @@ def test_encoder_reset_keeps_the_attention_init(residual):
     # resetting the encoder must not re-reset the attention's projections to nn.Linear's
     # default (non-zero biases) after the attention set Xavier weights and zero biases
     enc = SemanticAwareContextEncoder(8, nhead=2, dim_feedforward=16, residual=residual)
-    attn = enc.layer.self_attn if residual else enc.attn
+    attn = enc.encoder.layers[0].self_attn if residual else enc.attn
     for proj in (attn.q_proj, attn.k_proj, attn.v_proj, attn.out_proj):
         assert (proj.bias == 0).all()
     enc.reset_parameters()
