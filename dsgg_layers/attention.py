@@ -577,6 +577,9 @@ class TransformerEncoderLayer(_ResidualLayer):
         skip_padding: with a ``mask`` of the exact shape ``(..., N)`` and no ``attn_mask`` or
             weights, run projections, feed-forward network and norms on the valid rows only
             (see the module docstring).
+        ffn_norm: the norm of the feed-forward sub-layer (default). ``False`` leaves it out
+            (``x + FFN(x)``, no ``norm2``): TR²'s public temporal layers (and STTran's temporal
+            decoder) end that way.
 
     Shape:
         - x: ``(..., N, D)``
@@ -609,6 +612,7 @@ class TransformerEncoderLayer(_ResidualLayer):
         norm_first: bool = False,
         layer_norm_eps: float = 1e-5,
         skip_padding: bool = True,
+        ffn_norm: bool = True,
     ) -> None:
         super().__init__()
         check_positive(dim_feedforward, "dim_feedforward")
@@ -623,7 +627,7 @@ class TransformerEncoderLayer(_ResidualLayer):
         self.linear2 = nn.Linear(dim_feedforward, d_model)
         check_positive(layer_norm_eps, "layer_norm_eps", integer=False)
         self.norm1 = nn.LayerNorm(d_model, eps=layer_norm_eps)
-        self.norm2 = nn.LayerNorm(d_model, eps=layer_norm_eps)
+        self.norm2 = nn.LayerNorm(d_model, eps=layer_norm_eps) if ffn_norm else None
         self.dropout = nn.Dropout(dropout)
         self.dropout1 = nn.Dropout(dropout)
         self.dropout2 = nn.Dropout(dropout)
@@ -633,10 +637,12 @@ class TransformerEncoderLayer(_ResidualLayer):
         """Reset attention, feed-forward and norm parameters."""
         self.self_attn.reset_parameters()
         for module in (self.linear1, self.linear2, self.norm1, self.norm2):
-            module.reset_parameters()
+            if module is not None:
+                module.reset_parameters()
 
     def extra_repr(self) -> str:
-        return f"activation={self.activation_name!r}, norm_first={self.norm_first}"
+        extra = f"activation={self.activation_name!r}, norm_first={self.norm_first}"
+        return extra + (", ffn_norm=False" if self.norm2 is None else "")
 
     def _body(self, x: Tensor, attend) -> Tensor:
         x = self._sublayer(x, attend, self.norm1, self.dropout1)

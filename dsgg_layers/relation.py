@@ -65,9 +65,15 @@ class SpatialTemporalEncoder(nn.Module):
         dropout: dropout of the transformer layers.
         temporal_window: ``None`` (the whole track) or STTran's window size ``w >= 1``.
         positions: the temporal positions: ``"slot"`` (default: the frame's slot in the video,
-            :func:`~dsgg_layers.positions.sinusoidal_positions`) or ``"rank"`` (the frame's rank
+            :func:`~dsgg_layers.positions.sinusoidal_positions`), ``"rank"`` (the frame's rank
             within the pair's track, with tensor2tensor's frequencies: TR²'s public code; whole
-            tracks only).
+            tracks only) or ``"frame"`` (the code's tensor2tensor layout indexed by the frame's
+            slot, its absolute index in the video, instead of its rank; whole tracks only). A
+            track without gaps that starts at the first frame gets the same positions from all
+            three layouts' indices; ``"rank"`` and ``"frame"`` share the frequencies.
+        temporal_ffn_norm: the temporal layers' norm after the feed-forward sub-layer (default).
+            ``False``: none, as TR²'s public temporal layers (``TransformerEncoderLayer``'s
+            ``ffn_norm``); the spatial layers keep theirs.
         norm_first: pre-norm layers.
         skip_padding: run the layers' projections and feed-forward networks on the valid pairs
             only (the default; see :mod:`dsgg_layers.attention`). Padding then costs memory
@@ -103,14 +109,17 @@ class SpatialTemporalEncoder(nn.Module):
         temporal_window: int | None = None,
         norm_first: bool = False,
         skip_padding: bool = True,
-        positions: Literal["slot", "rank"] = "slot",
+        positions: Literal["slot", "rank", "frame"] = "slot",
+        temporal_ffn_norm: bool = True,
     ) -> None:
         super().__init__()
-        check_choice(positions, "positions", ("slot", "rank"))
-        if positions == "rank" and temporal_window is not None:
+        check_choice(positions, "positions", ("slot", "rank", "frame"))
+        if positions in ("rank", "frame") and temporal_window is not None:
             raise ValueError(
-                f"positions: 'rank' numbers a whole track; got temporal_window={temporal_window}"
+                f"positions: {positions!r} numbers a whole track; got "
+                f"temporal_window={temporal_window}"
             )
+        self.temporal_ffn_norm = bool(temporal_ffn_norm)
         self.positions = positions
         for value, name in (
             (spatial_layers, "spatial_layers"),
@@ -123,7 +132,7 @@ class SpatialTemporalEncoder(nn.Module):
         self.d_model = d_model
         self.temporal_window = temporal_window
 
-        def layer() -> TransformerEncoderLayer:
+        def layer(ffn_norm: bool = True) -> TransformerEncoderLayer:
             return TransformerEncoderLayer(
                 d_model,
                 nhead,
@@ -131,10 +140,15 @@ class SpatialTemporalEncoder(nn.Module):
                 dropout,
                 norm_first=norm_first,
                 skip_padding=skip_padding,
+                ffn_norm=ffn_norm,
             )
 
         self.spatial = TransformerEncoder(layer(), spatial_layers) if spatial_layers else None
-        self.temporal = TransformerEncoder(layer(), temporal_layers) if temporal_layers else None
+        self.temporal = (
+            TransformerEncoder(layer(self.temporal_ffn_norm), temporal_layers)
+            if temporal_layers
+            else None
+        )
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -144,8 +158,9 @@ class SpatialTemporalEncoder(nn.Module):
                 module.reset_parameters()
 
     def extra_repr(self) -> str:
-        return f"d_model={self.d_model}, temporal_window={self.temporal_window}, " \
+        extra = f"d_model={self.d_model}, temporal_window={self.temporal_window}, " \
             f"positions={self.positions!r}"  # fmt: skip
+        return extra + ("" if self.temporal_ffn_norm else ", temporal_ffn_norm=False")
 
     def forward(
         self,
@@ -211,6 +226,10 @@ class SpatialTemporalEncoder(nn.Module):
             pos = sinusoidal_positions(ranks, self.d_model, dtype=x.dtype, tensor2tensor=True)
             rows_t = None if rows is None else rows.transpose(-2, -1)
             return self.temporal(xt, mt, pos=pos, rows=rows_t).transpose(-3, -2)
+        if self.positions == "frame":  # the frame's slot, tensor2tensor's frequencies
+            pos = sinusoidal_positions(T, self.d_model, dtype=x.dtype, tensor2tensor=True)
+            rows_t = None if rows is None else rows.transpose(-2, -1)
+            return self.temporal(xt, mt, pos=pos.to(x.device), rows=rows_t).transpose(-3, -2)
         if w is None or w >= T:
             pos = sinusoidal_positions(T, self.d_model, dtype=x.dtype).to(x.device)
             rows_t = None if rows is None else rows.transpose(-2, -1)

@@ -5,8 +5,9 @@ TR² (*Cross-Modality Time-Variant Relation Learning for Generating Dynamic Scen
 
     pair representation (subject, object, union features, class semantics, boxes)
       -> spatial encoder over the pairs of each frame, no positions  (SpatialTemporalEncoder,
-      -> temporal encoder along each pair track, the whole track,     positions="rank")
-         positions = the frame's rank in its track (on queries and keys)
+      -> temporal encoder along each pair track, the whole track,     positions="rank",
+         positions = the frame's rank in its track (on queries and keys),  temporal_ffn_norm=False)
+         no norm after the feed-forward (the code's temporal layers)
       -> message token [e_cur, e_prev * g(e_prev, e_cur)]             (MessageToken, Eq. 1)
       -> predicates: each group against the pair's object-class sentences
          "a photo of a person [predicate] a [object]"                 (SentenceClassifier)
@@ -102,7 +103,10 @@ class TR2(nn.Module):
         guidance: ``"difference"`` (Eq. 2), ``"direct"`` (Eq. 4), ``"binary"`` (TR²^bin) or
             ``"none"``.
         classifier: ``"sentence"`` (the code's PredCls / SGCls heads) or ``"linear"``.
-        positions: ``"rank"`` (the code) or ``"slot"`` (the frame's slot in the video).
+        positions: ``"rank"`` (the code), ``"slot"`` (the frame's slot in the video) or
+            ``"frame"`` (the code's layout indexed by the frame's slot instead of its rank).
+        temporal_norm: ``"code"`` (no norm after the temporal layers' feed-forward, as the
+            code) or ``"standard"`` (a post-norm there too).
         first: the message token at a track's first frame, ``"self"`` (code) or ``"zero"``.
         object_weight: weight of the object loss (the code's ``-object_loss 10``).
         gamma: focal exponent of the spatial / contacting loss.
@@ -129,6 +133,7 @@ class TR2(nn.Module):
         guidance: str = "difference",
         classifier: str = "sentence",
         positions: str = "rank",
+        temporal_norm: str = "code",
         first: str = "self",
         object_weight: float = 10.0,
         gamma: float = 2.0,
@@ -140,6 +145,7 @@ class TR2(nn.Module):
         self.pair_proj = nn.Sequential(nn.Linear(in_dim, d_model), nn.LayerNorm(d_model))
         self.encoder = SpatialTemporalEncoder(
             d_model, nhead, dim_feedforward, dropout=dropout, positions=positions,
+            temporal_ffn_norm=temporal_norm == "standard",
             spatial_layers=spatial_layers if spatial else 0,
             temporal_layers=temporal_layers if decoder else 0,
         )  # fmt: skip
@@ -245,9 +251,16 @@ def add_arguments(p: argparse._ActionsContainer) -> None:
     )
     p.add_argument(
         "--positions",
-        choices=("rank", "slot"),
+        choices=("rank", "slot", "frame"),
         default="rank",
-        help="temporal positions: rank within the track (code) or frame slot",
+        help="temporal positions: rank within the track (code), frame slot, or the code's "
+        "layout indexed by frame slot",
+    )
+    p.add_argument(
+        "--temporal-norm",
+        choices=("code", "standard"),
+        default="code",
+        help="temporal layers: no norm after the feed-forward (code) or a post-norm there",
     )
     p.add_argument(
         "--first",
@@ -321,6 +334,7 @@ def build_model(args: argparse.Namespace, data: Data) -> TR2:
         temporal_layers=args.temporal_layers, spatial=not args.no_spatial,
         decoder=not args.no_decoder, token=not args.no_token, guidance=args.guidance,
         classifier=args.classifier, positions=args.positions, first=args.first,
+        temporal_norm=args.temporal_norm,
         object_weight=args.object_weight, gamma=args.gamma, guidance_weight=args.guidance_weight,
     )  # fmt: skip
     model.train_change_share = harness.label_change_share(data.train)
@@ -353,7 +367,8 @@ FIG_4 = {
 }
 BASELINE = {
     "STTran-style (linear, slot positions, no token, no guidance)": [
-        *("--classifier", "linear", "--positions", "slot", "--no-token", "--guidance", "none")
+        *("--classifier", "linear", "--positions", "slot", "--no-token", "--guidance", "none"),
+        *("--temporal-norm", "standard"),
     ]
 }
 ABLATIONS = {

@@ -314,6 +314,14 @@ def test_tr2_model_contract_gradients_and_options(tr2):
         binary.guidance.mode == "binary"
         and binary.guidance.projections["spatial"].out_features == 1
     )
+    # the code's temporal layers (default) have no norm after the feed-forward; the spatial do
+    assert all(layer.norm2 is None for layer in model.encoder.temporal.layers)
+    assert all(layer.norm2 is not None for layer in model.encoder.spatial.layers)
+    standard = tr2.build_model(_tr2_args(tr2, "--temporal-norm", "standard",
+                                         "--positions", "frame"), data)  # fmt: skip
+    assert all(layer.norm2 is not None for layer in standard.encoder.temporal.layers)
+    assert standard.encoder.positions == "frame"
+    assert all(torch.isfinite(v) for v in standard(batch, rows=rows).values())
 
 
 def test_tr2_sentence_table_follows_the_wording(tr2):

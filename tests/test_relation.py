@@ -154,7 +154,7 @@ def test_rank_positions_number_each_track_across_its_gaps():
     torch.testing.assert_close(block(x, mask)[:, [0, 2, 3], :1], alone)
     with pytest.raises(ValueError, match="positions: 'rank' numbers a whole track"):
         SpatialTemporalEncoder(8, 2, 16, temporal_window=2, positions="rank")
-    with pytest.raises(ValueError, match="positions: expected one of 'slot', 'rank'"):
+    with pytest.raises(ValueError, match="positions: expected one of 'slot', 'rank', 'frame'"):
         SpatialTemporalEncoder(8, 2, 16, positions="time")
 
 
@@ -164,3 +164,119 @@ def test_tensor2tensor_frequencies_end_at_one_over_the_base():
     torch.testing.assert_close(pe[0], torch.cat((torch.sin(f), torch.cos(f))))
     plain = sinusoidal_positions(torch.tensor([1.0]), 8, dtype=torch.float64)
     assert not torch.allclose(plain, pe)  # the library's default divides by dim / 2
+
+
+# ------------------------------------------------------------------- TR²'s code form
+
+
+def _timing_signal(length, channels):
+    """TR²'s ``lib/models/utils.py::get_timing_signal_1d``, transcribed."""
+    import math
+
+    position = torch.arange(length, dtype=torch.float64)
+    n = channels // 2
+    inc = math.log(1.0e4) / (n - 1)
+    inv = torch.exp(torch.arange(n, dtype=torch.float64) * -inc)
+    t = position[:, None] * inv[None]
+    return torch.cat([torch.sin(t), torch.cos(t)], 1)
+
+
+class _TR2TemporalLayer(torch.nn.Module):
+    """TR²'s ``lib/models/feature_fusion.py::TransformerDecoderLayer.forward`` (its temporal
+    layer), transcribed: q = k = x + pos, v = x; residual, norm; residual feed-forward, no norm."""
+
+    def __init__(self, d, nhead, ff):
+        super().__init__()
+        self.multihead2 = torch.nn.MultiheadAttention(d, nhead, batch_first=True)
+        self.linear1, self.linear2 = torch.nn.Linear(d, ff), torch.nn.Linear(ff, d)
+        self.norm3 = torch.nn.LayerNorm(d)
+
+    def forward(self, x, key_padding_mask, pos):
+        tgt2 = self.multihead2(x + pos, x + pos, x, key_padding_mask=key_padding_mask)[0]
+        tgt = self.norm3(x + tgt2)
+        return tgt + self.linear2(torch.relu(self.linear1(tgt)))
+
+
+def _load_tr2_layer(ours, theirs):
+    a = ours.self_attn
+    w = torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight])
+    b = torch.cat([a.q_proj.bias, a.k_proj.bias, a.v_proj.bias])
+    theirs.multihead2.in_proj_weight.data = w.detach().clone()
+    theirs.multihead2.in_proj_bias.data = b.detach().clone()
+    theirs.multihead2.out_proj.load_state_dict(a.out_proj.state_dict())
+    theirs.linear1.load_state_dict(ours.linear1.state_dict())
+    theirs.linear2.load_state_dict(ours.linear2.state_dict())
+    theirs.norm3.load_state_dict(ours.norm1.state_dict())
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_temporal_layer_without_ffn_norm_equals_tr2s_code(seed):
+    torch.manual_seed(seed)
+    block = SpatialTemporalEncoder(16, 2, 24, spatial_layers=0, temporal_layers=2, dropout=0.0,
+                                   positions="rank", temporal_ffn_norm=False)  # fmt: skip
+    block = block.double().eval()
+    assert all(layer.norm2 is None for layer in block.temporal.layers)
+    code = [_TR2TemporalLayer(16, 2, 24).double().eval() for _ in range(2)]
+    for ours, theirs in zip(block.temporal.layers, code, strict=True):
+        _load_tr2_layer(ours, theirs)
+    # one video, every pair present in every frame: rank == frame index (the code's layout)
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(1, 5, 3, 16, generator=g, dtype=torch.float64)
+    mask = torch.ones(1, 5, 3, dtype=torch.bool)
+    h = x[0].transpose(0, 1)  # (P, T, D): one sequence a track, as the code's r1
+    pos = _timing_signal(5, 16)[None]
+    for layer in code:
+        h = layer(h, torch.zeros(3, 5, dtype=torch.bool), pos)
+    torch.testing.assert_close(block(x, mask)[0], h.transpose(0, 1))
+    # with the norm (the library's default) the outputs differ: the option matters
+    normed = SpatialTemporalEncoder(16, 2, 24, spatial_layers=0, temporal_layers=2, dropout=0.0,
+                                    positions="rank").double().eval()  # fmt: skip
+    sd = {k: v for k, v in normed.state_dict().items()}
+    sd.update(block.state_dict())
+    normed.load_state_dict(sd)
+    assert (normed(x, mask) - block(x, mask)).abs().max() > 1e-2
+
+
+def test_frame_positions_index_the_code_layout_by_frame_slot():
+    torch.manual_seed(0)
+    block = SpatialTemporalEncoder(8, 2, 16, spatial_layers=0, temporal_layers=1, dropout=0.0,
+                                   positions="frame").double().eval()  # fmt: skip
+    x = torch.randn(2, 5, 2, 8, dtype=torch.float64)
+    mask = torch.rand(2, 5, 2) > 0.3
+    pos = _timing_signal(5, 8)  # row t: frame slot t, whatever the track's rank there
+    ref = block.temporal(x.transpose(1, 2), mask.transpose(1, 2), pos=pos).transpose(1, 2)
+    torch.testing.assert_close(block(x, mask), ref)
+    # a track with a gap: frame positions keep the gap, rank positions close it
+    gap = torch.tensor([[[True, True], [False, True], [True, True], [True, True], [True, True]]])
+    rank = SpatialTemporalEncoder(8, 2, 16, spatial_layers=0, temporal_layers=1, dropout=0.0,
+                                  positions="rank").double().eval()  # fmt: skip
+    rank.load_state_dict(block.state_dict())
+    a, b = block(x[:1], gap), rank(x[:1], gap)
+    torch.testing.assert_close(a[..., 1, :], b[..., 1, :])  # no gap: the same positions
+    assert (a[..., 0, :] - b[..., 0, :]).abs().max() > 1e-6
+    # padding never leaks, gradients finite, gradcheck, compile == eager
+    dirty = x.masked_fill(~mask[..., None], float("nan")).requires_grad_()
+    out = block(dirty, mask)
+    torch.testing.assert_close(out, block(x, mask))
+    out.sum().backward()
+    assert torch.isfinite(dirty.grad).all() and (dirty.grad[~mask] == 0).all()
+    small = torch.randn(1, 3, 2, 8, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda v: block(v, torch.ones(1, 3, 2, dtype=torch.bool)),
+                                    (small,))  # fmt: skip
+    with pytest.raises(ValueError, match="positions: 'frame' numbers a whole track"):
+        SpatialTemporalEncoder(8, 2, 16, temporal_window=2, positions="frame")
+    assert "temporal_ffn_norm=False" in repr(
+        SpatialTemporalEncoder(8, 2, 16, temporal_ffn_norm=False)
+    )
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_code_form_temporal_encoder_compiles(train):
+    torch.manual_seed(0)
+    block = SpatialTemporalEncoder(8, 2, 16, temporal_layers=2, dropout=0.0, positions="frame",
+                                   temporal_ffn_norm=False).train(train)  # fmt: skip
+    x, mask = torch.randn(2, 4, 3, 8), torch.rand(2, 4, 3) > 0.3
+    torch._dynamo.reset()
+    eager = block(x, mask)
+    compiled = torch.compile(block, fullgraph=True)(x, mask)
+    torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-5)
