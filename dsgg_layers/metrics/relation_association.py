@@ -130,7 +130,9 @@ def _enclose(keep: _Track, other: _Track) -> float:
 
 def _join(t1: _Track, t2: _Track) -> _Track:
     """Union of the frames: boxes averaged where both have one, copied where one has, linearly
-    interpolated across a gap between them."""
+    interpolated across a gap between them in ``np.interp``'s form, ``y0 + slope * (x - x0)``
+    (VidVRD-II's ``Trajectory.join``): exact at the ends and between equal boxes, which
+    ``(1 - w) * y0 + w * y1`` is not (119 becomes 119.00000000000001)."""
     start, end = min(t1.start, t2.start), max(t1.end, t2.end)
     out = torch.zeros(end - start, 4, dtype=t1.boxes.dtype)
     count = torch.zeros(end - start, 1, dtype=t1.boxes.dtype)
@@ -140,13 +142,17 @@ def _join(t1: _Track, t2: _Track) -> _Track:
     first, second = (t1, t2) if t1.start <= t2.start else (t2, t1)
     if first.end < second.start:  # a gap: from the last box of one to the first of the other
         p0, p1 = first.end - 1, second.start
-        frames = torch.arange(first.end, second.start, dtype=out.dtype)
-        w = ((frames - p0) / (p1 - p0))[:, None]
-        out[first.end - start : second.start - start] = (1 - w) * first.boxes[
-            -1
-        ] + w * second.boxes[0]
+        frames = torch.arange(first.end, second.start, dtype=out.dtype)[:, None]
+        y0, y1 = first.boxes[-1], second.boxes[0]
+        slope = (y1 - y0) / (p1 - p0)
+        out[first.end - start : second.start - start] = slope * (frames - p0) + y0
         count[first.end - start : second.start - start] = 1
     return _Track(start, out / count)
+
+
+_KNOWN_KEYS = frozenset(
+    ("triplet", "score", "duration", "sub_duration", "obj_duration", "sub_traj", "obj_traj")
+)
 
 
 @dataclass
@@ -155,9 +161,20 @@ class _Instance:
     sub: _Track
     obj: _Track
     scores: list[float] = field(default_factory=list)
+    extras: dict[str, list[Any]] = field(default_factory=dict)
 
     def score(self, mode: str) -> float:
         return sum(self.scores) / (len(self.scores) if mode == "mean" else 1)
+
+    def extend(self, other: _Instance) -> None:
+        """Link ``other`` (one segment's prediction): tracks joined, its score and its extra
+        keys' values appended (a key one side lacks gets ``None`` there)."""
+        before = len(self.scores)
+        self.sub, self.obj = _join(self.sub, other.sub), _join(self.obj, other.obj)
+        self.scores.extend(other.scores)
+        for key in set(self.extras) | set(other.extras):
+            mine = self.extras.get(key, [None] * before)
+            self.extras[key] = mine + other.extras.get(key, [None] * len(other.scores))
 
 
 def _instance(r: Mapping[str, Any], where: str) -> _Instance:
@@ -179,7 +196,8 @@ def _instance(r: Mapping[str, Any], where: str) -> _Instance:
                 f"{list(d)}, got {len(rows)} rows"
             )
         tracks.append(_Track(int(d[0]), torch.tensor(rows, dtype=torch.float64).reshape(-1, 4)))
-    return _Instance(tuple(r["triplet"]), tracks[0], tracks[1], [float(r["score"])])
+    extras = {k: [v] for k, v in r.items() if k not in _KNOWN_KEYS}
+    return _Instance(tuple(r["triplet"]), tracks[0], tracks[1], [float(r["score"])], extras)
 
 
 def associate_relations(
@@ -202,7 +220,11 @@ def associate_relations(
     Returns:
         The video's relation instances in VidVRD-helper's prediction form (``triplet``,
         ``score``, ``duration``, ``sub_traj``, ``obj_traj``), best first: the ``prediction[vid]``
-        list of :class:`~dsgg_layers.metrics.VidVRDEvaluator`.
+        list of :class:`~dsgg_layers.metrics.VidVRDEvaluator`. Each instance stays traceable to
+        its segments, as in RePro's and UASAN's association code: ``score_list`` holds the
+        linked segment predictions' scores in the order they were linked, and every other key a
+        segment prediction carried (e.g. ``"segment"``, a track id) comes out as the list of its
+        values, one per linked prediction (``None`` where a prediction lacked it).
 
     Raises:
         ValueError: an unknown preset or setting, or a malformed relation (named).
@@ -214,6 +236,8 @@ def associate_relations(
         >>> out = associate_relations({(0, 30): [seg(0)], (15, 45): [seg(15)]})
         >>> len(out), out[0]["duration"], out[0]["score"]            # linked, scores summed
         (1, [0, 45], 1.0)
+        >>> out[0]["score_list"]
+        [0.5, 0.5]
     """
     if preset not in ASSOCIATION_PRESETS:
         raise ValueError(f"preset: expected one of {sorted(ASSOCIATION_PRESETS)}, got {preset!r}")
@@ -253,8 +277,7 @@ def associate_relations(
             if len(js):
                 j = int(js[0])
                 a = active[j]
-                a.sub, a.obj = _join(a.sub, p.sub), _join(a.obj, p.obj)
-                a.scores.append(p.scores[0])
+                a.extend(p)
                 free[j] = False
                 current.append(a)
             else:
@@ -281,6 +304,7 @@ def associate_relations(
         results = kept
     return [
         {"triplet": list(r.triplet), "score": r.score(mode), "duration": [a, b],
-         "sub_traj": r.sub.during(a, b).tolist(), "obj_traj": r.obj.during(a, b).tolist()}
+         "sub_traj": r.sub.during(a, b).tolist(), "obj_traj": r.obj.during(a, b).tolist(),
+         "score_list": list(r.scores), **{k: list(v) for k, v in r.extras.items()}}
         for r, a, b in results
     ]  # fmt: skip
