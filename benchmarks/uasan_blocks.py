@@ -13,6 +13,9 @@ rows as `examples/uasan.py` builds them:
 - C (+ context encoder): `SemanticAwareContextEncoder` over `[F_S; F_O; U; F_mot]`, mean-pooled,
   a linear layer;
 - full: C's encoder, `UnionRelationDecoder` and `UnionRelationPredictor` (Eq. 11);
+- code head: the public code's `UnionRelationHead` (3 slot-position encoder layers, 3
+  query-decoder layers, FFN d as the code, four branches scored token by token against six
+  groups of 10 classes; `--head code` in the example);
 
 and the ratio of each to A.
 
@@ -31,6 +34,7 @@ from torch import nn
 from dsgg_layers import (
     SemanticAwareContextEncoder,
     UnionRelationDecoder,
+    UnionRelationHead,
     UnionRelationPredictor,
     VisualRefiner,
 )
@@ -48,7 +52,12 @@ class Stage(nn.Module):
         super().__init__()
         self.variant = variant
         self.refiner = VisualRefiner(d, tokens, 8)
-        if variant in ("a", "b"):
+        if variant == "code":
+            self.head = UnionRelationHead(d, 8, num_tokens=tokens, dropout=0.0)
+            g = torch.Generator().manual_seed(1)
+            self.register_buffer("pair_classes", torch.randn(6, 10, 2 * d, generator=g))
+            self.register_buffer("union_classes", torch.randn(6, 10, d, generator=g))
+        elif variant in ("a", "b"):
             parts = 2 if variant == "a" else 4
             self.head = nn.Sequential(nn.Linear(parts * d, d), nn.ReLU(), nn.Linear(d, d))
         else:
@@ -61,6 +70,12 @@ class Stage(nn.Module):
 
     def forward(self, subject, object_, union, motion):
         s, o, u = self.refiner(subject), self.refiner(object_), self.refiner(union)
+        if self.variant == "code":  # the motion tokens' first channels stand in for the features
+            group = (motion[:, 0, 0] > 0).long() + 2 * (motion[:, 0, 1] > 0).long()
+            out = self.head(s, o, u, motion[:, 0, :12], motion[:, 1, :3],
+                            pair_classes=self.pair_classes, union_classes=self.union_classes,
+                            group=group)  # fmt: skip
+            return out.scores.mean()
         if self.variant == "a":
             r = self.head(torch.cat((s.mean(-2), o.mean(-2)), -1))
         elif self.variant == "b":
@@ -76,7 +91,7 @@ class Stage(nn.Module):
 
 
 VARIANTS = {"A (pair only)": "a", "B (+ union, motion)": "b", "C (+ context encoder)": "c",
-            "full (+ union decoder)": "full"}  # fmt: skip
+            "full (+ union decoder)": "full", "code head (UnionRelationHead)": "code"}  # fmt: skip
 
 
 def run(

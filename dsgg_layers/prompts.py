@@ -69,6 +69,11 @@ class OpenCLIPTextTower(nn.Module):
         model: an ``open_clip`` CLIP model (``open_clip.create_model(...)``).
         tokenizer: its tokenizer (``open_clip.get_tokenizer(name)``).
 
+    Shape:
+        - tokenize: ``N`` texts -> ``(N, context_length)`` ids
+        - embed_tokens: ``(N, T)`` -> ``(N, T, width)``
+        - encode_embeddings: ``(N, T, width)``, ids ``(N, T)`` -> ``(N, embed_dim)``
+
     Examples:
         >>> tower = OpenCLIPTextTower.from_name("ViT-B-32")   # random weights offline
         >>> ids = tower.tokenize(["a person riding a horse"])
@@ -312,9 +317,14 @@ class GroupedPromptLearner(PromptLearner):
     RePro's prompts have no suffix after the class name: pass ``suffix=""`` to match them.
 
     Args:
-        tower, class_names, init, temperature, placeholder, suffix, std: as
-            :class:`PromptLearner` (``init`` words start every group's and role's context).
+        tower: a :class:`TextTower`, as :class:`PromptLearner`'s.
+        class_names: the class names.
         num_context: context words (RePro: 10).
+        init: words whose embeddings start every group's and role's context.
+        temperature: ``tau`` of :meth:`logits`.
+        placeholder: the word standing for each context slot.
+        suffix: appended to each class name (RePro: none, ``""``).
+        std: standard deviation of the random context initialisation.
         num_groups: ``G``, prompt sets (RePro: 6 motion groups).
         subject_object: separate subject and object contexts (RePro; ``R = 2``) or one
             (``R = 1``).
@@ -434,6 +444,11 @@ class WordTower(nn.Module):
         seed: the word vectors' seed.
         context_length: token ids a text (start and end included).
 
+    Shape:
+        - tokenize: ``N`` texts -> ``(N, context_length)`` ids
+        - embed_tokens: ``(N, T)`` -> ``(N, T, dim)``
+        - encode_embeddings: ``(N, T, dim)``, ids ``(N, T)`` -> ``(N, dim)``
+
     Raises:
         ValueError: an empty vocabulary, a text with a word outside it (named), or a text
             longer than ``context_length``.
@@ -464,9 +479,17 @@ class WordTower(nn.Module):
         self.index = {w: i + 2 for i, w in enumerate(words)}
         self.eot = len(words) + 2
         self.width = self.embed_dim = dim
-        self.context_length = context_length
-        g = torch.Generator().manual_seed(seed)
-        self.register_buffer("table", torch.randn(self.eot + 1, dim, generator=g) / dim**0.5)
+        self.context_length, self.seed = context_length, seed
+        self.register_buffer("table", torch.empty(self.eot + 1, dim))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Draw the word vectors from ``seed`` (the same table every time: the tower is a fixed
+        function of its vocabulary, dimension and seed)."""
+        g = torch.Generator().manual_seed(self.seed)
+        table = torch.randn(self.eot + 1, self.width, generator=g) / self.width**0.5
+        with torch.no_grad():
+            self.table.copy_(table.to(self.table))
 
     def extra_repr(self) -> str:
         return f"words={len(self.words)}, dim={self.width}, context_length={self.context_length}"

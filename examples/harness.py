@@ -181,6 +181,8 @@ def make_parser(assembly: Assembly) -> argparse.ArgumentParser:
     g.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none")
     g.add_argument("--workers", type=int, default=0, help="data loader processes")
     g.add_argument("--seed", type=int, default=0, help="model initialisation and batch order")
+    g.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
+                   help="seeds of a paired comparison (run_paired)")  # fmt: skip
     g.add_argument("--deterministic", action="store_true", help="deterministic algorithms only")
     g.add_argument("--resume", default=None, help="a checkpoint.pt to continue from")
     g = p.add_argument_group("evaluation")
@@ -845,6 +847,68 @@ def paired_difference(a: Sequence[float], b: Sequence[float]) -> dict[str, float
         half = float("nan")
     return {"a": sum(a) / n, "b": sum(b) / n, "diff": mean, "half": half,
             "shown": float(n > 1 and abs(mean) > half)}  # fmt: skip
+
+
+def without_seeds(argv: Sequence[str]) -> list[str]:
+    """``argv`` without ``--seeds`` and the numbers after it."""
+    out, skipping = [], False
+    for item in argv:
+        if item == "--seeds":
+            skipping = True
+        elif skipping and item.isdigit():
+            continue
+        else:
+            skipping = False
+            out.append(item)
+    return out
+
+
+def run_paired(
+    assembly: Assembly,
+    argv: Sequence[str],
+    variants: Mapping[str, Sequence[str]],
+    seeds: Sequence[int],
+    out: Path,
+    metrics: Mapping[str, str],
+    title: str,
+) -> dict[str, Any]:
+    """Declared comparison of two variants on the same data and budget, paired by ``--seed``.
+
+    Each variant runs once a seed (``argv`` plus its flags and ``--seed``; outputs in
+    ``out/<variant>_seed<k>``). For every task and every ``metrics`` entry
+    (``{column: results key}``, values in [0, 1]) the table gives both means and the mean
+    difference (second minus first) with its 95% t-interval over the seeds
+    (:func:`paired_difference`); ``*`` marks a difference outside the seed noise. Returns the
+    ``report`` (per-seed values too), the ``summaries`` and the table ``text``; the report goes to
+    ``out/comparison.json``.
+    """
+    if len(variants) != 2:
+        raise ValueError(f"variants: expected two to compare, got {list(variants)}")
+    (a, fa), (b, fb) = variants.items()
+    runs = {f"{name}_seed{seed}": [*flags, "--seed", str(seed)]
+            for seed in seeds for name, flags in ((a, fa), (b, fb))}  # fmt: skip
+    summaries = run_variants(assembly, argv, runs, out)
+    rows: dict[str, dict[str, str]] = {}
+    report: dict[str, Any] = {}
+    for task in summaries[f"{a}_seed{seeds[0]}"]["results_tensors"]:
+        for column, key in metrics.items():
+            per = {name: [float(summaries[f"{name}_seed{s}"]["results_tensors"][task][key]) * 100
+                          for s in seeds] for name in (a, b)}  # fmt: skip
+            d = paired_difference(per[a], per[b])
+            report[f"{task} {column}"] = {**per, **d}
+            rows.setdefault(f"{a} [{task}]", {})[column] = f"{d['a']:.2f}"
+            rows.setdefault(f"{b} [{task}]", {})[column] = f"{d['b']:.2f}"
+            rows.setdefault(f"{b} - {a} [{task}]", {})[column] = (
+                f"{d['diff']:+.2f}±{d['half']:.2f}" + ("*" if d["shown"] else "")
+            )
+    text = results_table(
+        f"{title} (%), seeds {list(seeds)}: means; differences with 95% t-intervals, * outside "
+        "the seed noise",
+        rows,
+        list(metrics),
+    )
+    save_comparison(out, report, text)
+    return {"report": report, "summaries": summaries, "text": text}
 
 
 def save_comparison(out: Path, report: Any, text: str) -> None:

@@ -24,6 +24,8 @@ embeddings (one ``<video_id>.pt`` a video: a ``(T, P, E)`` tensor in the graph's
     python examples/tr2.py --ablation table4     # the paper's Table IV rows, side by side
     python examples/tr2.py --ablation all        # Table IV, Table III and Fig. 4 rows
     python examples/tr2.py --guidance binary     # one variant (any flag below)
+    python examples/tr2.py --compare-temporal-norm --seeds 0 1 2   # the code's temporal layers
+                                                 # vs post-norm ones, paired by seed
 
 Outputs go to --out (default runs/tr2): the harness's files; with --ablation one folder a
 variant and comparison.json. Recall is also reported by how often a video's relations change
@@ -257,6 +259,11 @@ def add_arguments(p: argparse._ActionsContainer) -> None:
         "layout indexed by frame slot",
     )
     p.add_argument(
+        "--compare-temporal-norm",
+        action="store_true",
+        help="the code's temporal layers vs post-norm ones, paired on --seeds",
+    )
+    p.add_argument(
         "--temporal-norm",
         choices=("code", "standard"),
         default="code",
@@ -436,6 +443,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         argv += ["--change-strata", "0.3", "0.45"]
     if args.ablation is not None:
         return compare(argv, args.ablation, Path(args.out))
+    if args.compare_temporal_norm:
+        base = harness.without_flags(harness.without_seeds(argv), "--compare-temporal-norm",
+                                     valued=("--out", "--temporal-norm", "--seed"))  # fmt: skip
+        if "--tasks" not in base:
+            base += ["--tasks", "predcls"]
+        norms = {"standard": ["--temporal-norm", "standard"], "code": ["--temporal-norm", "code"]}
+        metrics = {m: f"with/{m}" for m in ("R@10", "R@20", "mR@20")}
+        return harness.run_paired(ASSEMBLY, base, norms, args.seeds, Path(args.out), metrics,
+                                  "TR² temporal layers: post-norm vs the code's")  # fmt: skip
     summary = harness.run(ASSEMBLY, argv)
     share = summary["model"].train_change_share
     print(f"relation changes: {100 * share:.1f}% of annotated training pair-frames differ from "

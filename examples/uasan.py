@@ -536,8 +536,6 @@ def add_arguments(p: argparse._ActionsContainer) -> None:
     p.add_argument("--ablation", action="store_true", help="Table 4's rows side by side")
     p.add_argument("--compare-heads", action="store_true",
                    help="paper vs code head on --seeds (paired), side by side")  # fmt: skip
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
-                   help="seeds of --compare-heads")  # fmt: skip
     p.set_defaults(batch_size=8, epochs=15)
 
 
@@ -571,48 +569,15 @@ ABLATION = {
 }
 
 
-def _without_seeds(argv: Sequence[str]) -> list[str]:
-    """``argv`` without ``--seeds`` and its values."""
-    out, skipping = [], False
-    for item in argv:
-        if item == "--seeds":
-            skipping = True
-        elif skipping and item.lstrip("-").isdigit() and not item.startswith("--"):
-            continue
-        else:
-            skipping = False
-            out.append(item)
-    return out
-
-
 def compare_heads(argv: Sequence[str], args: argparse.Namespace) -> dict[str, Any]:
     """The paper's and the code's head on the same data, seeds and budget, paired by seed."""
-    out = Path(args.out)
-    base = harness.without_flags(_without_seeds(argv), "--compare-heads",
+    base = harness.without_flags(harness.without_seeds(argv), "--compare-heads",
                                  valued=("--out", "--head", "--seed", "--variant"))  # fmt: skip
-    variants = {f"{head}_seed{seed}": ["--head", head, "--seed", str(seed)]
-                for seed in args.seeds for head in ("paper", "code")}  # fmt: skip
-    summaries = harness.run_variants(ASSEMBLY, base, variants, out)
-    metrics = [f"{split} {m}" for split in ("novel", "all") for m in ("mAP", "R@50", "R@100")]
-    rows, report = {}, {}
-    for task in summaries[f"paper_seed{args.seeds[0]}"]["results_tensors"]:
-        for metric in metrics:
-            split, m = metric.split()
-            per = {head: [float(summaries[f"{head}_seed{s}"]["results_tensors"][task]
-                                [f"{split}/{m}"]) * 100 for s in args.seeds]
-                   for head in ("paper", "code")}  # fmt: skip
-            d = harness.paired_difference(per["paper"], per["code"])
-            report[f"{task} {metric}"] = {**per, **d}
-            rows.setdefault(f"paper [{task}]", {})[metric] = f"{d['a']:.2f}"
-            rows.setdefault(f"code [{task}]", {})[metric] = f"{d['b']:.2f}"
-            rows.setdefault(f"code - paper [{task}]", {})[metric] = (
-                f"{d['diff']:+.2f}±{d['half']:.2f}" + ("*" if d["shown"] else "")
-            )
-    title = (f"paper vs code head (%), seeds {args.seeds}: means; differences with 95% "
-             "t-intervals, * outside the seed noise")  # fmt: skip
-    text = harness.results_table(title, rows, metrics)
-    harness.save_comparison(out, report, text)
-    return {"report": report, "summaries": summaries, "text": text}
+    metrics = {f"{split} {m}": f"{split}/{m}"
+               for split in ("novel", "all") for m in ("mAP", "R@50", "R@100")}  # fmt: skip
+    heads = {"paper": ["--head", "paper"], "code": ["--head", "code"]}
+    return harness.run_paired(ASSEMBLY, base, heads, args.seeds, Path(args.out), metrics,
+                              "paper vs code head")  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:

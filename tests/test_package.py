@@ -12,7 +12,8 @@ import dsgg_layers
 ROOT = Path(__file__).resolve().parents[1]
 MODULES = [
     "attention", "batching", "boxes", "layout", "losses", "motion", "pooling", "positions",
-    "relation", "rows", "semantic", "sttran", "temporal", "text", "tokens", "vocab",
+    "prompts", "relation", "rows", "semantic", "sttran", "temporal", "text", "tokens", "union",
+    "union_head", "vocab",
 ]  # fmt: skip
 # Namespaces whose names are not re-exported at the top level: module -> its package.
 SUBPACKAGE_MODULES = {
@@ -21,6 +22,7 @@ SUBPACKAGE_MODULES = {
     "data.synthetic": "data",
     "data.probe": "data",
     "metrics.action_genome": "metrics",
+    "metrics.relation_association": "metrics",
 }
 
 
@@ -71,7 +73,9 @@ def test_public_docstrings_have_example(qualname, obj):
     assert "Example:" in doc or ">>>" in doc, f"{qualname} has no runnable example"
     if inspect.isclass(obj) and issubclass(obj, __import__("torch").nn.Module):
         assert "Shape:" in doc, f"{qualname} has no Shape section"
-        assert hasattr(obj, "reset_parameters"), f"{qualname} has no reset_parameters"
+        # OpenCLIPTextTower holds a pretrained model's modules: nothing of its own to initialise
+        if obj.__name__ != "OpenCLIPTextTower":
+            assert hasattr(obj, "reset_parameters"), f"{qualname} has no reset_parameters"
 
 
 def test_py_typed_is_shipped():

@@ -34,6 +34,10 @@ def test_word_tower_ids_encoding_and_errors():
         WordTower(WORDS, context_length=4).tokenize(["move left fast"])
     with pytest.raises(ValueError, match="vocabulary"):
         WordTower([])
+    table = tower.table.clone()
+    tower.table.mul_(0)
+    tower.reset_parameters()  # the seed's table again
+    torch.testing.assert_close(tower.table, table)
 
 
 def test_prompt_learner_is_the_mean_of_context_and_name_words():
