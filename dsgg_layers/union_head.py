@@ -120,13 +120,14 @@ def token_cosine_logits(
     lead = tuple(tokens.shape[:-2])
     groups = class_embeddings.shape[0] if class_embeddings.dim() == 3 else 1
     _check_group(group if class_embeddings.dim() == 3 else None, lead, groups)
-    unit = F.normalize(tokens, dim=-1)
     if mask is None:
-        mean = unit.mean(-2)
+        mean = F.normalize(tokens, dim=-1).mean(-2)
     else:
         check_tensor(mask, "mask", tuple(tokens.shape[:-1]), dtype="bool")
+        # masked tokens are zeroed before any arithmetic: garbage there reaches no gradient
+        unit = F.normalize(_zero_padding(tokens, mask), dim=-1)
         count = mask.sum(-1, keepdim=True).clamp(min=1).to(unit.dtype)
-        mean = _zero_padding(unit, mask).sum(-2) / count
+        mean = unit.sum(-2) / count
     classes = F.normalize(class_embeddings, dim=-1).to(mean.dtype)
     if classes.dim() == 2:
         logits = mean @ classes.T

@@ -280,3 +280,30 @@ def test_code_form_temporal_encoder_compiles(train):
     eager = block(x, mask)
     compiled = torch.compile(block, fullgraph=True)(x, mask)
     torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-5)
+
+
+def test_layer_without_ffn_norm_padding_gradcheck_and_errors():
+    from dsgg_layers import TransformerEncoderLayer
+
+    torch.manual_seed(0)
+    layer = TransformerEncoderLayer(8, 2, 16, dropout=0.0, ffn_norm=False).double()
+    assert layer.norm2 is None and "ffn_norm=False" in repr(layer)
+    layer.reset_parameters()  # no norm2 to reset: no error
+    x = torch.randn(3, 5, 8, dtype=torch.float64)
+    mask = torch.rand(3, 5) > 0.3
+    h = layer.norm1(x + layer.self_attn(x, query_mask=mask)[0])
+    expected = (h + layer.linear2(torch.relu(layer.linear1(h)))).masked_fill(~mask[..., None], 0)
+    torch.testing.assert_close(layer(x, mask), expected)
+    dirty = x.masked_fill(~mask[..., None], float("nan")).requires_grad_()
+    out = layer(dirty, mask)
+    torch.testing.assert_close(out, expected)
+    out.sum().backward()
+    assert torch.isfinite(dirty.grad).all() and (dirty.grad[~mask] == 0).all()
+    small = torch.randn(2, 3, 8, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(layer, (small,))
+    pre = TransformerEncoderLayer(8, 2, 16, dropout=0.0, norm_first=True, ffn_norm=False)
+    y = torch.randn(2, 3, 8)
+    a = y + pre.self_attn(pre.norm1(y))[0]
+    torch.testing.assert_close(pre(y), a + pre.linear2(torch.relu(pre.linear1(a))))
+    with pytest.raises(ValueError, match="mask"):
+        layer(x, torch.ones(3, 4, dtype=torch.bool))
