@@ -33,9 +33,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dsgg_layers._checks import check_positive, check_tensor, values_readable
+from dsgg_layers._checks import check_positive, check_tensor
 from dsgg_layers.attention import _zero_padding
-from dsgg_layers.union import RelationQueryDecoder, SemanticAwareContextEncoder, _reset_children
+from dsgg_layers.union import (
+    RelationQueryDecoder,
+    SemanticAwareContextEncoder,
+    _check_group,
+    _reset_children,
+)
 
 __all__ = [
     "UnionHeadOutput",
@@ -43,24 +48,6 @@ __all__ = [
     "token_cosine_logits",
     "uasan_head_state_dict",
 ]
-
-
-def _check_group(group: Tensor | None, lead: tuple[int, ...], groups: int) -> None:
-    if group is None:
-        if groups != 1:
-            raise ValueError(
-                f"group: needed to select one of the {groups} class-embedding sets, got None"
-            )
-        return
-    check_tensor(group, "group", lead, dtype="int")
-    if (
-        values_readable(group)
-        and group.numel()
-        and (int(group.min()) < 0 or int(group.max()) >= groups)
-    ):
-        raise ValueError(
-            f"group: expected ids in [0, {groups}), got [{int(group.min())}, {int(group.max())}]"
-        )
 
 
 def token_cosine_logits(
