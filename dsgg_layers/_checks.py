@@ -283,3 +283,23 @@ def check_finite(value: Tensor, name: str, where: Tensor | None = None) -> None:
         raise ValueError(
             f"{name}: expected finite values{at}, got {int(bad.sum())} non-finite (e.g. {first})"
         )
+
+
+def check_group(
+    group: Tensor | None, lead: Sequence[int], groups: int, what: str = "class-embedding sets"
+) -> None:
+    """``group``: ``None`` when there is one group, else a ``lead``-shaped int tensor of ids in
+    ``[0, groups)`` (the range is checked when the values are readable without a sync)."""
+    if group is None:
+        if groups != 1:
+            raise ValueError(f"group: needed to pick one of {groups} ({what}), got None")
+        return
+    check_tensor(group, "group", tuple(lead), dtype="int")
+    if (
+        values_readable(group)
+        and group.numel()
+        and (int(group.min()) < 0 or int(group.max()) >= groups)
+    ):
+        raise ValueError(
+            f"group: expected ids in [0, {groups}), got [{int(group.min())}, {int(group.max())}]"
+        )

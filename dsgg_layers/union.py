@@ -37,9 +37,9 @@ from torch import Tensor, nn
 
 from dsgg_layers._checks import (
     check_choice,
+    check_group,
     check_positive,
     check_tensor,
-    values_readable,
 )
 from dsgg_layers.attention import (
     MaskedMultiheadAttention,
@@ -81,26 +81,6 @@ def _reset_children(module: nn.Module) -> None:
 
 def _mlp(d_model: int, hidden: int, out: int | None = None) -> nn.Sequential:
     return nn.Sequential(nn.Linear(d_model, hidden), nn.ReLU(), nn.Linear(hidden, out or d_model))
-
-
-def _check_group(
-    group: Tensor | None, lead: Sequence[int], groups: int, what: str = "class-embedding sets"
-) -> None:
-    """``group``: ``None`` when there is one group, else a ``lead``-shaped int tensor of ids in
-    ``[0, groups)`` (the range is checked when the values are readable without a sync)."""
-    if group is None:
-        if groups != 1:
-            raise ValueError(f"group: needed to pick one of {groups} ({what}), got None")
-        return
-    check_tensor(group, "group", tuple(lead), dtype="int")
-    if (
-        values_readable(group)
-        and group.numel()
-        and (int(group.min()) < 0 or int(group.max()) >= groups)
-    ):
-        raise ValueError(
-            f"group: expected ids in [0, {groups}), got [{int(group.min())}, {int(group.max())}]"
-        )
 
 
 def _check_pair_mask(mask: Tensor | None, lead: Sequence[int]) -> None:
@@ -548,7 +528,7 @@ class RelationQueryDecoder(nn.Module):
         lead = tuple(encoded.shape[:-2])
         if mask is not None:
             check_tensor(mask, "mask", tuple(encoded.shape[:-1]), dtype="bool")
-        _check_group(group, lead, self.num_groups, "query positions")
+        check_group(group, lead, self.num_groups, "query positions")
         if group is None:
             qpos = self.query_pos[0].expand(*lead, 1, self.d_model)
         else:

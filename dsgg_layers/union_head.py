@@ -33,12 +33,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dsgg_layers._checks import check_positive, check_tensor
+from dsgg_layers._checks import check_group, check_positive, check_tensor
 from dsgg_layers.attention import _zero_padding
 from dsgg_layers.union import (
     RelationQueryDecoder,
     SemanticAwareContextEncoder,
-    _check_group,
     _reset_children,
 )
 
@@ -106,7 +105,7 @@ def token_cosine_logits(
         check_positive(temperature, "temperature", integer=False)
     lead = tuple(tokens.shape[:-2])
     groups = class_embeddings.shape[0] if class_embeddings.dim() == 3 else 1
-    _check_group(group if class_embeddings.dim() == 3 else None, lead, groups)
+    check_group(group if class_embeddings.dim() == 3 else None, lead, groups)
     if mask is None:
         mean = F.normalize(tokens, dim=-1).mean(-2)
     else:
