@@ -514,3 +514,25 @@ def test_refiner_refuses_one_token_without_residual_and_reads_it_with_one():
         compiled = torch.compile(m, fullgraph=True)(feats)
         torch.testing.assert_close(compiled, out, rtol=1e-4, atol=1e-5)
     assert "residual=True" in repr(m)
+
+
+def test_head_degenerate_inputs_fp16_empty_and_fully_masked():
+    torch.manual_seed(0)
+    head = UnionRelationHead(16, 4, num_tokens=3, num_layers=1).eval()
+    x = _code_inputs(6, union_in=16)
+    giou3 = torch.cat((x["giou"], x["giou"][:, 1:] - x["giou"][:, :1]), -1)
+    kw = {"pair_classes": x["pair_cls"], "union_classes": x["union_cls"], "group": x["group"]}
+    parts = (x["s"], x["o"], x["u"], x["relpos"], giou3)
+    half = head.half()(*(p.half() for p in parts), pair_classes=kw["pair_classes"].half(),
+                       union_classes=kw["union_classes"].half(), group=kw["group"])  # fmt: skip
+    assert half.scores.dtype == torch.float16 and torch.isfinite(half.scores).all()
+    head.float()
+    none = torch.zeros(5, dtype=torch.bool)
+    leaves = [p.clone().requires_grad_() for p in parts]
+    out = head(*leaves, **kw, mask=none)
+    assert all((o == 0).all() for o in out)
+    out.scores.sum().backward()
+    assert all(torch.isfinite(p.grad).all() and (p.grad == 0).all() for p in leaves)
+    empty = head(*(p[:0] for p in parts), pair_classes=kw["pair_classes"],
+                 union_classes=kw["union_classes"], group=kw["group"][:0])  # fmt: skip
+    assert empty.scores.shape == (0, 7)
