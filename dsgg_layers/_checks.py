@@ -1,6 +1,6 @@
 """Input validation shared by every block (private: import the blocks, not this).
 
-One helper, :func:`check_tensor`, checks type, dtype and shape of a tensor argument and raises
+One helper, [`check_tensor`][], checks type, dtype and shape of a tensor argument and raises
 ``TypeError`` (not a tensor, wrong dtype) or ``ValueError`` (wrong shape) with a message that
 names the argument, the expected shape and the shape received. Named dimensions are bound across
 calls through a ``dims`` dictionary, so that ``mask`` is checked against the ``T`` and ``P`` that
@@ -14,10 +14,10 @@ Traceback (most recent call last):
   ...
 ValueError: mask: expected shape (..., T, P) with T=5 (from subject_boxes), got (2, 4, 3)
 
-:func:`check_tensor` runs on shapes and dtypes only (never on values), so it costs nothing on the
-GPU and is traced away by ``torch.compile``. Value checks (:func:`check_finite` and the like) run
+[`check_tensor`][] runs on shapes and dtypes only (never on values), so it costs nothing on the
+GPU and is traced away by ``torch.compile``. Value checks ([`check_finite`][] and the like) run
 only where reading values is free: on CPU tensors, outside ``torch.compile``
-(:func:`values_readable`); on an accelerator they would wait for the device, so there the
+([`values_readable`][]); on an accelerator they would wait for the device, so there the
 library documents what happens instead.
 """
 

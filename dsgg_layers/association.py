@@ -4,17 +4,17 @@
 Sec. 3.3-3.4, Fig. 3) refines each predicate branch (attention, spatial, contacting) of a
 DETR-style predicate decoder with the other branches and the paired entities:
 
-- :class:`AssociationAttention` (Eq. 8-9 = Eq. 11, written once): the other branches' features
+- [`AssociationAttention`][] (Eq. 8-9 = Eq. 11, written once): the other branches' features
   are each reduced by a linear layer and concatenated into the complementary cues ``Q_comp``;
   a cross-attention of ``Q_comp`` (with the object query position ``e^o``) over the
   spatio-temporal memory (``K = F_vit + p_t``, ``V = F_vit``) gives ``F_comp``. Because the query
   is a concatenation, its attention logits are the **sum** of the per-branch logits
   (``Q^T K = Q_S^T K + Q_C^T K``, Eq. 9): no branch dominates the weights by construction.
-- :class:`PredicateAssociationParser` (PAP, Sec. 3.3): for every branch, the association
+- [`PredicateAssociationParser`][] (PAP, Sec. 3.3): for every branch, the association
   attention above and the entity fusion ``MLP([F^pred + e^pred, F^E])`` (Eq. 10), ``e^pred`` a
   learned embedding of the branch; Table 4's variants as ``fusion="add"`` (entity features added)
   and ``"nonlinear"`` (a nonlinear map of the entity features added).
-- :class:`HierarchicalAttention` (HA, Eq. 12-13): the second level, ``Q_cur`` (the fused branch
+- [`HierarchicalAttention`][] (HA, Eq. 12-13): the second level, ``Q_cur`` (the fused branch
   feature) attends over the queries' cues ``Q_comp`` as keys with ``F_comp`` as values, then
   ``Linear(.) + Q_cur``.
 
@@ -137,7 +137,7 @@ class HierarchicalAttention(nn.Module):
 
     Each query's current-branch feature ``Q_cur`` attends over the complementary cues ``Q_comp``
     of the frame's queries (keys) and carries their level-1 outputs ``F_comp`` (values; the
-    first level is :class:`AssociationAttention`). Eq. 12 prints the value as ``F_sup``, a
+    first level is [`AssociationAttention`][]). Eq. 12 prints the value as ``F_sup``, a
     symbol the paper never defines; its text says the level-1 output ``F_comp``, which is used.
     Eq. 13 adds the attention output itself (``Linear(F) + F``) while the text adds the input
     ``Q_cur``: ``residual="query"`` (default, the text; a residual around the whole block, as
@@ -212,7 +212,7 @@ class PredicateAssociationParser(nn.Module):
       ``F^b + MLP(F^E)`` (the paper's Table 4 alternatives; their exact form is not given).
 
     ``forward`` returns, per branch, ``(F_fusion, Q_comp, F_comp)``: the inputs of
-    :class:`HierarchicalAttention`. :class:`AssociationReasoning` chains the two.
+    [`HierarchicalAttention`][]. [`AssociationReasoning`][] chains the two.
 
     Args:
         d_model: width ``D``.
@@ -223,7 +223,7 @@ class PredicateAssociationParser(nn.Module):
 
     Shape:
         - branches: ``num_branches`` tensors ``(..., Q, D)``; entity: ``(..., Q, D)``
-        - memory: ``(..., S, D)``; memory_pos, query_pos, masks as :class:`AssociationAttention`
+        - memory: ``(..., S, D)``; memory_pos, query_pos, masks as [`AssociationAttention`][]
         - output: ``num_branches`` tuples of three ``(..., Q, D)`` tensors
 
     Raises:
@@ -339,10 +339,10 @@ class AssociationReasoning(nn.Module):
         hierarchical: apply HA (``False``: PAP's fused features only, the ``+ PAP`` row of
             ARN's Table 3).
         dropout: attention dropout.
-        residual: HA's residual (see :class:`HierarchicalAttention`).
+        residual: HA's residual (see [`HierarchicalAttention`][]).
 
     Shape:
-        As :class:`PredicateAssociationParser`; output: the refined ``(..., Q, D)`` feature of
+        As [`PredicateAssociationParser`][]; output: the refined ``(..., Q, D)`` feature of
         every branch.
 
     Raises:

@@ -8,7 +8,7 @@ Conventions, the same everywhere in ``dsgg_layers``:
 - **Masks are ``True`` where an entry is valid.** ``key_mask``/``mask``/``memory_mask`` are bool
   ``(..., S)`` tensors, ``True`` = the key takes part. This is the *opposite* of
   ``nn.MultiheadAttention``'s ``key_padding_mask`` (``True`` = ignore) and the same as the
-  bool ``attn_mask`` of :func:`torch.nn.functional.scaled_dot_product_attention`.
+  bool ``attn_mask`` of `torch.nn.functional.scaled_dot_product_attention`.
 - **Positions are added to queries and keys, not values** (DETR, STTran, RS-Net Eq. 3-4):
   ``query_pos`` and ``key_pos`` are separate additive terms applied before the projections.
 - **No NaN from empty rows.** A query that has no valid key (all keys masked, or no keys at all)
@@ -17,18 +17,19 @@ Conventions, the same everywhere in ``dsgg_layers``:
 - **Any leading batch dims.** Inputs are ``(..., L, D)``; the leading dims of queries, keys and
   masks must be equal (masks may also broadcast).
 
-The math runs in :func:`torch.nn.functional.scaled_dot_product_attention`, except when attention
+The math runs in `torch.nn.functional.scaled_dot_product_attention`, except when attention
 weights are requested (``need_weights=True``), where it is written out so the weights can be
 returned.
 
 **Padding costs no matrix products.** With ``skip_padding=True`` (the default) and a validity
-mask, :class:`MaskedMultiheadAttention`, the encoder and decoder layers and their stacks run
+mask, [`MaskedMultiheadAttention`][], the encoder and decoder layers and their stacks run
 their row-wise work (projections, feed-forward networks, norms: nearly all the FLOPs) on the
-valid rows only, gathered into ``(N, D)`` (:class:`dsgg_layers.rows.ValidRows`); only the
-attention itself runs on the padded grid. The outputs are those of the padded computation (up
-to float rounding). The valid rows have a data-dependent count: on a GPU, building them costs a
-host sync, which a caller avoids by building them once per batch and passing ``rows=``; under
-``torch.compile`` the padded path runs instead.
+valid rows only, gathered into ``(N, D)``
+([`dsgg_layers.rows.ValidRows`][dsgg_layers.rows.ValidRows]); only the attention itself runs on the
+padded grid. The outputs are those of the padded computation (up to float rounding). The valid rows
+have a data-dependent count: on a GPU, building them costs a host sync, which a caller avoids by
+building them once per batch and passing ``rows=``; under ``torch.compile`` the padded path runs
+instead.
 
 **Padding never leaks.** Whatever padded positions hold (zeros, NaN, ±Inf, 3e38 as left by
 ``torch.empty``), valid outputs and gradients are those of zero padding, and the gradient at
@@ -37,7 +38,7 @@ padded positions is exactly 0, on every path (valid rows, padded grid, ``need_we
 entries with 0 (``masked_fill``, not a product) before they meet a matrix product.
 
 **One body.** Every layer is a sequence of residual sub-layers written once
-(:meth:`_ResidualLayer._sublayer`: ``x + drop(part(norm(x)))`` pre-norm, ``norm(x +
+(`_ResidualLayer._sublayer`: ``x + drop(part(norm(x)))`` pre-norm, ``norm(x +
 drop(part(x)))`` post-norm), the parts being self-attention, cross-attention and the
 feed-forward network; the same body runs on the padded grid or on the valid rows, which differ
 only in how attention is called.
@@ -177,7 +178,7 @@ def _attention(
     scale: float | None,
     need_weights: bool,
 ) -> tuple[Tensor, Tensor | None, Tensor | None]:
-    """:func:`masked_attention` after its checks, without zeroing the rows that have no key.
+    """[`masked_attention`][] after its checks, without zeroing the rows that have no key.
 
     Returns ``(out, weights, has_key)``: ``out`` rows without an allowed key hold finite values
     (when the inputs are finite) to be discarded or zeroed with ``has_key``, a bool tensor
@@ -253,7 +254,7 @@ class MaskedMultiheadAttention(nn.Module):
           self-attention
         - attn_mask: ``(L, S)`` or ``(..., L, S)`` bool, ``True`` = may attend
         - query_pos: broadcastable to ``(..., L, D)``; key_pos: to ``(..., S, kdim)``
-        - query_rows, key_rows: :class:`~dsgg_layers.rows.ValidRows` of ``query_mask`` and
+        - query_rows, key_rows: [`ValidRows`][] of ``query_mask`` and
           ``key_mask`` (optional: built from the masks when not given)
         - output: ``(..., L, D)``; weights ``(..., H, L, S)`` or ``None``
 
@@ -417,7 +418,7 @@ class MaskedMultiheadAttention(nn.Module):
         query_pos: Tensor | None,
         key_pos: Tensor | None,
     ) -> Tensor:
-        """Gather the valid rows of the grids (each once) and run :meth:`forward_rows`."""
+        """Gather the valid rows of the grids (each once) and run [`forward_rows`][]."""
         q_rows = queries.gather(query)
         k_rows = q_rows if key is query and keys is queries else keys.gather(key)
         qpos_rows = None if query_pos is None else queries.gather(query_pos)
@@ -524,7 +525,7 @@ class _ResidualLayer(nn.Module):
     """What the encoder and decoder layers share: the residual sub-layer and the feed-forward.
 
     Subclasses own ``linear1``, ``linear2``, ``dropout`` (inside the feed-forward network),
-    ``activation`` and ``norm_first``, named as in :class:`torch.nn.TransformerEncoderLayer`.
+    ``activation`` and ``norm_first``, named as in `torch.nn.TransformerEncoderLayer`.
     """
 
     norm_first: bool
@@ -561,7 +562,7 @@ class _ResidualLayer(nn.Module):
 class TransformerEncoderLayer(_ResidualLayer):
     """Self-attention + feed-forward layer over ``(..., N, D)`` with a bool validity mask.
 
-    Like :class:`torch.nn.TransformerEncoderLayer` (same parameter names), with the library's
+    Like `torch.nn.TransformerEncoderLayer` (same parameter names), with the library's
     conventions: any leading batch dims (``(B, T, P, D)`` attends over pairs ``P``; transpose to
     attend over frames), ``mask`` is ``True`` for valid rows, ``pos`` is added to queries and keys
     only, and padded rows come out as exactly 0.
@@ -586,11 +587,11 @@ class TransformerEncoderLayer(_ResidualLayer):
         - mask: ``(..., N)`` bool, ``True`` = valid
         - pos: broadcastable to ``(..., N, D)``
         - attn_mask: ``(N, N)`` or ``(..., N, N)`` bool, ``True`` = may attend
-        - rows: :class:`~dsgg_layers.rows.ValidRows` of ``mask`` (optional)
+        - rows: [`ValidRows`][] of ``mask`` (optional)
         - output: ``(..., N, D)``; with ``need_weights=True`` also ``(..., H, N, N)``
 
     Raises:
-        TypeError, ValueError: as :class:`MaskedMultiheadAttention`.
+        TypeError, ValueError: as [`MaskedMultiheadAttention`][].
 
     Examples:
         >>> layer = TransformerEncoderLayer(32, nhead=4, dim_feedforward=64, dropout=0.0)
@@ -660,7 +661,7 @@ class TransformerEncoderLayer(_ResidualLayer):
             check_broadcastable(pos, "pos", x.shape)
 
     def _resolve(self, x: Tensor, mask: Tensor | None, rows: ValidRows | None) -> ValidRows | None:
-        """The rows to run on, or ``None``: the grid (inputs checked by :meth:`_check_inputs`)."""
+        """The rows to run on, or ``None``: the grid (inputs checked by [`_check_inputs`][])."""
         return resolve_rows(self.skip_padding, mask, x.shape[:-1], rows)
 
     def forward_rows(self, x: Tensor, rows: ValidRows, pos: Tensor | None = None) -> Tensor:
@@ -786,14 +787,14 @@ class TransformerDecoderLayer(_ResidualLayer):
         - query_pos: broadcastable to ``(..., L, D)``; memory_pos: to ``(..., S, memory_dim)``
         - self_attn_mask: ``(..., L, L)``; cross_attn_mask: ``(..., L, S)``; bool, ``True`` =
           may attend
-        - rows, memory_rows: :class:`~dsgg_layers.rows.ValidRows` of ``mask`` and
+        - rows, memory_rows: [`ValidRows`][] of ``mask`` and
           ``memory_mask`` (optional)
         - output: ``(..., L, D)``; with ``need_weights=True`` also the self-attention weights
           ``(..., H, L, L)`` (``None`` without self-attention) and cross-attention weights
           ``(..., H, L, S)``
 
     Raises:
-        TypeError, ValueError: as :class:`MaskedMultiheadAttention`.
+        TypeError, ValueError: as [`MaskedMultiheadAttention`][].
 
     Examples:
         >>> layer = TransformerDecoderLayer(32, nhead=4, dim_feedforward=64, dropout=0.0)
@@ -884,7 +885,7 @@ class TransformerDecoderLayer(_ResidualLayer):
         memory_rows: ValidRows | None,
     ) -> tuple[ValidRows, ValidRows] | None:
         """The query and memory rows to run on, or ``None``: the padded grid (inputs checked by
-        :meth:`_check_inputs`)."""
+        [`_check_inputs`][])."""
         queries = resolve_rows(self.skip_padding, mask, x.shape[:-1], rows)
         if queries is None:
             return None
@@ -1051,7 +1052,7 @@ class _LayerStack(nn.Module):
 
 
 class TransformerEncoder(_LayerStack):
-    """A stack of ``num_layers`` copies of a :class:`TransformerEncoderLayer`.
+    """A stack of ``num_layers`` copies of a [`TransformerEncoderLayer`][].
 
     The same ``mask``, ``pos`` and ``attn_mask`` are given to every layer; on the valid-rows
     path the rows are gathered once for the whole stack.
@@ -1062,10 +1063,10 @@ class TransformerEncoder(_LayerStack):
         norm: optional final norm (e.g. ``nn.LayerNorm(D)`` with pre-norm layers).
 
     Shape:
-        As :class:`TransformerEncoderLayer`.
+        As [`TransformerEncoderLayer`][].
 
     Raises:
-        TypeError: ``layer`` is not a :class:`TransformerEncoderLayer`.
+        TypeError: ``layer`` is not a [`TransformerEncoderLayer`][].
         ValueError: ``num_layers`` is not positive.
 
     Examples:
@@ -1100,7 +1101,7 @@ class TransformerEncoder(_LayerStack):
 
 
 class TransformerDecoder(_LayerStack):
-    """A stack of ``num_layers`` copies of a :class:`TransformerDecoderLayer`.
+    """A stack of ``num_layers`` copies of a [`TransformerDecoderLayer`][].
 
     Args:
         layer: the layer to copy (each copy is re-initialised independently).
@@ -1108,10 +1109,10 @@ class TransformerDecoder(_LayerStack):
         norm: optional final norm.
 
     Shape:
-        As :class:`TransformerDecoderLayer`.
+        As [`TransformerDecoderLayer`][].
 
     Raises:
-        TypeError: ``layer`` is not a :class:`TransformerDecoderLayer`.
+        TypeError: ``layer`` is not a [`TransformerDecoderLayer`][].
         ValueError: ``num_layers`` is not positive.
 
     Examples:

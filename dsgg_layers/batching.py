@@ -1,12 +1,14 @@
 """Many videos per call: length bucketing, pair-track collation, splitting results back, a sampler.
 
 Pair tracks pad every video of a batch to the batch's longest ``T`` and widest ``P``. Batching
-videos of similar size keeps that padding small: :func:`bucket_batches` sorts videos by
+videos of similar size keeps that padding small: [`bucket_batches`][] sorts videos by
 ``(T, P)`` and cuts the order into batches under a video count and a padded-cell budget;
-:class:`BucketBatchSampler` does the same for training, with seeded shuffling within buckets and
-of the batch order, and a rank's share of the batches for DDP. :func:`collate_tracks` stacks
-per-video tensors into one padded batch and :func:`split_tracks` cuts a batched result back into
-per-video tensors (:meth:`dsgg_layers.data.VideoGraph.collate` does the former for whole graphs).
+[`BucketBatchSampler`][] does the same for training, with seeded shuffling within buckets and
+of the batch order, and a rank's share of the batches for DDP. [`collate_tracks`][] stacks
+per-video tensors into one padded batch and [`split_tracks`][] cuts a batched result back into
+per-video tensors
+([`VideoGraph.collate`][dsgg_layers.data.graph.VideoGraph.collate] does the former for whole
+graphs).
 """
 
 from __future__ import annotations
@@ -189,16 +191,16 @@ class BucketBatchSampler(Sampler[list[int]]):
 
     Each epoch the videos are shuffled, sorted by size within chunks of ``bucket_size`` batches
     (so batches hold similar videos but still differ between epochs), cut as
-    :func:`bucket_batches` cuts, and the batch order is shuffled. With ``num_replicas > 1`` each
+    [`bucket_batches`][] cuts, and the batch order is shuffled. With ``num_replicas > 1`` each
     rank takes every ``num_replicas``-th batch (the batch count is first rounded down to a
     multiple of ``num_replicas`` so that every rank runs the same number of steps). Call
-    :meth:`set_epoch` every epoch, as with :class:`torch.utils.data.DistributedSampler`.
+    [`set_epoch`][] every epoch, as with `torch.utils.data.DistributedSampler`.
 
     Args:
         sizes: ``(frames, pair tracks)`` of each video.
         max_videos: most videos a batch.
         max_cells: most padded cells a batch.
-        shuffle: shuffle (else: the deterministic order of :func:`bucket_batches`).
+        shuffle: shuffle (else: the deterministic order of [`bucket_batches`][]).
         bucket_size: batches per sorting chunk.
         seed: base seed; the epoch is added.
         num_replicas: DDP world size.

@@ -466,7 +466,7 @@ def normalize_boxes(boxes: Tensor, image_size: Tensor | tuple[float, float]) -> 
         boxes: ``xyxy`` boxes in pixels.
         image_size: ``(width, height)`` for every box, ``(B, 2)`` one size per video along the
             boxes' first dim, or ``(..., 2)`` with the boxes' number of dims (see
-            :func:`image_size_like`).
+            [`image_size_like`][]).
 
     Shape:
         - boxes: ``(B, ..., 4)``

@@ -6,9 +6,9 @@ on *pair tracks*: a dense grid ``x: (B, T, P, D)`` with a bool ``mask: (B, T, P)
 subject-object pair keeps the same ``p`` in every frame of its video (see the "Pair-track
 layout" docs page).
 
-The conversion is described once by a :class:`TrackIndex` (where each flat row lives in the grid,
+The conversion is described once by a [`TrackIndex`][] (where each flat row lives in the grid,
 and which original video, frame and track each grid slot stands for), built by
-:func:`build_track_index` from per-row ids, and then applied to any number of tensors:
+[`build_track_index`][] from per-row ids, and then applied to any number of tensors:
 
 >>> video = torch.tensor([7, 7, 7, 9])          # video id of each flat row
 >>> frame = torch.tensor([10, 10, 12, 3])      # frame number of each row
@@ -177,7 +177,7 @@ def build_track_index(
     *,
     frames: tuple[Tensor, Tensor] | None = None,
 ) -> TrackIndex:
-    """Build the :class:`TrackIndex` of flat rows given their video, frame and track ids.
+    """Build the [`TrackIndex`][] of flat rows given their video, frame and track ids.
 
     Ids can be any integers (not necessarily contiguous or starting at 0): videos, frames within a
     video and tracks within a video are ranked in increasing id order. Frames and videos that have
@@ -192,7 +192,7 @@ def build_track_index(
             row; frames already present may be repeated.
 
     Returns:
-        The :class:`TrackIndex` of shape ``(B, T, P)``.
+        The [`TrackIndex`][] of shape ``(B, T, P)``.
 
     Shape:
         - video_ids, frame_ids, track_ids: ``(N,)`` integer
@@ -285,7 +285,7 @@ def flat_to_tracks(
     Args:
         x: one row per pair and frame, in the order the index was built from; any trailing dims
             (features, boxes, labels) are kept.
-        index: from :func:`build_track_index` (or :meth:`TrackIndex.from_mask`).
+        index: from [`build_track_index`][] (or [`TrackIndex.from_mask`][]).
         fill_value: value of the padded entries.
 
     Returns:
@@ -297,7 +297,7 @@ def flat_to_tracks(
         - mask: ``(B, T, P)`` bool, ``True`` where a row lives
 
     Raises:
-        TypeError: ``x`` is not a tensor or ``index`` is not a :class:`TrackIndex`.
+        TypeError: ``x`` is not a tensor or ``index`` is not a [`TrackIndex`][].
         ValueError: ``x`` does not have one row per row of the index.
 
     Examples:
@@ -329,7 +329,7 @@ def tracks_to_flat(grid: Tensor, index: TrackIndex) -> Tensor:
         - output: ``(N, *F)``
 
     Raises:
-        TypeError: ``grid`` is not a tensor or ``index`` is not a :class:`TrackIndex`.
+        TypeError: ``grid`` is not a tensor or ``index`` is not a [`TrackIndex`][].
         ValueError: the grid's first three dims are not the index's ``(B, T, P)``.
 
     Examples:
@@ -345,7 +345,7 @@ def tracks_to_flat(grid: Tensor, index: TrackIndex) -> Tensor:
 
 @dataclass(frozen=True)
 class PairTracks:
-    """Person-object pair tracks built from per-frame detections (see :func:`person_object_pairs`).
+    """Person-object pair tracks built from per-frame detections (see [`person_object_pairs`][]).
 
     Attributes:
         index: flat pairs <-> grid; flat pair ``i`` is ``pairs[i]``.
@@ -413,7 +413,7 @@ def person_object_pairs(
             subject (SGDet), otherwise a frame with two persons is an error.
 
     Returns:
-        A :class:`PairTracks`.
+        A [`PairTracks`][].
 
     Shape:
         - boxes: ``(N, 4)``; labels, video_ids, frame_ids, track_ids, scores: ``(N,)``

@@ -1,27 +1,27 @@
 """Losses of the papers' blocks.
 
-- :func:`category_weighted_bce` / :class:`CategoryWeightedLoss`: MoSA's category-weighted loss
+- [`category_weighted_bce`][] / [`CategoryWeightedLoss`][]: MoSA's category-weighted loss
   (*MoSA*, arXiv:2604.19631, Sec. 2.4, Eq. 11-12; not legible in the paper's text, the
   reading used is on the MoSA docs page):
   per-class weights ``w_c ∝ f_c^(-beta)`` from the class frequencies ``f_c``, normalised to mean 1
   over the classes seen, in a binary cross-entropy over the multi-label targets.
-- :func:`softmax_focal_loss` / :class:`FocalLoss`: RS-Net's relation scoring loss (*RS-Net:
+- [`softmax_focal_loss`][] / [`FocalLoss`][]: RS-Net's relation scoring loss (*RS-Net:
   Context-Aware Relation Scoring for Dynamic Scene Graph Generation*, arXiv:2511.08651, Sec. 3.5,
   Eq. 9), the focal loss of Lin et al. (ICCV 2017) over the softmax of ``C`` classes (2 there).
-- :func:`multilabel_margin_loss`: the multi-label margin loss of RS-Net's Eq. 8 (the paper's
+- [`multilabel_margin_loss`][]: the multi-label margin loss of RS-Net's Eq. 8 (the paper's
   unnormalised double sum) and, with ``normalize=True``, the convention of
-  :class:`torch.nn.MultiLabelMarginLoss` that STTran-family code trains with.
-- :func:`multilabel_focal_loss` and :func:`inverse_log_frequency`: the class-weighted focal loss
+  `torch.nn.MultiLabelMarginLoss` that STTran-family code trains with.
+- [`multilabel_focal_loss`][] and [`inverse_log_frequency`][]: the class-weighted focal loss
   TR²'s public code trains spatial and contacting predicates with (*Cross-Modality Time-Variant
   Relation Learning for Generating Dynamic Scene Graphs*, ICRA 2023, arXiv:2305.08522, Eq. 3:
   "BCE ... gathered in a focal loss form"): one focal term per pair on the sum of its binary
   cross-entropies, weighted by the mean inverse-log-frequency of the pair's labels.
-- :func:`sigmoid_focal_loss` / :class:`SigmoidFocalLoss`: the focal loss of Lin et al. on
+- [`sigmoid_focal_loss`][] / [`SigmoidFocalLoss`][]: the focal loss of Lin et al. on
   independent sigmoids, the classification loss of DETR-style set prediction (ARN, *End-to-End
   Entity-Predicate Association Reasoning for Dynamic Scene Graph Generation*, Eq. 7).
-- :func:`embedding_alignment_loss`: ARN's L1 alignment of predicate embeddings to CLIP image
+- [`embedding_alignment_loss`][]: ARN's L1 alignment of predicate embeddings to CLIP image
   embeddings (Sec. 3.5; weight 20, its largest term).
-- :func:`sttran_predicate_loss`: the predicate loss STTran's public code trains with on Action
+- [`sttran_predicate_loss`][]: the predicate loss STTran's public code trains with on Action
   Genome's three predicate groups (cross-entropy on attention, the margin loss on the sigmoid
   scores of spatial and contacting, or binary cross-entropy with its ``bce_loss`` option).
 """
@@ -109,12 +109,12 @@ def category_weighted_bce(
 
     ``loss[n, c] = w_c * BCE(logits[n, c], targets[n, c])``; ``"mean"`` averages over every valid
     sample and class, so with all weights 1 and no ``mask`` it is exactly
-    :func:`torch.nn.functional.binary_cross_entropy_with_logits`.
+    `torch.nn.functional.binary_cross_entropy_with_logits`.
 
     Args:
         logits: class logits.
         targets: multi-label targets in ``[0, 1]`` (bool or float).
-        weights: per-class weights (:func:`class_weights`).
+        weights: per-class weights ([`class_weights`][]).
         mask: ``True`` for the samples to count (e.g. the pairs that exist); padded samples add
             nothing and get no gradient, whatever their logits and targets hold (NaN included).
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.
@@ -177,11 +177,11 @@ def _check_targets(targets: Tensor, mask: Tensor | None) -> None:
 class CategoryWeightedLoss(nn.Module):
     """MoSA's category-weighted loss (Eq. 11-12) as a module holding the class weights.
 
-    The weights (:func:`class_weights` of ``frequencies`` with ``beta``) are a buffer, saved with
-    the model. See :func:`category_weighted_bce` for the loss.
+    The weights ([`class_weights`][] of ``frequencies`` with ``beta``) are a buffer, saved with
+    the model. See [`category_weighted_bce`][] for the loss.
 
     Args:
-        frequencies: positives of each class in the training set (:func:`label_frequencies`).
+        frequencies: positives of each class in the training set ([`label_frequencies`][]).
         beta: the exponent of ``w_c ∝ f_c^(-beta)``; 0 is plain BCE.
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.
 
@@ -190,7 +190,7 @@ class CategoryWeightedLoss(nn.Module):
         - output: scalar, or ``(..., C)`` with ``"none"``
 
     Raises:
-        TypeError, ValueError: as :func:`class_weights` and :func:`category_weighted_bce`.
+        TypeError, ValueError: as [`class_weights`][] and [`category_weighted_bce`][].
 
     Examples:
         >>> loss = CategoryWeightedLoss(torch.tensor([500, 50, 5]), beta=0.5)
@@ -221,7 +221,7 @@ class CategoryWeightedLoss(nn.Module):
         return f"classes={self.weights.numel()}, beta={self.beta}, reduction={self.reduction!r}"
 
     def forward(self, logits: Tensor, targets: Tensor, mask: Tensor | None = None) -> Tensor:
-        """The weighted binary cross-entropy; see :func:`category_weighted_bce`."""
+        """The weighted binary cross-entropy; see [`category_weighted_bce`][]."""
         return category_weighted_bce(
             logits, targets, self.weights, mask=mask, reduction=self.reduction
         )
@@ -231,7 +231,7 @@ def label_frequencies(videos: Iterable[Any]) -> Tensor:
     """Positives of each class over a dataset of graphs with ``relations`` and ``mask``.
 
     Works with any items that have a bool ``relations (..., C)`` and ``mask (...)``, such as
-    :class:`dsgg_layers.data.VideoGraph`.
+    [`dsgg_layers.data.VideoGraph`][dsgg_layers.data.graph.VideoGraph].
 
     Args:
         videos: the training videos (e.g. a dataset).
@@ -299,7 +299,7 @@ def softmax_focal_loss(
     read as the focal loss of Lin et al. (*Focal Loss for Dense Object Detection*, ICCV 2017),
     whose sum keeps the true class only (with both terms the loss would push ``p0`` and ``p1`` up
     together, which a softmax cannot do). ``gamma = 0`` and ``alpha = None`` is exactly
-    :func:`torch.nn.functional.cross_entropy`.
+    `torch.nn.functional.cross_entropy`.
 
     The paper gives no ``alpha_c`` or ``gamma``. Defaults: ``gamma = 2`` (Lin et al.'s choice) and
     no ``alpha`` (RS-Net's negative sampling already balances the classes to at most 1.2
@@ -377,7 +377,7 @@ def softmax_focal_loss(
 
 
 class FocalLoss(nn.Module):
-    """:func:`softmax_focal_loss` as a module (RS-Net's ``L_RSN``, Eq. 9).
+    """[`softmax_focal_loss`][] as a module (RS-Net's ``L_RSN``, Eq. 9).
 
     ``alpha`` is a buffer (a configuration tensor, saved with the model).
 
@@ -387,10 +387,10 @@ class FocalLoss(nn.Module):
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.
 
     Shape:
-        As :func:`softmax_focal_loss`.
+        As [`softmax_focal_loss`][].
 
     Raises:
-        TypeError, ValueError: as :func:`softmax_focal_loss`.
+        TypeError, ValueError: as [`softmax_focal_loss`][].
 
     Examples:
         >>> loss = FocalLoss(gamma=2.0)
@@ -424,7 +424,7 @@ class FocalLoss(nn.Module):
         return f"alpha={alpha}, gamma={self.gamma}, reduction={self.reduction!r}"
 
     def forward(self, logits: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
-        """The focal loss; see :func:`softmax_focal_loss`."""
+        """The focal loss; see [`softmax_focal_loss`][]."""
         return softmax_focal_loss(logits, target, alpha=self.alpha, gamma=self.gamma, mask=mask,
                                   reduction=self.reduction)  # fmt: skip
 
@@ -443,7 +443,7 @@ def multilabel_margin_loss(
     Per sample, every annotated class ``m`` must score ``margin`` above every other class
     ``n``. ``normalize=False`` is RS-Net's Eq. 8 (*RS-Net*, arXiv:2511.08651, Sec. 3.5): the
     unnormalised double sum. ``normalize=True`` divides each sample's sum by the number of
-    classes ``C``, which is :class:`torch.nn.MultiLabelMarginLoss` (the loss STTran-family code
+    classes ``C``, which is `torch.nn.MultiLabelMarginLoss` (the loss STTran-family code
     trains its spatial and contacting predicates with, on sigmoid scores): the two differ by the
     factor ``C`` only. A sample with no annotated class (or all classes annotated) adds 0.
 
@@ -614,7 +614,7 @@ def sigmoid_focal_loss(
     Object Detection*, ICCV 2017; ARN, Eq. 7, whose text says softmax while its Eq. 7 and its
     inference use sigmoids: sigmoids here). ``p_t = p`` where the target is 1 and ``1 - p``
     where it is 0; ``alpha_t = alpha`` and ``1 - alpha`` likewise (no weighting when ``alpha``
-    is ``None``). Equal to :func:`torchvision.ops.sigmoid_focal_loss` with the same ``alpha``
+    is ``None``). Equal to `torchvision.ops.sigmoid_focal_loss` with the same ``alpha``
     and ``gamma`` (torchvision's default ``alpha`` is 0.25); ``gamma = 0``, ``alpha = None`` is
     binary cross-entropy. The cross-entropy is taken from the logits and ``1 - p_t`` as a
     sigmoid of the logit, so logits of +-100 give finite values and gradients.
@@ -677,7 +677,7 @@ def sigmoid_focal_loss(
 
 
 class SigmoidFocalLoss(nn.Module):
-    """:func:`sigmoid_focal_loss` as a module (ARN's classification loss, Eq. 7).
+    """[`sigmoid_focal_loss`][] as a module (ARN's classification loss, Eq. 7).
 
     Args:
         alpha: the weight of the positives, or ``None``.
@@ -685,10 +685,10 @@ class SigmoidFocalLoss(nn.Module):
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.
 
     Shape:
-        As :func:`sigmoid_focal_loss`.
+        As [`sigmoid_focal_loss`][].
 
     Raises:
-        TypeError, ValueError: as :func:`sigmoid_focal_loss`.
+        TypeError, ValueError: as [`sigmoid_focal_loss`][].
 
     Examples:
         >>> SigmoidFocalLoss(alpha=0.25)(torch.zeros(2, 3), torch.ones(2, 3))
@@ -712,7 +712,7 @@ class SigmoidFocalLoss(nn.Module):
         return f"alpha={self.alpha}, gamma={self.gamma}, reduction={self.reduction!r}"
 
     def forward(self, logits: Tensor, targets: Tensor, mask: Tensor | None = None) -> Tensor:
-        """The focal loss; see :func:`sigmoid_focal_loss`."""
+        """The focal loss; see [`sigmoid_focal_loss`][]."""
         return sigmoid_focal_loss(logits, targets, alpha=self.alpha, gamma=self.gamma,
                                   mask=mask, reduction=self.reduction)  # fmt: skip
 
@@ -799,7 +799,7 @@ def feature_distillation_loss(
     detached (it is frozen).
 
     Args:
-        student: ``(..., L, d)`` tokens (e.g. :class:`~dsgg_layers.union.VisualRefiner`'s).
+        student: ``(..., L, d)`` tokens (e.g. [`VisualRefiner`][dsgg_layers.union.VisualRefiner]'s).
         teacher: the teacher's tokens, the same shape.
         mask: ``(...)`` ``True`` for the rows (trajectories) that count.
         norm: ``"l2"``, ``"mse"`` or ``"l1"`` (see above).
@@ -857,12 +857,12 @@ def sttran_predicate_loss(
     - ``"attention"``: cross-entropy over the attention group, on the samples that have an
       attention label (the first one when several are set);
     - ``"spatial"``, ``"contacting"``: with ``multi_label="margin"`` (STTran's default)
-      :class:`torch.nn.MultiLabelMarginLoss` on the sigmoid of the group's logits, i.e.
-      :func:`multilabel_margin_loss` with ``normalize=True``; with ``"bce"`` (its ``bce_loss``
+      `torch.nn.MultiLabelMarginLoss` on the sigmoid of the group's logits, i.e.
+      [`multilabel_margin_loss`][] with ``normalize=True``; with ``"bce"`` (its ``bce_loss``
       option) binary cross-entropy on the logits.
 
     Each term is a mean over its counted samples (0 without any). RS-Net's Eq. 8 writes the
-    margin loss unnormalised (:func:`multilabel_margin_loss` with ``normalize=False``); this is
+    margin loss unnormalised ([`multilabel_margin_loss`][] with ``normalize=False``); this is
     what the code that produced the baselines' numbers trains with.
 
     Args:
@@ -871,7 +871,8 @@ def sttran_predicate_loss(
         mask: ``True`` for the samples (pairs) to count.
         multi_label: ``"margin"`` or ``"bce"`` for the spatial and contacting groups.
         groups: ``{"attention": slice, "spatial": slice, "contacting": slice}`` (default
-            Action Genome's, :data:`dsgg_layers.vocab.PREDICATE_GROUPS`).
+            Action Genome's,
+            [`dsgg_layers.vocab.PREDICATE_GROUPS`][dsgg_layers.vocab.PREDICATE_GROUPS]).
 
     Shape:
         - logits, relations: ``(..., C)`` (26 on Action Genome)

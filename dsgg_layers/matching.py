@@ -5,12 +5,12 @@ for Dynamic Scene Graph Generation*, Sec. 3.4) predict a fixed set of ``Q`` subj
 query pairs per frame and train them against the frame's ``G`` annotated pairs through a
 one-to-one matching of least total cost:
 
-- :func:`linear_sum_assignment`: the optimal assignment of a ``(N, M)`` cost matrix. Uses
+- [`linear_sum_assignment`][]: the optimal assignment of a ``(N, M)`` cost matrix. Uses
   ``scipy.optimize.linear_sum_assignment`` when SciPy is installed (``pip install
   "dsgg-layers[scipy]"``) and the library's own shortest-augmenting-path solver (Jonker and
   Volgenant's method with potentials, ``O(N^2 M)``, rows vectorised) otherwise; both give an
   optimal assignment (tested against brute force).
-- :func:`pair_matching_cost` / :class:`PairHungarianMatcher`: the cost of every query pair
+- [`pair_matching_cost`][] / [`PairHungarianMatcher`][]: the cost of every query pair
   against every annotated pair, batched over frames, and the per-frame assignment. The costs are
   OED's, weighted as ARN trains: object class ``1`` (minus the probability of the annotated
   class), predicate ``2`` (per predicate group, minus the mean of the probabilities of the
@@ -260,14 +260,14 @@ class PairHungarianMatcher(nn.Module):
         cost_giou: weight of the GIoU cost (OED: 1; ARN gives none).
         class_activation: ``"sigmoid"`` (default; ARN's focal loss) or ``"softmax"`` (OED).
         groups: predicate groups (default Action Genome's three).
-        backend: the assignment solver (see :func:`linear_sum_assignment`).
+        backend: the assignment solver (see [`linear_sum_assignment`][]).
 
     Shape:
-        As :func:`pair_matching_cost`; returns one ``(query_index, target_index)`` pair of int64
+        As [`pair_matching_cost`][]; returns one ``(query_index, target_index)`` pair of int64
         tensors a frame (``min(Q, G_b)`` long, ``G_b`` the frame's annotated pairs).
 
     Raises:
-        TypeError, ValueError: as :func:`pair_matching_cost`.
+        TypeError, ValueError: as [`pair_matching_cost`][].
 
     Examples:
         >>> matcher = PairHungarianMatcher()

@@ -4,23 +4,24 @@
 2023, arXiv:2305.08522, Sec. III-B and III-C) models how a pair's relation changes from one
 frame to the next:
 
-- :class:`MessageToken` (Eq. 1): a gate ``m = g([e_prev, e_cur])`` computed from the pair's
+- [`MessageToken`][] (Eq. 1): a gate ``m = g([e_prev, e_cur])`` computed from the pair's
   features at its previous existing frame and now; the output ``[e_cur, e_prev * m]``.
-- :func:`track_differences`: ``x_t - x_prev`` along each pair track (the previous frame in
+- [`track_differences`][]: ``x_t - x_prev`` along each pair track (the previous frame in
   which the pair exists), the quantity Eq. 2 supervises.
-- :func:`relation_text_targets`: per pair and frame, the mean text embedding of the frame's
+- [`relation_text_targets`][]: per pair and frame, the mean text embedding of the frame's
   ground-truth predicates for the pair's object class (the sentence table of prompted
   sentences).
-- :func:`guidance_loss` / :class:`TemporalDifferenceGuidance` (Eq. 2 and 4): a learned projection
+- [`guidance_loss`][] / [`TemporalDifferenceGuidance`][] (Eq. 2 and 4): a learned projection
   of the feature differences regressed onto the text differences (``"difference"``), or of the
   features onto the text (``"direct"``, Table III), one projection per predicate group as the
   public code does; ``"binary"`` is the paper's TR²^bin (Sec. IV, Fig. 4): a classifier on the
-  feature difference predicts whether the pair's label set changed (:func:`label_changes`).
-- :func:`change_share`: how often a video's pairs change their labels, the quantity TR²'s Fig. 5
+  feature difference predicts whether the pair's label set changed ([`label_changes`][]).
+- [`change_share`][]: how often a video's pairs change their labels, the quantity TR²'s Fig. 5
   stratifies recall by (``ActionGenomeEvaluator(num_strata=...)``).
 
 Everything runs on pair tracks ``(..., T, P, D)`` with a scan for the previous frame
-(:func:`~dsgg_layers.temporal.previous_frame_index`): no loop over frames, pairs or videos.
+([`previous_frame_index`][dsgg_layers.temporal.previous_frame_index]): no loop over frames, pairs or
+videos.
 """
 
 from __future__ import annotations
@@ -259,10 +260,11 @@ def label_changes(relations: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
 def change_share(relations: Tensor, mask: Tensor) -> Tensor:
     """The share of a video's pair-frames whose label set differs from the pair's previous frame.
 
-    Counted over the pair-frames that have an earlier frame (:func:`label_changes`); 0 for a
+    Counted over the pair-frames that have an earlier frame ([`label_changes`][]); 0 for a
     video without any (one-frame videos, pairs seen once). TR² (Fig. 5) reports its gain over
     STTran against this share; bin it (``torch.bucketize``) into the ``strata`` of
-    :class:`~dsgg_layers.metrics.ActionGenomeEvaluator` for recall by stratum.
+    [`ActionGenomeEvaluator`][dsgg_layers.metrics.action_genome.ActionGenomeEvaluator] for recall by
+    stratum.
 
     Args:
         relations: bool multi-label predicates.
@@ -303,7 +305,7 @@ def guidance_loss(
 
     Args:
         prediction: the fused relation features ``x``.
-        target: the text targets ``s`` (:func:`relation_text_targets`).
+        target: the text targets ``s`` ([`relation_text_targets`][]).
         mask: ``True`` where the pair exists and has a target.
         mode: ``"difference"`` or ``"direct"``.
         projection: the learned map from feature width to text width (identity when ``None``).
@@ -350,12 +352,12 @@ class TemporalDifferenceGuidance(nn.Module):
     (weight 1 each in the public code, summed by the caller).
 
     Args:
-        in_features: width of the fused relation features (``2 D`` after :class:`MessageToken`).
+        in_features: width of the fused relation features (``2 D`` after [`MessageToken`][]).
         sentences: ``{group: (O, C_group, E)}`` sentence tables (e.g. CLIP embeddings of TR²'s
             prompted sentences).
         mode: ``"difference"`` (Eq. 2, default), ``"direct"`` (Eq. 4) or ``"binary"``
             (TR²^bin: one linear classifier a group on the feature difference, binary
-            cross-entropy against :func:`label_changes` of the group, a mean over the pair-frames
+            cross-entropy against [`label_changes`][] of the group, a mean over the pair-frames
             with an earlier frame; the sentence tables are then not used).
 
     Shape:

@@ -50,7 +50,7 @@ __all__ = [
 ]
 
 NUM_MOTION_ATTRIBUTES = 4
-"""Channels of :func:`motion_attributes`: distance, velocity, window IoU, direction consistency."""
+"""Channels of [`motion_attributes`][]: distance, velocity, window IoU, direction consistency."""
 
 
 def motion_attributes(
@@ -74,7 +74,7 @@ def motion_attributes(
             CPU; on an accelerator a decreasing time gives velocity 0); a repeated time gives
             velocity 0.
         image_size: ``(width, height)``, ``(B, 2)`` one size per video along the boxes' first
-            dim, or ``(..., 2)`` like the boxes (:func:`~dsgg_layers.boxes.image_size_like`);
+            dim, or ``(..., 2)`` like the boxes ([`image_size_like`][]);
             distances are divided by the image diagonal.
         window: number of frame slots of the sliding IoU window (Eq. 5).
         eps: displacements shorter than this count as "no motion" (direction consistency 0).
@@ -197,7 +197,7 @@ MOTION_GROUP_TAGS = (
     (True, True, False),
     (True, True, True),
 )
-"""The six motion groups of :func:`trajectory_pair_motion`, as ``(start GIoU >= threshold, end
+"""The six motion groups of [`trajectory_pair_motion`][], as ``(start GIoU >= threshold, end
 GIoU >= threshold, end GIoU >= start GIoU)``: group ``i`` is row ``i`` (the other two
 combinations cannot occur). RePro picks one of six prompt sets by the group."""
 
@@ -205,7 +205,7 @@ _GROUP_OF_CODE = (0, 1, 2, 2, 3, 3, 4, 5)  # 4 s + 2 e + d -> group (codes 2 and
 
 
 class TrajectoryPairMotion(NamedTuple):
-    """What :func:`trajectory_pair_motion` returns.
+    """What [`trajectory_pair_motion`][] returns.
 
     Examples:
         >>> m = torch.ones(1, 1, dtype=torch.bool)
@@ -220,7 +220,7 @@ class TrajectoryPairMotion(NamedTuple):
     giou: Tensor
     """``(..., 3)``: ``[GIoU_start, GIoU_end, GIoU_end - GIoU_start]`` (UASAN's second token)."""
     group: Tensor
-    """``(...)`` long: the motion group, an index into :data:`MOTION_GROUP_TAGS`."""
+    """``(...)`` long: the motion group, an index into [`MOTION_GROUP_TAGS`][]."""
 
 
 def _endpoints(boxes: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -262,7 +262,7 @@ def trajectory_pair_motion(
     ra_start, ra_end, rt_begin, rt_end]`` (the code's interleaved layout, its
     ``get_relative_position_feature``). The GIoU of the subject's and object's first boxes and of
     their last boxes ("+1 pixel" areas, the code's ``bbox_GIoU``) gives the motion group
-    (:data:`MOTION_GROUP_TAGS`; the code's ``get_giou_tags`` with ``giou_th = -0.3``).
+    ([`MOTION_GROUP_TAGS`][]; the code's ``get_giou_tags`` with ``giou_th = -0.3``).
 
     Unlike the code, the result is always finite: widths and heights are clamped at
     ``min_size`` (1 pixel; the code gives inf/NaN on zero-width boxes), and a pair with an empty
@@ -346,7 +346,7 @@ class MotionFeatureExtractor(nn.Module):
 
     ``f_mot = MLP([d_t, s * v_t, m_t, c_t])`` (MoSA, arXiv:2604.19631, Sec. 2.2, Eq. 3-6 and
     the text after Eq. 6; the reading of the equations is on the MoSA docs page, see
-    :func:`motion_attributes`). Padded positions
+    [`motion_attributes`][]). Padded positions
     output 0.
 
     The attributes have different scales: distances and window IoU lie in ``[0, 1]``, direction
@@ -357,7 +357,7 @@ class MotionFeatureExtractor(nn.Module):
     - ``velocity_scale`` (``s``) multiplies the velocity, so that it reaches the MLP at the scale
       of the others; the default 25 reads it per second of Action Genome's 25 fps videos.
     - ``standardize=True`` (default) standardises each attribute with statistics over the
-      existing pairs, as :class:`torch.nn.BatchNorm1d` does per channel, without affine
+      existing pairs, as `torch.nn.BatchNorm1d` does per channel, without affine
       parameters: batch statistics in training (running estimates updated with ``momentum``),
       the running estimates in evaluation. Padding never enters the statistics. As with batch
       norm, a video's output in training mode depends on the rest of the batch; in evaluation
@@ -379,7 +379,7 @@ class MotionFeatureExtractor(nn.Module):
           attributes ``(..., T, P, 4)``
 
     Raises:
-        TypeError, ValueError: as :func:`motion_attributes`.
+        TypeError, ValueError: as [`motion_attributes`][].
 
     Examples:
         >>> mfe = MotionFeatureExtractor(32)
@@ -479,7 +479,7 @@ class MotionFeatureExtractor(nn.Module):
     ) -> Tensor | tuple[Tensor, Tensor]:
         """Motion features (and the raw attributes when ``return_attributes``).
 
-        ``rows``: the :class:`~dsgg_layers.rows.ValidRows` of ``mask``, when the caller built
+        ``rows``: the [`ValidRows`][] of ``mask``, when the caller built
         them once for the batch (else the MLP builds them from ``mask``).
         """
         attrs = motion_attributes(
@@ -533,7 +533,7 @@ class MotionInteraction(nn.Module):
 
     Shape:
         - spatial: ``(..., P, D)`` relation features from the spatial encoder
-        - motion: ``(..., P, D)`` motion features (:class:`MotionFeatureExtractor`)
+        - motion: ``(..., P, D)`` motion features ([`MotionFeatureExtractor`][])
         - mask: ``(..., P)`` bool, ``True`` where the pair exists
         - output: ``(..., P, D)``
 
@@ -593,7 +593,7 @@ class MotionInteraction(nn.Module):
     ) -> Tensor:
         """Fuse motion into the spatial relation features; see the class docstring.
 
-        ``rows``: the :class:`~dsgg_layers.rows.ValidRows` of ``mask`` (optional).
+        ``rows``: the [`ValidRows`][] of ``mask`` (optional).
         """
         dims: dict[str, tuple[int, str]] = {}
         check_tensor(spatial, "spatial", ("...", "P", self.d_model), dims=dims, dtype="float")

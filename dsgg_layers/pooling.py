@@ -29,7 +29,8 @@ def masked_pool(x: Tensor, mask: Tensor, *, dim: int = -1, mode: PoolMode = "mea
         mask: ``True`` where an entry is valid.
         dim: the mask axis to pool over.
         mode: ``"mean"``, ``"max"`` (per channel) or ``"first"`` (the first valid entry along the
-            axis, e.g. a token put in front by :func:`~dsgg_layers.tokens.prepend_tokens`).
+            axis, e.g. a token put in front by
+            [`prepend_tokens`][dsgg_layers.tokens.prepend_tokens]).
 
     Returns:
         ``x`` without the axis ``dim``; exactly 0 for groups without a valid entry.
@@ -79,17 +80,17 @@ def masked_pool(x: Tensor, mask: Tensor, *, dim: int = -1, mode: PoolMode = "mea
 
 
 class MaskedPooling(nn.Module):
-    """:func:`masked_pool` as a module (no parameters).
+    """[`masked_pool`][] as a module (no parameters).
 
     Args:
         dim: the mask axis to pool over.
         mode: ``"mean"``, ``"max"`` or ``"first"``.
 
     Shape:
-        As :func:`masked_pool`.
+        As [`masked_pool`][].
 
     Raises:
-        ValueError: ``mode`` is unknown; as :func:`masked_pool`.
+        ValueError: ``mode`` is unknown; as [`masked_pool`][].
 
     Examples:
         >>> pool = MaskedPooling(dim=-2, mode="mean")          # the frames of each pair track
@@ -109,5 +110,5 @@ class MaskedPooling(nn.Module):
         return f"dim={self.dim}, mode={self.mode!r}"
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
-        """Pool ``x`` over the valid entries of the axis :attr:`dim`."""
+        """Pool ``x`` over the valid entries of the axis `dim`."""
         return masked_pool(x, mask, dim=self.dim, mode=self.mode)

@@ -3,9 +3,9 @@
 One module for every block that adds positions to queries and keys (STTran's temporal decoder,
 TR²'s relation feature fusion, RS-Net's context tokens, ARN's hierarchical attention):
 
-- :func:`sinusoidal_positions`: the fixed encodings of *Attention Is All You Need* (Vaswani et
+- [`sinusoidal_positions`][]: the fixed encodings of *Attention Is All You Need* (Vaswani et
   al., NeurIPS 2017, Sec. 3.5), at integer or real positions;
-- :class:`LearnedPositions`: a learned table, as STTran's decoder uses for the two frames of a
+- [`LearnedPositions`][]: a learned table, as STTran's decoder uses for the two frames of a
   window and DETR-style decoders for their queries.
 """
 
@@ -92,7 +92,7 @@ class LearnedPositions(nn.Module):
 
     ``forward(n)`` returns the first ``n`` rows ``(n, dim)``; ``forward(index)`` looks up an
     integer tensor of positions. Initialised from a truncated normal (std 0.02, as ViT and DETR
-    do); the table is listed in :meth:`no_weight_decay`.
+    do); the table is listed in [`no_weight_decay`][].
 
     Args:
         num_positions: rows of the table.

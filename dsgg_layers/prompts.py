@@ -5,15 +5,15 @@ Sec. 3.2, Eq. 9-10) builds each predicate's embedding from ``L_rel`` learnable w
 followed by the predicate's own words, through a frozen text encoder:
 ``W_rel(c) = [w_1, ..., w_L, c]``, ``r_c = TextEnc(W_rel(c))``; a pair's relation feature ``r``
 is classified by ``softmax(cos(r, r_c) / tau)`` (the public code trains a sigmoid focal loss on
-``cos / tau`` instead: both are a choice of loss on :meth:`PromptLearner.logits`).
+``cos / tau`` instead: both are a choice of loss on [`PromptLearner.logits`][]).
 
 UASAN's text side is a BLIP-2 Q-Former; the library uses **open_clip's text tower**
-(:class:`OpenCLIPTextTower`), or any module with the same three methods (:class:`TextTower`),
+([`OpenCLIPTextTower`][]), or any module with the same three methods ([`TextTower`][]),
 such as the synthetic benchmark's small deterministic encoder. RePro's and UASAN's public code
 learn **grouped** prompts: one context a motion group, and (RePro) separate subject and object
-contexts whose features are concatenated (:class:`GroupedPromptLearner`). Because only the context
-embeddings are learned, a :class:`PromptLearner` can be given **new class names at inference**
-(:meth:`PromptLearner.set_class_names`) without retraining: that is what makes the classifier
+contexts whose features are concatenated ([`GroupedPromptLearner`][]). Because only the context
+embeddings are learned, a [`PromptLearner`][] can be given **new class names at inference**
+([`PromptLearner.set_class_names`][]) without retraining: that is what makes the classifier
 open-vocabulary.
 """
 
@@ -33,7 +33,7 @@ __all__ = ["GroupedPromptLearner", "OpenCLIPTextTower", "PromptLearner", "TextTo
 
 @runtime_checkable
 class TextTower(Protocol):
-    """What :class:`PromptLearner` needs from a text encoder.
+    """What [`PromptLearner`][] needs from a text encoder.
 
     - ``width``: the token-embedding width; ``embed_dim``: the output width.
     - ``tokenize(texts) -> (N, T)`` token ids: a start token first (the context goes right
@@ -58,7 +58,7 @@ class TextTower(Protocol):
 
 
 class OpenCLIPTextTower(nn.Module):
-    """An open_clip model's text tower, split at its token embeddings (a :class:`TextTower`).
+    """An open_clip model's text tower, split at its token embeddings (a [`TextTower`][]).
 
     ``encode_embeddings(embed_tokens(tokenize(t)), tokenize(t))`` equals the model's own
     ``encode_text(tokenize(t))``: positional embeddings, the causal transformer, the final
@@ -152,17 +152,17 @@ class PromptLearner(nn.Module):
     (CoOp's "X X X X name."); the placeholders' input embeddings are replaced by the ``L``
     learnable context vectors ``w_1..w_L`` (shared by every class: CoOp's unified context, Eq. 9)
     and the sequence goes through the tower (Eq. 10). The tower is frozen in place
-    (``requires_grad=False``, kept in eval mode): gradients reach only :attr:`context`.
+    (``requires_grad=False``, kept in eval mode): gradients reach only `context`.
 
     Args:
-        tower: a :class:`TextTower` (:class:`OpenCLIPTextTower`, or the synthetic benchmark's).
+        tower: a [`TextTower`][] ([`OpenCLIPTextTower`][], or the synthetic benchmark's).
         class_names: the class names (e.g. the base predicates for training).
         num_context: ``L_rel``, the number of context vectors (CoOp's default 16; RePro's and
             UASAN's public configs: 10).
         init: words whose token embeddings initialise the context (e.g. ``"a video of"``,
             which sets ``L`` to its token count when ``num_context`` is ``None``); default a
             normal draw with ``std``.
-        temperature: ``tau`` of :meth:`logits` (0.01: CLIP's logit scale of 100).
+        temperature: ``tau`` of [`logits`][] (0.01: CLIP's logit scale of 100).
         placeholder: the word standing for each context slot (one token).
         suffix: appended to each class name.
         std: standard deviation of the random context initialisation.
@@ -172,7 +172,7 @@ class PromptLearner(nn.Module):
         - logits: features ``(..., embed_dim)`` -> ``(..., C)``
 
     Raises:
-        TypeError: ``tower`` is not a :class:`TextTower`.
+        TypeError: ``tower`` is not a [`TextTower`][].
         ValueError: no class names, ``num_context`` not positive, or the prompts do not fit the
             tower's context length.
 
@@ -305,23 +305,24 @@ class GroupedPromptLearner(PromptLearner):
 
     RePro (*Compositional Prompt Tuning with Motion Cues for Open-vocabulary Video Relation
     Detection*, ICLR 2023, Sec. 3.2) keeps ``G = 6`` prompt sets, one a motion group (see
-    :func:`~dsgg_layers.motion.trajectory_pair_motion`), and in each a **subject** context and an
+    [`trajectory_pair_motion`][dsgg_layers.motion.trajectory_pair_motion]), and in each a
+    **subject** context and an
     **object** context: the class's text feature is the two prompts' unit features
     concatenated and scaled by ``1 / sqrt(2)`` (a unit vector of twice the width). Its public
     configs use 10 context words. UASAN's code uses the grouped subject-object prompts for its
     pair branches and a grouped single context (``subject_object=False``) for its union
-    branches. A pair is scored against the set of its group (:meth:`logits` with ``group``).
+    branches. A pair is scored against the set of its group ([`logits`][] with ``group``).
 
-    The prompts are built as :class:`PromptLearner`'s (same tokenisation, placeholders,
+    The prompts are built as [`PromptLearner`][]'s (same tokenisation, placeholders,
     ``set_class_names``); all ``G x R x C`` prompts go through the frozen tower in one call.
     RePro's prompts have no suffix after the class name: pass ``suffix=""`` to match them.
 
     Args:
-        tower: a :class:`TextTower`, as :class:`PromptLearner`'s.
+        tower: a [`TextTower`][], as [`PromptLearner`][]'s.
         class_names: the class names.
         num_context: context words (RePro: 10).
         init: words whose embeddings start every group's and role's context.
-        temperature: ``tau`` of :meth:`logits`.
+        temperature: ``tau`` of [`logits`][].
         placeholder: the word standing for each context slot.
         suffix: appended to each class name (RePro: none, ``""``).
         std: standard deviation of the random context initialisation.
@@ -334,7 +335,7 @@ class GroupedPromptLearner(PromptLearner):
         - logits: features ``(..., R * embed_dim)``, group ``(...)`` -> ``(..., C)``
 
     Raises:
-        TypeError, ValueError: as :class:`PromptLearner`; ``num_groups`` not positive; a group
+        TypeError, ValueError: as [`PromptLearner`][]; ``num_groups`` not positive; a group
             id out of range.
 
     Examples:
@@ -432,7 +433,7 @@ class WordTower(nn.Module):
     tokens' input embeddings** (context vectors included), so a class named by words seen in
     other classes ("move left fast") gets an embedding built from them: zero-shot recognition of
     such a class is possible, as with a real text encoder's compositionality. A
-    :class:`TextTower`; no parameters (nothing to freeze).
+    [`TextTower`][]; no parameters (nothing to freeze).
 
     Texts are lower-cased, ``"."`` is a word of its own; ids: 0 padding, 1 start, the words
     from 2, the end token last (the highest id). The placeholder ``"x"`` and ``"."`` are always

@@ -4,13 +4,13 @@ temporal memory with learned frame encodings.
 ARN (*End-to-End Entity-Predicate Association Reasoning for Dynamic Scene Graph Generation*,
 Sec. 3.1) builds on OED's query scheme:
 
-- :class:`PairQueries` (Eq. 1, Eq. 4): ``Q`` query pairs, a subject half and an object half with
+- [`PairQueries`][] (Eq. 1, Eq. 4): ``Q`` query pairs, a subject half and an object half with
   paired learned position embeddings ``e^s``, ``e^o``; each predicate branch ``i`` decodes with
   the positions ``e^o + e^pred_i`` (a learned embedding a branch).
-- :class:`TemporalMemory`: the encoder features of the key frame and its reference frames
+- [`TemporalMemory`][]: the encoder features of the key frame and its reference frames
   (OED: 2 reference frames within +-4 frames) with a learned encoding a frame slot, flattened
   into one memory of ``F * S`` tokens with its mask: what the predicate decoders attend to.
-- :func:`reference_frames`: which frames are the references of every key frame (the nearest
+- [`reference_frames`][]: which frames are the references of every key frame (the nearest
   existing ones within the window, or a random draw of them), batched.
 """
 
@@ -155,7 +155,7 @@ def reference_frames(
     distance: ``t-1, t+1, t-2, t+2, ...``), a deterministic choice for evaluation;
     ``"random"`` draws them uniformly among the window's existing frames (training, as OED
     samples its references). A key frame with fewer candidates gets invalid slots (its own index,
-    ``valid`` False): give ``valid`` to :class:`TemporalMemory` as the frame mask of those slots.
+    ``valid`` False): give ``valid`` to [`TemporalMemory`][] as the frame mask of those slots.
 
     Args:
         frame_mask: ``(..., T)`` bool, ``True`` where a frame exists.

@@ -65,7 +65,7 @@ class SpatialTemporalEncoder(nn.Module):
         dropout: dropout of the transformer layers.
         temporal_window: ``None`` (the whole track) or STTran's window size ``w >= 1``.
         positions: the temporal positions: ``"slot"`` (default: the frame's slot in the video,
-            :func:`~dsgg_layers.positions.sinusoidal_positions`), ``"rank"`` (the frame's rank
+            [`sinusoidal_positions`][]), ``"rank"`` (the frame's rank
             within the pair's track, with tensor2tensor's frequencies: TR²'s public code; whole
             tracks only) or ``"frame"`` (the code's tensor2tensor layout indexed by the frame's
             slot, its absolute index in the video, instead of its rank; whole tracks only). A
@@ -76,8 +76,9 @@ class SpatialTemporalEncoder(nn.Module):
             ``ffn_norm``); the spatial layers keep theirs.
         norm_first: pre-norm layers.
         skip_padding: run the layers' projections and feed-forward networks on the valid pairs
-            only (the default; see :mod:`dsgg_layers.attention`). Padding then costs memory
-            traffic, not matrix products; the outputs are the same up to float rounding.
+            only (the default; see [`dsgg_layers.attention`][dsgg_layers.attention]). Padding then
+            costs memory traffic, not matrix products; the outputs are the same up to float
+            rounding.
 
     Shape:
         - x: ``(..., T, P, D)``
@@ -170,9 +171,9 @@ class SpatialTemporalEncoder(nn.Module):
         *,
         rows: ValidRows | None = None,
     ) -> Tensor:
-        """Encode the pair tracks: :meth:`forward_spatial`, then :meth:`forward_temporal`.
+        """Encode the pair tracks: [`forward_spatial`][], then [`forward_temporal`][].
 
-        ``rows``: the :class:`~dsgg_layers.rows.ValidRows` of ``mask`` ``(..., T, P)``, built
+        ``rows``: the [`ValidRows`][] of ``mask`` ``(..., T, P)``, built
         once for the batch (optional; the temporal half uses their transpose).
         """
         return self.forward_temporal(

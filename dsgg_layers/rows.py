@@ -3,7 +3,7 @@
 A pair-track batch ``(..., L, D)`` with a bool mask ``(..., L)`` is mostly padding when videos
 differ in length or in pairs a frame (a third to a half of the cells of a typical batch). The
 row-wise work of a transformer layer (projections, feed-forward network, norms) does not mix
-rows, so it can run on the valid rows alone: :class:`ValidRows` gathers them into ``(N, D)``
+rows, so it can run on the valid rows alone: [`ValidRows`][] gathers them into ``(N, D)``
 and scatters results back into a zero grid. Attention, which does mix rows, still runs on the
 grid. Padding then costs memory traffic, not matrix products, and garbage at padded positions
 never enters a matrix product.
@@ -13,9 +13,9 @@ entries (row-major order of the mask); both are differentiable.
 
 **Build it once.** Finding the valid entries (``nonzero``) has a data-dependent size: on a GPU it
 waits for the device (a host sync). Every block that takes a ``mask`` builds its own
-:class:`ValidRows` when it is not given one; to pay once per batch, build it where the batch is
-made (on the CPU, e.g. in a ``collate_fn``), move it with the batch (:meth:`ValidRows.to`) and
-pass it as ``rows=`` to the blocks. :meth:`ValidRows.transpose` gives the rows of the transposed
+[`ValidRows`][] when it is not given one; to pay once per batch, build it where the batch is
+made (on the CPU, e.g. in a ``collate_fn``), move it with the batch ([`ValidRows.to`][]) and
+pass it as ``rows=`` to the blocks. [`ValidRows.transpose`][] gives the rows of the transposed
 grid (the temporal view ``(B, P, T)`` of a ``(B, T, P)`` batch) without another sync.
 
 Under ``torch.compile`` the blocks ignore ``rows`` and compute on the padded grid (a full graph
@@ -43,9 +43,9 @@ class ValidRows:
 
     Shape:
         - mask: ``(..., L)``
-        - :meth:`gather`: ``(..., L, C)`` (or broadcastable to it) -> ``(N, C)``,
+        - [`gather`][]: ``(..., L, C)`` (or broadcastable to it) -> ``(N, C)``,
           ``N = mask.sum()``
-        - :meth:`scatter`: ``(N, C)`` -> ``(..., L, C)``, zeros at the padded rows
+        - [`scatter`][]: ``(N, C)`` -> ``(..., L, C)``, zeros at the padded rows
 
     Raises:
         TypeError: ``mask`` is not a bool tensor.
@@ -160,14 +160,14 @@ def resolve_rows(
     rows: ValidRows | None = None,
     name: str = "mask",
 ) -> ValidRows | None:
-    """The :class:`ValidRows` a block should run on, or ``None`` for the padded grid.
+    """The [`ValidRows`][] a block should run on, or ``None`` for the padded grid.
 
     ``None`` unless ``enabled``, a mask of exactly the grid's leading ``shape`` is given, and
     ``torch.compile`` is not tracing. ``rows`` given by the caller are checked against the mask's
     shape and device (never its values) and used; otherwise they are built from the mask.
 
     Raises:
-        TypeError: ``rows`` is not a :class:`ValidRows`, or ``mask`` is not bool.
+        TypeError: ``rows`` is not a [`ValidRows`][], or ``mask`` is not bool.
         ValueError: ``rows`` are given without a mask, or describe another grid than ``mask``.
     """
     if rows is not None:

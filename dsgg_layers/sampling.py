@@ -3,7 +3,7 @@
 *RS-Net: Context-Aware Relation Scoring for Dynamic Scene Graph Generation* (arXiv:2511.08651)
 trains its relation score on every detected pair, with or without an annotated relation:
 
-1. :func:`assign_relations`: a detected pair is **positive** when its subject and object boxes
+1. [`assign_relations`][]: a detected pair is **positive** when its subject and object boxes
    both overlap those of an annotated ground-truth pair of the same frame with IoU >= 0.5 and the
    same classes, and takes that pair's relations (the paper does not say how it labels pairs).
    With ``one_to_one=True`` an annotated pair labels only its best-overlapping detection, as
@@ -11,11 +11,11 @@ trains its relation score on every detected pair, with or without an annotated r
    box the detection of largest IoU > 0.5 not yet taken, and that detection the ground truth's
    class; ``same_class=False`` drops the class condition as it does): second detections of an
    annotated object are then negatives. Every other detected pair is a negative candidate.
-2. :func:`filter_negatives`: a negative that shares the subject/object class combination of a
+2. [`filter_negatives`][]: a negative that shares the subject/object class combination of a
    positive of the same frame and overlaps it with IoU > 0.5 is dropped (a near-duplicate of a
    positive: a second detection of the same object, which would teach the scorer to reject what
    it must accept).
-3. :func:`cap_negatives`: if the negatives still exceed 1.2 times the positives, the excess is
+3. [`cap_negatives`][]: if the negatives still exceed 1.2 times the positives, the excess is
    discarded at random (seeded generator).
 
 The paper leaves open which boxes the IoU of step 2 uses and whether the cap of step 3 counts a
@@ -45,7 +45,7 @@ OverlapBoxes = Literal["both", "subject", "object", "union"]
 
 
 class RelationAssignment(NamedTuple):
-    """What :func:`assign_relations` returns.
+    """What [`assign_relations`][] returns.
 
     Attributes:
         positive: ``(..., T, P)`` bool, the detected pairs matched to an annotated pair.
@@ -127,7 +127,7 @@ def assign_relations(
         same_class: require the detected classes to be the annotated ones.
 
     Returns:
-        :class:`RelationAssignment`.
+        [`RelationAssignment`][].
 
     Shape:
         - detected: boxes ``(..., T, P, 4)``, labels and mask ``(..., T, P)``
@@ -225,7 +225,7 @@ def filter_negatives(
     subject class, with ``subject_labels``) and overlaps it with IoU > ``iou_threshold``.
 
     Args:
-        negative: the candidate negatives (:func:`assign_relations`).
+        negative: the candidate negatives ([`assign_relations`][]).
         positive: the positives.
         subject_boxes: ``xyxy`` subject boxes of the detected pairs.
         object_boxes: ``xyxy`` object boxes of the detected pairs.
@@ -289,7 +289,7 @@ def cap_negatives(
     padded batch). A group without positives keeps no negative.
 
     Args:
-        negative: the negatives (after :func:`filter_negatives`).
+        negative: the negatives (after [`filter_negatives`][]).
         positive: the positives.
         ratio: the most negatives a positive (paper: 1.2).
         per: the group the count is over: ``"video"`` (default: the paper's batch is one video)

@@ -4,24 +4,25 @@
 Sec. 3.3-3.4) learns, from all detected pairs, whether a pair holds a meaningful relation, and
 wraps that score around an existing DSGG model without changing its architecture:
 
-- :class:`SpatialContextEncoder` (Eq. 2): per frame, a learned context token ``c_t`` in front of
+- [`SpatialContextEncoder`][] (Eq. 2): per frame, a learned context token ``c_t`` in front of
   the frame's pair features, self-attention among them; gives the frame context ``ĉ_t`` and the
   enriched pair features ``x̂``.
-- :class:`TemporalContextEncoder` (Eq. 3-4): a learned video token ``c_tmp`` in front of the
+- [`TemporalContextEncoder`][] (Eq. 3-4): a learned video token ``c_tmp`` in front of the
   frame contexts, self-attention over the whole video with a learned position embedding on
   queries and keys only; gives the video context ``ĉ_tmp``. ``mode="mean"`` is the paper's
   "mean token" ablation (Table 4).
-- :class:`RelationScoringDecoder` (Eq. 5): a 3-layer ReLU MLP on ``[x̂, ĉ_tmp]`` to two logits;
+- [`RelationScoringDecoder`][] (Eq. 5): a 3-layer ReLU MLP on ``[x̂, ĉ_tmp]`` to two logits;
   the softmax's first entry ``p0`` is the relation score.
-- :class:`RelationScorer`: the three composed, on pair tracks (or on flat rows).
-- :class:`ContextFusion` (Sec. 3.4): the baseline's predicate feature ``r`` concatenated with
+- [`RelationScorer`][]: the three composed, on pair tracks (or on flat rows).
+- [`ContextFusion`][] (Sec. 3.4): the baseline's predicate feature ``r`` concatenated with
   ``ĉ_tmp``, then one linear head per predicate group.
-- :func:`triplet_score` (Eq. 6): ``s_sub * s_obj * s_rel * p0``.
+- [`triplet_score`][] (Eq. 6): ``s_sub * s_obj * s_rel * p0``.
 
 RS-Net has no public code; every choice the paper leaves open is an argument whose default is
-documented where it is declared. Its losses are :func:`dsgg_layers.losses.softmax_focal_loss`
-(Eq. 9) and :func:`dsgg_layers.losses.multilabel_margin_loss` (Eq. 8); its training pairs come
-from :mod:`dsgg_layers.sampling` (Sec. 4.2).
+documented where it is declared. Its losses are
+[`dsgg_layers.losses.softmax_focal_loss`][dsgg_layers.losses.softmax_focal_loss] (Eq. 9) and
+[`dsgg_layers.losses.multilabel_margin_loss`][dsgg_layers.losses.multilabel_margin_loss] (Eq. 8);
+its training pairs come from [`dsgg_layers.sampling`][dsgg_layers.sampling] (Sec. 4.2).
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ class SpatialContextEncoder(nn.Module):
         nhead: attention heads (paper: 4).
         num_layers: encoder layers (paper: 2).
         dim_feedforward: hidden width of the feed-forward networks (not given; default 2048,
-            STTran's and :class:`torch.nn.TransformerEncoderLayer`'s).
+            STTran's and `torch.nn.TransformerEncoderLayer`'s).
         dropout: dropout of the layers.
 
     Shape:
@@ -307,7 +308,7 @@ class RelationScoringDecoder(nn.Module):
 
 
 class RelationScores(NamedTuple):
-    """What :class:`RelationScorer` returns.
+    """What [`RelationScorer`][] returns.
 
     Attributes:
         logits: ``(..., T, P, 2)`` the decoder's logits (0 at padded pairs).
@@ -331,14 +332,14 @@ class RelationScorer(nn.Module):
 
     ``x`` (the baseline's pre-transformer pair representation, Eq. 1: subject, object and union
     features with the projected class distributions) is projected to ``d_m``, encoded per frame
-    with a context token (:class:`SpatialContextEncoder`), the frame contexts encoded over the
-    video (:class:`TemporalContextEncoder`), and every pair scored from ``[x̂, ĉ_tmp]``
-    (:class:`RelationScoringDecoder`). A video's scores do not depend on the other videos of
+    with a context token ([`SpatialContextEncoder`][]), the frame contexts encoded over the
+    video ([`TemporalContextEncoder`][]), and every pair scored from ``[x̂, ĉ_tmp]``
+    ([`RelationScoringDecoder`][]). A video's scores do not depend on the other videos of
     the batch; padded pairs score 0 and never affect the others.
 
     Args:
         in_features: width of the input pair representation.
-        d_model: ``d_m`` (not given in the paper; see :class:`SpatialContextEncoder`).
+        d_model: ``d_m`` (not given in the paper; see [`SpatialContextEncoder`][]).
         nhead: attention heads of both encoders (paper: 4).
         spatial_layers: layers of the spatial encoder (paper: 2).
         temporal_layers: layers of the temporal encoder (paper: 4).
@@ -346,15 +347,15 @@ class RelationScorer(nn.Module):
         dropout: dropout of the encoders.
         temporal: ``"token"`` (the paper), ``"mean"`` (mean of the frame contexts) or ``None``
             (no temporal encoder: the decoder sees ``x̂`` alone), the rows of Table 4.
-        max_frames: see :class:`TemporalContextEncoder`.
+        max_frames: see [`TemporalContextEncoder`][].
         hidden_features: width of the decoder's hidden layers (see
-            :class:`RelationScoringDecoder`).
+            [`RelationScoringDecoder`][]).
         decoder_layers: linear layers of the decoder (paper: 3).
 
     Shape:
         - x: ``(..., T, P, in_features)``
         - mask: ``(..., T, P)`` bool, ``True`` where the pair exists
-        - output: :class:`RelationScores`
+        - output: [`RelationScores`][]
 
     Raises:
         TypeError, ValueError: a shape or dtype disagrees, or an option is invalid.
@@ -414,7 +415,7 @@ class RelationScorer(nn.Module):
 
     @property
     def context_features(self) -> int:
-        """Width of :attr:`RelationScores.video_context` (0 without a temporal encoder)."""
+        """Width of `RelationScores.video_context` (0 without a temporal encoder)."""
         return 0 if self.temporal is None else self.d_model
 
     def forward(self, x: Tensor, mask: Tensor) -> RelationScores:
@@ -439,8 +440,8 @@ class RelationScorer(nn.Module):
 
     def forward_flat(self, x: Tensor, index: TrackIndex) -> tuple[Tensor, Tensor]:
         """Score flat rows (STTran's layout): ``x (N, in_features)`` described by ``index``
-        (:func:`~dsgg_layers.layout.build_track_index`); returns ``(logits (N, 2), score (N,))``
-        in the rows' order.
+        ([`build_track_index`][dsgg_layers.layout.build_track_index]); returns
+        ``(logits (N, 2), score (N,))`` in the rows' order.
 
         The temporal positions are the index's frame slots: a frame without any row gets no
         slot unless the index was built with ``frames=`` (all frames of the video), and the later
@@ -462,7 +463,7 @@ class ContextFusion(nn.Module):
 
     Args:
         in_features: width of ``r``.
-        context_features: width of ``ĉ_tmp`` (:attr:`RelationScorer.context_features`).
+        context_features: width of ``ĉ_tmp`` ([`RelationScorer.context_features`][]).
         group_sizes: classes of each predicate group, in output order.
         fuse: concatenate the context (``False``: the heads ignore it).
 
@@ -546,14 +547,15 @@ def triplet_score(
 ) -> Tensor:
     """RS-Net's triplet score (Eq. 6): ``s_sub * s_obj * s_rel * p0``.
 
-    The Action Genome evaluator (:class:`dsgg_layers.metrics.ActionGenomeEvaluator`), like the
+    The Action Genome evaluator
+    ([`ActionGenomeEvaluator`][dsgg_layers.metrics.action_genome.ActionGenomeEvaluator]), like the
     public one, multiplies the subject and object detection scores in itself: give it
     ``triplet_score(predicate_scores, p0)`` as its ``predicate_scores`` and the detection scores
     as usual. Pass ``subject_scores``/``object_scores`` here for the full product.
 
     Args:
         predicate_scores: ``s_rel``, one score per predicate.
-        relation_score: ``p0`` of each pair (:attr:`RelationScores.score`).
+        relation_score: ``p0`` of each pair (`RelationScores.score`).
         subject_scores: detection confidence of each pair's subject (optional).
         object_scores: detection confidence of each pair's object (optional).
 

@@ -1,20 +1,22 @@
 """Matching relation features against text embeddings of the predicate classes.
 
-:class:`ActionSemanticMatcher` is MoSA's Action Semantic Matching (ASM; *MoSA*,
+[`ActionSemanticMatcher`][] is MoSA's Action Semantic Matching (ASM; *MoSA*,
 arXiv:2604.19631, Sec. 2.4, Eq. 10): relation features are projected into the text space and
 scored against a ``(C, E)`` matrix of class text embeddings (built with
-:func:`dsgg_layers.text.encode_prompts`), giving one
+[`dsgg_layers.text.encode_prompts`][dsgg_layers.text.encode_prompts]), giving one
 logit per class; ``sigmoid`` of the logits gives the multi-label probabilities. The text matrix
-is a buffer that :meth:`~ActionSemanticMatcher.set_text_embeddings` replaces, so that a trained
-matcher scores a new class set at inference (open vocabulary).
+is a buffer that
+[`set_text_embeddings`][dsgg_layers.semantic.ActionSemanticMatcher.set_text_embeddings] replaces, so
+that a trained matcher scores a new class set at inference (open vocabulary).
 
-:class:`SentenceClassifier` is TR²'s predicate classifier in its public code (*Cross-Modality
+[`SentenceClassifier`][] is TR²'s predicate classifier in its public code (*Cross-Modality
 Time-Variant Relation Learning for Generating Dynamic Scene Graphs*, ICRA 2023, arXiv:2305.08522;
 not in the paper): the text matrix depends on the pair's object class, an ``(O, C, E)`` table
-of prompted-sentence embeddings (:func:`dsgg_layers.text.tr2_sentences`), and a pair's logits
-are its projected feature dotted with the ``C`` sentences of its object class.
+of prompted-sentence embeddings
+([`dsgg_layers.text.tr2_sentences`][dsgg_layers.text.tr2_sentences]), and a pair's logits are its
+projected feature dotted with the ``C`` sentences of its object class.
 
-:class:`TripletCategoryClassifier` is ARN's classifier (*End-to-End Entity-Predicate Association
+[`TripletCategoryClassifier`][] is ARN's classifier (*End-to-End Entity-Predicate Association
 Reasoning for Dynamic Scene Graph Generation*, Sec. 3.2 and Eq. 15): one class per (predicate,
 object) triplet category of a predicate group, its rows initialised from the CLIP embeddings of
 the group's triplet prompts and fine-tuned; a predicate's score is the largest score of its
@@ -72,11 +74,11 @@ class ActionSemanticMatcher(nn.Module):
     new class set needs no new parameter.
 
     **A generic text-embedding classifier.** Nothing here is specific to MoSA's predicates: with
-    ``similarity="cosine"`` and :meth:`probabilities` ``(kind="softmax")`` it is the
+    ``similarity="cosine"`` and [`probabilities`][] ``(kind="softmax")`` it is the
     ``softmax(cos(f, E) / tau)`` classifier of UASAN (*Open-Vocabulary Video Scene Graph
     Generation via Union-aware Semantic Alignment*) and ARN's classifier initialised from CLIP
     text embeddings (*End-to-End Entity-Predicate Association Reasoning for Dynamic Scene Graph
-    Generation*); :meth:`set_text_embeddings` swaps the class set (open vocabulary).
+    Generation*); [`set_text_embeddings`][] swaps the class set (open vocabulary).
 
     Args:
         in_features: width ``D`` of the relation features.
@@ -89,7 +91,7 @@ class ActionSemanticMatcher(nn.Module):
         bias: learn the shared bias ``b`` (initialised at 0).
         trainable_text: make the text embeddings a parameter, initialised from the given ones
             (ARN's CLIP-initialised classifier rows, fine-tuned with their own learning rate:
-            :meth:`text_parameters`); default a frozen buffer.
+            [`text_parameters`][]); default a frozen buffer.
 
     Shape:
         - input: ``(..., D)``
@@ -318,19 +320,20 @@ class TripletCategoryClassifier(nn.Module):
     """ARN's triplet-category classifier of one predicate group (Sec. 3.2, Eq. 15).
 
     Classes are the ``P x O`` (predicate, object) categories of the group, predicate-major
-    (category ``p * O + o``). Their logits come from an :class:`ActionSemanticMatcher` with
+    (category ``p * O + o``). Their logits come from an [`ActionSemanticMatcher`][] with
     ``similarity="cosine"``, a learnable temperature and a projection to the text width (the
     paper does not give its ``sim`` or the projection: cosine with CLIP's temperature is the
     choice here, the form CLIP's embeddings are made for), and the text rows trainable
     (``trainable_text``; ARN fine-tunes them at a learning rate of 1e-5:
-    :meth:`text_parameters`). Probabilities are sigmoids (Eq. 7 and ARN's inference; its text
+    [`text_parameters`][]). Probabilities are sigmoids (Eq. 7 and ARN's inference; its text
     says softmax). A predicate's probability is the largest of its categories' (Eq. 15), so
     the category's object need not agree with the detected object class.
 
     Args:
         in_features: width ``D`` of the predicate features.
         text_embeddings: ``(P, O, E)`` CLIP embeddings of the group's triplet prompts
-            (:func:`dsgg_layers.text.arn_prompts`, one sentence per predicate and object).
+            ([`text.arn_prompts`][dsgg_layers.text.arn_prompts], one sentence per predicate and
+            object).
         trainable_text: fine-tune the text rows (default ``True``, as ARN).
         temperature: initial temperature (default CLIP's 0.07).
         prior: the initial probability of every category, set through the shared bias
@@ -340,7 +343,7 @@ class TripletCategoryClassifier(nn.Module):
 
     Shape:
         - input: ``(..., D)``
-        - output: ``(..., P * O)`` category logits; :meth:`predicate_probabilities` gives
+        - output: ``(..., P * O)`` category logits; [`predicate_probabilities`][] gives
           ``(..., P)``
 
     Raises:

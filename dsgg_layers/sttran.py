@@ -6,16 +6,16 @@ STTran (*Spatial-Temporal Transformer for Dynamic Scene Graph Generation*, Cong 
 box ``labels`` / ``pred_labels`` and ``scores`` / ``pred_scores``, ``pair_idx (Q, 2)`` rows
 ``[subject box, object box]`` and ``im_idx (Q,)`` (float) the frame of each pair, sorted by frame.
 The library's blocks work on pair tracks ``(B, T, P, ...)``, which need the identity of each
-object across frames: STTran has none. :func:`from_sttran` builds it (the object class on ground
-truth boxes, where Action Genome has one object of a class per frame; :func:`link_tracks` on
-detections) and returns an :class:`STTranPairs` that maps any per-pair tensor to tracks and back.
+object across frames: STTran has none. [`from_sttran`][] builds it (the object class on ground
+truth boxes, where Action Genome has one object of a class per frame; [`link_tracks`][] on
+detections) and returns an [`STTranPairs`][] that maps any per-pair tensor to tracks and back.
 
 **Where a block goes in STTran.** ``transformer.forward`` runs the spatial encoder
 (``local_attention``) and the temporal decoder in one call. A forward hook on
 ``local_attention`` is the seam that needs no copy of STTran's code: it sees the spatial
 output ``(l, b, D)`` (frame-padded, sequence first, pairs in ``entry`` order) and may return a
-changed one, which the temporal decoder then reads. :meth:`STTranPairs.padded_to_rows` and
-:meth:`STTranPairs.rows_to_padded` convert that layout; the MoSA docs page has the hook.
+changed one, which the temporal decoder then reads. [`STTranPairs.padded_to_rows`][] and
+[`STTranPairs.rows_to_padded`][] convert that layout; the MoSA docs page has the hook.
 """
 
 from __future__ import annotations
@@ -155,14 +155,14 @@ def from_sttran(
         mode: which labels to read: ``"predcls"`` -> ``labels``, else ``pred_labels``.
         track_by: how objects are linked across frames when ``track_ids`` is not given:
             ``"class"`` (the object class is its identity: Action Genome's ground truth has at
-            most one object of a class per frame) or ``"iou"`` (:func:`link_tracks`). Default:
+            most one object of a class per frame) or ``"iou"`` ([`link_tracks`][]). Default:
             ``"class"`` in PredCls / SGCls, ``"iou"`` in SGDet.
         track_ids: ``(N,)`` your own track id of every box (overrides ``track_by``).
         frame_times: ``(b,)`` real frame numbers of STTran's frames (default ``0 .. b-1``).
         iou_threshold: the linker's IoU threshold (``track_by="iou"``).
 
     Returns:
-        An :class:`STTranPairs`.
+        An [`STTranPairs`][].
 
     Shape:
         - entry["boxes"]: ``(N, 5)``; entry["pair_idx"]: ``(Q, 2)``; entry["im_idx"]: ``(Q,)``
@@ -338,9 +338,10 @@ def sttran_to_tracks(
     loader makes them. Classes are STTran's (``__background__`` = 0, person = 1).
 
     Returns:
-        ``(preds, target)`` for :meth:`ActionGenomeEvaluator.update` with ``person_label=1``;
-        frames are the ``len(gt_annotation)`` frames of the video, and the relations count
-        repeated annotation entries.
+        ``(preds, target)`` for the ``update`` of
+        [`ActionGenomeEvaluator`][dsgg_layers.metrics.action_genome.ActionGenomeEvaluator]
+        with ``person_label=1``; frames are the ``len(gt_annotation)`` frames of the video, and
+        the relations count repeated annotation entries.
 
     Raises:
         ValueError: a key is missing, a pair refers to a frame outside the annotation, or a

@@ -58,7 +58,7 @@ def gather_previous(x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
 
     Returns:
         ``(previous, has_previous)``: ``previous[..., t, p] = x[..., t', p]`` for the frame
-        ``t'`` of :func:`previous_frame_index`, exactly 0 where the pair has no earlier frame
+        ``t'`` of [`previous_frame_index`][], exactly 0 where the pair has no earlier frame
         or does not exist at ``t``; ``has_previous`` marks the positions where it has one (and
         exists at ``t``). Padded features never reach the output (nor get a gradient).
 
@@ -91,7 +91,7 @@ def gather_previous(x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
 def gather_frames(x: Tensor, index: Tensor) -> Tensor:
     """``x[..., index[..., t, p], p, :]``: per pair, the features at frame ``index`` (no checks).
 
-    The gather behind :func:`gather_previous`, for callers that hold the index already
+    The gather behind [`gather_previous`][], for callers that hold the index already
     (``previous_frame_index(mask).clamp(min=0)``, say).
 
     Shape:

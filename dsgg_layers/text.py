@@ -3,30 +3,30 @@
 The only module of the library that imports ``open_clip`` (lazily, when text is encoded; install
 it with the ``clip`` extra: ``pip install "dsgg-layers[clip]"``).
 
-**Templates** (the object and predicate words are natural phrases: :data:`PREDICATE_PHRASES`,
-:data:`OBJECT_PHRASES`):
+**Templates** (the object and predicate words are natural phrases: [`PREDICATE_PHRASES`][],
+[`OBJECT_PHRASES`][]):
 
 - MoSA (*MoSA: Motion-Guided Semantic Alignment for Dynamic Scene Graph Generation*,
   arXiv:2604.19631, Sec. 2.4): "textual descriptions for all subject-relationship-object pairs";
-  :func:`mosa_prompts` gives, for each predicate, the sentence with every object class
+  [`mosa_prompts`][] gives, for each predicate, the sentence with every object class
   ("a person holding a cup or glass or bottle", "a bed beneath a person", ...), to be averaged
   per predicate into the ``(26, E)`` matrix of the Action Semantic Matcher.
 - ARN (*End-to-End Entity-Predicate Association Reasoning for Dynamic Scene Graph
   Generation*, Sec. 3.2): per predicate group, "The person is [attention] at the [object]",
   "The [object] is [spatial] the person", "a photo of a person maybe [contacting] the [object]"
   (one embedding per triplet category, i.e. predicate and object), and "a photo of person and
-  a [object]" for the object classes: :func:`arn_prompts`, :func:`arn_object_prompts`.
+  a [object]" for the object classes: [`arn_prompts`][], [`arn_object_prompts`][].
 - TR² (*Cross-Modality Time-Variant Relation Learning for Generating Dynamic Scene Graphs*,
   ICRA 2023, arXiv:2305.08522, Sec. III-C): ``"a photo of a [subject] [predicate] a [object]"``
   for a labelled triplet, spatial ones in Action Genome's object -> person direction:
-  :func:`tr2_prompt`; the whole ``(objects, predicates)`` table of sentences in the public
-  code's wording or the plain template's: :func:`tr2_prompts`, encoded by
-  :func:`tr2_sentences`.
+  [`tr2_prompt`][]; the whole ``(objects, predicates)`` table of sentences in the public
+  code's wording or the plain template's: [`tr2_prompts`][], encoded by
+  [`tr2_sentences`][].
 - UASAN (*Open-Vocabulary Video Scene Graph Generation via Union-aware Semantic Alignment*,
   Sec. 3.3): the class words themselves, to follow learnable context tokens:
-  :func:`class_words`.
+  [`class_words`][].
 
-**Encoding.** :func:`encode_prompts` runs an open_clip text tower over the prompts in batches and
+**Encoding.** [`encode_prompts`][] runs an open_clip text tower over the prompts in batches and
 returns L2-normalised ``(C, E)`` embeddings; a prompt given as a list of sentences is encoded
 sentence by sentence and averaged (prompt ensembling), then normalised again. Embeddings are
 cached on disk, keyed by model name, pretrained tag and prompt text, so a prompt is encoded once
@@ -130,8 +130,8 @@ def mosa_prompts(objects: Sequence[str] | None = None) -> list[list[str]]:
         objects: the object classes to describe (default: all but ``person``).
 
     Returns:
-        26 lists (in :data:`~dsgg_layers.vocab.PREDICATES` order) of ``len(objects)`` sentences;
-        :func:`encode_prompts` averages each list into one embedding.
+        26 lists (in [`PREDICATES`][dsgg_layers.vocab.PREDICATES] order) of ``len(objects)``
+        sentences; [`encode_prompts`][] averages each list into one embedding.
 
     Raises:
         ValueError: an object is not an Action Genome class.
@@ -197,7 +197,7 @@ def tr2_prompt(subject: str, predicate: str, obj: str) -> str:
 
     Args:
         subject: the subject class (``"person"``).
-        predicate: a predicate of :data:`~dsgg_layers.vocab.PREDICATES`.
+        predicate: a predicate of [`PREDICATES`][dsgg_layers.vocab.PREDICATES].
         obj: the object class.
 
     Raises:
@@ -243,16 +243,18 @@ def tr2_prompts(
     ``in_front_of``, ``behind`` and ``on_the_side_of`` but person-first for ``in``,
     ``other_relationship`` rendered as "and", ``"a photo of a person having a <object> on the
     back"`` for ``have_it_on_the_back``, and "a" before every noun. ``wording="template"`` is
-    the paper's template as :func:`tr2_prompt` fills it (the library's predicate phrases,
+    the paper's template as [`tr2_prompt`][] fills it (the library's predicate phrases,
     "a"/"an", every spatial predicate object-first).
 
     Args:
         objects: the object classes, one row each (default: all 36 of
-            :data:`~dsgg_layers.vocab.OBJECT_CLASSES`, so that row ``i`` is object label ``i``).
+            [`OBJECT_CLASSES`][dsgg_layers.vocab.OBJECT_CLASSES], so that row ``i`` is object label
+            ``i``).
         wording: ``"code"`` or ``"template"``.
 
     Returns:
-        ``len(objects)`` lists of 26 sentences (in :data:`~dsgg_layers.vocab.PREDICATES` order).
+        ``len(objects)`` lists of 26 sentences
+        (in [`PREDICATES`][dsgg_layers.vocab.PREDICATES] order).
 
     Raises:
         TypeError: ``objects`` is a str or holds a non-str.
@@ -283,26 +285,26 @@ def tr2_sentences(
     wording: Literal["code", "template"] = "code",
     **encode: Any,
 ) -> Tensor:
-    """The ``(O, 26, E)`` CLIP embeddings of :func:`tr2_prompts`, encoded once and cached.
+    """The ``(O, 26, E)`` CLIP embeddings of [`tr2_prompts`][], encoded once and cached.
 
     Row ``o`` embeds the 26 sentences of object class ``o``: the table TR²'s guidance
-    (:class:`~dsgg_layers.message.TemporalDifferenceGuidance`, one group's columns each:
-    ``table[:, PREDICATE_GROUPS[group]]``) and sentence classifier
-    (:class:`~dsgg_layers.semantic.SentenceClassifier`) read. Embeddings are L2-normalised
-    (:func:`encode_prompts`); the public code keeps CLIP's unnormalised ``encode_text`` output,
-    whose scale its learned projections absorb.
+    ([`TemporalDifferenceGuidance`][dsgg_layers.message.TemporalDifferenceGuidance], one group's
+    columns each: ``table[:, PREDICATE_GROUPS[group]]``) and sentence classifier
+    ([`SentenceClassifier`][dsgg_layers.semantic.SentenceClassifier]) read. Embeddings are
+    L2-normalised ([`encode_prompts`][]); the public code keeps CLIP's unnormalised ``encode_text``
+    output, whose scale its learned projections absorb.
 
     Args:
-        objects: as :func:`tr2_prompts`.
-        wording: as :func:`tr2_prompts`.
-        **encode: passed to :func:`encode_prompts` (``model``, ``pretrained``, ``cache_dir``,
+        objects: as [`tr2_prompts`][].
+        wording: as [`tr2_prompts`][].
+        **encode: passed to [`encode_prompts`][] (``model``, ``pretrained``, ``cache_dir``,
             ``device``, ...).
 
     Returns:
         ``(O, 26, E)`` float32.
 
     Raises:
-        ImportError, TypeError, ValueError: as :func:`tr2_prompts` and :func:`encode_prompts`.
+        ImportError, TypeError, ValueError: as [`tr2_prompts`][] and [`encode_prompts`][].
 
     Examples:
         >>> import tempfile
@@ -425,7 +427,7 @@ def encode_prompts(
         model: an open_clip model name (MoSA and TR² use ``"ViT-B-32"``).
         pretrained: an open_clip pretrained tag (``"openai"``, ...), or ``None`` for random
             weights from a fixed seed (offline; for tests).
-        cache_dir: where to cache embeddings (default :func:`default_cache_dir`).
+        cache_dir: where to cache embeddings (default [`default_cache_dir`][]).
         cache: read and write the cache.
         batch_size: sentences per forward pass of the text tower.
         device: where to run the text tower.

@@ -2,10 +2,10 @@
 
 RS-Net's spatial context token joins the pairs of each frame and its temporal context token the
 frames of a video (*RS-Net: Context-Aware Relation Scoring for Dynamic Scene Graph Generation*,
-arXiv:2511.08651, Sec. 3.3; :mod:`dsgg_layers.scoring`); DETR-style class tokens, TR²'s message
-token and set-prediction queries are the same operation. The axis is named in the coordinates of
-the mask ``(..., N)``: on a grid ``x (B, T, P, D)`` with ``mask (B, T, P)``, ``dim=-1`` adds
-tokens to the pairs of each frame and ``dim=-2`` to the frames of each pair track.
+arXiv:2511.08651, Sec. 3.3; [`dsgg_layers.scoring`][dsgg_layers.scoring]); DETR-style class tokens,
+TR²'s message token and set-prediction queries are the same operation. The axis is named in the
+coordinates of the mask ``(..., N)``: on a grid ``x (B, T, P, D)`` with ``mask (B, T, P)``,
+``dim=-1`` adds tokens to the pairs of each frame and ``dim=-2`` to the frames of each pair track.
 
 A token is valid where its group (the slice along ``dim``) has any valid entry, unless
 ``token_mask`` says otherwise: a padded frame gets no frame token, so padding stays padding.
@@ -118,7 +118,7 @@ def split_tokens(
 ) -> tuple[tuple[Tensor, Tensor | None], tuple[Tensor, Tensor | None]]:
     """Split the first ``num_tokens`` entries of axis ``dim`` off again.
 
-    The inverse of :func:`prepend_tokens`: ``(tokens, token_mask), (rest, rest_mask)``, the
+    The inverse of [`prepend_tokens`][]: ``(tokens, token_mask), (rest, rest_mask)``, the
     masks ``None`` when ``mask`` is not given.
 
     Args:
@@ -162,7 +162,7 @@ def split_tokens(
 
 
 class LearnableTokens(nn.Module):
-    """``K`` learned tokens put in front of one axis of the grid (:func:`prepend_tokens`).
+    """``K`` learned tokens put in front of one axis of the grid ([`prepend_tokens`][]).
 
     Args:
         num_tokens: ``K``.
@@ -172,10 +172,10 @@ class LearnableTokens(nn.Module):
         std: standard deviation of the truncated-normal initialisation (ViT / DETR use 0.02).
 
     Shape:
-        As :func:`prepend_tokens`.
+        As [`prepend_tokens`][].
 
     Raises:
-        ValueError: ``num_tokens`` or ``d_model`` is not positive; as :func:`prepend_tokens`.
+        ValueError: ``num_tokens`` or ``d_model`` is not positive; as [`prepend_tokens`][].
 
     Examples:
         >>> frame_token = LearnableTokens(1, 16, dim=-1)     # RS-Net's spatial context token
@@ -209,11 +209,11 @@ class LearnableTokens(nn.Module):
     def forward(
         self, x: Tensor, mask: Tensor, *, token_mask: Tensor | None = None
     ) -> tuple[Tensor, Tensor]:
-        """Prepend the tokens to ``x`` along :attr:`dim`; returns ``(x, mask)``."""
+        """Prepend the tokens to ``x`` along `dim`; returns ``(x, mask)``."""
         return prepend_tokens(x, mask, self.tokens, dim=self.dim, token_mask=token_mask)
 
     def split(
         self, x: Tensor, mask: Tensor | None = None
     ) -> tuple[tuple[Tensor, Tensor | None], tuple[Tensor, Tensor | None]]:
-        """Split the tokens off again (:func:`split_tokens`)."""
+        """Split the tokens off again ([`split_tokens`][])."""
         return split_tokens(x, self.num_tokens, dim=self.dim, mask=mask)

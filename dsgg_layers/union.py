@@ -2,26 +2,26 @@
 
 Implements Sec. 3.2 of *Open-Vocabulary Video Scene Graph Generation via Union-aware Semantic
 Alignment* (UASAN), Eq. 4-8 and 11, on the library's attention body
-(:class:`~dsgg_layers.attention.MaskedMultiheadAttention`,
-:class:`~dsgg_layers.attention.TransformerEncoderLayer`):
+([`MaskedMultiheadAttention`][],
+[`TransformerEncoderLayer`][]):
 
-- :class:`VisualRefiner` (Eq. 4): ``L`` learnable concept tokens, self-attention among them
+- [`VisualRefiner`][] (Eq. 4): ``L`` learnable concept tokens, self-attention among them
   (``V = Attn(Q, Q, Q)``), then cross-attention to a trajectory's (or union region's) features
   (``F_v = Attn(V, F, F)``): ``(..., L, d)`` "visual-aware" tokens; trained by distillation to a
-  frozen teacher (:func:`~dsgg_layers.losses.feature_distillation_loss`).
-- :class:`SemanticAwareContextEncoder` (Eq. 5-6): the token sequence ``[F_S; F_O; U; F_mot]`` of
+  frozen teacher ([`feature_distillation_loss`][dsgg_layers.losses.feature_distillation_loss]).
+- [`SemanticAwareContextEncoder`][] (Eq. 5-6): the token sequence ``[F_S; F_O; U; F_mot]`` of
   each subject-object pair, a learnable relation token ``f_r`` added to the queries and keys only,
   attention, MLP, norm.
-- :class:`UnionRelationDecoder` (Eq. 7-8): ``t_r = MHA(f_r, F_enc, F_enc)``,
+- [`UnionRelationDecoder`][] (Eq. 7-8): ``t_r = MHA(f_r, F_enc, F_enc)``,
   ``F_dec = Norm(t_r + MLP(t_r))``.
-- :class:`UnionRelationPredictor` (Eq. 11): ``R = Norm(MLP(F_dec + F_enc[U] + U + F_mot))``.
+- [`UnionRelationPredictor`][] (Eq. 11): ``R = Norm(MLP(F_dec + F_enc[U] + U + F_mot))``.
 
 UASAN's public code computes its relation head differently from the equations; the blocks offer
 the code's form too, named: ``SemanticAwareContextEncoder(positions="slot", num_layers=3)`` (a
-learned position for every token slot, at every layer), :class:`RelationQueryDecoder` (the code's
-DETR-style decoder, a sibling of :class:`UnionRelationDecoder`), ``VisualRefiner(residual=True)``
-and, in :mod:`dsgg_layers.union_head`, the code's four-branch per-token scoring
-(:class:`~dsgg_layers.union_head.UnionRelationHead`).
+learned position for every token slot, at every layer), [`RelationQueryDecoder`][] (the code's
+DETR-style decoder, a sibling of [`UnionRelationDecoder`][]), ``VisualRefiner(residual=True)``
+and, in [`dsgg_layers.union_head`][dsgg_layers.union_head], the code's four-branch per-token scoring
+([`UnionRelationHead`][dsgg_layers.union_head.UnionRelationHead]).
 
 Padding is per pair: a ``mask`` ``(...)`` marks the valid pairs (trajectories); every output row
 of a padded pair is 0 and nothing a padded pair holds reaches a valid one.
@@ -187,7 +187,7 @@ class VisualRefiner(nn.Module):
 
 
 class ContextEncoding(NamedTuple):
-    """What :class:`SemanticAwareContextEncoder` returns.
+    """What [`SemanticAwareContextEncoder`][] returns.
 
     Examples:
         >>> enc = SemanticAwareContextEncoder(8, nhead=2, dim_feedforward=16)
@@ -221,9 +221,10 @@ class SemanticAwareContextEncoder(nn.Module):
     ``32 + 32 + 32 + 1 + 1`` tokens), added to the queries and keys of every layer of a
     3-layer post-norm encoder. Slot ``k`` is the ``k``-th token of ``[F_S; F_O; U; F_mot]``
     here (the code orders its sentence ``[U; F_S; F_O; F_mot]``: a checkpoint's rows are
-    permuted on loading, see :func:`~dsgg_layers.union_head.uasan_head_state_dict`; attention
-    does not depend on the order otherwise). The table is initialised as the code's
-    ``nn.Embedding``, standard normal.
+    permuted on loading, see
+    [`uasan_head_state_dict`][dsgg_layers.union_head.uasan_head_state_dict]; attention does not
+    depend on the order otherwise). The table is initialised as the code's ``nn.Embedding``,
+    standard normal.
 
     Args:
         d_model: width ``d``.
@@ -240,7 +241,7 @@ class SemanticAwareContextEncoder(nn.Module):
         - subject, object, union, motion: ``(..., L_S, d)``, ``(..., L_O, d)``, ``(..., L_U, d)``,
           ``(..., L_mot, d)`` (same leading dims ``(...)``: one row a pair)
         - mask: ``(...)`` bool, ``True`` = valid pair (default: all)
-        - output: :class:`ContextEncoding`; rows of padded pairs are 0
+        - output: [`ContextEncoding`][]; rows of padded pairs are 0
 
     Raises:
         TypeError, ValueError: the parts' widths, leading dims or dtypes disagree (the message
@@ -320,7 +321,7 @@ class SemanticAwareContextEncoder(nn.Module):
     def token_positions(self, length: int) -> Tensor:
         """What is added to the queries and keys of a sentence of ``length`` tokens: the
         relation token ``(d,)``, or the first ``length`` rows of the slot table ``(length, d)``
-        (the memory positions of :class:`RelationQueryDecoder` in the code's form)."""
+        (the memory positions of [`RelationQueryDecoder`][] in the code's form)."""
         if self.positions == "token":
             return self.relation_token
         if length > int(self.num_slots or 0):
@@ -440,13 +441,13 @@ class UnionRelationDecoder(nn.Module):
 class RelationQueryDecoder(nn.Module):
     """A DETR-style decoder: one query a pair reads the encoded sentence (UASAN's public code).
 
-    The code's sibling of :class:`UnionRelationDecoder` (Eq. 7-8, one cross-attention). Each
+    The code's sibling of [`UnionRelationDecoder`][] (Eq. 7-8, one cross-attention). Each
     pair's query starts with **zero content** and a learned **query position** added at every
     layer; each of ``num_layers`` post-norm layers runs self-attention (queries and keys get the
     position), cross-attention to the sentence (keys = memory + ``memory_pos``, values = the
     memory), then the feed-forward network, each with residual and norm
-    (:class:`~dsgg_layers.attention.TransformerDecoderLayer`). The code's ``memory_pos`` is the
-    encoder's slot table (:meth:`SemanticAwareContextEncoder.token_positions`).
+    ([`TransformerDecoderLayer`][]). The code's ``memory_pos`` is the
+    encoder's slot table ([`SemanticAwareContextEncoder.token_positions`][]).
 
     **Its "per-group query" is one vector.** The code builds the query position as
     ``nn.Embedding(1, d)`` expanded to the six motion groups and indexed by the pair's group:

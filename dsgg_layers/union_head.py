@@ -2,25 +2,25 @@
 
 The UASAN paper (*Open-Vocabulary Video Scene Graph Generation via Union-aware Semantic
 Alignment*, Sec. 3.2, Eq. 4-11) pools a pair's tokens into one relation feature
-(:class:`~dsgg_layers.union.UnionRelationPredictor`) and classifies it by cosine against prompt
-embeddings. Its public code (``DistillModel_v13.forward_inference_bsz1``) computes something
-else, offered here under its own names so that a user can reproduce the code or load its
+([`UnionRelationPredictor`][dsgg_layers.union.UnionRelationPredictor]) and classifies it by cosine
+against prompt embeddings. Its public code (``DistillModel_v13.forward_inference_bsz1``) computes
+something else, offered here under its own names so that a user can reproduce the code or load its
 checkpoints:
 
-- :func:`token_cosine_logits`: each of a pair's tokens is scored by cosine against the class
+- [`token_cosine_logits`][]: each of a pair's tokens is scored by cosine against the class
   embeddings (selected by the pair's motion group), the scores are **averaged over the tokens**
   and divided by a temperature. Because the cosine is linear in the unit token, this is the dot
   product of the class's unit embedding with the **mean of the unit tokens** (not re-normalised),
   which is how it is computed: one matrix product a group, no ``(pairs, classes, tokens)``
   tensor.
-- :class:`UnionRelationHead`: the code's whole head on top of the concept tokens. The sentence
+- [`UnionRelationHead`][]: the code's whole head on top of the concept tokens. The sentence
   ``[F_S; F_O; U; pos; giou]`` goes through a 3-layer encoder with a position per token slot
-  (:class:`~dsgg_layers.union.SemanticAwareContextEncoder` with ``positions="slot"``) and a
-  3-layer DETR-style query decoder (:class:`~dsgg_layers.union.RelationQueryDecoder`); four
+  ([`SemanticAwareContextEncoder`][] with ``positions="slot"``) and a
+  3-layer DETR-style query decoder ([`RelationQueryDecoder`][]); four
   branches (pair, pair-encoded, union, union-encoded) are scored with
-  :func:`token_cosine_logits`, two learned temperatures (pair, union); the prediction is the
+  [`token_cosine_logits`][], two learned temperatures (pair, union); the prediction is the
   **sum of the four sigmoids**.
-- :func:`uasan_head_state_dict`: a checkpoint's parameter names (the code's modules) mapped to
+- [`uasan_head_state_dict`][]: a checkpoint's parameter names (the code's modules) mapped to
   the head's, for ``head.load_state_dict``.
 """
 
@@ -125,7 +125,7 @@ def token_cosine_logits(
 
 
 class UnionHeadOutput(NamedTuple):
-    """What :class:`UnionRelationHead` returns: the prediction and each branch's logits.
+    """What [`UnionRelationHead`][] returns: the prediction and each branch's logits.
 
     Examples:
         >>> out = UnionHeadOutput(*[torch.zeros(3, 5)] * 5)
@@ -171,13 +171,14 @@ class UnionRelationHead(nn.Module):
     - union: ``n(u + p_u + g_u)``, scored against the union classes;
     - union-encoded: ``n(u + p_u + g_u + n(u' + q))``;
 
-    each by :func:`token_cosine_logits` with the pair's motion group, the pair branches over
-    :attr:`temperature`, the union branches over :attr:`union_temperature`; ``scores`` is the
+    each by [`token_cosine_logits`][] with the pair's motion group, the pair branches over
+    `temperature`, the union branches over `union_temperature`; ``scores`` is the
     sum of the four sigmoids. The widths follow the code's, scaled by ``d`` (its ``d = 256``):
     ``phi_so`` and ``phi_enc`` ``2d -> 4d -> 4d -> 2d`` (no last bias), ``phi_p``
     ``12 -> d -> 2d`` (no last bias), ``phi_pu`` ``12 -> d/2 -> d``, ``phi_g`` ``3 -> d/2 -> d``,
     ``phi_u`` ``d -> 2d -> d``; pair classes are ``2d`` wide (subject and object prompt
-    features concatenated: :class:`~dsgg_layers.prompts.GroupedPromptLearner`), union classes
+    features concatenated: [`GroupedPromptLearner`][dsgg_layers.prompts.GroupedPromptLearner]),
+        union classes
     ``d``. ``union_in_dim`` adds the code's input projection of the union features
     (``union2embd``, ``union_in_dim -> 2d -> d``, normalised). The subject and object tokens are
     normalised on entry (the code's tokens come normalised). The code releases no training
@@ -197,7 +198,7 @@ class UnionRelationHead(nn.Module):
             at ``d``).
         temperature: initial value of both temperatures (the code's config: 0.02125).
         query_groups: rows of the decoder's query-position table (the code: 1, one vector
-            shared by the groups; see :class:`~dsgg_layers.union.RelationQueryDecoder`).
+            shared by the groups; see [`RelationQueryDecoder`][]).
 
     Shape:
         - subject, object, union: ``(..., L, d)`` (union ``(..., L, union_in_dim)`` with it)
@@ -206,7 +207,7 @@ class UnionRelationHead(nn.Module):
         - group: ``(...)`` long, the motion group (needed with ``G > 1`` sets, or
           ``query_groups > 1``)
         - mask: ``(...)`` bool, ``True`` = valid pair
-        - output: :class:`UnionHeadOutput`, each ``(..., C)``; 0 at padded pairs
+        - output: [`UnionHeadOutput`][], each ``(..., C)``; 0 at padded pairs
 
     Raises:
         TypeError, ValueError: shapes, dtypes or group ids are wrong (the message names the
@@ -404,7 +405,7 @@ def _split_attention(
 def uasan_head_state_dict(
     state_dict: Mapping[str, Tensor], *, num_tokens: int = 32
 ) -> dict[str, Tensor]:
-    """A UASAN checkpoint's relation-head parameters, named as :class:`UnionRelationHead`'s.
+    """A UASAN checkpoint's relation-head parameters, named as [`UnionRelationHead`][]'s.
 
     Maps the code's modules (``DistillModel_v13``: ``trajpair_proj``, ``encode_proj``,
     ``relpos2embd``, ``relpos2embd_1``, ``relgiou2embd``, ``union2embd``, ``union2embd_1``,

@@ -4,8 +4,8 @@ Object classes are in the order of the public annotation files (``person`` is in
 code prepends a ``__background__`` class, so its object indices are these plus one). Predicates
 are in the order of the public ``relationship_classes.txt``: attention (3), spatial (6),
 contacting (17). The raw annotation files spell names without separators (``closetcabinet``,
-``lookingat``, ``notcontactingwith``); :func:`normalize_object_name` and
-:func:`normalize_predicate_name` map them to the names used here.
+``lookingat``, ``notcontactingwith``); [`normalize_object_name`][] and
+[`normalize_predicate_name`][] map them to the names used here.
 
 >>> len(OBJECT_CLASSES), len(PREDICATES)
 (36, 26)
@@ -49,7 +49,7 @@ OBJECT_CLASSES: tuple[str, ...] = (
 """The 36 object classes, in the order of the public annotation files."""
 
 PERSON_INDEX: int = 0
-"""Index of ``person`` in :data:`OBJECT_CLASSES`: the subject of every relation."""
+"""Index of ``person`` in [`OBJECT_CLASSES`][]: the subject of every relation."""
 
 ATTENTION_PREDICATES: tuple[str, ...] = ("looking_at", "not_looking_at", "unsure")
 """Attention predicates (person -> object; exactly one per pair)."""
@@ -76,7 +76,7 @@ PREDICATE_GROUPS: MappingProxyType[str, slice] = MappingProxyType(
         "contacting": slice(9, 26),
     }
 )
-"""Index range of each predicate group in :data:`PREDICATES` (read-only mapping)."""
+"""Index range of each predicate group in [`PREDICATES`][] (read-only mapping)."""
 
 PREDICATE_GROUP_OF: MappingProxyType[str, str] = MappingProxyType(
     {p: g for g, s in PREDICATE_GROUPS.items() for p in PREDICATES[s]}
@@ -98,7 +98,7 @@ _PREDICATE_BY_KEY["notcontactingwith"] = "not_contacting"
 
 
 def normalize_object_name(name: str) -> str:
-    """Map any spelling of an Action Genome object class to its name in :data:`OBJECT_CLASSES`.
+    """Map any spelling of an Action Genome object class to its name in [`OBJECT_CLASSES`][].
 
     Case and separators (``_``, ``/``, ``-``, spaces) are ignored, so the raw ``closetcabinet``
     and the STTran spelling ``closet/cabinet`` both give ``closet/cabinet``; any other character
@@ -119,7 +119,7 @@ def normalize_object_name(name: str) -> str:
 
 
 def normalize_predicate_name(name: str) -> str:
-    """Map any spelling of an Action Genome predicate to its name in :data:`PREDICATES`.
+    """Map any spelling of an Action Genome predicate to its name in [`PREDICATES`][].
 
     Args:
         name: a raw (``lookingat``, ``notcontactingwith``) or normalised predicate name.
@@ -145,7 +145,7 @@ def _normalize(name: str, table: dict[str, str], what: str) -> str:
 
 
 def object_index(name: str) -> int:
-    """Index of an object class (any spelling) in :data:`OBJECT_CLASSES`.
+    """Index of an object class (any spelling) in [`OBJECT_CLASSES`][].
 
     Examples:
         >>> object_index("phonecamera")
@@ -155,7 +155,7 @@ def object_index(name: str) -> int:
 
 
 def predicate_index(name: str) -> int:
-    """Index of a predicate (any spelling) in :data:`PREDICATES`.
+    """Index of a predicate (any spelling) in [`PREDICATES`][].
 
     Examples:
         >>> predicate_index("writingon")
@@ -168,10 +168,10 @@ def predicate_index(name: str) -> int:
 class Vocabulary:
     """The class names of a dataset: predicates in contiguous groups, objects and subjects.
 
-    Action Genome's is the default everywhere (:data:`ACTION_GENOME`: 26 predicates in the
+    Action Genome's is the default everywhere ([`ACTION_GENOME`][]: 26 predicates in the
     attention / spatial / contacting groups, 36 object classes, the person as the only subject).
     VidVRD-style data has one group of predicates and subjects from the object classes:
-    :meth:`single_group`.
+    [`single_group`][].
 
     Args:
         predicates: predicate names, in label order.
@@ -280,7 +280,7 @@ class Vocabulary:
 
     @classmethod
     def from_dict(cls, state: dict[str, object]) -> Vocabulary:
-        """Inverse of :meth:`to_dict`."""
+        """Inverse of [`to_dict`][]."""
         return cls(
             tuple(state["predicates"]),  # type: ignore[arg-type]
             tuple(tuple(g) for g in state["groups"]),  # type: ignore[union-attr, misc]
@@ -297,4 +297,4 @@ ACTION_GENOME = Vocabulary(
     ("person",),
     "Action Genome",
 )
-"""Action Genome's vocabulary: the default of :class:`~dsgg_layers.data.VideoGraph`."""
+"""Action Genome's vocabulary: the default of [`VideoGraph`][dsgg_layers.data.graph.VideoGraph]."""

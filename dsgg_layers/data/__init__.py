@@ -1,4 +1,4 @@
-"""Data: the :class:`VideoGraph` container, the Action Genome and VidVRD / VidOR loaders and the
+"""Data: the [`VideoGraph`][] container, the Action Genome and VidVRD / VidOR loaders and the
 synthetic benchmark."""
 
 from dsgg_layers.data.action_genome import ActionGenome, write_action_genome

@@ -1,10 +1,11 @@
-"""Action Genome: read the real annotation files into :class:`VideoGraph` pair tracks.
+"""Action Genome: read the real annotation files into [`VideoGraph`][] pair tracks.
 
 Reads ``annotations/person_bbox.pkl`` and ``annotations/object_bbox_and_relationship.pkl`` of
 Action Genome, and optionally precomputed per-box features, and yields each video as a
 ``VideoGraph`` (``B = 1``): the person is the subject of every pair, each object class is a pair
 track (Action Genome annotates one object of a class per frame), the real frame numbers are the
-frame times, and the relations are the 26-d labels of :data:`dsgg_layers.vocab.PREDICATES`.
+frame times, and the relations are the 26-d labels of
+[`dsgg_layers.vocab.PREDICATES`][dsgg_layers.vocab.PREDICATES].
 
 **The public code's rules, kept** (STTran's ``dataloader/action_genome.py``):
 
@@ -21,15 +22,16 @@ frame times, and the relations are the 26-d labels of :data:`dsgg_layers.vocab.P
 (the public code keeps the pickle's key order); a predicate listed twice for one object counts
 once; a frame with more than one person box uses the first, as the public code does.
 
-Raw names in the files are normalised with :func:`~dsgg_layers.vocab.normalize_object_name` and
-:func:`~dsgg_layers.vocab.normalize_predicate_name`, so both ``lookingat`` / ``closetcabinet``
+Raw names in the files are normalised with [`normalize_object_name`][] and
+[`normalize_predicate_name`][], so both ``lookingat`` / ``closetcabinet``
 and ``looking_at`` / ``closet/cabinet`` spellings load.
 
 **Features** (optional, ``features=<dir>``): one ``<video id>.npz`` per video (e.g.
 ``001YG.mp4.npz``) with arrays ``person_frames (n,)`` and ``person (n, F)`` (the person box's
 features per frame number), ``object_frames (m,)``, ``object_classes (m,)`` (indices into
-:data:`~dsgg_layers.vocab.OBJECT_CLASSES`) and ``objects (m, F)``, and optionally ``union (m, U)``
-(the union region of the person and that object). :func:`write_action_genome` writes this format.
+[`OBJECT_CLASSES`][dsgg_layers.vocab.OBJECT_CLASSES]) and ``objects (m, F)``, and optionally ``union
+(m, U)`` (the union region of the person and that object). [`write_action_genome`][] writes this
+format.
 """
 
 from __future__ import annotations
@@ -153,7 +155,7 @@ class _Frame:
 
 
 class ActionGenome(VideoGraphDataset):
-    """Action Genome videos as :class:`VideoGraph` items, read from the real annotation files.
+    """Action Genome videos as [`VideoGraph`][] items, read from the real annotation files.
 
     Args:
         root: the dataset folder, holding ``annotations/person_bbox.pkl`` and

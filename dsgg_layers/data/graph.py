@@ -1,11 +1,11 @@
 """``VideoGraph``: a batch of videos' relations as pair tracks, the unit the data side yields.
 
-A :class:`VideoGraph` holds everything a DSGG model needs about a batch of videos in the
+A [`VideoGraph`][] holds everything a DSGG model needs about a batch of videos in the
 pair-track layout of the library (``(B, T, P, ...)`` + bool ``mask``, see the "Pair-track
 layout" docs page): subject and object boxes,
 object classes, the 26 Action Genome predicate labels of every pair in every frame, optional
 per-box and union-region features, detector scores, and the real frame numbers. The Action Genome
-loader and the synthetic benchmark both produce it; :meth:`VideoGraph.collate` pads many videos
+loader and the synthetic benchmark both produce it; [`VideoGraph.collate`][] pads many videos
 into one batch and indexing (``graph[i]``) takes single videos back out, trimmed.
 
 A single video is a ``VideoGraph`` with ``B = 1``: there is one type for both.
@@ -60,17 +60,17 @@ class VideoGraph:
     is the multi-hot predicate vector of pair ``p`` in frame ``t`` in the order of
     ``vocabulary.predicates``: Action Genome's 26 (attention, spatial, contacting) by default,
     any single-group vocabulary for VidVRD-style data
-    (:meth:`~dsgg_layers.vocab.Vocabulary.single_group`). The subject of every pair is the person
-    unless ``subject_labels`` says otherwise.
+    ([`single_group`][dsgg_layers.vocab.Vocabulary.single_group]). The subject of every pair is the
+    person unless ``subject_labels`` says otherwise.
 
     **Extra fields.** ``pair_extras`` (``(B, T, P, ...)`` tensors) and ``frame_extras``
     (``(B, T, ...)``) carry whatever else a model needs (track ids, depth, a detector's
     embeddings): they pad with 0 (``False``), collate, move and split like the built-in fields.
 
     **Frame times.** ``frame_times`` holds the real frame numbers of the frame slots; it is what
-    :class:`~dsgg_layers.layout.TrackIndex` calls ``frame_ids`` (the frame number of each flat
-    row, kept per slot), and what :func:`~dsgg_layers.motion.motion_attributes` takes as
-    ``frame_times``.
+    [`TrackIndex`][dsgg_layers.layout.TrackIndex] calls ``frame_ids`` (the frame number of each flat
+    row, kept per slot), and what [`motion_attributes`][dsgg_layers.motion.motion_attributes] takes
+    as ``frame_times``.
 
     When the pairs are *detections* (SGDet), ``gt`` holds the ground-truth pairs of the same
     frames (same ``B`` and ``T``, its own ``P``), and ``relations`` holds the labels assigned to
@@ -86,7 +86,7 @@ class VideoGraph:
         subject_boxes: ``(B, T, P, 4)`` ``xyxy`` person boxes.
         object_boxes: ``(B, T, P, 4)`` ``xyxy`` object boxes.
         object_labels: ``(B, T, P)`` object classes (indices into
-            :data:`~dsgg_layers.vocab.OBJECT_CLASSES`), -1 where padded.
+            [`OBJECT_CLASSES`][dsgg_layers.vocab.OBJECT_CLASSES]), -1 where padded.
         relations: ``(B, T, P, 26)`` bool predicate labels.
         subject_scores: ``(B, T, P)`` detector scores of the subjects, or ``None`` (all 1).
         object_scores: ``(B, T, P)`` detector scores of the objects, or ``None`` (all 1).
@@ -96,7 +96,7 @@ class VideoGraph:
         gt: the ground-truth pairs when these pairs are detections, else ``None``.
         subject_labels: ``(B, T, P)`` subject classes (indices into
             ``vocabulary.subject_classes``), -1 where padded; ``None``: the person.
-        vocabulary: the class names (:data:`~dsgg_layers.vocab.ACTION_GENOME` by default).
+        vocabulary: the class names ([`ACTION_GENOME`][dsgg_layers.vocab.ACTION_GENOME] by default).
         pair_extras: more ``(B, T, P, ...)`` fields, by name.
         frame_extras: more ``(B, T, ...)`` fields, by name.
 
@@ -473,7 +473,7 @@ class VideoGraph:
 
     @classmethod
     def from_state_dict(cls, state: dict[str, object]) -> VideoGraph:
-        """Inverse of :meth:`state_dict`."""
+        """Inverse of [`state_dict`][]."""
         values = dict(state)
         if isinstance(values.get("vocabulary"), dict):
             values["vocabulary"] = Vocabulary.from_dict(values["vocabulary"])  # type: ignore[arg-type]
@@ -483,10 +483,12 @@ class VideoGraph:
 
 
 class VideoGraphDataset(torch.utils.data.Dataset):
-    """A map-style dataset of single-video :class:`VideoGraph` items held in ``videos``.
+    """A map-style dataset of single-video [`VideoGraph`][] items held in ``videos``.
 
-    The base of the library's datasets (:class:`~dsgg_layers.data.ActionGenome`,
-    :class:`~dsgg_layers.data.SyntheticActionGenome`); wrap your own list of graphs with it.
+    The base of the library's datasets
+    ([`ActionGenome`][dsgg_layers.data.action_genome.ActionGenome],
+    [`SyntheticActionGenome`][dsgg_layers.data.synthetic.SyntheticActionGenome]); wrap your own list
+    of graphs with it.
 
     Args:
         videos: one graph per video.

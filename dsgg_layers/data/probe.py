@@ -1,13 +1,14 @@
 """How much does a benchmark reward motion? Two probes, with and without motion attributes.
 
-:func:`motion_probe` trains two small classifiers on the pairs whose contacting predicate is one of
-the motion-decided predicates (:data:`~dsgg_layers.data.MOTION_PREDICATES`) and reports their
+[`motion_probe`][] trains two small classifiers on the pairs whose contacting predicate is one of
+the motion-decided predicates ([`MOTION_PREDICATES`][dsgg_layers.data.MOTION_PREDICATES]) and
+reports their
 balanced accuracy (mean per-predicate recall; chance is 1 / number of predicates) on a test split:
 
 - the **single-frame** probe sees what one frame shows: the union-region features, the subject and
   object boxes (normalised by the image size) and the object class;
 - the **motion-aware** probe sees the same, plus the four MoSA motion attributes
-  (:func:`~dsgg_layers.motion.motion_attributes`) of the frame and of the ``window - 1`` frame
+  ([`motion_attributes`][]) of the frame and of the ``window - 1`` frame
   slots before it.
 
 Both are the same MLP (one hidden layer, dropout, weight decay, class-balanced loss), trained
@@ -122,7 +123,7 @@ def motion_probe(
         train: the training videos (a batch, or a sequence of videos such as a dataset).
         test: the videos to score on.
         predicates: the contacting predicates to tell apart; default
-            :data:`~dsgg_layers.data.MOTION_PREDICATES`.
+            [`MOTION_PREDICATES`][dsgg_layers.data.MOTION_PREDICATES].
         window: frame slots of motion attributes the motion-aware probe sees.
         hidden: hidden width of the probes' MLP.
         steps: full-batch training steps (>= 20).

@@ -1,7 +1,7 @@
-"""Rendering a :class:`~dsgg_layers.data.VideoGraph` into low-resolution feature maps.
+"""Rendering a [`VideoGraph`][] into low-resolution feature maps.
 
 One-stage (DETR-style) models read frames, not boxes and per-box features. To train them on
-the synthetic benchmark without images, :func:`render_maps` paints every annotated pair into a
+the synthetic benchmark without images, [`render_maps`][] paints every annotated pair into a
 small grid, a stand-in for a backbone's output that trains on a CPU: three channel groups, the
 subject's feature (projected to ``C`` channels by a fixed random map) averaged over the cells of
 the subject box, the object's over the object box and the union feature over the union box, plus
@@ -104,7 +104,7 @@ def render_images(
     Each object class has a fixed colour (from ``seed``; the person's is the subject's), painted
     into its box: the object boxes first, the person's box over them where they overlap (cells
     where several objects overlap get their mean colour), a grey background, plus Gaussian
-    noise. Unlike :func:`render_maps` the images hold only classes and places, what a detector
+    noise. Unlike [`render_maps`][] the images hold only classes and places, what a detector
     sees; the relations must be inferred from the geometry over the frames.
 
     Args:

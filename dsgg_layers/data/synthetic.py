@@ -184,7 +184,7 @@ class SyntheticConfig:
 
     The defaults make a benchmark that a small model learns in a few minutes on a CPU (the
     README's main job) and that is about as hard as Action Genome for an STTran-style baseline
-    (``benchmarks/synthetic_profile.py``); :meth:`action_genome_test_scale` matches the size of
+    (``benchmarks/synthetic_profile.py``); [`action_genome_test_scale`][] matches the size of
     Action Genome's test set (the performance benchmarks' workload). Setting the difficulty
     fields ``class_similarity``, ``code_sharing``, ``label_ambiguity``, ``attention_coupling``
     and ``det_duplicates`` to 0, ``reach_scale`` to 1, ``objects=(1, 4)``, ``visibility=0.9``,
@@ -870,10 +870,10 @@ def _graph(
 
 
 class SyntheticActionGenome(VideoGraphDataset):
-    """The synthetic benchmark as a dataset of single-video :class:`VideoGraph` items.
+    """The synthetic benchmark as a dataset of single-video [`VideoGraph`][] items.
 
     Args:
-        config: the generator's settings (:class:`SyntheticConfig`); default the README's
+        config: the generator's settings ([`SyntheticConfig`][]); default the README's
             main-job benchmark.
         split: ``"train"`` or ``"test"``; the two splits share the world (classes, appearance)
             and never share a video.
@@ -944,7 +944,7 @@ class SyntheticActionGenome(VideoGraphDataset):
 
     @classmethod
     def load(cls, path: str | Path) -> SyntheticActionGenome:
-        """Read a dataset written by :meth:`save` (safely: ``weights_only=True``)."""
+        """Read a dataset written by [`save`][] (safely: ``weights_only=True``)."""
         state = torch.load(Path(path), weights_only=True)
         self = cls.__new__(cls)
         config = {k: tuple(v) if isinstance(v, list) else v for k, v in state["config"].items()}

@@ -1,11 +1,12 @@
 """A synthetic VidVRD-format benchmark: object trajectories, relation instances that start and
 stop, open-vocabulary predicates named by the visual facts that decide them.
 
-The trajectory-level counterpart of :class:`~dsgg_layers.data.SyntheticActionGenome`, for
-open-vocabulary video relation detection (VidVRD / VidOR, UASAN): every video is a
-:class:`~dsgg_layers.data.VidVRDVideo` (the annotation format), plus per-frame object features.
+The trajectory-level counterpart of
+[`SyntheticActionGenome`][dsgg_layers.data.synthetic.SyntheticActionGenome], for open-vocabulary
+video relation detection (VidVRD / VidOR, UASAN): every video is a [`VidVRDVideo`][]
+(the annotation format), plus per-frame object features.
 
-**World.** A few objects of :data:`TRAJECTORY_OBJECTS` move over the whole video (some enter
+**World.** A few objects of [`TRAJECTORY_OBJECTS`][] move over the whole video (some enter
 late or leave early): phases of standing still and of moving at 1.5-4 px a frame in a random
 direction, bouncing off the image borders. An object's per-frame feature is its class prototype,
 a motion component proportional to its speed, and noise.
@@ -18,10 +19,11 @@ subject from the object (``left``, ``right``, ``above``, ``below``, always one),
 boxes overlap. A pair-frame holds ``verb_word`` for each of its words (multi-label); a relation
 instance is a run of at least ``min_span`` frames where a predicate holds.
 
-**Open vocabulary.** :data:`TRAJECTORY_PREDICATE_SPLITS` holds 10 base and 4 novel predicates;
+**Open vocabulary.** `TRAJECTORY_PREDICATE_SPLITS` holds 10 base and 4 novel predicates;
 every word of a novel predicate occurs in some base predicate ("stand_toward" from "stand_left"
-and "move_toward"), so a text encoder that composes words (:class:`~dsgg_layers.WordTower`, the
-offline stand-in for CLIP) can name a novel predicate zero-shot.
+and "move_toward"), so a text encoder that composes words
+([`WordTower`][dsgg_layers.prompts.WordTower], the offline stand-in for CLIP) can name a novel
+predicate zero-shot.
 """
 
 from __future__ import annotations
@@ -62,7 +64,8 @@ TRAJECTORY_PREDICATE_SPLITS["base"] = tuple(
 """10 base, 4 novel predicates; every word of a novel one occurs in a base one."""
 
 TRAJECTORY_WORDS = (*TRAJECTORY_OBJECTS, *_VERBS, *_RELATIONS)
-"""Every word of the benchmark's class names (a :class:`~dsgg_layers.WordTower` vocabulary)."""
+"""Every word of the benchmark's class names
+(a [`WordTower`][dsgg_layers.prompts.WordTower] vocabulary)."""
 
 
 def predicate_words(name: str) -> str:
@@ -77,7 +80,7 @@ def predicate_words(name: str) -> str:
 
 @dataclass(frozen=True)
 class SyntheticVidVRDConfig:
-    """Settings of :class:`SyntheticVidVRD`.
+    """Settings of [`SyntheticVidVRD`][].
 
     Args:
         num_videos: videos of the train split.
@@ -115,11 +118,11 @@ class SyntheticVidVRDConfig:
 
 
 class SyntheticVidVRD:
-    """The synthetic trajectory benchmark: a sequence of :class:`~dsgg_layers.data.VidVRDVideo`
+    """The synthetic trajectory benchmark: a sequence of [`VidVRDVideo`][]
     with ``features`` ``(N, F, feature_dim)``. See the module docstring for the rules.
 
     Args:
-        config: the settings (default :class:`SyntheticVidVRDConfig`).
+        config: the settings (default [`SyntheticVidVRDConfig`][]).
         split: ``"train"`` or ``"test"`` (the same world, other videos).
 
     Examples:

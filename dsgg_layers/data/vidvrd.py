@@ -10,12 +10,12 @@ The annotation format of VidVRD (ACM MM 2017) and VidOR, one JSON file a video, 
 - ``relation_instances``: ``[{"subject_tid", "object_tid", "predicate", "begin_fid",
   "end_fid"}, ...]`` with ``[begin_fid, end_fid)`` in frames.
 
-:class:`VidVRDVideo` holds one video as tensors (``(N, F, 4)`` boxes of the ``N`` trajectories
-on the video's ``F`` frames, with a presence mask); :meth:`VidVRDVideo.relation_instances`
-gives the ground truth in the form :class:`~dsgg_layers.metrics.VidVRDEvaluator` (and the helper's
-``evaluate``) reads. :func:`segment_video` cuts a duration into the 30-frame segments, stride 15,
-that VidVRD's methods predict on. :data:`VIDVRD_OBJECT_SPLITS` and
-:data:`VIDVRD_PREDICATE_SPLITS` are RePro's open-vocabulary base/novel splits (objects 25/10,
+[`VidVRDVideo`][] holds one video as tensors (``(N, F, 4)`` boxes of the ``N`` trajectories
+on the video's ``F`` frames, with a presence mask); [`VidVRDVideo.relation_instances`][]
+gives the ground truth in the form [`VidVRDEvaluator`][dsgg_layers.metrics.vidvrd.VidVRDEvaluator]
+(and the helper's ``evaluate``) reads. [`segment_video`][] cuts a duration into the 30-frame
+segments, stride 15, that VidVRD's methods predict on. [`VIDVRD_OBJECT_SPLITS`][] and
+[`VIDVRD_PREDICATE_SPLITS`][] are RePro's open-vocabulary base/novel splits (objects 25/10,
 predicates 71/61), which UASAN uses.
 """
 
@@ -255,7 +255,7 @@ class VidVRDVideo:
         )  # fmt: skip
 
     def to_json(self) -> dict[str, Any]:
-        """The annotation dict again (what :meth:`from_json` reads)."""
+        """The annotation dict again (what [`from_json`][] reads)."""
         trajs: list[list[dict[str, Any]]] = [[] for _ in range(self.frame_count)]
         for n, f in self.box_mask.nonzero().tolist():
             x1, y1, x2, y2 = self.boxes[n, f].tolist()
@@ -303,7 +303,7 @@ class VidVRDVideo:
         return out
 
     def segments(self, length: int = 30, stride: int = 15) -> Tensor:
-        """:func:`segment_video` over the whole video."""
+        """[`segment_video`][] over the whole video."""
         return segment_video(0, self.frame_count, length, stride)
 
 

@@ -8,7 +8,7 @@ Follows the protocol of STTran's public evaluator (``lib/evaluation_recall.py`` 
 ``subject score x object score x predicate score`` (object scores are 1 for ground-truth boxes,
 the detector's or classifier's class probability otherwise). Predicate scores are taken as given:
 STTran's models give attention as a softmax and spatial/contacting as independent sigmoids;
-:func:`predicate_probabilities` converts logits that way.
+[`predicate_probabilities`][] converts logits that way.
 
 **Predicate choice** (``constraints``):
 
@@ -102,7 +102,7 @@ def predicate_probabilities(logits: Tensor) -> Tensor:
     """STTran's predicate scores from logits: softmax over attention, sigmoid elsewhere.
 
     Args:
-        logits: the 26 predicate logits in :data:`~dsgg_layers.vocab.PREDICATES` order.
+        logits: the 26 predicate logits in [`PREDICATES`][dsgg_layers.vocab.PREDICATES] order.
 
     Shape:
         - logits: ``(..., 26)``
@@ -204,12 +204,13 @@ def _check_inputs(preds: Mapping[str, Any], target: Mapping[str, Any]) -> dict[s
 class ActionGenomeEvaluator:
     """R@K, mR@K and P@K on Action Genome, with the public evaluator's protocol.
 
-    A torchmetrics-style metric: :meth:`update` with the predictions and ground truth of some
-    frames, :meth:`compute` for the results, :meth:`reset` to start again. The state is a set of
-    sums (:attr:`state`), so evaluating in chunks, merging evaluators (:meth:`merge`) or
-    all-reducing across processes (:meth:`sync`) gives the same numbers as one call. The protocol
+    A torchmetrics-style metric: [`update`][] with the predictions and ground truth of some
+    frames, [`compute`][] for the results, [`reset`][] to start again. The state is a set of
+    sums (`state`), so evaluating in chunks, merging evaluators ([`merge`][]) or
+    all-reducing across processes ([`sync`][]) gives the same numbers as one call. The protocol
     (which predicates become triplets, how they are ranked and matched, how each metric is
-    averaged) is documented in :mod:`dsgg_layers.metrics.action_genome`.
+    averaged) is documented in
+    [`dsgg_layers.metrics.action_genome`][dsgg_layers.metrics.action_genome].
 
     Inputs are pair tracks, or any leading dims that index frames: ``preds`` and ``target`` are
     mappings of tensors whose leading dims ``(...)`` (e.g. ``(B, T)``) are the same and index the
@@ -217,7 +218,7 @@ class ActionGenomeEvaluator:
 
     ``preds`` keys:
 
-    - ``predicate_scores`` ``(..., P, 26)``: probabilities (see :func:`predicate_probabilities`).
+    - ``predicate_scores`` ``(..., P, 26)``: probabilities (see [`predicate_probabilities`][]).
     - ``mask`` ``(..., P)`` bool; ``subject_boxes``, ``object_boxes`` ``(..., P, 4)`` ``xyxy``.
     - ``object_labels`` ``(..., P)``; optional ``subject_labels`` (default
       ``person_label``), ``object_scores`` and ``subject_scores`` ``(..., P)`` (default 1).
@@ -227,10 +228,11 @@ class ActionGenomeEvaluator:
     - ``relations`` ``(..., G, 26)``: bool, or integer multiplicities (a predicate listed twice
       in an annotation counts twice, as in the public code).
     - ``mask``, ``subject_boxes``, ``object_boxes``, ``object_labels``, optional
-      ``subject_labels``, as in ``preds``. :meth:`dsgg_layers.data.VideoGraph.targets` gives it.
+      ``subject_labels``, as in ``preds``.
+      [`dsgg_layers.data.VideoGraph.targets`][dsgg_layers.data.graph.VideoGraph.targets] gives it.
 
     Args:
-        constraints: which predicate choices to evaluate (see :data:`CONSTRAINTS`).
+        constraints: which predicate choices to evaluate (see [`CONSTRAINTS`][]).
         ks: the K of R@K, mR@K and P@K.
         semi_threshold: score a spatial/contacting predicate must exceed in ``"semi"``.
         no_constraint_top: triplets kept per frame in ``"no"``.
@@ -240,8 +242,9 @@ class ActionGenomeEvaluator:
         precision_denominator: ``"k"`` (default) or ``"available"`` (``min(K, #triplets)``).
         person_label: the class of the subject when ``subject_labels`` is not given.
         num_strata: ``S > 0`` also reports R@K within each of ``S`` strata of frames, given to
-            :meth:`update` as ``strata`` (e.g. videos binned by how often their pairs'
-            relations change, TR²'s Fig. 5: :func:`dsgg_layers.message.change_share`).
+            [`update`][] as ``strata`` (e.g. videos binned by how often their pairs'
+            relations change, TR²'s Fig. 5:
+            [`dsgg_layers.message.change_share`][dsgg_layers.message.change_share]).
 
     Shape:
         See the keys above; ``(...)`` are frame dims, flattened inside; ``strata``: ``(...)``.
@@ -365,7 +368,7 @@ class ActionGenomeEvaluator:
     def sync(self, group: Any = None) -> None:
         """All-reduce (sum) the state across processes when ``torch.distributed`` is running.
 
-        A no-op in a single process. Call it on every process before :meth:`compute`.
+        A no-op in a single process. Call it on every process before [`compute`][].
         """
         all_reduce_state(self.state, group)
 
@@ -439,7 +442,7 @@ class ActionGenomeEvaluator:
     ) -> None:
         """Score one video given STTran's flat prediction dict and ground-truth annotation.
 
-        See :func:`sttran_to_tracks` for the formats (STTran's classes, with ``__background__``
+        See [`sttran_to_tracks`][] for the formats (STTran's classes, with ``__background__``
         at 0 and the person at 1, are used as they are on both sides).
 
         ``attention_softmax``: STTran's evaluator softmaxes ``attention_distribution`` (its
@@ -448,8 +451,8 @@ class ActionGenomeEvaluator:
         or they are softmaxed twice (a flatter attention distribution, a different ranking).
 
         Raises:
-            ValueError: as :func:`sttran_to_tracks` (e.g. a relation index outside its group)
-                and :meth:`update` (e.g. scores outside ``[0, 1]``).
+            ValueError: as [`sttran_to_tracks`][] (e.g. a relation index outside its group)
+                and [`update`][] (e.g. scores outside ``[0, 1]``).
         """
         preds, target = sttran_to_tracks(
             entry, gt_annotation, mode=mode, attention_softmax=attention_softmax
@@ -459,7 +462,7 @@ class ActionGenomeEvaluator:
     # -------------------------------------------------------------------------------- compute
 
     def compute(self) -> dict[str, Tensor]:
-        """The metrics of every frame seen since the last :meth:`reset`.
+        """The metrics of every frame seen since the last [`reset`][].
 
         Returns:
             A flat dict of tensors, for each constraint ``c`` and ``k`` in ``ks``:
@@ -589,7 +592,7 @@ def _frame_state(
     precision_denominator: str,
     person_label: int,
 ) -> dict[str, Tensor]:
-    """The summable state of packed frames (see :meth:`ActionGenomeEvaluator.reset`)."""
+    """The summable state of packed frames (see [`ActionGenomeEvaluator.reset`][])."""
     p_mask, g_mask = x["p_mask"], x["g_mask"]
     Fr, P = p_mask.shape
     G = g_mask.shape[1]
@@ -687,15 +690,15 @@ def _frame_state(
 def action_genome_metrics(
     preds: Mapping[str, Any], target: Mapping[str, Any], **options: Any
 ) -> dict[str, Tensor]:
-    """Functional twin of :class:`ActionGenomeEvaluator`: one ``update`` then ``compute``.
+    """Functional twin of [`ActionGenomeEvaluator`][]: one ``update`` then ``compute``.
 
     Args:
-        preds: as :meth:`ActionGenomeEvaluator.update`.
-        target: as :meth:`ActionGenomeEvaluator.update`.
+        preds: as [`ActionGenomeEvaluator.update`][].
+        target: as [`ActionGenomeEvaluator.update`][].
         **options: the evaluator's arguments (``constraints``, ``ks``, ...).
 
     Returns:
-        As :meth:`ActionGenomeEvaluator.compute`.
+        As [`ActionGenomeEvaluator.compute`][].
 
     Examples:
         >>> box = torch.tensor([[[0.0, 0, 10, 10]]])
@@ -715,7 +718,7 @@ def action_genome_metrics(
 def format_results(
     results: Mapping[str, Tensor], *, metrics: Sequence[str] = ("R", "mR"), ks: Sequence[int] = ()
 ) -> str:
-    """A text table of :meth:`ActionGenomeEvaluator.compute` results, in percent.
+    """A text table of [`ActionGenomeEvaluator.compute`][] results, in percent.
 
     Args:
         results: the dict ``compute`` returned.

@@ -1,10 +1,11 @@
 """Greedy relational association: segment-level relation triplets -> video-level instances.
 
 VidVRD's methods predict relation triplets on short overlapping segments (30 frames, stride 15,
-:func:`~dsgg_layers.data.segment_video`) and link them, segment after segment, into video-level
-relation instances that :class:`~dsgg_layers.metrics.VidVRDEvaluator` scores. The published
-pipelines differ in the details, which move mAP by points; each is a named preset of
-:func:`associate_relations` (:data:`ASSOCIATION_PRESETS`):
+[`segment_video`][dsgg_layers.data.vidvrd.segment_video]) and link them, segment after segment, into
+video-level relation instances that [`VidVRDEvaluator`][dsgg_layers.metrics.vidvrd.VidVRDEvaluator]
+scores. The published pipelines differ in the details, which move mAP by points; each is a named
+preset of
+[`associate_relations`][] ([`ASSOCIATION_PRESETS`][]):
 
 - ``"vidvrd"``: VidVRD-helper's baseline (``greedy_relational_association``, ACM MM 2017). A
   segment's top 100 predictions, best first, each extend the best-scored instance touched in the
@@ -24,7 +25,7 @@ pipelines differ in the details, which move mAP by points; each is a named prese
   subject's and of its object's trajectory volume (intersection over the lower one's volume).
 
 A segment triplet's score combines the predicate, subject and object scores
-(:func:`segment_triplet_score`): their mean in RePro's code, their product in UASAN's.
+([`segment_triplet_score`][]): their mean in RePro's code, their product in UASAN's.
 
 The algorithm is sequential by definition (each segment links to the instances the previous
 one left); within a segment the links are resolved from one precomputed link matrix.
@@ -212,7 +213,7 @@ def associate_relations(
             ``score``, ``duration`` (or ``sub_duration`` and ``obj_duration``) and
             ``sub_traj`` / ``obj_traj`` (one ``xyxy`` box a frame of the duration), in video
             frames.
-        preset: ``"vidvrd"``, ``"repro"`` or ``"uasan"`` (:data:`ASSOCIATION_PRESETS`).
+        preset: ``"vidvrd"``, ``"repro"`` or ``"uasan"`` ([`ASSOCIATION_PRESETS`][]).
         **overrides: any setting of the preset (``linkage_threshold``, ``strict``,
             ``gap_tolerance``, ``score``, ``segment_topk``, ``video_topk``, ``nms_threshold``,
             ``min_frames``).
@@ -220,9 +221,9 @@ def associate_relations(
     Returns:
         The video's relation instances in VidVRD-helper's prediction form (``triplet``,
         ``score``, ``duration``, ``sub_traj``, ``obj_traj``), best first: the ``prediction[vid]``
-        list of :class:`~dsgg_layers.metrics.VidVRDEvaluator`. Each instance stays traceable to
-        its segments, as in RePro's and UASAN's association code: ``score_list`` holds the
-        linked segment predictions' scores in the order they were linked, and every other key a
+        list of [`VidVRDEvaluator`][dsgg_layers.metrics.vidvrd.VidVRDEvaluator]. Each instance stays
+        traceable to its segments, as in RePro's and UASAN's association code: ``score_list`` holds
+        the linked segment predictions' scores in the order they were linked, and every other key a
         segment prediction carried (e.g. ``"segment"``, a track id) comes out as the list of its
         values, one per linked prediction (``None`` where a prediction lacked it).
 

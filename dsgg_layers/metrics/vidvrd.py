@@ -8,7 +8,7 @@ predicate, object class), a ``duration`` ``[begin, end)`` in frames, and the sub
 object's trajectories: one ``xyxy`` box per frame of the duration (``sub_traj``, ``obj_traj``).
 Predictions also have a ``score``. These are the keys of the helper's JSON files.
 
-**vIoU** of two trajectories (:func:`volume_iou`): the summed intersection areas over the frames
+**vIoU** of two trajectories ([`volume_iou`][]): the summed intersection areas over the frames
 both durations cover, divided by the two *whole* trajectory volumes minus that overlap, so a
 prediction that is too long or too short is penalised. Areas use the "+1 pixel" convention
 (``(x2 - x1 + 1) * (y2 - y1 + 1)``) unless ``legacy=False``.
@@ -221,11 +221,11 @@ def _pair_viou(p: dict[str, Tensor], g: dict[str, Tensor], pi: Tensor, gi: Tenso
 class VidVRDEvaluator:
     """Relation detection (mAP, R@K) and tagging (P@K) on VidVRD / VidOR, VidVRD-helper's way.
 
-    A torchmetrics-style metric: :meth:`update` with the ground truth and predictions of some
-    videos, :meth:`compute` for the results, :meth:`reset` to start again. The state is a set of
+    A torchmetrics-style metric: [`update`][] with the ground truth and predictions of some
+    videos, [`compute`][] for the results, [`reset`][] to start again. The state is a set of
     sums (AP and tagging precision summed over videos, hits and ground-truth counts), so updating
-    video by video, :meth:`merge` and :meth:`sync` give the numbers of one call. The protocol is
-    documented in :mod:`dsgg_layers.metrics.vidvrd`.
+    video by video, [`merge`][] and [`sync`][] give the numbers of one call. The protocol is
+    documented in [`dsgg_layers.metrics.vidvrd`][dsgg_layers.metrics.vidvrd].
 
     Inputs are the helper's JSON structures: ``{video id: [relation instance, ...]}``, each
     instance a dict with ``triplet`` ``[subject, predicate, object]``, ``duration``
@@ -491,15 +491,15 @@ def vidvrd_metrics(
     prediction: Mapping[str, Sequence[Relation]],
     **options: Any,
 ) -> dict[str, Tensor]:
-    """Functional twin of :class:`VidVRDEvaluator`: one ``update`` then ``compute``.
+    """Functional twin of [`VidVRDEvaluator`][]: one ``update`` then ``compute``.
 
     Args:
-        groundtruth: as :meth:`VidVRDEvaluator.update`.
-        prediction: as :meth:`VidVRDEvaluator.update`.
+        groundtruth: as [`VidVRDEvaluator.update`][].
+        prediction: as [`VidVRDEvaluator.update`][].
         **options: the evaluator's arguments (``viou_threshold``, ``det_ks``, ...).
 
     Returns:
-        As :meth:`VidVRDEvaluator.compute`.
+        As [`VidVRDEvaluator.compute`][].
 
     Examples:
         >>> box = [[0.0, 0.0, 9.0, 9.0]] * 2
