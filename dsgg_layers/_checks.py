@@ -226,7 +226,7 @@ def check_int(value: object, name: str) -> None:
         raise TypeError(f"{name}: expected an int, got {value!r}")
 
 
-def _autocasting(device_type: str) -> bool:
+def autocasting(device_type: str) -> bool:
     try:
         return bool(torch.is_autocast_enabled(device_type))
     except TypeError:  # pragma: no cover - torch < 2.4 takes no device type
@@ -242,7 +242,7 @@ def _autocasting(device_type: str) -> bool:
 def check_param_dtype(weight: Tensor, *named: tuple[str, Tensor | None]) -> None:
     """Raise ``TypeError`` naming the argument whose dtype differs from the module's parameters
     (``weight``), unless autocast is on for their device (then mixed dtypes are its job)."""
-    if _autocasting(weight.device.type):
+    if autocasting(weight.device.type):
         return
     for name, t in named:
         if t is not None and t.dtype != weight.dtype:
@@ -252,7 +252,7 @@ def check_param_dtype(weight: Tensor, *named: tuple[str, Tensor | None]) -> None
             )
 
 
-def _is_compiling() -> bool:
+def is_compiling() -> bool:
     """``torch.compiler.is_compiling()`` (torch >= 2.3), or dynamo's own flag on torch 2.2."""
     is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None)
     if is_compiling is None:  # pragma: no cover - torch 2.2
@@ -262,7 +262,7 @@ def _is_compiling() -> bool:
 
 def values_readable(*tensors: Tensor | None) -> bool:
     """Whether reading these tensors' values is free: all on the CPU, and not under compile."""
-    return not _is_compiling() and all(t is None or t.device.type == "cpu" for t in tensors)
+    return not is_compiling() and all(t is None or t.device.type == "cpu" for t in tensors)
 
 
 def check_finite(value: Tensor, name: str, where: Tensor | None = None) -> None:

@@ -31,7 +31,8 @@ import torch
 from torch import Tensor, nn
 
 from dsgg_layers._checks import check_choice, check_positive, check_tensor
-from dsgg_layers.attention import MaskedMultiheadAttention, _zero_padding
+from dsgg_layers._ops import zero_padding
+from dsgg_layers.attention import MaskedMultiheadAttention
 
 __all__ = [
     "AssociationAttention",
@@ -120,9 +121,9 @@ class AssociationAttention(nn.Module):
     ) -> tuple[Tensor, Tensor]:
         """``(F_comp, Q_comp)``; see the class docstring."""
         # padded rows are zeroed before any weight sees them (0 * NaN would reach a gradient)
-        q_comp = self.cues([_zero_padding(x, query_mask) for x in others])
+        q_comp = self.cues([zero_padding(x, query_mask) for x in others])
         check_tensor(memory, "memory", (*q_comp.shape[:-2], "S", self.d_model), dtype="float")
-        memory = _zero_padding(memory, memory_mask)
+        memory = zero_padding(memory, memory_mask)
         f_comp, _ = self.attn(
             q_comp, memory, memory, query_mask=query_mask, key_mask=memory_mask,
             query_pos=query_pos, key_pos=memory_pos,
@@ -194,7 +195,7 @@ class HierarchicalAttention(nn.Module):
         check_tensor(current, "current", ("...", "Q", self.d_model), dims=dims, dtype="float")
         check_tensor(cues, "cues", tuple(current.shape), dtype="float")
         check_tensor(comp, "comp", tuple(current.shape), dtype="float")
-        current, cues, comp = (_zero_padding(x, mask) for x in (current, cues, comp))
+        current, cues, comp = (zero_padding(x, mask) for x in (current, cues, comp))
         f, _ = self.attn(current, cues, comp, query_mask=mask, key_mask=mask)
         out = self.linear(f) + (current if self.residual == "query" else f)
         return out if mask is None else out.masked_fill(~mask.unsqueeze(-1), 0.0)
@@ -307,8 +308,8 @@ class PredicateAssociationParser(nn.Module):
         for i, x in enumerate(branches):
             check_tensor(x, f"branches[{i}]", (*shape[:-1], self.d_model), dtype="float")
         check_tensor(entity, "entity", shape, dtype="float")
-        branches = [_zero_padding(x, query_mask) for x in branches]
-        entity = _zero_padding(entity, query_mask)
+        branches = [zero_padding(x, query_mask) for x in branches]
+        entity = zero_padding(entity, query_mask)
         out = []
         for b, current in enumerate(branches):
             others = [x for i, x in enumerate(branches) if i != b]

@@ -62,6 +62,7 @@ from dsgg_layers._checks import (
     check_positive,
     check_tensor,
 )
+from dsgg_layers._ops import zero_padding
 from dsgg_layers.rows import ValidRows, resolve_rows
 
 __all__ = [
@@ -159,14 +160,6 @@ def _allowed(key_mask: Tensor | None, attn_mask: Tensor | None) -> Tensor | None
     if attn_mask is not None:
         allowed = attn_mask if allowed is None else allowed & attn_mask
     return allowed
-
-
-def _zero_padding(x: Tensor, mask: Tensor | None) -> Tensor:
-    """``x`` with the rows where ``mask`` is False replaced by 0; ``mask`` covers the leading
-    dims of ``x`` (``(..., N)`` for ``x (..., N, C)``, or fewer: ``(...)`` for ``(..., L, C)``)."""
-    if mask is None:
-        return x
-    return x.masked_fill(~mask.view(*mask.shape, *([1] * (x.dim() - mask.dim()))), 0.0)
 
 
 def _attention(
@@ -444,12 +437,12 @@ class MaskedMultiheadAttention(nn.Module):
         need_weights: bool,
     ) -> tuple[Tensor, Tensor | None]:
         """Attention on the padded grid; padded rows are set to 0 before every projection."""
-        q_in = _zero_padding(query if query_pos is None else query + query_pos, query_mask)
+        q_in = zero_padding(query if query_pos is None else query + query_pos, query_mask)
         if key is query and key_pos is query_pos and key_mask is query_mask:
             k_in = q_in  # self-attention: the keys are the queries
         else:
-            k_in = _zero_padding(key if key_pos is None else key + key_pos, key_mask)
-        v_in = _zero_padding(value, key_mask)
+            k_in = zero_padding(key if key_pos is None else key + key_pos, key_mask)
+        v_in = zero_padding(value, key_mask)
         if attn_mask is not None:
             attn_mask = attn_mask.unsqueeze(-3)  # broadcast over heads
         out, weights, has_key = _attention(
@@ -710,7 +703,7 @@ class TransformerEncoderLayer(_ResidualLayer):
         resolved = None if attn_mask is not None or need_weights else self._resolve(x, mask, rows)
         if resolved is not None:
             return _encode_rows((self,), None, x, resolved, pos)
-        x, weights = self._forward_grid(_zero_padding(x, mask), mask, pos, attn_mask, need_weights)
+        x, weights = self._forward_grid(zero_padding(x, mask), mask, pos, attn_mask, need_weights)
         return (x, weights) if need_weights else x  # type: ignore[return-value]
 
     def _forward_grid(
@@ -730,7 +723,7 @@ class TransformerEncoderLayer(_ResidualLayer):
             weights.append(w)
             return out
 
-        return _zero_padding(self._body(x, attend), mask), weights[0]
+        return zero_padding(self._body(x, attend), mask), weights[0]
 
 
 def _encode_rows(
@@ -959,7 +952,7 @@ class TransformerDecoderLayer(_ResidualLayer):
         if resolved is not None:
             return _decode_rows((self,), None, x, memory, resolved, query_pos, memory_pos)
         x, weights = self._forward_grid(
-            _zero_padding(x, mask), memory, mask, memory_mask, query_pos, memory_pos,
+            zero_padding(x, mask), memory, mask, memory_mask, query_pos, memory_pos,
             self_attn_mask, cross_attn_mask, need_weights,
         )  # fmt: skip
         return (x, weights) if need_weights else x
@@ -994,7 +987,7 @@ class TransformerDecoderLayer(_ResidualLayer):
             )  # fmt: skip
             return out
 
-        x = _zero_padding(self._body(x, self_attend, cross_attend), mask)
+        x = zero_padding(self._body(x, self_attend, cross_attend), mask)
         return x, (weights["self"], weights["cross"])
 
 
@@ -1048,7 +1041,7 @@ class _LayerStack(nn.Module):
 
     def _finish(self, x: Tensor, mask: Tensor | None) -> Tensor:
         """The final norm on the grid; padded rows back to 0."""
-        return x if self.norm is None else _zero_padding(self.norm(x), mask)
+        return x if self.norm is None else zero_padding(self.norm(x), mask)
 
 
 class TransformerEncoder(_LayerStack):
@@ -1094,7 +1087,7 @@ class TransformerEncoder(_LayerStack):
         resolved = None if attn_mask is not None else first._resolve(x, mask, rows)
         if resolved is not None:
             return _encode_rows(self.layers, self.norm, x, resolved, pos)
-        x = _zero_padding(x, mask)  # once: every layer's output is 0 at padding again
+        x = zero_padding(x, mask)  # once: every layer's output is 0 at padding again
         for layer in self.layers:
             x, _ = layer._forward_grid(x, mask, pos, attn_mask, False)
         return self._finish(x, mask)
@@ -1148,7 +1141,7 @@ class TransformerDecoder(_LayerStack):
         )
         if resolved is not None:
             return _decode_rows(self.layers, self.norm, x, memory, resolved, query_pos, memory_pos)
-        x = _zero_padding(x, mask)  # once: every layer's output is 0 at padding again
+        x = zero_padding(x, mask)  # once: every layer's output is 0 at padding again
         for layer in self.layers:
             x, _ = layer._forward_grid(x, memory, mask, memory_mask, query_pos, memory_pos,
                                        self_attn_mask, cross_attn_mask, False)  # fmt: skip

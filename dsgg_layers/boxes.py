@@ -209,7 +209,7 @@ def _check_broadcast(boxes1: Tensor, boxes2: Tensor) -> None:
         ) from None
 
 
-def _iou(boxes1: Tensor, boxes2: Tensor, legacy: bool, *, finite: bool = False) -> Tensor:
+def iou_unchecked(boxes1: Tensor, boxes2: Tensor, legacy: bool, *, finite: bool = False) -> Tensor:
     """IoU of broadcast-aligned xyxy boxes (no checks), computed in at least float32 and
     returned in the boxes' (promoted) dtype: IoU lies in [0, 1], areas do not.
 
@@ -271,7 +271,7 @@ def elementwise_box_iou(boxes1: Tensor, boxes2: Tensor, *, legacy: bool = False)
     """
     _check_pair(boxes1, boxes2)
     _check_broadcast(boxes1, boxes2)
-    return _iou(boxes1, boxes2, legacy)
+    return iou_unchecked(boxes1, boxes2, legacy)
 
 
 def box_iou(boxes1: Tensor, boxes2: Tensor, *, legacy: bool = False) -> Tensor:
@@ -301,10 +301,10 @@ def box_iou(boxes1: Tensor, boxes2: Tensor, *, legacy: bool = False) -> Tensor:
         tensor([[0.1429, 1.0000, 0.0000]])
     """
     _check_pairwise(boxes1, boxes2)
-    return _iou(boxes1.unsqueeze(-2), boxes2.unsqueeze(-3), legacy)
+    return iou_unchecked(boxes1.unsqueeze(-2), boxes2.unsqueeze(-3), legacy)
 
 
-def _giou(boxes1: Tensor, boxes2: Tensor, legacy: bool = False) -> Tensor:
+def giou_unchecked(boxes1: Tensor, boxes2: Tensor, legacy: bool = False) -> Tensor:
     """Generalized IoU of broadcast-aligned xyxy boxes (no checks), in at least float32; -1 and
     no gradient where a box is not finite (see the module docstring)."""
     dtype = torch.promote_types(boxes1.dtype, boxes2.dtype)
@@ -354,7 +354,7 @@ def elementwise_generalized_box_iou(
     """
     _check_pair(boxes1, boxes2)
     _check_broadcast(boxes1, boxes2)
-    return _giou(boxes1, boxes2, legacy)
+    return giou_unchecked(boxes1, boxes2, legacy)
 
 
 def generalized_box_iou(boxes1: Tensor, boxes2: Tensor, *, legacy: bool = False) -> Tensor:
@@ -381,7 +381,7 @@ def generalized_box_iou(boxes1: Tensor, boxes2: Tensor, *, legacy: bool = False)
         tensor([[-0.0794, -0.3333]])
     """
     _check_pairwise(boxes1, boxes2)
-    return _giou(boxes1.unsqueeze(-2), boxes2.unsqueeze(-3), legacy)
+    return giou_unchecked(boxes1.unsqueeze(-2), boxes2.unsqueeze(-3), legacy)
 
 
 def image_size_like(

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dsgg_layers._checks import check_choice, check_positive, check_tensor, values_readable
+from dsgg_layers._ops import Reduction, masked_reduce
 from dsgg_layers.vocab import PREDICATE_GROUPS
 
 __all__ = [
@@ -54,8 +55,6 @@ __all__ = [
     "softmax_focal_loss",
     "sttran_predicate_loss",
 ]
-
-Reduction = Literal["mean", "sum", "none"]
 
 
 def class_weights(frequencies: Tensor, beta: float = 0.5) -> Tensor:
@@ -268,19 +267,6 @@ def label_frequencies(videos: Iterable[Any]) -> Tensor:
 # --------------------------------------------------------------------------- RS-Net (Eq. 8-9)
 
 
-def _masked_reduce(loss: Tensor, mask: Tensor | None, reduction: Reduction) -> Tensor:
-    """Reduce per-sample losses ``(...)`` (already 0 at masked samples); ``"mean"`` divides by
-    the counted samples (0 when there are none, not 0 / 0)."""
-    if reduction == "none":
-        return loss
-    if reduction == "sum":
-        return loss.sum()
-    if mask is None:
-        return loss.mean() if loss.numel() else loss.sum()
-    total = loss.sum(dtype=torch.promote_types(loss.dtype, torch.float32))  # no fp16 overflow
-    return (total / mask.sum().clamp(min=1)).to(loss.dtype)
-
-
 def softmax_focal_loss(
     logits: Tensor,
     target: Tensor,
@@ -373,7 +359,7 @@ def softmax_focal_loss(
         loss = loss * weight[target.long()]
     if mask is not None:
         loss = loss.masked_fill(~mask, 0.0)
-    return _masked_reduce(loss, mask, reduction)
+    return masked_reduce(loss, mask, reduction)
 
 
 class FocalLoss(nn.Module):
@@ -488,7 +474,7 @@ def multilabel_margin_loss(
     loss = hinge.masked_fill(~both, 0.0).sum((-2, -1))
     if normalize:
         loss = loss / scores.shape[-1]
-    return _masked_reduce(loss, mask, reduction)
+    return masked_reduce(loss, mask, reduction)
 
 
 # ------------------------------------------------------------------------------ TR² (Eq. 3)
@@ -593,7 +579,7 @@ def multilabel_focal_loss(
         loss = loss * torch.where(count > 0, mean_alpha, torch.ones_like(mean_alpha))
     if mask is not None:
         loss = loss.masked_fill(~mask, 0.0)
-    return _masked_reduce(loss, mask, reduction).to(logits.dtype)
+    return masked_reduce(loss, mask, reduction).to(logits.dtype)
 
 
 # ------------------------------------------------------------------------------- ARN (Eq. 7)
@@ -778,7 +764,7 @@ def embedding_alignment_loss(
     loss = (x - y).abs().mean(-1)
     if mask is not None:
         loss = loss.masked_fill(~mask, 0.0)
-    return _masked_reduce(loss, mask, reduction)
+    return masked_reduce(loss, mask, reduction)
 
 
 def feature_distillation_loss(
@@ -841,7 +827,7 @@ def feature_distillation_loss(
     loss = per_token.mean(-1)
     if mask is not None:
         loss = loss.masked_fill(~mask, 0.0)
-    return _masked_reduce(loss, mask, reduction)
+    return masked_reduce(loss, mask, reduction)
 
 
 def sttran_predicate_loss(
@@ -909,7 +895,7 @@ def sttran_predicate_loss(
         att_target.long().argmax(-1).reshape(-1),
         reduction="none",
     ).reshape(mask.shape)
-    out = {"attention": _masked_reduce(ce.masked_fill(~has_att, 0.0), has_att, "mean")}
+    out = {"attention": masked_reduce(ce.masked_fill(~has_att, 0.0), has_att, "mean")}
     for name in ("spatial", "contacting"):
         g = groups[name]
         if multi_label == "margin":

@@ -39,7 +39,7 @@ from dsgg_layers._checks import (
     check_tensor,
     values_readable,
 )
-from dsgg_layers.losses import _masked_reduce
+from dsgg_layers._ops import masked_reduce
 from dsgg_layers.temporal import gather_previous
 
 __all__ = [
@@ -341,7 +341,7 @@ def guidance_loss(
             f"projection: expected outputs of the text width {s.shape[-1]}, got {out.shape[-1]}"
         )
     err = (out - s.to(out.dtype)).pow(2).masked_fill(~valid.unsqueeze(-1), 0.0)
-    return _masked_reduce(err.mean(-1), valid, "mean")  # every counted row has E elements
+    return masked_reduce(err.mean(-1), valid, "mean")  # every counted row has E elements
 
 
 class TemporalDifferenceGuidance(nn.Module):
@@ -447,4 +447,4 @@ class TemporalDifferenceGuidance(nn.Module):
         loss = nn.functional.binary_cross_entropy_with_logits(
             logits, changed.to(logits.dtype), reduction="none"
         ).masked_fill(~valid, 0.0)
-        return _masked_reduce(loss, valid, "mean")
+        return masked_reduce(loss, valid, "mean")

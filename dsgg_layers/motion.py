@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from dsgg_layers._checks import (
-    _autocasting,
+    autocasting,
     check_choice,
     check_finite,
     check_param_dtype,
@@ -35,7 +35,7 @@ from dsgg_layers._checks import (
     values_readable,
 )
 from dsgg_layers.attention import MaskedMultiheadAttention
-from dsgg_layers.boxes import _giou, box_center, elementwise_box_iou, image_size_like
+from dsgg_layers.boxes import box_center, elementwise_box_iou, giou_unchecked, image_size_like
 from dsgg_layers.rows import ValidRows, resolve_rows
 from dsgg_layers.temporal import gather_frames, previous_frame_index
 
@@ -327,7 +327,7 @@ def trajectory_pair_motion(
     rt = torch.stack((s_begin - o_begin, s_end - o_end), -1).to(work) / frame_scale
     per_end = torch.cat((rxy, rwh, ra), -1)  # (..., 2 ends, 5 quantities)
     relative = torch.cat((per_end.transpose(-1, -2).flatten(-2), rt), -1)  # interleaved
-    g = _giou(s_box, o_box, legacy=True)  # (..., 2)
+    g = giou_unchecked(s_box, o_box, legacy=True)  # (..., 2)
     giou = torch.cat((g, g[..., 1:] - g[..., :1]), -1)
     relative = torch.where(both[..., None], relative, 0.0)
     giou = torch.where(both[..., None], giou, 0.0)
@@ -494,7 +494,7 @@ class MotionFeatureExtractor(nn.Module):
         if self.standardize:
             scaled = self._standardize(scaled, mask)
         weight = self.mlp[0].weight
-        if not _autocasting(weight.device.type):
+        if not autocasting(weight.device.type):
             scaled = scaled.to(weight.dtype)  # attributes of boxes in any dtype meet the MLP's
         resolved = resolve_rows(True, mask, scaled.shape[:-1], rows)
         if resolved is not None:  # the MLP on existing pairs only

@@ -16,8 +16,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from dsgg_layers._checks import check_positive, check_tensor
-from dsgg_layers.rows import _is_compiling
+from dsgg_layers._checks import check_positive, check_tensor, is_compiling
 
 __all__ = ["LearnedPositions", "sinusoidal_positions"]
 
@@ -145,7 +144,7 @@ class LearnedPositions(nn.Module):
                 )
             return self.weight[:index]
         check_tensor(index, "index", ("...",), dtype=(torch.int64, torch.int32))
-        if index.numel() and index.device.type == "cpu" and not _is_compiling():  # no sync
+        if index.numel() and index.device.type == "cpu" and not is_compiling():  # no sync
             lo, hi = int(index.min()), int(index.max())
             if lo < 0 or hi >= self.num_positions:
                 raise ValueError(

@@ -108,9 +108,9 @@ class OpenCLIPTextTower(nn.Module):
     def from_name(cls, model: str = "ViT-B-32", pretrained: str | None = None) -> OpenCLIPTextTower:
         """The text tower of ``open_clip.create_model(model, pretrained)`` (random weights from
         seed 0 without ``pretrained``; needs the ``clip`` extra)."""
-        from dsgg_layers.text import _text_tower
+        from dsgg_layers.text import open_clip_text_tower
 
-        clip, tokenizer = _text_tower(model, pretrained)
+        clip, tokenizer = open_clip_text_tower(model, pretrained)
         return cls(clip, tokenizer)
 
     def tokenize(self, texts: Sequence[str]) -> Tensor:

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from dsgg_layers._checks import _is_compiling, check_device, check_tensor
+from dsgg_layers._checks import check_device, check_tensor, is_compiling
 
 __all__ = ["ValidRows"]
 
@@ -175,7 +175,7 @@ def resolve_rows(
             raise TypeError(f"rows: expected a ValidRows, got {type(rows).__name__}")
         if mask is None:
             raise ValueError(f"rows: given without {name}; pass the mask they were built from")
-    if not enabled or mask is None or tuple(mask.shape) != tuple(shape) or _is_compiling():
+    if not enabled or mask is None or tuple(mask.shape) != tuple(shape) or is_compiling():
         return None
     check_tensor(mask, name, ("...",), dtype="bool")
     if rows is None:  # checked above: skip ValidRows' own check of the mask

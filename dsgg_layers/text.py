@@ -369,7 +369,7 @@ def _open_clip() -> Any:
 
 
 @functools.lru_cache(maxsize=4)
-def _text_tower(model: str, pretrained: str | None) -> tuple[Any, Any]:
+def open_clip_text_tower(model: str, pretrained: str | None) -> tuple[Any, Any]:
     """The open_clip model and tokenizer (random weights from seed 0 without ``pretrained``)."""
     open_clip = _open_clip()
     with torch.random.fork_rng():
@@ -468,7 +468,7 @@ def encode_prompts(
         stored = _read_cache(path)
     missing = [s for s in sentences if s not in stored]
     if missing:
-        clip, tokenizer = _text_tower(model, pretrained)
+        clip, tokenizer = open_clip_text_tower(model, pretrained)
         clip = clip.to(device)
         with torch.no_grad():
             for start in range(0, len(missing), batch_size):

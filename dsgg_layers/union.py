@@ -41,13 +41,13 @@ from dsgg_layers._checks import (
     check_positive,
     check_tensor,
 )
+from dsgg_layers._ops import reset_children, zero_padding
 from dsgg_layers.attention import (
     MaskedMultiheadAttention,
     TransformerDecoder,
     TransformerDecoderLayer,
     TransformerEncoder,
     TransformerEncoderLayer,
-    _zero_padding,
 )
 
 __all__ = [
@@ -66,17 +66,6 @@ def _token(d_model: int) -> nn.Parameter:
 
 def _init_token(p: nn.Parameter, std: float = 0.02) -> None:
     nn.init.trunc_normal_(p, std=std, a=-2 * std, b=2 * std)
-
-
-def _reset_children(module: nn.Module) -> None:
-    """Each child's own ``reset_parameters`` (an attention's Xavier init, PyTorch's defaults
-    for linear maps and norms), descending only into children without one (``nn.Sequential``):
-    a child's reset is never undone by resetting what is inside it."""
-    for child in module.children():
-        if hasattr(child, "reset_parameters"):
-            child.reset_parameters()
-        else:
-            _reset_children(child)
 
 
 def _mlp(d_model: int, hidden: int, out: int | None = None) -> nn.Sequential:
@@ -155,7 +144,7 @@ class VisualRefiner(nn.Module):
     def reset_parameters(self) -> None:
         """Tokens: truncated normal (std 0.02); attentions and norms: their own initialisation."""
         _init_token(self.tokens)
-        _reset_children(self)
+        reset_children(self)
 
     def no_weight_decay(self) -> set[str]:
         """The learnable tokens (no weight decay, as ViT's class token)."""
@@ -183,7 +172,7 @@ class VisualRefiner(nn.Module):
         out, _ = self.cross_attn(query, features, key_mask=mask)
         if self.residual:
             out = self.norm2(query + out)
-        return _zero_padding(out, None if mask is None else mask.any(-1))
+        return zero_padding(out, None if mask is None else mask.any(-1))
 
 
 class ContextEncoding(NamedTuple):
@@ -306,7 +295,7 @@ class SemanticAwareContextEncoder(nn.Module):
             nn.init.normal_(self.slot_positions)
         else:
             _init_token(self.relation_token)
-        _reset_children(self)
+        reset_children(self)
 
     def no_weight_decay(self) -> set[str]:
         """The relation token, or the slot table."""
@@ -359,7 +348,7 @@ class SemanticAwareContextEncoder(nn.Module):
         else:
             a, _ = self.attn(x, query_mask=token_mask, query_pos=pos, key_pos=pos)
             out = self.norm(self.mlp(a))
-        out = _zero_padding(out, mask)
+        out = zero_padding(out, mask)
         start = subject.shape[-2] + object.shape[-2]
         return ContextEncoding(out, out[..., start : start + union.shape[-2], :])
 
@@ -406,7 +395,7 @@ class UnionRelationDecoder(nn.Module):
     def reset_parameters(self) -> None:
         """Relation token: truncated normal (std 0.02); the layers: their own resets."""
         _init_token(self.relation_token)
-        _reset_children(self)
+        reset_children(self)
 
     def no_weight_decay(self) -> set[str]:
         """The relation token."""
@@ -435,7 +424,7 @@ class UnionRelationDecoder(nn.Module):
         t, _ = self.attn(q.unsqueeze(-2), encoded, key_mask=mask)
         t = t.squeeze(-2)
         out = self.norm(t + self.mlp(t))
-        return _zero_padding(out, None if mask is None else mask.any(-1))
+        return zero_padding(out, None if mask is None else mask.any(-1))
 
 
 class RelationQueryDecoder(nn.Module):
@@ -504,7 +493,7 @@ class RelationQueryDecoder(nn.Module):
     def reset_parameters(self) -> None:
         """Query positions: standard normal (the code's ``nn.Embedding``); layers: their own."""
         nn.init.normal_(self.query_pos)
-        _reset_children(self)
+        reset_children(self)
 
     def no_weight_decay(self) -> set[str]:
         """The query positions."""
@@ -578,7 +567,7 @@ class UnionRelationPredictor(nn.Module):
 
     def reset_parameters(self) -> None:
         """PyTorch's defaults."""
-        _reset_children(self)
+        reset_children(self)
 
     def extra_repr(self) -> str:
         return f"d_model={self.d_model}, out_dim={self.out_dim}"
@@ -598,7 +587,5 @@ class UnionRelationPredictor(nn.Module):
             check_tensor(x, name, (*lead, "L", self.d_model), dtype="float")
         _check_pair_mask(mask, lead)
         total = decoded + encoded_union.mean(-2) + union.mean(-2) + motion.mean(-2)
-        total = _zero_padding(
-            total, mask
-        )  # garbage in a padded pair never reaches the MLP's output
-        return _zero_padding(self.norm(self.mlp(total)), mask)
+        total = zero_padding(total, mask)  # garbage in a padded pair never reaches the MLP's output
+        return zero_padding(self.norm(self.mlp(total)), mask)

@@ -34,12 +34,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dsgg_layers._checks import check_group, check_positive, check_tensor
-from dsgg_layers.attention import _zero_padding
-from dsgg_layers.union import (
-    RelationQueryDecoder,
-    SemanticAwareContextEncoder,
-    _reset_children,
-)
+from dsgg_layers._ops import reset_children, zero_padding
+from dsgg_layers.union import RelationQueryDecoder, SemanticAwareContextEncoder
 
 __all__ = [
     "UnionHeadOutput",
@@ -111,7 +107,7 @@ def token_cosine_logits(
     else:
         check_tensor(mask, "mask", tuple(tokens.shape[:-1]), dtype="bool")
         # masked tokens are zeroed before any arithmetic: garbage there reaches no gradient
-        unit = F.normalize(_zero_padding(tokens, mask), dim=-1)
+        unit = F.normalize(zero_padding(tokens, mask), dim=-1)
         count = mask.sum(-1, keepdim=True).clamp(min=1).to(unit.dtype)
         mean = unit.sum(-2) / count
     classes = F.normalize(class_embeddings, dim=-1).to(mean.dtype)
@@ -273,7 +269,7 @@ class UnionRelationHead(nn.Module):
     def reset_parameters(self) -> None:
         """Projections: PyTorch's defaults; encoder and decoder: their own resets; both
         temperatures: ``temperature``."""
-        _reset_children(self)
+        reset_children(self)
         with torch.no_grad():
             self.temperature.fill_(self.initial_temperature)
             self.union_temperature.fill_(self.initial_temperature)
@@ -327,7 +323,7 @@ class UnionRelationHead(nn.Module):
             )
         # padded pairs are zeroed on entry: nothing they hold reaches an output or a gradient
         subject, object, union, relative, giou = (
-            _zero_padding(x, mask) for x in (subject, object, union, relative, giou)
+            zero_padding(x, mask) for x in (subject, object, union, relative, giou)
         )
         s, o = F.normalize(subject, dim=-1), F.normalize(object, dim=-1)
         if self.union_in_dim is not None:
@@ -361,8 +357,8 @@ class UnionRelationHead(nn.Module):
             token_cosine_logits(union_t, union_classes, self.union_temperature, group=group),
             token_cosine_logits(union_enc, union_classes, self.union_temperature, group=group),
         ]
-        logits = [_zero_padding(x, mask) for x in logits]
-        scores = _zero_padding(sum(x.sigmoid() for x in logits), mask)
+        logits = [zero_padding(x, mask) for x in logits]
+        scores = zero_padding(sum(x.sigmoid() for x in logits), mask)
         return UnionHeadOutput(scores, *logits)  # type: ignore[arg-type]
 
 

@@ -80,3 +80,17 @@ def test_public_docstrings_have_example(qualname, obj):
 
 def test_py_typed_is_shipped():
     assert (ROOT / "dsgg_layers" / "py.typed").exists()
+
+
+def test_no_private_name_is_imported_across_modules():
+    """A name another module needs is public (or lives in a private helper module such as
+    ``_checks`` / ``_ops`` under a public name), never reached for with a leading underscore."""
+    import ast
+
+    found = []
+    for path in sorted((ROOT / "dsgg_layers").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("dsgg_layers"):
+                found += [f"{path.name}: {node.module}.{a.name}" for a in node.names
+                          if a.name.startswith("_")]  # fmt: skip
+    assert not found, found

@@ -119,7 +119,7 @@ def test_encode_normalised_deterministic_and_ensembled(tmp_path):
     torch.testing.assert_close(e.norm(dim=1), torch.ones(3))
     assert not torch.allclose(e[0], e[1])
     # random weights come from a fixed seed: a fresh tower gives the same embeddings
-    text._text_tower.cache_clear()
+    text.open_clip_text_tower.cache_clear()
     torch.testing.assert_close(encode_prompts(sentences, cache=False), e)
     # a list of sentences is the normalised mean of its sentences
     ens = encode_prompts([sentences[:2]], cache_dir=tmp_path)
@@ -134,7 +134,7 @@ def test_cache_is_used_and_keyed_by_model_and_tag(tmp_path, monkeypatch):
     def no_model(*args):
         raise AssertionError("the text tower was built although the cache has the prompt")
 
-    monkeypatch.setattr(text, "_text_tower", no_model)
+    monkeypatch.setattr(text, "open_clip_text_tower", no_model)
     torch.testing.assert_close(
         encode_prompts(["a person wiping a table"], cache_dir=tmp_path), first
     )
@@ -148,13 +148,13 @@ def test_cache_is_used_and_keyed_by_model_and_tag(tmp_path, monkeypatch):
 
 
 def test_missing_open_clip_names_the_extra(monkeypatch, tmp_path):
-    text._text_tower.cache_clear()
+    text.open_clip_text_tower.cache_clear()
     monkeypatch.setitem(sys.modules, "open_clip", None)
     with pytest.raises(
         ImportError, match=r"optional 'clip' extra: pip install 'dsgg-layers\[clip\]'"
     ):
         encode_prompts(["anything"], cache_dir=tmp_path)
-    text._text_tower.cache_clear()
+    text.open_clip_text_tower.cache_clear()
 
 
 def test_errors(tmp_path):

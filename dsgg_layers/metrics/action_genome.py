@@ -71,7 +71,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from dsgg_layers._checks import check_choice, check_positive, check_tensor
-from dsgg_layers.boxes import _iou
+from dsgg_layers.boxes import iou_unchecked
 from dsgg_layers.metrics._sync import all_reduce_state
 from dsgg_layers.sttran import sttran_to_tracks
 from dsgg_layers.vocab import PREDICATE_GROUPS, PREDICATES
@@ -616,7 +616,7 @@ def _frame_state(
     same &= x["p_object_labels"].unsqueeze(2) == x["g_object_labels"].unsqueeze(1)
     # the boxes of valid pairs were checked finite; NaN at padded pairs fails ">=" and is
     # masked below, so the non-finite guard of the public IoU is not needed here
-    iou = lambda key: _iou(  # noqa: E731
+    iou = lambda key: iou_unchecked(  # noqa: E731
         x[f"p_{key}"].unsqueeze(2), x[f"g_{key}"].unsqueeze(1), legacy_iou, finite=True
     )
     iou_s, iou_o = iou("subject_boxes"), iou("object_boxes")

@@ -1,0 +1,46 @@
+"""Tensor and module helpers the blocks share (not part of the public API).
+
+Written once here so that no module imports another module's private names: zeroing padded
+rows, resetting a module's children, and reducing a masked per-sample loss.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+Reduction = Literal["mean", "sum", "none"]
+
+
+def zero_padding(x: Tensor, mask: Tensor | None) -> Tensor:
+    """``x`` with the rows where ``mask`` is False replaced by 0; ``mask`` covers the leading
+    dims of ``x`` (``(..., N)`` for ``x (..., N, C)``, or fewer: ``(...)`` for ``(..., L, C)``)."""
+    if mask is None:
+        return x
+    return x.masked_fill(~mask.view(*mask.shape, *([1] * (x.dim() - mask.dim()))), 0.0)
+
+
+def reset_children(module: nn.Module) -> None:
+    """Each child's own ``reset_parameters`` (an attention's Xavier init, PyTorch's defaults
+    for linear maps and norms), descending only into children without one (``nn.Sequential``):
+    a child's reset is never undone by resetting what is inside it."""
+    for child in module.children():
+        if hasattr(child, "reset_parameters"):
+            child.reset_parameters()
+        else:
+            reset_children(child)
+
+
+def masked_reduce(loss: Tensor, mask: Tensor | None, reduction: Reduction) -> Tensor:
+    """Reduce per-sample losses ``(...)`` (already 0 at masked samples); ``"mean"`` divides by
+    the counted samples (0 when there are none, not 0 / 0)."""
+    if reduction == "none":
+        return loss
+    if reduction == "sum":
+        return loss.sum()
+    if mask is None:
+        return loss.mean() if loss.numel() else loss.sum()
+    total = loss.sum(dtype=torch.promote_types(loss.dtype, torch.float32))  # no fp16 overflow
+    return (total / mask.sum().clamp(min=1)).to(loss.dtype)
