@@ -5,7 +5,7 @@
   reading used is on the MoSA docs page):
   per-class weights ``w_c ∝ f_c^(-beta)`` from the class frequencies ``f_c``, normalised to mean 1
   over the classes seen, in a binary cross-entropy over the multi-label targets.
-- [`softmax_focal_loss`][] / [`FocalLoss`][]: RS-Net's relation scoring loss (*RS-Net:
+- [`softmax_focal_loss`][] / [`SoftmaxFocalLoss`][]: RS-Net's relation scoring loss (*RS-Net:
   Context-Aware Relation Scoring for Dynamic Scene Graph Generation*, arXiv:2511.08651, Sec. 3.5,
   Eq. 9), the focal loss of Lin et al. (ICCV 2017) over the softmax of ``C`` classes (2 there).
 - [`multilabel_margin_loss`][]: the multi-label margin loss of RS-Net's Eq. 8 (the paper's
@@ -43,6 +43,7 @@ __all__ = [
     "CategoryWeightedLoss",
     "FocalLoss",
     "SigmoidFocalLoss",
+    "SoftmaxFocalLoss",
     "category_weighted_bce",
     "class_weights",
     "embedding_alignment_loss",
@@ -362,7 +363,7 @@ def softmax_focal_loss(
     return masked_reduce(loss, mask, reduction)
 
 
-class FocalLoss(nn.Module):
+class SoftmaxFocalLoss(nn.Module):
     """[`softmax_focal_loss`][] as a module (RS-Net's ``L_RSN``, Eq. 9).
 
     ``alpha`` is a buffer (a configuration tensor, saved with the model).
@@ -379,7 +380,7 @@ class FocalLoss(nn.Module):
         TypeError, ValueError: as [`softmax_focal_loss`][].
 
     Examples:
-        >>> loss = FocalLoss(gamma=2.0)
+        >>> loss = SoftmaxFocalLoss(gamma=2.0)
         >>> loss(torch.zeros(3, 2), torch.tensor([True, False, True])).round(decimals=4)
         tensor(0.1733)
     """
@@ -413,6 +414,33 @@ class FocalLoss(nn.Module):
         """The focal loss; see [`softmax_focal_loss`][]."""
         return softmax_focal_loss(logits, target, alpha=self.alpha, gamma=self.gamma, mask=mask,
                                   reduction=self.reduction)  # fmt: skip
+
+
+class FocalLoss(SoftmaxFocalLoss):
+    """Deprecated name of [`SoftmaxFocalLoss`][] (the twin of [`softmax_focal_loss`][], as
+    [`SigmoidFocalLoss`][] is of [`sigmoid_focal_loss`][]); warns, then is removed in the next
+    release.
+
+    Shape:
+        As [`SoftmaxFocalLoss`][].
+
+    Examples:
+        >>> import warnings
+        >>> with warnings.catch_warnings():
+        ...     warnings.simplefilter("ignore", DeprecationWarning)
+        ...     isinstance(FocalLoss(), SoftmaxFocalLoss)
+        True
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        import warnings
+
+        warnings.warn(
+            "FocalLoss is deprecated: use SoftmaxFocalLoss (same arguments)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        super().__init__(*args, **kwargs)
 
 
 def multilabel_margin_loss(

@@ -43,9 +43,9 @@ from torch import Tensor, nn
 
 from dsgg_layers import (
     ContextFusion,
-    FocalLoss,
     RelationAssignment,
     RelationScorer,
+    SoftmaxFocalLoss,
     SpatialTemporalEncoder,
     ValidRows,
     assign_relations,
@@ -149,7 +149,7 @@ class STTranRSNet(nn.Module):
             sizes = [g.stop - g.start for g in PREDICATE_GROUPS.values()]
             self.heads = ContextFusion(d_model, context if self.fuse else 0, sizes,
                                        fuse=self.fuse)  # fmt: skip
-        self.focal = FocalLoss(alpha, gamma)
+        self.focal = SoftmaxFocalLoss(alpha, gamma)
         self.rescore = rescore and rsnet
         self.neg_ratio, self.cap_per, self.overlap_boxes = neg_ratio, cap_per, overlap_boxes
         self.multi_label, self.one_to_one = multi_label, one_to_one

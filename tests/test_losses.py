@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from dsgg_layers import (
     CategoryWeightedLoss,
-    FocalLoss,
     SigmoidFocalLoss,
+    SoftmaxFocalLoss,
     category_weighted_bce,
     class_weights,
     embedding_alignment_loss,
@@ -209,7 +209,7 @@ def test_focal_loss_gradcheck_and_errors():
         softmax_focal_loss(torch.randn(5, 3), target.bool())
     with pytest.raises(ValueError, match=r"alpha: expected shape \(2,\)"):
         softmax_focal_loss(logits, target, alpha=(1.0, 1.0, 1.0))
-    loss = FocalLoss((0.5, 0.5), 1.0)
+    loss = SoftmaxFocalLoss((0.5, 0.5), 1.0)
     assert "gamma=1.0" in repr(loss) and loss.alpha.tolist() == [0.5, 0.5]
     torch.testing.assert_close(
         loss(logits, target), softmax_focal_loss(logits, target, alpha=(0.5, 0.5), gamma=1.0)
@@ -504,3 +504,14 @@ def test_embedding_alignment_is_l1_masked_and_broadcasts_per_frame():
         embedding_alignment_loss(e, torch.randn(3, 1, 8, dtype=torch.float64))
     with pytest.raises(ValueError, match=r"image_embeddings: expected shape \(\.\.\., 8\)"):
         embedding_alignment_loss(e, torch.randn(2, 1, 4, dtype=torch.float64))
+
+
+def test_focal_loss_is_a_deprecated_name_of_softmax_focal_loss():
+    from dsgg_layers import FocalLoss
+
+    logits, target = torch.randn(5, 2), torch.randint(0, 2, (5,))
+    with pytest.warns(DeprecationWarning, match="SoftmaxFocalLoss"):
+        old = FocalLoss((0.25, 0.75), 2.0)
+    new = SoftmaxFocalLoss((0.25, 0.75), 2.0)
+    assert isinstance(old, SoftmaxFocalLoss)
+    torch.testing.assert_close(old(logits, target), new(logits, target))
