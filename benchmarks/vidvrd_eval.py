@@ -146,7 +146,7 @@ def main() -> None:
           f"video, {args.threads} threads")  # fmt: skip
     start = time.perf_counter()
     ev = VidVRDEvaluator()
-    ev.update(gt, pred)
+    ev.update(pred, gt)
     ours = {k: float(v) for k, v in ev.compute().items()}
     t_ours = time.perf_counter() - start
     start = time.perf_counter()

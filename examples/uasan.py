@@ -490,8 +490,8 @@ class Evaluator:
 
     def update(self, preds: dict[str, dict], target: list[VidVRDVideo]) -> None:
         gt = {g.video_id: g.relation_instances() for g in target}
-        self.novel.update(gt, preds["novel"])
-        self.all.update(gt, preds["all"])
+        self.novel.update(preds["novel"], gt)
+        self.all.update(preds["all"], gt)
 
     def sync(self) -> None:
         self.novel.sync()

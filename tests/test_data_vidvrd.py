@@ -59,7 +59,7 @@ def test_parse_boxes_masks_and_relation_instances():
     assert video.fps == 30.0 and video.categories == ["dog", "ball"]
     # the ground truth scores itself perfectly
     pred = {video.video_id: [dict(r, score=1.0) for r in gt]}
-    r = vidvrd_metrics({video.video_id: gt}, pred)
+    r = vidvrd_metrics(pred, {video.video_id: gt})
     assert float(r["mAP"]) == 1.0 and float(r["R@50"]) == 1.0
 
 

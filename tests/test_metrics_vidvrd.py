@@ -155,7 +155,7 @@ def test_hand_computed_detection_and_tagging():
         _rel("aqb", 2, 6, SUB, OBJ, score=0.6),   # rank 4: vIoU 1/3 (two frames late) -> miss
         _rel("apb", 0, 4, OBJ, SUB, score=0.5),   # rank 5: hits gt 1
     ]}  # fmt: skip
-    r = vidvrd_metrics(gt, pred, det_ks=(1, 5), tag_ks=(1, 2, 5))
+    r = vidvrd_metrics(pred, gt, det_ks=(1, 5), tag_ks=(1, 2, 5))
     # hits [1, 0, 0, 0, 1]: precision [1, .5, 1/3, .25, .4], recall [1/3, 1/3, 1/3, 1/3, 2/3]
     # envelope at the recall steps: 1 (rank 1), .4 (rank 5): AP = 1/3 * 1 + 1/3 * .4
     assert float(r["mAP"]) == pytest.approx(1 / 3 + 0.4 / 3)
@@ -171,7 +171,7 @@ def test_ties_keep_the_given_order_and_the_first_ground_truth():
         "v": [_rel("apb", 0, 2, SUB, OBJ), _rel("apb", 0, 2, SUB, OBJ)]
     }  # two identical instances
     pred = {"v": [_rel("aqb", 0, 2, SUB, OBJ, score=0.5), _rel("apb", 0, 2, SUB, OBJ, score=0.5)]}
-    r = vidvrd_metrics(gt, pred, tag_ks=(1,))
+    r = vidvrd_metrics(pred, gt, tag_ks=(1,))
     # equal scores: the miss stays first; one hit of two ground truths
     assert float(r["mAP"]) == pytest.approx(0.5 * 0.5)
     assert float(r["P@1"]) == 0.0
@@ -182,7 +182,7 @@ def test_a_video_without_prediction_counts_zero_and_one_without_ground_truth_is_
     gt = {"v1": [_rel("apb", 0, 2, SUB, OBJ)], "v2": [_rel("apb", 0, 2, SUB, OBJ)], "v3": []}
     hit = [_rel("apb", 0, 2, SUB, OBJ, score=1.0)]
     pred = {"v1": hit, "v3": hit, "only-in-predictions": hit}
-    r = vidvrd_metrics(gt, pred)
+    r = vidvrd_metrics(pred, gt)
     assert float(r["mAP"]) == 0.5 and float(r["R@50"]) == 0.5 and float(r["P@1"]) == 0.5
 
 
@@ -191,19 +191,19 @@ def test_a_video_without_prediction_counts_zero_and_one_without_ground_truth_is_
 def test_evaluator_equals_the_loop_reference(seed):
     gt, pred = _random_dataset(random.Random(seed))
     if not any(gt.values()):
-        assert float(vidvrd_metrics(gt, pred)["mAP"]) == 0.0
+        assert float(vidvrd_metrics(pred, gt)["mAP"]) == 0.0
         return
-    _close(vidvrd_metrics(gt, pred), loop_reference(gt, pred))
+    _close(vidvrd_metrics(pred, gt), loop_reference(gt, pred))
 
 
 def test_state_is_summable_video_by_video_and_by_merge():
     gt, pred = _random_dataset(random.Random(3), videos=10)
-    whole = vidvrd_metrics(gt, pred)
+    whole = vidvrd_metrics(pred, gt)
     one = VidVRDEvaluator()
     a, b = VidVRDEvaluator(), VidVRDEvaluator()
     for i, vid in enumerate(gt):
-        one.update({vid: gt[vid]}, pred)
-        (a if i % 2 else b).update({vid: gt[vid]}, pred)
+        one.update(pred, {vid: gt[vid]})
+        (a if i % 2 else b).update(pred, {vid: gt[vid]})
     a.merge(b)
     for ev in (one, a):
         _close(ev.compute(), {k: float(v) for k, v in whole.items()})
@@ -219,29 +219,29 @@ def test_novel_protocol_keeps_only_those_predicates():
         "w": [_rel("apb", 0, 2, SUB, OBJ)],
     }
     pred = {"v": [_rel("apb", 0, 2, SUB, OBJ, score=0.9), _rel("aqb", 0, 2, OBJ, SUB, score=0.95)]}
-    novel = vidvrd_metrics(gt, pred, predicates={"q"})
+    novel = vidvrd_metrics(pred, gt, predicates={"q"})
     # only v has a q instance; its one prediction misses (swapped boxes)
     assert float(novel["mAP"]) == 0.0 and float(novel["P@1"]) == 1.0
-    every = vidvrd_metrics(gt, pred)
+    every = vidvrd_metrics(pred, gt)
     assert float(every["R@50"]) == pytest.approx(1 / 3)
 
 
 def test_malformed_input_errors():
     good = _rel("apb", 0, 2, SUB, OBJ)
-    with pytest.raises(TypeError, match="groundtruth"):
-        vidvrd_metrics([good], {})
-    with pytest.raises(ValueError, match=r"prediction\['v'\]\[0\].*score"):
+    with pytest.raises(TypeError, match="target"):
+        vidvrd_metrics({}, [good])
+    with pytest.raises(ValueError, match=r"preds\['v'\]\[0\].*score"):
         vidvrd_metrics({"v": [good]}, {"v": [good]})
-    with pytest.raises(ValueError, match=r"groundtruth\['v'\]\[0\]\['duration'\]"):
-        vidvrd_metrics({"v": [dict(good, duration=[2, 2])]}, {})
+    with pytest.raises(ValueError, match=r"target\['v'\]\[0\]\['duration'\]"):
+        vidvrd_metrics({}, {"v": [dict(good, duration=[2, 2])]})
     with pytest.raises(ValueError, match=r"sub_traj.*\(2\), got 1"):
-        vidvrd_metrics({"v": [dict(good, sub_traj=good["sub_traj"][:1])]}, {})
+        vidvrd_metrics({}, {"v": [dict(good, sub_traj=good["sub_traj"][:1])]})
     with pytest.raises(ValueError, match="triplet"):
-        vidvrd_metrics({"v": [dict(good, triplet=["a", "b"])]}, {})
-    with pytest.raises(ValueError, match=r"groundtruth\['v'\].*4 numbers"):
-        vidvrd_metrics({"v": [dict(good, obj_traj=[[0, 0, 1], [0, 0, 1]])]}, {})
+        vidvrd_metrics({}, {"v": [dict(good, triplet=["a", "b"])]})
+    with pytest.raises(ValueError, match=r"target\['v'\].*4 numbers"):
+        vidvrd_metrics({}, {"v": [dict(good, obj_traj=[[0, 0, 1], [0, 0, 1]])]})
     with pytest.raises(ValueError, match="score"):
-        vidvrd_metrics({"v": [good]}, {"v": [dict(good, score=math.nan)]})
+        vidvrd_metrics({"v": [dict(good, score=math.nan)]}, {"v": [good]})
     with pytest.raises(ValueError, match="viou_threshold"):
         VidVRDEvaluator(viou_threshold=0.0)
     with pytest.raises(ValueError, match="det_ks"):
@@ -255,22 +255,41 @@ def test_numpy_numbers_chunks_fp16_and_more_input_errors():
     import numpy as np
 
     gt, pred = _random_dataset(random.Random(5), videos=7)
-    whole = vidvrd_metrics(gt, pred)
+    whole = vidvrd_metrics(pred, gt)
     chunked = VidVRDEvaluator()
     chunked.chunk = 2  # videos scored a few at a time: the same sums
-    chunked.update(gt, pred)
+    chunked.update(pred, gt)
     _close(chunked.compute(), {k: float(v) for k, v in whole.items()})
     as_numpy = {v: [dict(r, score=np.float32(r["score"]),
                          duration=[np.int64(r["duration"][0]), np.int64(r["duration"][1])])
                     for r in rs] for v, rs in pred.items()}  # fmt: skip
-    _close(vidvrd_metrics(gt, as_numpy), {k: float(v) for k, v in whole.items()})
+    _close(vidvrd_metrics(as_numpy, gt), {k: float(v) for k, v in whole.items()})
     big = torch.tensor([[0.0, 0, 999, 999]], dtype=torch.float16)
     one = torch.ones(1, dtype=torch.bool)
     assert float(volume_iou(big, one, big, one)) == 1.0  # areas computed in float32
     good = _rel("apb", 0, 2, SUB, OBJ)
     with pytest.raises(ValueError, match=r"\['triplet'\]"):
-        vidvrd_metrics({"v": [dict(good, triplet="apb")]}, {})
-    with pytest.raises(ValueError, match=r"groundtruth\['v'\]\[0\]\['duration'\]"):
-        vidvrd_metrics({"v": [dict(good, duration=[0, 2, 4])]}, {})
+        vidvrd_metrics({}, {"v": [dict(good, triplet="apb")]})
+    with pytest.raises(ValueError, match=r"target\['v'\]\[0\]\['duration'\]"):
+        vidvrd_metrics({}, {"v": [dict(good, duration=[0, 2, 4])]})
     with pytest.raises(TypeError, match="det_ks"):
         VidVRDEvaluator(det_ks=50)
+
+
+def test_the_ground_truth_first_order_still_works_with_a_deprecation_warning():
+    gt = {"v": [_rel("apb", 0, 4, SUB, OBJ)], "w": [_rel("aqb", 0, 4, SUB, OBJ)]}
+    pred = {"v": [{**_rel("apb", 0, 4, SUB, OBJ), "score": 0.9}], "w": []}
+    new = vidvrd_metrics(pred, gt)
+    with pytest.warns(DeprecationWarning, match=r"\(preds, target\)"):
+        old = vidvrd_metrics(gt, pred)
+    assert {k: float(v) for k, v in old.items()} == {k: float(v) for k, v in new.items()}
+    ev = VidVRDEvaluator()
+    with pytest.warns(DeprecationWarning):
+        ev.update(gt, pred)
+    assert float(ev.compute()["mAP"]) == float(new["mAP"]) == 0.5
+    # no predictions at all: the new order is valid as it stands, nothing is swapped
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert float(vidvrd_metrics({"v": [], "w": []}, gt)["R@50"]) == 0.0

@@ -22,6 +22,8 @@ SUBPACKAGE_MODULES = {
     "data.synthetic": "data",
     "data.probe": "data",
     "metrics.action_genome": "metrics",
+    "metrics.base": "metrics",
+    "metrics.vidvrd": "metrics",
     "metrics.relation_association": "metrics",
 }
 

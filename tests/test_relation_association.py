@@ -243,7 +243,7 @@ def test_instances_keep_their_segment_scores_and_extra_keys():
     # the evaluator reads what it needs and ignores the extra keys
     gt = {"v": [{"triplet": list(first["triplet"]), "duration": [0, 60],
                  "sub_traj": [list(SUB)] * 60, "obj_traj": [list(OBJ)] * 60}]}  # fmt: skip
-    assert float(vidvrd_metrics(gt, {"v": out})["mAP"]) == 1.0
+    assert float(vidvrd_metrics({"v": out}, gt)["mAP"]) == 1.0
 
 
 def test_strict_linkage_and_cooccurrence_and_suppression():
@@ -269,7 +269,7 @@ def test_output_scores_with_the_evaluator():
     pred = associate_relations(segs, "repro")
     gt = [{"triplet": ["dog", "chase", "cat"], "duration": [0, 45],
            "sub_traj": [list(SUB)] * 45, "obj_traj": [list(OBJ)] * 45}]  # fmt: skip
-    assert float(vidvrd_metrics({"v": gt}, {"v": pred})["mAP"]) == 1.0
+    assert float(vidvrd_metrics({"v": pred}, {"v": gt})["mAP"]) == 1.0
 
 
 def test_errors():

@@ -10,6 +10,7 @@ from dsgg_layers.metrics.action_genome import (
     predicate_probabilities,
     sttran_to_tracks,
 )
+from dsgg_layers.metrics.base import SummableMetric
 from dsgg_layers.metrics.relation_association import (
     ASSOCIATION_PRESETS,
     associate_relations,
@@ -21,6 +22,7 @@ __all__ = [
     "ASSOCIATION_PRESETS",
     "CONSTRAINTS",
     "ActionGenomeEvaluator",
+    "SummableMetric",
     "VidVRDEvaluator",
     "action_genome_metrics",
     "associate_relations",

@@ -72,7 +72,7 @@ from torch import Tensor
 
 from dsgg_layers._checks import check_choice, check_positive, check_tensor
 from dsgg_layers.boxes import iou_unchecked
-from dsgg_layers.metrics._sync import all_reduce_state
+from dsgg_layers.metrics.base import SummableMetric
 from dsgg_layers.sttran import sttran_to_tracks
 from dsgg_layers.vocab import PREDICATE_GROUPS, PREDICATES
 
@@ -201,14 +201,15 @@ def _check_inputs(preds: Mapping[str, Any], target: Mapping[str, Any]) -> dict[s
     return out
 
 
-class ActionGenomeEvaluator:
+class ActionGenomeEvaluator(SummableMetric):
     """R@K, mR@K and P@K on Action Genome, with the public evaluator's protocol.
 
     A torchmetrics-style metric: [`update`][] with the predictions and ground truth of some
     frames, [`compute`][] for the results, [`reset`][] to start again. The state is a set of
-    sums (`state`), so evaluating in chunks, merging evaluators ([`merge`][]) or
-    all-reducing across processes ([`sync`][]) gives the same numbers as one call. The protocol
-    (which predicates become triplets, how they are ranked and matched, how each metric is
+    sums (`state`), so evaluating in chunks, merging evaluators
+    ([`merge`][dsgg_layers.metrics.base.SummableMetric.merge]) or all-reducing across processes
+    ([`sync`][dsgg_layers.metrics.base.SummableMetric.sync]) gives the same numbers as one call. The
+    protocol (which predicates become triplets, how they are ranked and matched, how each metric is
     averaged) is documented in
     [`dsgg_layers.metrics.action_genome`][dsgg_layers.metrics.action_genome].
 
@@ -268,6 +269,8 @@ class ActionGenomeEvaluator:
         >>> round(float(results["with/R@10"]), 4), round(float(results["no/R@20"]), 4)
         (0.6667, 1.0)
     """
+
+    settings = _SETTINGS
 
     def __init__(
         self,
@@ -354,24 +357,6 @@ class ActionGenomeEvaluator:
         precision, the per-predicate hits and the sums of per-frame per-predicate recall; per
         stratum the frames with ground truth and their recall sums."""
 
-    def merge(self, other: ActionGenomeEvaluator) -> None:
-        """Add another evaluator's state to this one (same settings)."""
-        if not isinstance(other, ActionGenomeEvaluator):
-            raise TypeError(f"other: expected an ActionGenomeEvaluator, got {type(other).__name__}")
-        for name in _SETTINGS:  # the sums of different protocols do not add up
-            mine, theirs = getattr(self, name), getattr(other, name)
-            if mine != theirs:
-                raise ValueError(f"other: expected {name}={mine!r} as this one, got {theirs!r}")
-        for k, v in other.state.items():
-            self.state[k] = self.state[k] + v.to(self.state[k].device)
-
-    def sync(self, group: Any = None) -> None:
-        """All-reduce (sum) the state across processes when ``torch.distributed`` is running.
-
-        A no-op in a single process. Call it on every process before [`compute`][].
-        """
-        all_reduce_state(self.state, group)
-
     # --------------------------------------------------------------------------------- update
 
     @torch.no_grad()
@@ -413,10 +398,6 @@ class ActionGenomeEvaluator:
             for key, value in (("stratum_frames", "num_frames"),
                                ("stratum_recall_sum", "recall_sum")):  # fmt: skip
                 self.state[key][s] += part[value].to(self.state[key].device)
-
-    def _add(self, state: Mapping[str, Tensor]) -> None:
-        for k, v in state.items():
-            self.state[k] = self.state[k] + v.to(self.state[k].device)
 
     def _state(self, x: dict[str, Tensor]) -> dict[str, Tensor]:
         return _bucketed_state(

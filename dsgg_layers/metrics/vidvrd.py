@@ -40,6 +40,7 @@ from __future__ import annotations
 import itertools
 import math
 import numbers
+import warnings
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
@@ -48,7 +49,7 @@ import torch
 from torch import Tensor
 
 from dsgg_layers._checks import check_positive
-from dsgg_layers.metrics._sync import all_reduce_state
+from dsgg_layers.metrics.base import SummableMetric
 
 __all__ = ["VidVRDEvaluator", "vidvrd_metrics", "volume_iou"]
 
@@ -218,14 +219,16 @@ def _pair_viou(p: dict[str, Tensor], g: dict[str, Tensor], pi: Tensor, gi: Tenso
 # ------------------------------------------------------------------------------- evaluator
 
 
-class VidVRDEvaluator:
+class VidVRDEvaluator(SummableMetric):
     """Relation detection (mAP, R@K) and tagging (P@K) on VidVRD / VidOR, VidVRD-helper's way.
 
-    A torchmetrics-style metric: [`update`][] with the ground truth and predictions of some
-    videos, [`compute`][] for the results, [`reset`][] to start again. The state is a set of
-    sums (AP and tagging precision summed over videos, hits and ground-truth counts), so updating
-    video by video, [`merge`][] and [`sync`][] give the numbers of one call. The protocol is
-    documented in [`dsgg_layers.metrics.vidvrd`][dsgg_layers.metrics.vidvrd].
+    A torchmetrics-style metric: [`update`][] with the predictions and ground truth of some
+    videos (``update(preds, target)``), [`compute`][] for the results, [`reset`][] to start
+    again. The state is a set of sums (AP and tagging precision summed over videos, hits and
+    ground-truth counts), so updating video by video,
+    [`merge`][dsgg_layers.metrics.base.SummableMetric.merge] and
+    [`sync`][dsgg_layers.metrics.base.SummableMetric.sync] give the numbers of one call. The
+    protocol is documented in [`dsgg_layers.metrics.vidvrd`][dsgg_layers.metrics.vidvrd].
 
     Inputs are the helper's JSON structures: ``{video id: [relation instance, ...]}``, each
     instance a dict with ``triplet`` ``[subject, predicate, object]``, ``duration``
@@ -251,10 +254,12 @@ class VidVRDEvaluator:
         >>> pred = {"v": [dict(gt["v"][0], score=0.9),
         ...               dict(gt["v"][0], triplet=["dog", "bite", "cat"], score=0.95)]}
         >>> ev = VidVRDEvaluator()
-        >>> ev.update(gt, pred)
+        >>> ev.update(pred, gt)
         >>> {k: round(float(v), 3) for k, v in ev.compute().items()}
         {'mAP': 0.5, 'R@50': 1.0, 'R@100': 1.0, 'P@1': 0.0, 'P@5': 0.5, 'P@10': 0.5}
     """
+
+    settings = ("viou_threshold", "det_ks", "tag_ks", "predicates", "legacy")
 
     def __init__(
         self,
@@ -311,23 +316,6 @@ class VidVRDEvaluator:
         """The summable state: videos with ground truth and their ground-truth instances, the
         sum of the videos' AP, the hits within each video's top K, the sum of the videos' P@K."""
 
-    def merge(self, other: VidVRDEvaluator) -> None:
-        """Add another evaluator's state to this one (same settings)."""
-        if not isinstance(other, VidVRDEvaluator):
-            raise TypeError(f"other: expected a VidVRDEvaluator, got {type(other).__name__}")
-        for name in ("viou_threshold", "det_ks", "tag_ks", "predicates", "legacy"):
-            if getattr(self, name) != getattr(other, name):
-                raise ValueError(
-                    f"other: expected {name}={getattr(self, name)!r} as this one, "
-                    f"got {getattr(other, name)!r}"
-                )
-        for k, v in other.state.items():
-            self.state[k] = self.state[k] + v
-
-    def sync(self, group: Any = None) -> None:
-        """All-reduce (sum) the state across processes when ``torch.distributed`` is running."""
-        all_reduce_state(self.state, group)
-
     def _keep(self, relations: Sequence[Relation]) -> list[Relation]:
         if self.predicates is None:
             return list(relations)
@@ -336,12 +324,21 @@ class VidVRDEvaluator:
     @torch.no_grad()
     def update(
         self,
-        groundtruth: Mapping[str, Sequence[Relation]],
-        prediction: Mapping[str, Sequence[Relation]],
+        preds: Mapping[str, Sequence[Relation]],
+        target: Mapping[str, Sequence[Relation]],
     ) -> None:
-        """Score the videos of ``groundtruth`` (videos only in ``prediction`` are ignored, as in
-        the helper; a video of ``groundtruth`` missing from ``prediction`` has no prediction)."""
-        for what, data in (("groundtruth", groundtruth), ("prediction", prediction)):
+        """Score the videos of ``target`` (the ground truth) against ``preds`` (videos only in
+        ``preds`` are ignored, as in the helper; a video of ``target`` missing from ``preds`` has
+        no prediction). The order is torchmetrics' and [`ActionGenomeEvaluator`][]'s,
+        ``(preds, target)``.
+
+        The ground-truth-first order of earlier releases still works for one release: a first
+        argument holding an instance without ``score`` is ground truth, so the two are swapped,
+        with a ``DeprecationWarning``.
+        """
+        preds, target = _in_order(preds, target)
+        groundtruth, prediction = target, preds
+        for what, data in (("target", groundtruth), ("preds", prediction)):
             if not isinstance(data, Mapping):
                 raise TypeError(
                     f"{what}: expected {{video id: [relations]}}, got {type(data).__name__}"
@@ -350,9 +347,9 @@ class VidVRDEvaluator:
         for vid, gt in groundtruth.items():
             pred = prediction.get(vid, [])
             for i, r in enumerate(gt):
-                _check_relation(r, vid, i, "groundtruth", scored=False)
+                _check_relation(r, vid, i, "target", scored=False)
             for i, r in enumerate(pred):
-                _check_relation(r, vid, i, "prediction", scored=True)
+                _check_relation(r, vid, i, "preds", scored=True)
             gt, pred = self._keep(gt), self._keep(pred)
             if gt:
                 videos.append((vid, gt, pred))
@@ -373,14 +370,14 @@ class VidVRDEvaluator:
         g_vid, g_pos, g_tid, p_vid, p_rank, p_tid = [], [], [], [], [], []
         for v, (vid, gt, pred) in enumerate(videos):
             gts.extend(gt)
-            g_where.extend(f"groundtruth[{vid!r}][{i}]" for i in range(len(gt)))
+            g_where.extend(f"target[{vid!r}][{i}]" for i in range(len(gt)))
             g_vid.extend([v] * len(gt))
             g_pos.extend(range(len(gt)))
             g_tid.extend(ids.setdefault(tuple(r["triplet"]), len(ids)) for r in gt)
             order = sorted(range(len(pred)), key=lambda i: -float(pred[i]["score"]))  # stable
             ranked = [pred[i] for i in order]
             preds.extend(ranked)
-            p_where.extend(f"prediction[{vid!r}][{i}]" for i in order)
+            p_where.extend(f"preds[{vid!r}][{i}]" for i in order)
             p_vid.extend([v] * len(ranked))
             p_rank.extend(range(len(ranked)))
             p_tid.extend(ids.setdefault(tuple(r["triplet"]), len(ids)) for r in ranked)
@@ -441,10 +438,6 @@ class VidVRDEvaluator:
             ),
         }
 
-    def _add(self, state: Mapping[str, Tensor]) -> None:
-        for k, v in state.items():
-            self.state[k] = self.state[k] + v
-
     def compute(self) -> dict[str, Tensor]:
         """``mAP``, ``R@K`` (each of ``det_ks``) and ``P@K`` (each of ``tag_ks``), as fractions
         (0 before any video with ground truth)."""
@@ -486,16 +479,41 @@ def _tagging_precision(ids: Tensor, valid: Tensor, in_gt: Tensor, ks: Sequence[i
     return torch.stack(out, -1)
 
 
+def _unscored(relations: Mapping[str, Sequence[Relation]]) -> bool:
+    """Whether some instance lacks a ``score``: ground truth, not predictions."""
+    return isinstance(relations, Mapping) and any(
+        isinstance(r, Mapping) and "score" not in r for rels in relations.values() for r in rels
+    )
+
+
+def _in_order(
+    preds: Mapping[str, Sequence[Relation]],
+    target: Mapping[str, Sequence[Relation]],
+    stacklevel: int = 4,
+) -> tuple[Mapping[str, Sequence[Relation]], Mapping[str, Sequence[Relation]]]:
+    """``(preds, target)``; the ground-truth-first order of earlier releases swapped back, with
+    a ``DeprecationWarning`` (it goes in the next release)."""
+    if _unscored(preds) and not _unscored(target):
+        warnings.warn(
+            "VidVRDEvaluator.update / vidvrd_metrics take (preds, target) now, as "
+            "ActionGenomeEvaluator and torchmetrics; the ground-truth-first order is deprecated",
+            DeprecationWarning,
+            stacklevel=stacklevel,
+        )
+        return target, preds
+    return preds, target
+
+
 def vidvrd_metrics(
-    groundtruth: Mapping[str, Sequence[Relation]],
-    prediction: Mapping[str, Sequence[Relation]],
+    preds: Mapping[str, Sequence[Relation]],
+    target: Mapping[str, Sequence[Relation]],
     **options: Any,
 ) -> dict[str, Tensor]:
     """Functional twin of [`VidVRDEvaluator`][]: one ``update`` then ``compute``.
 
     Args:
-        groundtruth: as [`VidVRDEvaluator.update`][].
-        prediction: as [`VidVRDEvaluator.update`][].
+        preds: the predictions, as [`VidVRDEvaluator.update`][].
+        target: the ground truth, as [`VidVRDEvaluator.update`][].
         **options: the evaluator's arguments (``viou_threshold``, ``det_ks``, ...).
 
     Returns:
@@ -505,9 +523,9 @@ def vidvrd_metrics(
         >>> box = [[0.0, 0.0, 9.0, 9.0]] * 2
         >>> gt = {"v": [dict(triplet=["a", "p", "b"], duration=[0, 2], sub_traj=box, obj_traj=box)]}
         >>> pred = {"v": [dict(gt["v"][0], duration=[1, 3], score=1.0)]}   # one frame late
-        >>> float(vidvrd_metrics(gt, pred)["R@50"])                         # vIoU 1/3 < 0.5
+        >>> float(vidvrd_metrics(pred, gt)["R@50"])                         # vIoU 1/3 < 0.5
         0.0
     """
     evaluator = VidVRDEvaluator(**options)
-    evaluator.update(groundtruth, prediction)
+    evaluator.update(*_in_order(preds, target, stacklevel=3))
     return evaluator.compute()
