@@ -128,9 +128,10 @@ class Assembly:
             the detector's pairs, each graph holding its ground truth in ``graph.gt``: what a
             model that learns from unannotated detections, such as RS-Net, needs).
         load_data: ``(args) -> Data`` for another dataset than Action Genome's format (UASAN's
-            VidVRD videos); its items then need ``collate`` (``items -> (batch, rows)``, the
-            batch with ``.to(device)`` and ``.targets()``, the rows with ``.to(device)``) and
-            ``sizes`` (``items -> (n, 2)`` sizes for length bucketing).
+            VidVRD videos); its items then need ``collate`` (``items -> batch``) and ``sizes``
+            (``items -> (n, 2)`` sizes for length bucketing), a batch type keeping the
+            ``dsgg_layers.data.Batch`` contract (``.mask``, ``.to(device)``, ``.targets()``),
+            such as ``TrajectoryBatch``.
         format_results: ``(results) -> text`` of one task's metrics (default the Action Genome
             table of R@K and mR@K).
     """
@@ -145,7 +146,7 @@ class Assembly:
     make_evaluator: Callable[[argparse.Namespace], Any] | None = None
     train_mode: str = "predcls"
     load_data: Callable[[argparse.Namespace], Data] | None = None
-    collate: Callable[[Sequence[Any]], tuple[Any, Any]] | None = None
+    collate: Callable[[Sequence[Any]], Any] | None = None
     sizes: Callable[[Sequence[Any]], Tensor] | None = None
     format_results: Callable[[dict[str, Tensor]], str] | None = None
 
@@ -343,13 +344,19 @@ def text_embeddings(args: argparse.Namespace, prompts: Sequence[Any], dim: int =
     return encode_prompts(prompts, model=args.clip_model, pretrained=args.clip_pretrained)
 
 
-def _sizes(videos: Sequence[VideoGraph]) -> Tensor:
-    return torch.tensor([v.mask.shape[1:3] for v in videos], dtype=torch.long).reshape(-1, 2)
+class CollateWithRows:
+    """A ``DataLoader``'s ``collate_fn``: a batch type's ``collate`` (the ``Batch`` contract),
+    then the batch's valid rows, found once per batch, on the CPU (picklable for workers)."""
+
+    def __init__(self, collate: Callable[[Sequence[Any]], Any] = VideoGraph.collate) -> None:
+        self.collate = collate
+
+    def __call__(self, items: Sequence[Any]) -> tuple[Any, ValidRows]:
+        batch = self.collate(items)
+        return batch, ValidRows(batch.mask)
 
 
-def _collate(graphs: Sequence[VideoGraph]) -> tuple[VideoGraph, ValidRows]:
-    batch = VideoGraph.collate(graphs)
-    return batch, ValidRows(batch.mask)  # the valid rows, found once per batch, on the CPU
+_collate = CollateWithRows()  # VideoGraph's
 
 
 def make_loader(
@@ -368,8 +375,9 @@ def make_loader(
     shares may differ) cut by :func:`~dsgg_layers.bucket_batches`. An ``assembly`` with its own
     ``collate`` and ``sizes`` (another dataset format) batches its items with them.
     """
-    sizes = _sizes if assembly is None or assembly.sizes is None else assembly.sizes
-    collate = _collate if assembly is None or assembly.collate is None else assembly.collate
+    sizes = VideoGraph.sizes if assembly is None or assembly.sizes is None else assembly.sizes
+    collate = _collate if assembly is None or assembly.collate is None else \
+        CollateWithRows(assembly.collate)  # fmt: skip
     if train:
         sampler: Iterable[list[int]] = BucketBatchSampler(
             sizes(videos), max_videos=args.batch_size, max_cells=args.max_cells,

@@ -39,7 +39,8 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,7 @@ from dsgg_layers.data import (
     TRAJECTORY_WORDS,
     SyntheticVidVRD,
     SyntheticVidVRDConfig,
+    TrajectoryBatch,
     VidVRDVideo,
 )
 from dsgg_layers.data.trajectory import TRAJECTORY_OBJECTS, TRAJECTORY_PREDICATES
@@ -79,7 +81,6 @@ SEG, STRIDE = 30, 15
 BASE = TRAJECTORY_PREDICATE_SPLITS["base"]
 NOVEL = TRAJECTORY_PREDICATE_SPLITS["novel"]
 PRED_INDEX = {p: i for i, p in enumerate(TRAJECTORY_PREDICATES)}
-OBJ_INDEX = {c: i for i, c in enumerate(TRAJECTORY_OBJECTS)}
 BASE_COLS = torch.tensor([PRED_INDEX[p] for p in BASE])
 # VidVRD, novel split, SGDet mAP: the paper's Table 4
 PAPER_TABLE_4 = {"A (pair only)": 6.76, "B (+ union, motion)": 7.69,
@@ -93,71 +94,9 @@ def _words(names: Sequence[str]) -> list[str]:
 # ---------------------------------------------------------------------------------- batches
 
 
-@dataclass
-class TrajectoryBatch:
-    """Padded videos: ``boxes (B, N, F, 4)``, ``mask (B, N, F)``, ``features (B, N, F, D)``,
-    ``labels (B, N)``, image ``size (B, 2)``, frame counts ``(B,)``, relations ``(B, R)`` and the
-    ground-truth videos (the targets)."""
-
-    boxes: Tensor
-    mask: Tensor
-    features: Tensor
-    labels: Tensor
-    size: Tensor
-    frames: Tensor
-    rel_subject: Tensor
-    rel_object: Tensor
-    rel_predicate: Tensor
-    rel_begin: Tensor
-    rel_end: Tensor
-    rel_mask: Tensor
-    truth: list[VidVRDVideo]
-
-    def to(self, device: torch.device | str, non_blocking: bool = False) -> TrajectoryBatch:
-        tensors = {f.name: getattr(self, f.name) for f in fields(self)
-                   if isinstance(getattr(self, f.name), Tensor)}  # fmt: skip
-        return replace(self, **{k: v.to(device, non_blocking=non_blocking)
-                                for k, v in tensors.items()})  # fmt: skip
-
-    def targets(self) -> list[VidVRDVideo]:
-        return self.truth
-
-
-def collate(items: Sequence[tuple[VidVRDVideo, VidVRDVideo]]) -> tuple[TrajectoryBatch, Tensor]:
-    """``(input video, ground-truth video)`` items -> a padded batch and its trajectory mask."""
-    B = len(items)
-    N = max(v.boxes.shape[0] for v, _ in items)
-    T = max(v.frame_count for v, _ in items)
-    R = max(max(len(g.predicates) for _, g in items), 1)
-    D = items[0][0].features.shape[-1]
-    out = {
-        "boxes": torch.zeros(B, N, T, 4), "mask": torch.zeros(B, N, T, dtype=torch.bool),
-        "features": torch.zeros(B, N, T, D), "labels": torch.zeros(B, N, dtype=torch.long),
-        "size": torch.zeros(B, 2), "frames": torch.zeros(B, dtype=torch.long),
-        **{k: torch.zeros(B, R, dtype=torch.long)
-           for k in ("rel_subject", "rel_object", "rel_predicate", "rel_begin", "rel_end")},
-        "rel_mask": torch.zeros(B, R, dtype=torch.bool),
-    }  # fmt: skip
-    for b, (v, g) in enumerate(items):  # padding a list of videos: data preparation
-        n, f, r = v.boxes.shape[0], v.frame_count, len(g.predicates)
-        out["boxes"][b, :n, :f] = v.boxes
-        out["mask"][b, :n, :f] = v.box_mask
-        out["features"][b, :n, :f] = v.features
-        out["labels"][b, :n] = torch.tensor([OBJ_INDEX[c] for c in v.categories])
-        out["size"][b] = torch.tensor([v.width, v.height], dtype=torch.float32)
-        out["frames"][b] = f
-        out["rel_subject"][b, :r], out["rel_object"][b, :r] = g.subjects, g.objects
-        out["rel_predicate"][b, :r] = torch.tensor([PRED_INDEX[p] for p in g.predicates],
-                                                   dtype=torch.long)  # fmt: skip
-        out["rel_begin"][b, :r], out["rel_end"][b, :r] = g.begin, g.end
-        out["rel_mask"][b, :r] = True
-    batch = TrajectoryBatch(**out, truth=[g for _, g in items])
-    return batch, batch.mask
-
-
-def sizes(items: Sequence[tuple[VidVRDVideo, VidVRDVideo]]) -> Tensor:
-    """``(frames, trajectories)`` of each video, for length bucketing."""
-    return torch.tensor([[v.frame_count, v.boxes.shape[0]] for v, _ in items], dtype=torch.long)
+# the library's trajectory batch (the Batch contract), over the benchmark's vocabularies
+collate = partial(TrajectoryBatch.collate, objects=TRAJECTORY_OBJECTS,
+                  predicates=TRAJECTORY_PREDICATES)  # fmt: skip
 
 
 def _jittered(video: VidVRDVideo, seed: int) -> VidVRDVideo:
@@ -556,7 +495,7 @@ ASSEMBLY = Assembly(
     make_evaluator=Evaluator,
     load_data=load_data,
     collate=collate,
-    sizes=sizes,
+    sizes=TrajectoryBatch.sizes,
     format_results=format_results,
 )
 

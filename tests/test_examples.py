@@ -450,7 +450,7 @@ def test_uasan_quick_run_scores_every_task_on_novel_and_all(uasan, tmp_path):
 def test_uasan_contract_labels_gradients_and_variants(uasan):
     args = harness.make_parser(uasan.ASSEMBLY).parse_args(["--quick"])
     data = uasan.load_data(args)
-    batch, rows = uasan.collate(data.train[:3])
+    batch, rows = harness.CollateWithRows(uasan.collate)(data.train[:3])
     model = uasan.build_model(args, data)
     t = model.tokens(batch)
     _, seg_ok = model.segments(batch)
@@ -484,7 +484,7 @@ def test_uasan_contract_labels_gradients_and_variants(uasan):
     assert model.refiner.tokens.grad.abs().sum() > 0
     assert all(p.grad is None for p in model.predicates.tower.parameters())
     model.eval()
-    test, test_rows = uasan.collate(data.test["sgdet"][:2])
+    test, test_rows = harness.CollateWithRows(uasan.collate)(data.test["sgdet"][:2])
     preds = model(test, task="sgdet", rows=test_rows)
     assert set(preds) == {"novel", "all"}
     novel_names = set(uasan.NOVEL)
@@ -503,7 +503,7 @@ def test_uasan_code_head_trains_every_branch_and_scores_novel_names(uasan):
     args = harness.make_parser(uasan.ASSEMBLY).parse_args(["--quick", "--head", "code"])
     data = uasan.load_data(args)
     model = uasan.build_model(args, data)
-    batch, rows = uasan.collate(data.train[:3])
+    batch, rows = harness.CollateWithRows(uasan.collate)(data.train[:3])
     losses = model(batch, rows=rows)
     assert set(losses) == {"pair", "pair_encoded", "union", "union_encoded", "traj"}
     sum(losses.values()).backward()
@@ -515,7 +515,7 @@ def test_uasan_code_head_trains_every_branch_and_scores_novel_names(uasan):
     assert model.code_head.encoder.slot_positions.grad.abs().sum() > 0
     assert model.code_head.temperature.grad is not None
     model.eval()
-    test, test_rows = uasan.collate(data.test["sgdet"][:2])
+    test, test_rows = harness.CollateWithRows(uasan.collate)(data.test["sgdet"][:2])
     preds = model(test, task="sgdet", rows=test_rows)
     for rels in preds["novel"].values():
         assert all(r["triplet"][1] in set(uasan.NOVEL) for r in rels)
@@ -546,7 +546,7 @@ def test_uasan_with_open_clip_text_tower(uasan):
     data = uasan.load_data(args)
     model = uasan.build_model(args, data)
     assert model.predicates.context.shape == (4, 512)  # ViT-B-32's token width
-    batch, rows = uasan.collate(data.train[:2])
+    batch, rows = harness.CollateWithRows(uasan.collate)(data.train[:2])
     losses = model(batch, rows=rows)
     assert all(torch.isfinite(v) for v in losses.values())
     sum(losses.values()).backward()

@@ -17,6 +17,7 @@ MODULES = [
 ]  # fmt: skip
 # Namespaces whose names are not re-exported at the top level: module -> its package.
 SUBPACKAGE_MODULES = {
+    "data.batch": "data",
     "data.graph": "data",
     "data.action_genome": "data",
     "data.synthetic": "data",

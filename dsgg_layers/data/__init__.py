@@ -2,6 +2,7 @@
 synthetic benchmark."""
 
 from dsgg_layers.data.action_genome import ActionGenome, write_action_genome
+from dsgg_layers.data.batch import Batch, TrajectoryBatch
 from dsgg_layers.data.graph import VideoGraph, VideoGraphDataset
 from dsgg_layers.data.probe import motion_probe
 from dsgg_layers.data.render import render_images, render_maps
@@ -27,10 +28,12 @@ __all__ = [
     "VIDVRD_OBJECT_SPLITS",
     "VIDVRD_PREDICATE_SPLITS",
     "ActionGenome",
+    "Batch",
     "SyntheticActionGenome",
     "SyntheticConfig",
     "SyntheticVidVRD",
     "SyntheticVidVRDConfig",
+    "TrajectoryBatch",
     "VidVRDVideo",
     "VideoGraph",
     "VideoGraphDataset",

@@ -312,6 +312,12 @@ class VideoGraph:
 
     # ---------------------------------------------------------------------------------- access
 
+    @staticmethod
+    def sizes(videos: Sequence[VideoGraph]) -> Tensor:
+        """``(frames, pairs)`` of each video, ``(n, 2)``, for length bucketing (the
+        [`Batch`][dsgg_layers.data.batch.Batch] contract)."""
+        return torch.tensor([v.mask.shape[1:3] for v in videos], dtype=torch.long).reshape(-1, 2)
+
     def __len__(self) -> int:
         return len(self.video_ids)
 
