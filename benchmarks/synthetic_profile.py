@@ -36,6 +36,7 @@ from torch import Tensor, nn
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "examples"))
 import harness  # noqa: E402  (examples/harness.py)
+import pair_models  # noqa: E402
 
 from dsgg_layers import (  # noqa: E402
     SpatialTemporalEncoder,
@@ -97,7 +98,7 @@ class STTranBaseline(nn.Module):
         self.object_classifier = nn.Linear(feature_dim, len(OBJECT_CLASSES))
 
     def logits(self, g: VideoGraph, object_probs: Tensor | None, rows: ValidRows | None) -> Tensor:
-        x = self.pair_proj(harness.pair_inputs(g, self.class_semantics, object_probs))
+        x = self.pair_proj(pair_models.pair_inputs(g, self.class_semantics, object_probs))
         return self.head(self.block(x, g.mask, rows=rows))
 
     def forward(self, g: VideoGraph, *, task: str = "predcls", rows: ValidRows | None = None):
@@ -116,7 +117,7 @@ class STTranBaseline(nn.Module):
                    for name in ("spatial", "contacting")},
                 "object": F.cross_entropy(objects, g.object_labels[g.mask]),
             }  # fmt: skip
-        preds, object_probs = harness.object_predictions(g, task, lambda: self.classify(g))
+        preds, object_probs = pair_models.object_predictions(g, task, lambda: self.classify(g))
         logits = self.logits(g, object_probs, rows)
         preds["predicate_scores"] = predicate_probabilities(logits.float())
         return preds
@@ -281,7 +282,7 @@ def main(argv: list[str] | None = None) -> None:
     print("# Synthetic benchmark profile\n")
     print(f"- SGDet: {n_tracks:.1f} detected pair tracks a test video, {n_unmatched:.1f} of them "
           "matching no annotated pair (RS-Net's negatives)")  # fmt: skip
-    print(f"- relation changes: {100 * harness.label_change_share(train):.1f}% of ground-truth "
+    print(f"- relation changes: {100 * pair_models.label_change_share(train):.1f}% of ground-truth "
           "pair-frames differ from the pair's previous frame (TR²)")  # fmt: skip
     print(f"- group association: MI(attention; spatial) = {mi['spatial']:.3f} bits, "
           f"MI(attention; contacting) = {mi['contacting']:.3f} bits (ARN)\n")  # fmt: skip

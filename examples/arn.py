@@ -59,7 +59,9 @@ from dsgg_layers.text import arn_prompts
 from dsgg_layers.vocab import OBJECT_CLASSES, PREDICATE_GROUPS
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared harness, beside this file
+import experiments
 import harness
+import pair_models
 from harness import Assembly, Data
 
 GROUPS = tuple(PREDICATE_GROUPS)
@@ -402,7 +404,7 @@ def build_model(args: argparse.Namespace, data: Data) -> ARN:
     prompts = arn_prompts()
     text = {}
     for g, rows in prompts.items():
-        flat = harness.text_embeddings(args, [s for row in rows for s in row])
+        flat = pair_models.text_embeddings(args, [s for row in rows for s in row])
         text[g] = flat.view(len(rows), len(rows[0]), flat.shape[-1])
     return ARN(args.channels, text, d_model=args.d_model, num_queries=args.queries, grid=args.grid,
                patch=args.patch,
@@ -440,17 +442,17 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if not args.ladder:
         return harness.run(ASSEMBLY, argv)
     out = Path(args.out)
-    base = harness.without_flags(argv, "--ladder")
-    summaries = harness.run_variants(ASSEMBLY, base, LADDER, out)
+    base = experiments.without_flags(argv, "--ladder")
+    summaries = experiments.run_variants(ASSEMBLY, base, LADDER, out)
     rows = {}
     for name, s in summaries.items():
         r = s["results_tensors"]["sgdet"]
-        rows[name] = harness.results_row(r, METRICS, "no")
-        rows[name] |= {f"with {m}": v for m, v in harness.results_row(r, ("R@20",)).items()}
+        rows[name] = experiments.results_row(r, METRICS, "no")
+        rows[name] |= {f"with {m}": v for m, v in experiments.results_row(r, ("R@20",)).items()}
         rows[name] |= dict(zip(("paper R@10", "paper mR@10"), PAPER_TABLE_3[name], strict=True))
     cols = (*METRICS, "with R@20", "paper R@10", "paper mR@10")
-    text = harness.results_table("Table 3 rows, SGDet no constraint (%)", rows, cols)
-    harness.save_comparison(out, rows, text)
+    text = experiments.results_table("Table 3 rows, SGDet no constraint (%)", rows, cols)
+    experiments.save_comparison(out, rows, text)
     return {"report": rows, "summaries": summaries, "text": text}
 
 

@@ -59,8 +59,11 @@ from dsgg_layers.metrics import predicate_probabilities
 from dsgg_layers.vocab import OBJECT_CLASSES, PREDICATE_GROUPS
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared harness, beside this file
+import experiments
 import harness
-from harness import Assembly, Data, object_predictions, pair_inputs
+import pair_models
+from harness import Assembly, Data
+from pair_models import object_predictions, pair_inputs
 
 # Action Genome SGDet with constraint, the paper's Table 2 (STTran retrained, and with RS-Net).
 PAPER = {
@@ -130,7 +133,7 @@ class STTranRSNet(nn.Module):
     ) -> None:
         super().__init__()
         self.register_buffer("class_semantics", class_semantics.float())
-        in_dim = harness.pair_input_dim(feature_dim, union_dim, class_semantics)
+        in_dim = pair_models.pair_input_dim(feature_dim, union_dim, class_semantics)
         # The baseline's modules first, from the global seed: the same weights with or without
         # RS-Net. RS-Net's parts (and the heads, whose width depends on the fusion) draw from
         # a stream of their own, so that adding them changes nothing else.
@@ -351,7 +354,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if args.variant != "compare":
         return harness.run(ASSEMBLY, argv)
     out = Path(args.out)
-    base = harness.without_flags(argv, "--ablation", valued=("--variant", "--out"))
+    base = experiments.without_flags(argv, "--ablation", valued=("--variant", "--out"))
     runs: dict[str, list[str]] = {"baseline": ["--variant", "baseline"],
                                   "rsnet": ["--variant", "rsnet"]}  # fmt: skip
     if args.ablation:
@@ -361,8 +364,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "no context fusion": ["--variant", "rsnet", "--no-fusion"],
             "no re-scoring (p0 unused)": ["--variant", "rsnet", "--no-rescore"],
         }
-    summaries = harness.run_variants(ASSEMBLY, base, runs, out)
-    params = {name: harness.parameter_count(s["model"]) for name, s in summaries.items()}
+    summaries = experiments.run_variants(ASSEMBLY, base, runs, out)
+    params = {name: experiments.parameter_count(s["model"]) for name, s in summaries.items()}
     speed = {}
     # the SGDet test videos and the training statistics, once (the same data for every run)
     run_args = harness.make_parser(ASSEMBLY).parse_args(base)
@@ -377,7 +380,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         if task not in summaries["baseline"]["results_tensors"]:
             continue
         rows = {
-            n: harness.results_row(summaries[n]["results_tensors"][task], METRICS)
+            n: experiments.results_row(summaries[n]["results_tensors"][task], METRICS)
             for n in ("baseline", "rsnet")
         }
         rows["difference"] = {m: round(rows["rsnet"][m] - rows["baseline"][m], 1)
@@ -389,7 +392,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         if task == "sgdet":
             rows |= PAPER
         title = f"{task.upper()}, with constraint (%; mR: dataset-level, per-predicate hits/counts)"
-        lines.append(harness.results_table(title, rows, (*METRICS, "params (M)", "frames/s")))
+        lines.append(experiments.results_table(title, rows, (*METRICS, "params (M)", "frames/s")))
         report[task] = rows
     if args.ablation and "sgdet" in summaries["rsnet"]["results_tensors"]:
         rows = {}
@@ -400,14 +403,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                  ("no re-scoring (p0 unused)", "no re-scoring (p0 unused)"),
                  ("baseline (no RS-Net)", "baseline")]  # fmt: skip
         for label, key in order:
-            r = harness.results_row(summaries[key]["results_tensors"]["sgdet"], METRICS)
+            r = experiments.results_row(summaries[key]["results_tensors"]["sgdet"], METRICS)
             rows[label] = {m: r[m] for m in ("R@10", "R@20", "P@10", "P@20")}
             paper = PAPER_ABLATION.get(label.split(" (")[0])
             if paper is not None:
                 cols = ("paper R@10", "paper R@20", "paper P@10", "paper P@20")
                 rows[label] |= dict(zip(cols, paper, strict=True))
         lines.append(
-            harness.results_table(
+            experiments.results_table(
                 "Table 4 rows, SGDet with constraint (%)",
                 rows,
                 (*METRICS, "paper R@10", "paper R@20", "paper P@10", "paper P@20"),
@@ -418,7 +421,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "training pairs per SGDet video (mean): " + ", ".join(f"{k} {v}" for k, v in stats.items())
     )
     text = "\n\n".join(lines)
-    harness.save_comparison(out, report, text)
+    experiments.save_comparison(out, report, text)
     return {"report": report, "summaries": summaries, "text": text}
 
 

@@ -62,8 +62,11 @@ from dsgg_layers.text import tr2_prompts
 from dsgg_layers.vocab import OBJECT_CLASSES, PREDICATE_GROUPS, PREDICATES
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared harness, beside this file
+import experiments
 import harness
-from harness import Assembly, Data, object_predictions, pair_inputs
+import pair_models
+from harness import Assembly, Data
+from pair_models import object_predictions, pair_inputs
 
 # Action Genome PredCls with constraint, R@10 / R@20 / R@50 (the paper's Tables I, III, IV).
 PAPER = {
@@ -143,7 +146,7 @@ class TR2(nn.Module):
     ) -> None:
         super().__init__()
         self.register_buffer("class_semantics", class_semantics.float())
-        in_dim = harness.pair_input_dim(feature_dim, union_dim, class_semantics)
+        in_dim = pair_models.pair_input_dim(feature_dim, union_dim, class_semantics)
         self.pair_proj = nn.Sequential(nn.Linear(in_dim, d_model), nn.LayerNorm(d_model))
         self.encoder = SpatialTemporalEncoder(
             d_model, nhead, dim_feedforward, dropout=dropout, positions=positions,
@@ -323,7 +326,7 @@ def with_union_clip(videos: Sequence[VideoGraph], folder: str | Path) -> list[Vi
 def sentence_table(args: argparse.Namespace) -> Tensor:
     """The ``(36, 26, E)`` sentence embeddings (``--random-text``: random unit vectors)."""
     prompts = [s for row in tr2_prompts(wording=args.wording) for s in row]
-    flat = harness.text_embeddings(args, prompts)
+    flat = pair_models.text_embeddings(args, prompts)
     return flat.view(len(OBJECT_CLASSES), len(PREDICATES), flat.shape[-1])
 
 
@@ -344,7 +347,7 @@ def build_model(args: argparse.Namespace, data: Data) -> TR2:
         temporal_norm=args.temporal_norm,
         object_weight=args.object_weight, gamma=args.gamma, guidance_weight=args.guidance_weight,
     )  # fmt: skip
-    model.train_change_share = harness.label_change_share(data.train)
+    model.train_change_share = pair_models.label_change_share(data.train)
     return model
 
 
@@ -394,7 +397,7 @@ def _strata_row(results: dict[str, Tensor]) -> dict[str, float]:
 
 def compare(argv: list[str], which: str, out: Path) -> dict[str, Any]:
     """Run the rows of ``which`` (each configuration once), print one table a paper table."""
-    base = harness.without_flags(argv, valued=("--ablation", "--out"))
+    base = experiments.without_flags(argv, valued=("--ablation", "--out"))
     if "--tasks" not in base:
         base += ["--tasks", "predcls"]
     tables = ABLATIONS[which]
@@ -405,7 +408,7 @@ def compare(argv: list[str], which: str, out: Path) -> dict[str, Any]:
             if tuple(flags) not in unique:
                 unique[tuple(flags)] = name
                 runs[name] = flags
-    summaries = harness.run_variants(ASSEMBLY, base, runs, out)
+    summaries = experiments.run_variants(ASSEMBLY, base, runs, out)
     paper = {**PAPER_TABLE_IV, **PAPER_TABLE_III}
     report: dict[str, Any] = {}
     lines = []
@@ -414,13 +417,17 @@ def compare(argv: list[str], which: str, out: Path) -> dict[str, Any]:
         for name, flags in rows.items():
             summary = summaries[unique[tuple(flags)]]
             results = summary["results_tensors"]["predcls"]
-            table[name] = harness.results_row(results, METRICS) | _strata_row(results)
-            table[name]["params (M)"] = round(harness.parameter_count(summary["model"]) / 1e6, 3)
+            table[name] = experiments.results_row(results, METRICS) | _strata_row(results)
+            table[name]["params (M)"] = round(
+                experiments.parameter_count(summary["model"]) / 1e6, 3
+            )
             if name in paper:
                 table[name] |= {f"paper {m}": v for m, v in zip(METRICS, paper[name], strict=True)}
         strata = [c for r in table.values() for c in r if c.startswith("R@20 s")]
         cols = (*METRICS, *dict.fromkeys(strata), "params (M)", *(f"paper {m}" for m in METRICS))
-        lines.append(harness.results_table(f"{title}, PredCls with constraint (%)", table, cols))
+        lines.append(
+            experiments.results_table(f"{title}, PredCls with constraint (%)", table, cols)
+        )
         report[title] = table
     share = next(iter(summaries.values()))["model"].train_change_share
     lines.append(
@@ -428,7 +435,7 @@ def compare(argv: list[str], which: str, out: Path) -> dict[str, Any]:
         "pair's previous frame; R@20 s<i>: PredCls R@20 in change-share stratum i"
     )
     text = "\n\n".join(lines)
-    harness.save_comparison(out, report, text)
+    experiments.save_comparison(out, report, text)
     return {"report": report, "summaries": summaries, "text": text}
 
 
@@ -444,13 +451,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if args.ablation is not None:
         return compare(argv, args.ablation, Path(args.out))
     if args.compare_temporal_norm:
-        base = harness.without_flags(harness.without_seeds(argv), "--compare-temporal-norm",
+        base = experiments.without_flags(experiments.without_seeds(argv), "--compare-temporal-norm",
                                      valued=("--out", "--temporal-norm", "--seed"))  # fmt: skip
         if "--tasks" not in base:
             base += ["--tasks", "predcls"]
         norms = {"standard": ["--temporal-norm", "standard"], "code": ["--temporal-norm", "code"]}
         metrics = {m: f"with/{m}" for m in ("R@10", "R@20", "mR@20")}
-        return harness.run_paired(ASSEMBLY, base, norms, args.seeds, Path(args.out), metrics,
+        return experiments.run_paired(ASSEMBLY, base, norms, args.seeds, Path(args.out), metrics,
                                   "TR² temporal layers: post-norm vs the code's")  # fmt: skip
     summary = harness.run(ASSEMBLY, argv)
     share = summary["model"].train_change_share

@@ -74,6 +74,7 @@ from dsgg_layers.data.trajectory import TRAJECTORY_OBJECTS, TRAJECTORY_PREDICATE
 from dsgg_layers.metrics import VidVRDEvaluator, associate_relations
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared harness, beside this file
+import experiments
 import harness
 from harness import Assembly, Data
 
@@ -510,12 +511,12 @@ ABLATION = {
 
 def compare_heads(argv: Sequence[str], args: argparse.Namespace) -> dict[str, Any]:
     """The paper's and the code's head on the same data, seeds and budget, paired by seed."""
-    base = harness.without_flags(harness.without_seeds(argv), "--compare-heads",
+    base = experiments.without_flags(experiments.without_seeds(argv), "--compare-heads",
                                  valued=("--out", "--head", "--seed", "--variant"))  # fmt: skip
     metrics = {f"{split} {m}": f"{split}/{m}"
                for split in ("novel", "all") for m in ("mAP", "R@50", "R@100")}  # fmt: skip
     heads = {"paper": ["--head", "paper"], "code": ["--head", "code"]}
-    return harness.run_paired(ASSEMBLY, base, heads, args.seeds, Path(args.out), metrics,
+    return experiments.run_paired(ASSEMBLY, base, heads, args.seeds, Path(args.out), metrics,
                               "paper vs code head")  # fmt: skip
 
 
@@ -527,8 +528,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if not args.ablation:
         return harness.run(ASSEMBLY, argv)
     out = Path(args.out)
-    base = harness.without_flags(argv, "--ablation", valued=("--out", "--variant"))
-    summaries = harness.run_variants(ASSEMBLY, base, ABLATION, out)
+    base = experiments.without_flags(argv, "--ablation", valued=("--out", "--variant"))
+    summaries = experiments.run_variants(ASSEMBLY, base, ABLATION, out)
     rows = {}
     for name, s in summaries.items():
         for task, r in s["results_tensors"].items():
@@ -539,8 +540,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             rows[f"{name} [{task}]"] = row
     cols = ("novel mAP", "novel R@50", "novel R@100", "all mAP", "all R@50", "all R@100",
             "paper novel mAP")  # fmt: skip
-    text = harness.results_table("Table 4 rows (%), synthetic trajectories", rows, cols)
-    harness.save_comparison(out, rows, text)
+    text = experiments.results_table("Table 4 rows (%), synthetic trajectories", rows, cols)
+    experiments.save_comparison(out, rows, text)
     return {"report": rows, "summaries": summaries, "text": text}
 
 

@@ -12,7 +12,9 @@ from dsgg_layers.data import segment_video
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples"))
+import experiments  # noqa: E402
 import harness  # noqa: E402  (examples/harness.py, the assemblies' shared harness)
+import pair_models  # noqa: E402
 
 
 def _load(name: str):
@@ -212,7 +214,7 @@ def test_rsnet_model_keeps_the_harness_contract(rsnet):
         ranked = model(test, task="sgdet", rows=test_rows)["predicate_scores"]
         model.rescore = False
         plain = model(test, task="sgdet", rows=test_rows)["predicate_scores"]
-        p0 = model.scorer(harness.pair_inputs(test, model.class_semantics), test.mask).score
+        p0 = model.scorer(pair_models.pair_inputs(test, model.class_semantics), test.mask).score
     torch.testing.assert_close(ranked, plain * p0.unsqueeze(-1))  # Eq. 6
     baseline = rsnet.build_model(
         harness.make_parser(rsnet.ASSEMBLY).parse_args(["--quick", "--variant", "baseline"]), data
@@ -532,12 +534,12 @@ def test_uasan_compare_heads_pairs_seeds(uasan, tmp_path):
     assert len(row["paper"]) == len(row["code"]) == 2
     assert row["diff"] == pytest.approx(sum(row["code"]) / 2 - sum(row["paper"]) / 2)
     assert (tmp_path / "comparison.json").is_file() and "code - paper" in out["text"]
-    d = harness.paired_difference([1.0, 2.0, 3.0], [2.0, 4.0, 6.0])  # diffs 1, 2, 3: sd 1
+    d = experiments.paired_difference([1.0, 2.0, 3.0], [2.0, 4.0, 6.0])  # diffs 1, 2, 3: sd 1
     assert d["diff"] == 2.0 and d["half"] == pytest.approx(4.303 / 3**0.5)  # 2.48: not shown
     assert d["shown"] == 0.0
-    d = harness.paired_difference([1.0, 2.0, 3.0], [3.0, 4.1, 4.9])  # diffs 2, 2.1, 1.9: sd 0.1
+    d = experiments.paired_difference([1.0, 2.0, 3.0], [3.0, 4.1, 4.9])  # diffs 2, 2.1, 1.9: sd 0.1
     assert d["half"] == pytest.approx(4.303 * 0.1 / 3**0.5) and d["shown"] == 1.0
-    assert harness.paired_difference([1.0], [2.0])["shown"] == 0.0
+    assert experiments.paired_difference([1.0], [2.0])["shown"] == 0.0
 
 
 def test_uasan_with_open_clip_text_tower(uasan):

@@ -16,6 +16,7 @@ from dsgg_layers.data import SyntheticActionGenome, SyntheticConfig, VideoGraph
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples"))
+import experiments  # noqa: E402
 import harness  # noqa: E402
 
 
@@ -257,15 +258,15 @@ def test_synthetic_flag_changes_the_benchmark_and_names_bad_fields():
 
 def test_comparison_helpers():
     argv = ["--quick", "--variant", "rsnet", "--ablation", "--out", "x", "--seed", "1"]
-    assert harness.without_flags(argv, "--ablation", valued=("--variant", "--out")) == [
+    assert experiments.without_flags(argv, "--ablation", valued=("--variant", "--out")) == [
         "--quick", "--seed", "1"
     ]  # fmt: skip
     rows = {"a": {"R@10": 1.5, "x": 2}, "long name": {"R@10": 3.0}}
-    text = harness.results_table("title", rows, ("R@10", "x", "never"))
+    text = experiments.results_table("title", rows, ("R@10", "x", "never"))
     lines = text.splitlines()
     assert lines[0] == "title" and "never" not in text
     assert lines[1].split() == ["R@10", "x"] and lines[3].split() == ["long", "name", "3.0", "-"]
     r = {"with/R@10": torch.tensor(0.1234), "no/R@10": torch.tensor(0.5)}
-    assert harness.results_row(r, ("R@10", "R@20")) == {"R@10": 12.3}
-    assert harness.results_row(r, ("R@10",), "no") == {"R@10": 50.0}
-    assert harness.parameter_count(nn.Linear(3, 2)) == 8
+    assert experiments.results_row(r, ("R@10", "R@20")) == {"R@10": 12.3}
+    assert experiments.results_row(r, ("R@10",), "no") == {"R@10": 50.0}
+    assert experiments.parameter_count(nn.Linear(3, 2)) == 8

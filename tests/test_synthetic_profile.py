@@ -42,7 +42,7 @@ def test_label_change_share_counts_frames_whose_set_differs_from_the_previous():
     g = _graph([["looking_at", "holding"], ["looking_at", "holding"], ["looking_at"],
                 ["not_looking_at"]])  # fmt: skip
     # frames 2 and 3 of the 3 with a previous frame
-    assert p.harness.label_change_share([g]) == 2 / 3
+    assert p.pair_models.label_change_share([g]) == 2 / 3
 
 
 def test_mutual_information_is_the_entropy_when_one_group_decides_the_other():
