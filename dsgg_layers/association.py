@@ -45,7 +45,8 @@ Fusion = Literal["arn", "add", "nonlinear"]
 
 
 class AssociationAttention(nn.Module):
-    """Cross-attention of a branch's complementary cues over the memory (ARN Eq. 8-9, 11).
+    """A predicate branch's queries, plus what the other branches found, read the image
+    memory (ARN's association attention, Eq. 8-9, 11).
 
     ``Q_comp = [R_1 F_1, ..., R_k F_k]`` (each of the ``k`` other branches reduced to
     ``D / k`` by its own linear map ``R_i``, concatenated), then
@@ -134,7 +135,8 @@ class AssociationAttention(nn.Module):
 
 
 class HierarchicalAttention(nn.Module):
-    """ARN's second attention level (Eq. 12-13): ``Linear(Attn(Q_cur, Q_comp, F_comp)) + Q_cur``.
+    """Each branch attends to the other branches' queries to refine its own (ARN's
+    hierarchical attention, HA, Eq. 12-13): ``Linear(Attn(Q_cur, Q_comp, F_comp)) + Q_cur``.
 
     Each query's current-branch feature ``Q_cur`` attends over the complementary cues ``Q_comp``
     of the frame's queries (keys) and carries their level-1 outputs ``F_comp`` (values; the
@@ -202,7 +204,9 @@ class HierarchicalAttention(nn.Module):
 
 
 class PredicateAssociationParser(nn.Module):
-    """ARN's PAP (Sec. 3.3): per branch, the association attention and the entity fusion.
+    """Each predicate branch reads the memory with the other branches' cues, and its feature is
+    fused with the paired subject-object feature (ARN's predicate association parser, PAP,
+    Sec. 3.3).
 
     For branch ``b`` with feature ``F^b`` and the paired-entity feature ``F^E`` (e.g. the sum
     or concatenation of the subject and object query outputs, projected to ``D``):
@@ -330,7 +334,8 @@ class PredicateAssociationParser(nn.Module):
 
 
 class AssociationReasoning(nn.Module):
-    """PAP then HA for every branch: ARN's last predicate-decoder stage (Fig. 3).
+    """The predicate branches exchange cues twice, through the memory (PAP) and through each
+    other's queries (HA): ARN's last predicate-decoder stage (Fig. 3).
 
     Args:
         d_model: width ``D``.

@@ -56,7 +56,8 @@ GuidanceMode = Literal["difference", "direct", "binary"]
 
 
 class MessageToken(nn.Module):
-    """TR²'s short-term message token (Eq. 1): ``[e_cur, e_prev * g([e_prev, e_cur])]``.
+    """A gate over the previous frame's feature, appended to the current one (TR²'s
+    short-term message token, Eq. 1): ``[e_cur, e_prev * g([e_prev, e_cur])]``.
 
     ``e_prev`` is the pair's feature at the previous frame in which it exists (across missing
     frames). The gate is the public code's feed-forward network, a vector in (-1, 1):
@@ -345,7 +346,8 @@ def guidance_loss(
 
 
 class TemporalDifferenceGuidance(nn.Module):
-    """TR²'s guidance loss with one learned projection per predicate group (Eq. 2 / 4).
+    """A loss that makes a pair's feature change follow its relation's text change (TR²'s
+    guidance, Eq. 2 / 4), with one learned projection per predicate group.
 
     Holds one ``nn.Linear(in_features, text_features)`` per group and the groups' sentence
     tables (buffers, frozen: no gradient reaches them). ``forward`` returns one loss per group

@@ -505,7 +505,8 @@ class MotionFeatureExtractor(nn.Module):
 
 
 class MotionInteraction(nn.Module):
-    """MoSA's Motion Interaction Module (MIM): motion-guided attention over the pairs of a frame.
+    """Attention among the pairs of a frame in which motion features steer the weights
+    (MoSA's Motion Interaction Module, MIM).
 
     ``fused = Attn(Q = f_mot, K = V = f_spa)`` over the pairs of each frame (Eq. 7), then
     ``joint = Norm(f_spa + Dropout(fused))`` (Eq. 8, with the norm). ``fusion="concat"`` is the

@@ -139,7 +139,8 @@ class SpatialContextEncoder(nn.Module):
 
 
 class TemporalContextEncoder(nn.Module):
-    """The video context from the frame contexts (RS-Net, Eq. 3-4).
+    """One context vector for the whole video, attended from its frames' context tokens
+    (RS-Net, Eq. 3-4).
 
     ``mode="token"``: ``Z = [c_tmp, ĉ_1, ..., ĉ_T]`` with a learned token ``c_tmp``, encoded by
     ``num_layers`` transformer layers over the whole video, a learned position embedding
@@ -249,7 +250,8 @@ class TemporalContextEncoder(nn.Module):
 
 
 class RelationScoringDecoder(nn.Module):
-    """The relation scoring MLP of RS-Net (Eq. 5): ``[x̂, ĉ_tmp]`` -> two logits.
+    """An MLP that scores how likely a pair is related at all (RS-Net's relation scoring,
+    Eq. 5): ``[x̂, ĉ_tmp]`` -> two logits.
 
     ``num_layers`` linear layers with ReLU between them (paper: 3); the softmax of the output is
     ``p = [p0, p1]``, ``p0`` the probability that the pair holds a meaningful relation.
@@ -453,7 +455,8 @@ class RelationScorer(nn.Module):
 
 
 class ContextFusion(nn.Module):
-    """RS-Net's context fusion (Sec. 3.4): ``[r, ĉ_tmp]`` -> one linear head per predicate group.
+    """The predicate heads on a pair's feature joined with the video's context (RS-Net's
+    context fusion, Sec. 3.4): ``[r, ĉ_tmp]`` -> one linear head per predicate group.
 
     Replaces the baseline's predicate heads: each pair's post-transformer predicate feature
     ``r`` is concatenated with its video's context ``ĉ_tmp`` and classified by one linear

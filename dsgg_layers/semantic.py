@@ -62,7 +62,8 @@ def _check_text(text_embeddings: Tensor) -> None:
 
 
 class ActionSemanticMatcher(nn.Module):
-    """MoSA's ASM: logits ``s = scale * (f W) E^T + b`` against class text embeddings ``E``.
+    """A classifier whose class weights are the classes' text embeddings (MoSA's action
+    semantic matching, ASM): ``s = scale * (f W) E^T + b`` against embeddings ``E``.
 
     ``f`` are relation features, ``W`` a learned projection into the text space and ``E`` the
     ``(C, E)`` text embeddings (Eq. 10; the equation is not legible in the paper's text, the
