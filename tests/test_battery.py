@@ -1,0 +1,114 @@
+"""The shared battery, written once and driven by the block registry (tests/registry.py)."""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+import dsgg_layers
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from registry import ENTRIES, UNREGISTERED, Entry
+
+IDS = [e.name for e in ENTRIES]
+
+
+def _run(entry: Entry, module: nn.Module, args: tuple, kwargs: dict) -> list[Tensor]:
+    return entry.outputs(module(*args, **kwargs))
+
+
+def _inputs(entry: Entry, dtype: torch.dtype = torch.float32, seed: int = 0):
+    return entry.inputs(torch.Generator().manual_seed(seed), dtype)
+
+
+def _rows(x: Tensor, valid: Tensor | None) -> Tensor:
+    return x if valid is None else x[valid]
+
+
+def test_registry_covers_every_exported_module_but_the_listed_ones():
+    exported = {n for n in dsgg_layers.__all__
+                if inspect.isclass(getattr(dsgg_layers, n))
+                and issubclass(getattr(dsgg_layers, n), nn.Module)}  # fmt: skip
+    registered = {e.name.split("(")[0] for e in ENTRIES}
+    assert registered <= exported, registered - exported
+    assert exported - registered == UNREGISTERED, (
+        f"register these blocks (tests/registry.py): {sorted(exported - registered - UNREGISTERED)}"
+        f"; registered now, drop from UNREGISTERED: {sorted(UNREGISTERED & registered)}"
+    )
+    assert len(set(IDS)) == len(IDS)
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=IDS)
+def test_smoke_shapes_and_finite_outputs(entry):
+    torch.manual_seed(0)
+    module = entry.make().eval()
+    args, kwargs = _inputs(entry)
+    outs = _run(entry, module, args, kwargs)
+    assert outs and all(isinstance(o, Tensor) and torch.isfinite(o).all() for o in outs)
+    again = _run(entry, module, *_inputs(entry))  # deterministic in evaluation mode
+    for a, b in zip(outs, again, strict=True):
+        assert torch.equal(a, b)
+    assert entry.paper  # every block names its paper (or the library)
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=IDS)
+def test_garbage_at_padding_never_reaches_a_valid_output_or_gradient(entry):
+    torch.manual_seed(0)
+    module = entry.make().train()  # dropout 0: training computes what evaluation does
+    args, kwargs = _inputs(entry)
+    padded = entry.padded(args, kwargs)
+    assert padded, f"{entry.name}: no padded input to test"
+    clean = _run(entry, module, args, kwargs)
+    dirty_args, dirty_kwargs = copy.deepcopy(args), copy.deepcopy(kwargs)
+    dirty_padded = entry.padded(dirty_args, dirty_kwargs)
+    for (x, valid), _ in zip(dirty_padded, padded, strict=True):
+        invalid = ~valid.view(*valid.shape, *([1] * (x.dim() - valid.dim())))
+        x.masked_fill_(invalid.expand_as(x), math.nan)
+    dirty = _run(entry, module, dirty_args, dirty_kwargs)
+    for c, d, valid in zip(clean, dirty, entry.valid_out(args, kwargs), strict=True):
+        assert torch.equal(_rows(c, valid), _rows(d, valid)), f"{entry.name}: padding leaked"
+    module.zero_grad(set_to_none=True)
+    loss = sum(_rows(d, v).sum() for d, v in zip(dirty, entry.valid_out(args, kwargs),
+                                                 strict=True))  # fmt: skip
+    loss.backward()
+    for name, p in module.named_parameters():
+        if p.grad is not None:
+            assert torch.isfinite(p.grad).all(), f"{entry.name}: NaN reached {name}'s gradient"
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=IDS)
+def test_gradcheck_float64(entry):
+    torch.manual_seed(0)
+    module = entry.make().double().eval()
+    args, kwargs = _inputs(entry, torch.float64)
+    args = list(args)
+    for i in entry.grad_inputs:
+        args[i] = args[i].detach().requires_grad_()
+
+    def f(*xs):
+        a = list(args)
+        for i, x in zip(entry.grad_inputs, xs, strict=True):
+            a[i] = x
+        return tuple(_run(entry, module, tuple(a), kwargs))
+
+    assert torch.autograd.gradcheck(f, tuple(args[i] for i in entry.grad_inputs))
+
+
+@pytest.mark.parametrize("train", [False, True], ids=["eval", "train"])
+@pytest.mark.parametrize("entry", ENTRIES, ids=IDS)
+def test_compile_equals_eager(entry, train):
+    torch.manual_seed(0)
+    module = entry.make().train(train)
+    args, kwargs = _inputs(entry)
+    torch._dynamo.reset()
+    eager = _run(entry, module, args, kwargs)
+    compiled = torch.compile(lambda *a: _run(entry, module, a, kwargs), fullgraph=True)(*args)
+    for c, e in zip(compiled, eager, strict=True):
+        torch.testing.assert_close(c, e, rtol=1e-4, atol=1e-5)
