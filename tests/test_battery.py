@@ -63,21 +63,25 @@ def test_garbage_at_padding_never_reaches_a_valid_output_or_gradient(entry):
     torch.manual_seed(0)
     module = entry.make().train()  # dropout 0: training computes what evaluation does
     args, kwargs = _inputs(entry)
-    padded = entry.padded(args, kwargs)
-    assert padded, f"{entry.name}: no padded input to test"
+    assert entry.padded(args, kwargs), f"{entry.name}: no padded input to test"
     clean = _run(entry, module, args, kwargs)
     dirty_args, dirty_kwargs = copy.deepcopy(args), copy.deepcopy(kwargs)
     dirty_padded = entry.padded(dirty_args, dirty_kwargs)
-    for (x, valid), _ in zip(dirty_padded, padded, strict=True):
+    invalid_of = []
+    for x, valid in dirty_padded:
         invalid = ~valid.view(*valid.shape, *([1] * (x.dim() - valid.dim())))
         x.masked_fill_(invalid.expand_as(x), math.nan)
+        x.requires_grad_(True)
+        invalid_of.append(invalid.expand_as(x))
     dirty = _run(entry, module, dirty_args, dirty_kwargs)
-    for c, d, valid in zip(clean, dirty, entry.valid_out(args, kwargs), strict=True):
+    valid_out = entry.valid_out(args, kwargs)
+    for c, d, valid in zip(clean, dirty, valid_out, strict=True):
         assert torch.equal(_rows(c, valid), _rows(d, valid)), f"{entry.name}: padding leaked"
     module.zero_grad(set_to_none=True)
-    loss = sum(_rows(d, v).sum() for d, v in zip(dirty, entry.valid_out(args, kwargs),
-                                                 strict=True))  # fmt: skip
-    loss.backward()
+    sum(_rows(d, v).sum() for d, v in zip(dirty, valid_out, strict=True)).backward()
+    for (x, _), invalid in zip(dirty_padded, invalid_of, strict=True):
+        assert x.grad is not None and torch.isfinite(x.grad).all(), f"{entry.name}: NaN gradient"
+        assert (x.grad[invalid] == 0).all(), f"{entry.name}: gradient at padding"
     for name, p in module.named_parameters():
         if p.grad is not None:
             assert torch.isfinite(p.grad).all(), f"{entry.name}: NaN reached {name}'s gradient"
