@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from registry import ENTRIES, UNREGISTERED, Entry
 
 IDS = [e.name for e in ENTRIES]
+PADDED = [e for e in ENTRIES if e.padded is not None]
 
 
 def _run(entry: Entry, module: nn.Module, args: tuple, kwargs: dict) -> list[Tensor]:
@@ -58,7 +59,7 @@ def test_smoke_shapes_and_finite_outputs(entry):
     assert entry.paper  # every block names its paper (or the library)
 
 
-@pytest.mark.parametrize("entry", ENTRIES, ids=IDS)
+@pytest.mark.parametrize("entry", PADDED, ids=[e.name for e in PADDED])
 def test_garbage_at_padding_never_reaches_a_valid_output_or_gradient(entry):
     torch.manual_seed(0)
     module = entry.make().train()  # dropout 0: training computes what evaluation does
