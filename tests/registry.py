@@ -322,6 +322,46 @@ ENTRIES: list[Entry] = [
         grad_inputs=(1, 2),
     ),
     Entry(
+        "CategoryWeightedLoss",
+        "MoSA Eq. 11-12",
+        lambda: L.CategoryWeightedLoss(torch.tensor([500.0, 50.0, 5.0])),
+        lambda g, dt: (
+            (
+                _r(g, dt, 6, 3),
+                (torch.rand(6, 3, generator=g) > 0.5).to(dt),
+                torch.tensor([True, False, True, True, False, True]),
+            ),
+            {},
+        ),
+        padded=lambda a, k: [(a[0], a[2])],
+    ),
+    Entry(
+        "SentenceClassifier",
+        "TR² public code (object-conditioned sentences)",
+        lambda: L.SentenceClassifier(D, F.normalize(torch.randn(4, 5, 6), dim=-1)),
+        lambda g, dt: (
+            (_r(g, dt, 2, 3, 4, D), torch.randint(0, 4, (2, 3, 4), generator=g)),
+            {"mask": _mask(g, 2, 3, 4)},
+        ),
+        padded=lambda a, k: [(a[0], k["mask"])],
+        valid_out=lambda a, k: [k["mask"]],
+    ),
+    Entry(
+        "TripletCategoryClassifier",
+        "ARN Sec. 3.2, Eq. 15",
+        lambda: L.TripletCategoryClassifier(D, F.normalize(torch.randn(3, 4, 6), dim=-1)),
+        lambda g, dt: ((_r(g, dt, 2, 5, D),), {}),
+    ),
+    Entry(
+        "LearnableTokens",
+        "RS-Net's context token (library)",
+        lambda: L.LearnableTokens(1, D, dim=-1),
+        _tracks,
+        padded=lambda a, k: [(a[0], a[1])],
+        outputs=lambda out: [out[0]],
+        valid_out=lambda a, k: [torch.cat((torch.ones_like(a[1][..., :1]), a[1]), -1)],
+    ),
+    Entry(
         "VisualRefiner",
         "UASAN Eq. 4",
         lambda: L.VisualRefiner(D, num_tokens=3, nhead=2),
@@ -416,9 +456,8 @@ ENTRIES: list[Entry] = [
 ]
 
 UNREGISTERED = {
-    "CategoryWeightedLoss", "FocalLoss", "GroupedPromptLearner", "LearnableTokens",
-    "LearnedPositions", "MotionFeatureExtractor", "OpenCLIPTextTower", "PairHungarianMatcher",
-    "PairQueries", "PromptLearner", "SentenceClassifier", "TemporalDifferenceGuidance",
-    "TemporalMemory", "TripletCategoryClassifier", "WordTower",
+    "FocalLoss", "GroupedPromptLearner", "LearnedPositions", "MotionFeatureExtractor",
+    "OpenCLIPTextTower", "PairHungarianMatcher", "PairQueries", "PromptLearner",
+    "TemporalDifferenceGuidance", "TemporalMemory", "WordTower",
 }  # fmt: skip
 """Exported modules the battery does not cover yet (each has its own tests meanwhile)."""
