@@ -91,369 +91,184 @@ def _head_inputs(g, dtype):
     return (s, o, u, rel, giou), kw
 
 
+def _multilabel(g, dtype):  # logits, 0/1 targets, a per-sample mask
+    targets = (torch.rand(6, 3, generator=g) > 0.5).to(dtype)
+    return (_r(g, dtype, 6, 3), targets, torch.tensor([True, False, True, True, False, True])), {}
+
+
+def _branches(g, dtype):  # ARN: three predicate branches, the entity feature, the memory
+    branches = tuple(_r(g, dtype, 2, 4, D) for _ in range(3))
+    masks = {"query_mask": _mask(g, 2, 4), "memory_mask": _mask(g, 2, 6)}
+    return (branches, _r(g, dtype, 2, 4, D), _r(g, dtype, 2, 6, D)), masks
+
+
+def _branch_padding(a, k):
+    queries = [*a[0], a[1]]
+    return [*((b, k["query_mask"]) for b in queries), (a[2], k["memory_mask"])]
+
+
+def _rows(g, dtype):  # (N, L, D) rows of tokens with an (N, L) mask
+    return (_r(g, dtype, 3, 5, D), _mask(g, 3, 5)), {}
+
+
+def _memory(g, dtype):  # queries (N, L, D), memory (N, S, D) and their masks
+    return (_r(g, dtype, 3, 4, D), _r(g, dtype, 3, 6, D), _mask(g, 3, 4), _mask(g, 3, 6)), {}
+
+
+def masked(name: str, paper: str, make: Callable[[], nn.Module], inputs=_rows, *,
+           pooled: bool = False, **kw: Any) -> Entry:  # fmt: skip
+    """A block called ``(x, mask, ...)``: ``x`` padded where ``mask`` is False; valid outputs
+    at ``mask`` (or, ``pooled``, at the rows with some valid entry)."""
+    kw.setdefault("valid_out", lambda a, k: [a[1].any(-1) if pooled else a[1]])
+    return Entry(name, paper, make, inputs, padded=lambda a, k: [(a[0], a[1])], **kw)
+
+
+def decoder(name: str, paper: str, make: Callable[[], nn.Module]) -> Entry:
+    """A block called ``(x, memory, mask, memory_mask)``."""
+    return Entry(name, paper, make, _memory, padded=lambda a, k: [(a[0], a[2]), (a[1], a[3])],
+                 valid_out=lambda a, k: [a[2]], grad_inputs=(0, 1))  # fmt: skip
+
+
+def multilabel_loss(name: str, paper: str, make: Callable[[], nn.Module]) -> Entry:
+    """A loss called ``(logits, targets, mask)`` over samples."""
+    return Entry(name, paper, make, _multilabel, padded=lambda a, k: [(a[0], a[2])])
+
+
+def branches(name: str, paper: str, make: Callable[[], nn.Module], outputs) -> Entry:
+    """An ARN block over three predicate branches, the entity feature and the memory."""
+    count = len(outputs(make()(*_branches(torch.Generator(), torch.float32)[0],
+                                **_branches(torch.Generator(), torch.float32)[1])))  # fmt: skip
+    return Entry(name, paper, make, _branches, padded=_branch_padding, outputs=outputs,
+                 valid_out=lambda a, k: [k["query_mask"]] * count, grad_inputs=(1, 2))  # fmt: skip
+
+
+def _layer(**kw: Any) -> L.TransformerEncoderLayer:
+    return L.TransformerEncoderLayer(D, 2, 16, dropout=0.0, **kw)
+
+
+def _dec_layer() -> L.TransformerDecoderLayer:
+    return L.TransformerDecoderLayer(D, 2, 16, dropout=0.0)
+
+
 ENTRIES: list[Entry] = [
-    Entry(
-        "TransformerEncoderLayer",
-        "library body (post-norm)",
-        lambda: L.TransformerEncoderLayer(D, 2, 16, dropout=0.0),
-        lambda g, dt: ((_r(g, dt, 3, 5, D), _mask(g, 3, 5)), {}),
-        padded=lambda a, k: [(a[0], a[1])],
-        valid_out=lambda a, k: [a[1]],
-    ),
-    Entry(
-        "TransformerEncoderLayer(ffn_norm=False)",
-        "TR² public code, temporal layers",
-        lambda: L.TransformerEncoderLayer(D, 2, 16, dropout=0.0, ffn_norm=False),
-        lambda g, dt: ((_r(g, dt, 3, 5, D), _mask(g, 3, 5)), {}),
-        padded=lambda a, k: [(a[0], a[1])],
-        valid_out=lambda a, k: [a[1]],
-    ),
-    Entry(
-        "SpatialTemporalEncoder(positions='frame')",
-        "TR² Sec. III-B, public code",
-        lambda: L.SpatialTemporalEncoder(
-            D, 2, 16, temporal_layers=2, dropout=0.0, positions="frame", temporal_ffn_norm=False
-        ),
-        _tracks,
-        padded=lambda a, k: [(a[0], a[1])],
-        valid_out=lambda a, k: [a[1]],
-    ),
-    Entry(
-        "MessageToken",
-        "TR² Eq. 1",
-        lambda: L.MessageToken(D),
-        _tracks,
-        padded=lambda a, k: [(a[0], a[1])],
-        valid_out=lambda a, k: [a[1]],
-    ),
-    Entry(
-        "SpatialContextEncoder",
-        "RS-Net Eq. 2",
-        lambda: L.SpatialContextEncoder(D, 2, 1, 16, dropout=0.0),
-        _tracks,
-        padded=lambda a, k: [(a[0], a[1])],
-        outputs=lambda out: list(out),
-        valid_out=lambda a, k: [a[1].any(-1), a[1]],
-    ),
-    Entry(
-        "MaskedMultiheadAttention",
-        "library body (DETR-style positions)",
-        lambda: L.MaskedMultiheadAttention(D, 2),
-        lambda g, dt: ((_r(g, dt, 3, 5, D),), {"query_mask": _mask(g, 3, 5)}),
-        padded=lambda a, k: [(a[0], k["query_mask"])],
-        outputs=lambda out: [out[0]],
-        valid_out=lambda a, k: [k["query_mask"]],
-    ),
-    Entry(
-        "TransformerEncoder",
-        "library body",
-        lambda: L.TransformerEncoder(L.TransformerEncoderLayer(D, 2, 16, dropout=0.0), 2),
-        lambda g, dt: ((_r(g, dt, 3, 5, D), _mask(g, 3, 5)), {}),
-        padded=lambda a, k: [(a[0], a[1])],
-        valid_out=lambda a, k: [a[1]],
-    ),
-    Entry(
-        "TransformerDecoderLayer",
-        "library body (DETR-style)",
-        lambda: L.TransformerDecoderLayer(D, 2, 16, dropout=0.0),
-        lambda g, dt: (
-            (_r(g, dt, 3, 4, D), _r(g, dt, 3, 6, D), _mask(g, 3, 4), _mask(g, 3, 6)),
-            {},
-        ),
-        padded=lambda a, k: [(a[0], a[2]), (a[1], a[3])],
-        valid_out=lambda a, k: [a[2]],
-        grad_inputs=(0, 1),
-    ),
-    Entry(
-        "TransformerDecoder",
-        "library body (DETR-style)",
-        lambda: L.TransformerDecoder(L.TransformerDecoderLayer(D, 2, 16, dropout=0.0), 2),
-        lambda g, dt: (
-            (_r(g, dt, 3, 4, D), _r(g, dt, 3, 6, D), _mask(g, 3, 4), _mask(g, 3, 6)),
-            {},
-        ),
-        padded=lambda a, k: [(a[0], a[2]), (a[1], a[3])],
-        valid_out=lambda a, k: [a[2]],
-        grad_inputs=(0, 1),
-    ),
-    Entry(
-        "MaskedPooling",
-        "library (pooling over one axis)",
-        lambda: L.MaskedPooling(dim=-2, mode="mean"),
-        lambda g, dt: ((_r(g, dt, 2, 5, 3, D), _mask(g, 2, 5, 3)), {}),
-        padded=lambda a, k: [(a[0], a[1])],
-    ),
-    Entry(
-        "MotionInteraction",
-        "MoSA MIM",
-        lambda: L.MotionInteraction(D, 2, dropout=0.0),
-        lambda g, dt: ((_r(g, dt, 3, 4, D), _r(g, dt, 3, 4, D), _mask(g, 3, 4)), {}),
-        padded=lambda a, k: [(a[0], a[2]), (a[1], a[2])],
-        valid_out=lambda a, k: [a[2]],
-        grad_inputs=(0, 1),
-    ),
-    Entry(
-        "ContextFusion",
-        "RS-Net Sec. 3.4",
-        lambda: L.ContextFusion(D, 4, (2, 3)),
-        lambda g, dt: ((_r(g, dt, 2, 4, 3, D), _r(g, dt, 2, 4), _mask(g, 2, 4, 3)), {}),
-        padded=lambda a, k: [(a[0], a[2])],
-        valid_out=lambda a, k: [a[2]],
-        grad_inputs=(0, 1),
-    ),
-    Entry(
-        "TemporalContextEncoder",
-        "RS-Net Eq. 3-4",
-        lambda: L.TemporalContextEncoder(D, 2, 1, 16, dropout=0.0, max_frames=8),
-        lambda g, dt: ((_r(g, dt, 2, 5, D), _mask(g, 2, 5)), {}),
-        padded=lambda a, k: [(a[0], a[1])],
-        outputs=lambda out: list(out),
-        valid_out=lambda a, k: [None, a[1]],
-    ),
-    Entry(
-        "AssociationAttention",
-        "ARN Eq. 8-9, 11",
-        lambda: L.AssociationAttention(D, 2, num_cues=2),
-        lambda g, dt: (
-            ((_r(g, dt, 2, 4, D), _r(g, dt, 2, 4, D)), _r(g, dt, 2, 6, D)),
-            {"query_mask": _mask(g, 2, 4), "memory_mask": _mask(g, 2, 6)},
-        ),
-        padded=lambda a, k: [
-            (a[0][0], k["query_mask"]),
-            (a[0][1], k["query_mask"]),
-            (a[1], k["memory_mask"]),
-        ],
-        outputs=lambda out: list(out),
-        valid_out=lambda a, k: [k["query_mask"]] * 2,
-        grad_inputs=(1,),
-    ),
-    Entry(
-        "RelationScorer",
-        "RS-Net Sec. 3.3",
-        lambda: L.RelationScorer(
-            D,
-            D,
-            nhead=2,
-            spatial_layers=1,
-            temporal_layers=1,
-            dim_feedforward=16,
-            dropout=0.0,
-            max_frames=8,
-        ),
-        _tracks,
-        padded=lambda a, k: [(a[0], a[1])],
-        outputs=lambda out: [out.logits, out.score, out.pairs],
-        valid_out=lambda a, k: [a[1]] * 3,
-    ),
-    Entry(
-        "RelationScoringDecoder",
-        "RS-Net Eq. 5",
-        lambda: L.RelationScoringDecoder(D, 16),
-        lambda g, dt: ((_r(g, dt, 3, 4, D),), {}),
-    ),
-    Entry(
-        "ActionSemanticMatcher",
-        "MoSA ASM",
-        lambda: L.ActionSemanticMatcher(
-            D, F.normalize(torch.randn(5, 6), dim=-1), similarity="cosine"
-        ),
-        lambda g, dt: ((_r(g, dt, 3, 4, D),), {}),
-    ),
-    Entry(
-        "SoftmaxFocalLoss",
-        "RS-Net Eq. 9",
-        lambda: L.SoftmaxFocalLoss((0.25, 0.75), 2.0),
-        lambda g, dt: (
-            (
-                _r(g, dt, 6, 2),
-                torch.randint(0, 2, (6,), generator=g),
-                torch.tensor([True, False, True, True, False, True]),
-            ),
-            {},
-        ),
-        padded=lambda a, k: [(a[0], a[2])],
-    ),
-    Entry(
-        "SigmoidFocalLoss",
-        "ARN Eq. 7",
-        lambda: L.SigmoidFocalLoss(0.25, 2.0),
-        lambda g, dt: (
-            (
-                _r(g, dt, 6, 3),
-                (torch.rand(6, 3, generator=g) > 0.5).to(dt),
-                torch.tensor([True, False, True, True, False, True]),
-            ),
-            {},
-        ),
-        padded=lambda a, k: [(a[0], a[2])],
-    ),
-    Entry(
-        "PredicateAssociationParser",
-        "ARN Sec. 3.3",
-        lambda: L.PredicateAssociationParser(D, 2, num_branches=3),
-        lambda g, dt: (
-            (tuple(_r(g, dt, 2, 4, D) for _ in range(3)), _r(g, dt, 2, 4, D), _r(g, dt, 2, 6, D)),
-            {"query_mask": _mask(g, 2, 4), "memory_mask": _mask(g, 2, 6)},
-        ),
-        padded=lambda a, k: [
-            *((b, k["query_mask"]) for b in a[0]),
-            (a[1], k["query_mask"]),
-            (a[2], k["memory_mask"]),
-        ],
-        outputs=lambda out: [t for branch in out for t in branch],
-        valid_out=lambda a, k: [k["query_mask"]] * 9,
-        grad_inputs=(1, 2),
-    ),
-    Entry(
-        "AssociationReasoning",
-        "ARN Fig. 3",
-        lambda: L.AssociationReasoning(D, 2, num_branches=3),
-        lambda g, dt: (
-            (tuple(_r(g, dt, 2, 4, D) for _ in range(3)), _r(g, dt, 2, 4, D), _r(g, dt, 2, 6, D)),
-            {"query_mask": _mask(g, 2, 4), "memory_mask": _mask(g, 2, 6)},
-        ),
-        padded=lambda a, k: [
-            *((b, k["query_mask"]) for b in a[0]),
-            (a[1], k["query_mask"]),
-            (a[2], k["memory_mask"]),
-        ],
-        outputs=lambda out: list(out),
-        valid_out=lambda a, k: [k["query_mask"]] * 3,
-        grad_inputs=(1, 2),
-    ),
-    Entry(
-        "CategoryWeightedLoss",
-        "MoSA Eq. 11-12",
-        lambda: L.CategoryWeightedLoss(torch.tensor([500.0, 50.0, 5.0])),
-        lambda g, dt: (
-            (
-                _r(g, dt, 6, 3),
-                (torch.rand(6, 3, generator=g) > 0.5).to(dt),
-                torch.tensor([True, False, True, True, False, True]),
-            ),
-            {},
-        ),
-        padded=lambda a, k: [(a[0], a[2])],
-    ),
-    Entry(
-        "SentenceClassifier",
-        "TR² public code (object-conditioned sentences)",
-        lambda: L.SentenceClassifier(D, F.normalize(torch.randn(4, 5, 6), dim=-1)),
-        lambda g, dt: (
-            (_r(g, dt, 2, 3, 4, D), torch.randint(0, 4, (2, 3, 4), generator=g)),
-            {"mask": _mask(g, 2, 3, 4)},
-        ),
-        padded=lambda a, k: [(a[0], k["mask"])],
-        valid_out=lambda a, k: [k["mask"]],
-    ),
-    Entry(
-        "TripletCategoryClassifier",
-        "ARN Sec. 3.2, Eq. 15",
-        lambda: L.TripletCategoryClassifier(D, F.normalize(torch.randn(3, 4, 6), dim=-1)),
-        lambda g, dt: ((_r(g, dt, 2, 5, D),), {}),
-    ),
-    Entry(
-        "LearnableTokens",
-        "RS-Net's context token (library)",
-        lambda: L.LearnableTokens(1, D, dim=-1),
-        _tracks,
-        padded=lambda a, k: [(a[0], a[1])],
-        outputs=lambda out: [out[0]],
-        valid_out=lambda a, k: [torch.cat((torch.ones_like(a[1][..., :1]), a[1]), -1)],
-    ),
-    Entry(
-        "VisualRefiner",
-        "UASAN Eq. 4",
-        lambda: L.VisualRefiner(D, num_tokens=3, nhead=2),
-        lambda g, dt: ((_r(g, dt, 3, 5, D), _mask(g, 3, 5)), {}),
-        padded=lambda a, k: [(a[0], a[1])],
-        valid_out=lambda a, k: [a[1].any(-1)],
-    ),
-    Entry(
-        "VisualRefiner(residual=True)",
-        "UASAN Eq. 4, Q-Former form",
-        lambda: L.VisualRefiner(D, num_tokens=3, nhead=2, residual=True),
-        lambda g, dt: ((_r(g, dt, 3, 1, D), torch.tensor([[True], [False], [True]])), {}),
-        padded=lambda a, k: [(a[0], a[1])],
-        valid_out=lambda a, k: [a[1].any(-1)],
-    ),
-    Entry(
-        "SemanticAwareContextEncoder",
-        "UASAN Eq. 5-6",
-        lambda: L.SemanticAwareContextEncoder(D, 2, 16),
-        _sentence,
-        padded=_pair_padding,
-        outputs=lambda out: [out.encoded],
-        valid_out=lambda a, k: [k["mask"]],
-        grad_inputs=(0, 2),
-    ),
-    Entry(
-        "SemanticAwareContextEncoder(positions='slot')",
-        "UASAN public code",
-        lambda: L.SemanticAwareContextEncoder(
-            D, 2, 16, num_layers=2, positions="slot", num_slots=8
-        ),
-        _sentence,
-        padded=_pair_padding,
-        outputs=lambda out: [out.encoded],
-        valid_out=lambda a, k: [k["mask"]],
-        grad_inputs=(0, 2),
-    ),
-    Entry(
-        "UnionRelationDecoder",
-        "UASAN Eq. 7-8",
-        lambda: L.UnionRelationDecoder(D, 2, 16),
-        lambda g, dt: ((_r(g, dt, 3, 5, D), _mask(g, 3, 5)), {}),
-        padded=lambda a, k: [(a[0], a[1])],
-        valid_out=lambda a, k: [a[1].any(-1)],
-    ),
-    Entry(
-        "RelationQueryDecoder",
-        "UASAN public code",
-        lambda: L.RelationQueryDecoder(D, 2, 16, num_layers=2, num_groups=3),
-        lambda g, dt: ((_r(g, dt, 3, 5, D), _mask(g, 3, 5)), {"group": torch.tensor([0, 2, 1])}),
-        padded=lambda a, k: [(a[0], a[1])],
-        valid_out=lambda a, k: [a[1].any(-1)],
-    ),
-    Entry(
-        "UnionRelationPredictor",
-        "UASAN Eq. 11",
-        lambda: L.UnionRelationPredictor(D),
-        lambda g, dt: (
-            (
-                _r(g, dt, 3, D),
-                _r(g, dt, 3, 2, D),
-                _r(g, dt, 3, 2, D),
-                _r(g, dt, 3, 2, D),
-                torch.tensor([True, False, True]),
-            ),
-            {},
-        ),
-        padded=lambda a, k: [(x, a[4]) for x in a[:4]],
-        valid_out=lambda a, k: [a[4]],
-    ),
-    Entry(
-        "UnionRelationHead",
-        "UASAN public code",
-        lambda: L.UnionRelationHead(D, 2, num_tokens=2, num_layers=1, dropout=0.0),
-        _head_inputs,
-        padded=lambda a, k: [(x, k["mask"]) for x in a],
-        outputs=lambda out: list(out),
-        valid_out=lambda a, k: [k["mask"]] * 5,
-        grad_inputs=(0, 2),
-    ),
-    Entry(
-        "HierarchicalAttention",
-        "ARN Eq. 12-13",
-        lambda: L.HierarchicalAttention(D, 2),
-        lambda g, dt: (
-            (_r(g, dt, 2, 4, D), _r(g, dt, 2, 4, D), _r(g, dt, 2, 4, D), _mask(g, 2, 4)),
-            {},
-        ),
-        padded=lambda a, k: [(a[0], a[3]), (a[1], a[3]), (a[2], a[3])],
-        valid_out=lambda a, k: [a[3]],
-    ),
-]
+    # the library's attention body
+    masked("TransformerEncoderLayer", "library body (post-norm)", _layer),
+    masked("TransformerEncoderLayer(ffn_norm=False)", "TR² public code, temporal layers",
+           lambda: _layer(ffn_norm=False)),
+    masked("TransformerEncoder", "library body", lambda: L.TransformerEncoder(_layer(), 2)),
+    decoder("TransformerDecoderLayer", "library body (DETR-style)", _dec_layer),
+    decoder("TransformerDecoder", "library body (DETR-style)",
+            lambda: L.TransformerDecoder(_dec_layer(), 2)),
+    Entry("MaskedMultiheadAttention", "library body (DETR-style positions)",
+          lambda: L.MaskedMultiheadAttention(D, 2),
+          lambda g, dt: ((_r(g, dt, 3, 5, D),), {"query_mask": _mask(g, 3, 5)}),
+          padded=lambda a, k: [(a[0], k["query_mask"])], outputs=lambda out: [out[0]],
+          valid_out=lambda a, k: [k["query_mask"]]),
+    masked("MaskedPooling", "library (pooling over one axis)",
+           lambda: L.MaskedPooling(dim=-2, mode="mean"),
+           lambda g, dt: ((_r(g, dt, 2, 5, 3, D), _mask(g, 2, 5, 3)), {}),
+           valid_out=lambda a, k: [None]),
+    masked("LearnableTokens", "RS-Net's context token (library)",
+           lambda: L.LearnableTokens(1, D, dim=-1), _tracks, outputs=lambda out: [out[0]],
+           valid_out=lambda a, k: [torch.cat((torch.ones_like(a[1][..., :1]), a[1]), -1)]),
+    # MoSA
+    Entry("MotionInteraction", "MoSA MIM", lambda: L.MotionInteraction(D, 2, dropout=0.0),
+          lambda g, dt: ((_r(g, dt, 3, 4, D), _r(g, dt, 3, 4, D), _mask(g, 3, 4)), {}),
+          padded=lambda a, k: [(a[0], a[2]), (a[1], a[2])], valid_out=lambda a, k: [a[2]],
+          grad_inputs=(0, 1)),
+    Entry("ActionSemanticMatcher", "MoSA ASM",
+          lambda: L.ActionSemanticMatcher(D, F.normalize(torch.randn(5, 6), dim=-1),
+                                          similarity="cosine"),
+          lambda g, dt: ((_r(g, dt, 3, 4, D),), {})),
+    multilabel_loss("CategoryWeightedLoss", "MoSA Eq. 11-12",
+                    lambda: L.CategoryWeightedLoss(torch.tensor([500.0, 50.0, 5.0]))),
+    # RS-Net
+    masked("SpatialContextEncoder", "RS-Net Eq. 2",
+           lambda: L.SpatialContextEncoder(D, 2, 1, 16, dropout=0.0), _tracks,
+           outputs=lambda out: list(out), valid_out=lambda a, k: [a[1].any(-1), a[1]]),
+    masked("TemporalContextEncoder", "RS-Net Eq. 3-4",
+           lambda: L.TemporalContextEncoder(D, 2, 1, 16, dropout=0.0, max_frames=8),
+           outputs=lambda out: list(out), valid_out=lambda a, k: [None, a[1]]),
+    masked("RelationScorer", "RS-Net Sec. 3.3",
+           lambda: L.RelationScorer(D, D, nhead=2, spatial_layers=1, temporal_layers=1,
+                                    dim_feedforward=16, dropout=0.0, max_frames=8),
+           _tracks, outputs=lambda out: [out.logits, out.score, out.pairs],
+           valid_out=lambda a, k: [a[1]] * 3),
+    Entry("RelationScoringDecoder", "RS-Net Eq. 5", lambda: L.RelationScoringDecoder(D, 16),
+          lambda g, dt: ((_r(g, dt, 3, 4, D),), {})),
+    Entry("ContextFusion", "RS-Net Sec. 3.4", lambda: L.ContextFusion(D, 4, (2, 3)),
+          lambda g, dt: ((_r(g, dt, 2, 4, 3, D), _r(g, dt, 2, 4), _mask(g, 2, 4, 3)), {}),
+          padded=lambda a, k: [(a[0], a[2])], valid_out=lambda a, k: [a[2]],
+          grad_inputs=(0, 1)),
+    Entry("SoftmaxFocalLoss", "RS-Net Eq. 9", lambda: L.SoftmaxFocalLoss((0.25, 0.75), 2.0),
+          lambda g, dt: ((_r(g, dt, 6, 2), torch.randint(0, 2, (6,), generator=g),
+                          _multilabel(g, dt)[0][2]), {}),
+          padded=lambda a, k: [(a[0], a[2])]),
+    # TR²
+    masked("SpatialTemporalEncoder(positions='frame')", "TR² Sec. III-B, public code",
+           lambda: L.SpatialTemporalEncoder(D, 2, 16, temporal_layers=2, dropout=0.0,
+                                            positions="frame", temporal_ffn_norm=False),
+           _tracks),
+    masked("MessageToken", "TR² Eq. 1", lambda: L.MessageToken(D), _tracks),
+    Entry("SentenceClassifier", "TR² public code (object-conditioned sentences)",
+          lambda: L.SentenceClassifier(D, F.normalize(torch.randn(4, 5, 6), dim=-1)),
+          lambda g, dt: ((_r(g, dt, 2, 3, 4, D), torch.randint(0, 4, (2, 3, 4), generator=g)),
+                         {"mask": _mask(g, 2, 3, 4)}),
+          padded=lambda a, k: [(a[0], k["mask"])], valid_out=lambda a, k: [k["mask"]]),
+    # ARN
+    Entry("AssociationAttention", "ARN Eq. 8-9, 11",
+          lambda: L.AssociationAttention(D, 2, num_cues=2),
+          lambda g, dt: (((_r(g, dt, 2, 4, D), _r(g, dt, 2, 4, D)), _r(g, dt, 2, 6, D)),
+                         {"query_mask": _mask(g, 2, 4), "memory_mask": _mask(g, 2, 6)}),
+          padded=lambda a, k: [(a[0][0], k["query_mask"]), (a[0][1], k["query_mask"]),
+                               (a[1], k["memory_mask"])],
+          outputs=lambda out: list(out), valid_out=lambda a, k: [k["query_mask"]] * 2,
+          grad_inputs=(1,)),
+    branches("PredicateAssociationParser", "ARN Sec. 3.3",
+             lambda: L.PredicateAssociationParser(D, 2, num_branches=3),
+             lambda out: [t for branch in out for t in branch]),
+    branches("AssociationReasoning", "ARN Fig. 3",
+             lambda: L.AssociationReasoning(D, 2, num_branches=3), lambda out: list(out)),
+    Entry("HierarchicalAttention", "ARN Eq. 12-13", lambda: L.HierarchicalAttention(D, 2),
+          lambda g, dt: ((_r(g, dt, 2, 4, D), _r(g, dt, 2, 4, D), _r(g, dt, 2, 4, D),
+                          _mask(g, 2, 4)), {}),
+          padded=lambda a, k: [(a[0], a[3]), (a[1], a[3]), (a[2], a[3])],
+          valid_out=lambda a, k: [a[3]]),
+    Entry("TripletCategoryClassifier", "ARN Sec. 3.2, Eq. 15",
+          lambda: L.TripletCategoryClassifier(D, F.normalize(torch.randn(3, 4, 6), dim=-1)),
+          lambda g, dt: ((_r(g, dt, 2, 5, D),), {})),
+    multilabel_loss("SigmoidFocalLoss", "ARN Eq. 7", lambda: L.SigmoidFocalLoss(0.25, 2.0)),
+    # UASAN, the paper's form and the public code's
+    masked("VisualRefiner", "UASAN Eq. 4", lambda: L.VisualRefiner(D, num_tokens=3, nhead=2),
+           pooled=True),
+    masked("VisualRefiner(residual=True)", "UASAN Eq. 4, Q-Former form",
+           lambda: L.VisualRefiner(D, num_tokens=3, nhead=2, residual=True),
+           lambda g, dt: ((_r(g, dt, 3, 1, D), torch.tensor([[True], [False], [True]])), {}),
+           pooled=True),
+    Entry("SemanticAwareContextEncoder", "UASAN Eq. 5-6",
+          lambda: L.SemanticAwareContextEncoder(D, 2, 16), _sentence, padded=_pair_padding,
+          outputs=lambda out: [out.encoded], valid_out=lambda a, k: [k["mask"]],
+          grad_inputs=(0, 2)),
+    Entry("SemanticAwareContextEncoder(positions='slot')", "UASAN public code",
+          lambda: L.SemanticAwareContextEncoder(D, 2, 16, num_layers=2, positions="slot",
+                                                num_slots=8),
+          _sentence, padded=_pair_padding, outputs=lambda out: [out.encoded],
+          valid_out=lambda a, k: [k["mask"]], grad_inputs=(0, 2)),
+    masked("UnionRelationDecoder", "UASAN Eq. 7-8", lambda: L.UnionRelationDecoder(D, 2, 16),
+           pooled=True),
+    masked("RelationQueryDecoder", "UASAN public code",
+           lambda: L.RelationQueryDecoder(D, 2, 16, num_layers=2, num_groups=3),
+           lambda g, dt: (_rows(g, dt)[0], {"group": torch.tensor([0, 2, 1])}), pooled=True),
+    Entry("UnionRelationPredictor", "UASAN Eq. 11", lambda: L.UnionRelationPredictor(D),
+          lambda g, dt: ((_r(g, dt, 3, D), _r(g, dt, 3, 2, D), _r(g, dt, 3, 2, D),
+                          _r(g, dt, 3, 2, D), torch.tensor([True, False, True])), {}),
+          padded=lambda a, k: [(x, a[4]) for x in a[:4]], valid_out=lambda a, k: [a[4]]),
+    Entry("UnionRelationHead", "UASAN public code",
+          lambda: L.UnionRelationHead(D, 2, num_tokens=2, num_layers=1, dropout=0.0),
+          _head_inputs, padded=lambda a, k: [(x, k["mask"]) for x in a],
+          outputs=lambda out: list(out), valid_out=lambda a, k: [k["mask"]] * 5,
+          grad_inputs=(0, 2)),
+]  # fmt: skip
 
 UNREGISTERED = {
     "FocalLoss", "GroupedPromptLearner", "LearnedPositions", "MotionFeatureExtractor",
