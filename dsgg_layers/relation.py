@@ -222,17 +222,14 @@ class SpatialTemporalEncoder(nn.Module):
         xt, mt = x.transpose(-3, -2), mask.transpose(-2, -1)  # (..., P, T, D): along each track
         T = xt.shape[-2]
         w = self.temporal_window
-        if self.positions == "rank":  # per pair: (..., P, T, D)
-            ranks = track_ranks(mask).transpose(-2, -1)
-            pos = sinusoidal_positions(ranks, self.d_model, dtype=x.dtype, tensor2tensor=True)
-            rows_t = None if rows is None else rows.transpose(-2, -1)
-            return self.temporal(xt, mt, pos=pos, rows=rows_t).transpose(-3, -2)
-        if self.positions == "frame":  # the frame's slot, tensor2tensor's frequencies
-            pos = sinusoidal_positions(T, self.d_model, dtype=x.dtype, tensor2tensor=True)
-            rows_t = None if rows is None else rows.transpose(-2, -1)
-            return self.temporal(xt, mt, pos=pos.to(x.device), rows=rows_t).transpose(-3, -2)
-        if w is None or w >= T:
-            pos = sinusoidal_positions(T, self.d_model, dtype=x.dtype).to(x.device)
+        if self.positions == "rank" or w is None or w >= T:  # whole tracks
+            if self.positions == "rank":  # per pair: (..., P, T, D)
+                index: Tensor | int = track_ranks(mask).transpose(-2, -1)
+            else:  # the frame's slot; "frame" with tensor2tensor's frequencies
+                index = T
+            t2t = self.positions != "slot"
+            pos = sinusoidal_positions(index, self.d_model, dtype=x.dtype, tensor2tensor=t2t)
+            pos = pos.to(x.device)
             rows_t = None if rows is None else rows.transpose(-2, -1)
             return self.temporal(xt, mt, pos=pos, rows=rows_t).transpose(-3, -2)
         real = mask.any(-1) if frame_mask is None else frame_mask  # (..., T)
