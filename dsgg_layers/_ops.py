@@ -33,6 +33,18 @@ def reset_children(module: nn.Module) -> None:
             reset_children(child)
 
 
+def mlp(
+    d_in: int, hidden: int, out: int, *, depth: int = 2, last_bias: bool = True
+) -> nn.Sequential:
+    """``Linear -> ReLU -> (Linear -> ReLU) x (depth - 2) -> Linear``, the last without a bias
+    when ``last_bias`` is false (the layers at indices 0, 2, 4, ... of the ``Sequential``)."""
+    layers: list[nn.Module] = [nn.Linear(d_in, hidden), nn.ReLU()]
+    for _ in range(depth - 2):
+        layers += [nn.Linear(hidden, hidden), nn.ReLU()]
+    layers.append(nn.Linear(hidden, out, bias=last_bias))
+    return nn.Sequential(*layers)
+
+
 def masked_reduce(loss: Tensor, mask: Tensor | None, reduction: Reduction) -> Tensor:
     """Reduce per-sample losses ``(...)`` (already 0 at masked samples); ``"mean"`` divides by
     the counted samples (0 when there are none, not 0 / 0)."""

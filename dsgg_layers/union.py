@@ -41,7 +41,7 @@ from dsgg_layers._checks import (
     check_positive,
     check_tensor,
 )
-from dsgg_layers._ops import reset_children, zero_padding
+from dsgg_layers._ops import mlp, reset_children, zero_padding
 from dsgg_layers.attention import (
     MaskedMultiheadAttention,
     TransformerDecoder,
@@ -66,10 +66,6 @@ def _token(d_model: int) -> nn.Parameter:
 
 def _init_token(p: nn.Parameter, std: float = 0.02) -> None:
     nn.init.trunc_normal_(p, std=std, a=-2 * std, b=2 * std)
-
-
-def _mlp(d_model: int, hidden: int, out: int | None = None) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(d_model, hidden), nn.ReLU(), nn.Linear(hidden, out or d_model))
 
 
 def _check_pair_mask(mask: Tensor | None, lead: Sequence[int]) -> None:
@@ -284,7 +280,7 @@ class SemanticAwareContextEncoder(nn.Module):
             self.encoder = TransformerEncoder(layer, num_layers)
         else:
             self.attn = MaskedMultiheadAttention(d_model, nhead, dropout=dropout)
-            self.mlp = _mlp(d_model, dim_feedforward)
+            self.mlp = mlp(d_model, dim_feedforward, d_model)
             self.norm = nn.LayerNorm(d_model)
         self.reset_parameters()
 
@@ -388,7 +384,7 @@ class UnionRelationDecoder(nn.Module):
         self.d_model = d_model
         self.relation_token = _token(d_model)
         self.attn = MaskedMultiheadAttention(d_model, nhead, dropout=dropout)
-        self.mlp = _mlp(d_model, dim_feedforward)
+        self.mlp = mlp(d_model, dim_feedforward, d_model)
         self.norm = nn.LayerNorm(d_model)
         self.reset_parameters()
 
@@ -562,7 +558,7 @@ class UnionRelationPredictor(nn.Module):
         super().__init__()
         check_positive(d_model, "d_model")
         self.d_model, self.out_dim = d_model, out_dim or d_model
-        self.mlp = _mlp(d_model, hidden or d_model, self.out_dim)
+        self.mlp = mlp(d_model, hidden or d_model, self.out_dim)
         self.norm = nn.LayerNorm(self.out_dim)
 
     def reset_parameters(self) -> None:

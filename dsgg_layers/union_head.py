@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dsgg_layers._checks import check_group, check_positive, check_tensor
-from dsgg_layers._ops import reset_children, zero_padding
+from dsgg_layers._ops import mlp, reset_children, zero_padding
 from dsgg_layers.union import RelationQueryDecoder, SemanticAwareContextEncoder
 
 __all__ = [
@@ -141,14 +141,6 @@ class UnionHeadOutput(NamedTuple):
     """``(..., C)``: the union branch plus the encoded union tokens and the decoded query."""
 
 
-def _proj(d_in: int, hidden: int, out: int, *, depth: int = 2, last_bias: bool = True) -> nn.Module:
-    layers: list[nn.Module] = [nn.Linear(d_in, hidden), nn.ReLU()]
-    if depth == 3:
-        layers += [nn.Linear(hidden, hidden), nn.ReLU()]
-    layers.append(nn.Linear(hidden, out, bias=last_bias))
-    return nn.Sequential(*layers)
-
-
 class UnionRelationHead(nn.Module):
     """UASAN's public relation head (``DistillModel_v13.forward_inference_bsz1``), from the
     concept tokens to the predicate scores.
@@ -246,15 +238,15 @@ class UnionRelationHead(nn.Module):
         self.d_model, self.num_tokens = d, num_tokens
         self.position_dim, self.giou_dim, self.union_in_dim = position_dim, giou_dim, union_in_dim
         self.initial_temperature = float(temperature)
-        self.pair_proj = _proj(2 * d, 4 * d, 2 * d, depth=3, last_bias=False)
-        self.encoded_pair_proj = _proj(2 * d, 4 * d, 2 * d, depth=3, last_bias=False)
-        self.position_proj = _proj(position_dim, d, 2 * d, last_bias=False)
-        self.union_position_proj = _proj(position_dim, d // 2, d)
-        self.giou_proj = _proj(giou_dim, d // 2, d)
+        self.pair_proj = mlp(2 * d, 4 * d, 2 * d, depth=3, last_bias=False)
+        self.encoded_pair_proj = mlp(2 * d, 4 * d, 2 * d, depth=3, last_bias=False)
+        self.position_proj = mlp(position_dim, d, 2 * d, last_bias=False)
+        self.union_position_proj = mlp(position_dim, d // 2, d)
+        self.giou_proj = mlp(giou_dim, d // 2, d)
         if union_in_dim is not None:
             check_positive(union_in_dim, "union_in_dim")
-            self.union_input = _proj(union_in_dim, 2 * d, d)
-        self.union_proj = _proj(d, 2 * d, d)
+            self.union_input = mlp(union_in_dim, 2 * d, d)
+        self.union_proj = mlp(d, 2 * d, d)
         self.encoder = SemanticAwareContextEncoder(
             d, nhead, ff, dropout, num_layers=num_layers, positions="slot",
             num_slots=3 * num_tokens + 2,
