@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dsgg_layers._checks import check_positive, check_tensor
+from dsgg_layers.union_head import token_cosine_logits
 
 __all__ = ["GroupedPromptLearner", "OpenCLIPTextTower", "PromptLearner", "TextTower", "WordTower"]
 
@@ -411,8 +412,6 @@ class GroupedPromptLearner(PromptLearner):
     ) -> Tensor:
         """``cos(features, r_c) / tau`` against the set of each row's ``group`` (default
         ``self()``; ``group`` may be left out when ``G = 1``)."""
-        from dsgg_layers.union_head import token_cosine_logits
-
         e = self() if class_embeddings is None else class_embeddings
         check_tensor(features, "features", ("...", e.shape[-1]), dtype="float")
         return token_cosine_logits(features.unsqueeze(-2), e, self.temperature, group=group)
