@@ -280,12 +280,14 @@ def test_the_ground_truth_first_order_still_works_with_a_deprecation_warning():
     gt = {"v": [_rel("apb", 0, 4, SUB, OBJ)], "w": [_rel("aqb", 0, 4, SUB, OBJ)]}
     pred = {"v": [{**_rel("apb", 0, 4, SUB, OBJ), "score": 0.9}], "w": []}
     new = vidvrd_metrics(pred, gt)
-    with pytest.warns(DeprecationWarning, match=r"\(preds, target\)"):
+    with pytest.warns(DeprecationWarning, match=r"\(preds, target\)") as caught:
         old = vidvrd_metrics(gt, pred)
+    assert caught[0].filename == __file__  # the warning points at the caller's line
     assert {k: float(v) for k, v in old.items()} == {k: float(v) for k, v in new.items()}
     ev = VidVRDEvaluator()
-    with pytest.warns(DeprecationWarning):
+    with pytest.warns(DeprecationWarning) as caught:
         ev.update(gt, pred)
+    assert caught[0].filename == __file__
     assert float(ev.compute()["mAP"]) == float(new["mAP"]) == 0.5
     # no predictions at all: the new order is valid as it stands, nothing is swapped
     import warnings

@@ -489,7 +489,7 @@ def _unscored(relations: Mapping[str, Sequence[Relation]]) -> bool:
 def _in_order(
     preds: Mapping[str, Sequence[Relation]],
     target: Mapping[str, Sequence[Relation]],
-    stacklevel: int = 4,
+    stacklevel: int = 4,  # _in_order, update, its no_grad wrapper, the caller
 ) -> tuple[Mapping[str, Sequence[Relation]], Mapping[str, Sequence[Relation]]]:
     """``(preds, target)``; the ground-truth-first order of earlier releases swapped back, with
     a ``DeprecationWarning`` (it goes in the next release)."""
