@@ -104,7 +104,8 @@ def run_paired(
 ) -> dict[str, Any]:
     """Declared comparison of two variants on the same data and budget, paired by ``--seed``.
 
-    Each variant runs once a seed (``argv`` plus its flags and ``--seed``; outputs in
+    Each variant runs once a seed (``argv`` without its own ``--out``, ``--seed`` and ``--seeds``,
+    plus the variant's flags and ``--seed``; outputs in
     ``out/<variant>_seed<k>``). For every task and every ``metrics`` entry
     (``{column: results key}``, values in [0, 1]) the table gives both means and the mean
     difference (second minus first) with its 95% t-interval over the seeds
@@ -117,7 +118,8 @@ def run_paired(
     (a, fa), (b, fb) = variants.items()
     runs = {f"{name}_seed{seed}": [*flags, "--seed", str(seed)]
             for seed in seeds for name, flags in ((a, fa), (b, fb))}  # fmt: skip
-    summaries = run_variants(assembly, argv, runs, out)
+    base = without_flags(without_seeds(argv), valued=("--out", "--seed"))  # set here, per run
+    summaries = run_variants(assembly, base, runs, out)
     rows: dict[str, dict[str, str]] = {}
     report: dict[str, Any] = {}
     for task in summaries[f"{a}_seed{seeds[0]}"]["results_tensors"]:

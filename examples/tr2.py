@@ -451,8 +451,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if args.ablation is not None:
         return compare(argv, args.ablation, Path(args.out))
     if args.compare_temporal_norm:
-        base = experiments.without_flags(experiments.without_seeds(argv), "--compare-temporal-norm",
-                                     valued=("--out", "--temporal-norm", "--seed"))  # fmt: skip
+        base = experiments.without_flags(argv, "--compare-temporal-norm",
+                                         valued=("--temporal-norm",))  # fmt: skip
         if "--tasks" not in base:
             base += ["--tasks", "predcls"]
         norms = {"standard": ["--temporal-norm", "standard"], "code": ["--temporal-norm", "code"]}

@@ -511,8 +511,7 @@ ABLATION = {
 
 def compare_heads(argv: Sequence[str], args: argparse.Namespace) -> dict[str, Any]:
     """The paper's and the code's head on the same data, seeds and budget, paired by seed."""
-    base = experiments.without_flags(experiments.without_seeds(argv), "--compare-heads",
-                                 valued=("--out", "--head", "--seed", "--variant"))  # fmt: skip
+    base = experiments.without_flags(argv, "--compare-heads", valued=("--head", "--variant"))
     metrics = {f"{split} {m}": f"{split}/{m}"
                for split in ("novel", "all") for m in ("mAP", "R@50", "R@100")}  # fmt: skip
     heads = {"paper": ["--head", "paper"], "code": ["--head", "code"]}
