@@ -99,7 +99,7 @@ class STTranBaseline(nn.Module):
 
     def logits(self, g: VideoGraph, object_probs: Tensor | None, rows: ValidRows | None) -> Tensor:
         x = self.pair_proj(pair_models.pair_inputs(g, self.class_semantics, object_probs))
-        return self.head(self.block(x, g.mask, rows=rows))
+        return self.head(self.block(x, g.mask if rows is None else rows))
 
     def forward(self, g: VideoGraph, *, task: str = "predcls", rows: ValidRows | None = None):
         if self.training:

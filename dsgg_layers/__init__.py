@@ -95,7 +95,7 @@ from dsgg_layers.prompts import (
 )
 from dsgg_layers.queries import PairQueries, TemporalMemory, reference_frames
 from dsgg_layers.relation import SpatialTemporalEncoder
-from dsgg_layers.rows import ValidRows
+from dsgg_layers.rows import MaskOrRows, ValidRows, rowwise, split_mask
 from dsgg_layers.sampling import (
     RelationAssignment,
     assign_relations,
@@ -156,6 +156,7 @@ __all__ = [
     "HierarchicalAttention",
     "LearnableTokens",
     "LearnedPositions",
+    "MaskOrRows",
     "MaskedMultiheadAttention",
     "MaskedPooling",
     "MessageToken",
@@ -240,9 +241,11 @@ __all__ = [
     "previous_frame_index",
     "reference_frames",
     "relation_text_targets",
+    "rowwise",
     "sigmoid_focal_loss",
     "sinusoidal_positions",
     "softmax_focal_loss",
+    "split_mask",
     "split_tokens",
     "split_tracks",
     "sttran_predicate_loss",

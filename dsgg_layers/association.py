@@ -33,6 +33,7 @@ from torch import Tensor, nn
 from dsgg_layers._checks import check_choice, check_positive, check_tensor
 from dsgg_layers._ops import zero_padding
 from dsgg_layers.attention import MaskedMultiheadAttention
+from dsgg_layers.rows import MaskOrRows, ValidRows, rowwise
 
 __all__ = [
     "AssociationAttention",
@@ -104,10 +105,16 @@ class AssociationAttention(nn.Module):
 
     def cues(self, others: Sequence[Tensor]) -> Tensor:
         """``Q_comp``: the other branches reduced and concatenated, ``(..., Q, D)``."""
+        self._check_cues(others)
+        return self._cues(*others)
+
+    def _check_cues(self, others: Sequence[Tensor]) -> None:
         if len(others) != self.num_cues:
             raise ValueError(f"cues: expected {self.num_cues} branch features, got {len(others)}")
         for i, x in enumerate(others):
             check_tensor(x, f"cues[{i}]", (*others[0].shape[:-1], self.d_model), dtype="float")
+
+    def _cues(self, *others: Tensor) -> Tensor:
         return torch.cat([r(x) for r, x in zip(self.reduce, others, strict=True)], -1)
 
     def forward(
@@ -117,20 +124,22 @@ class AssociationAttention(nn.Module):
         *,
         memory_pos: Tensor | None = None,
         query_pos: Tensor | None = None,
-        query_mask: Tensor | None = None,
-        memory_mask: Tensor | None = None,
+        query_mask: MaskOrRows | None = None,
+        memory_mask: MaskOrRows | None = None,
     ) -> tuple[Tensor, Tensor]:
-        """``(F_comp, Q_comp)``; see the class docstring."""
-        # padded rows are zeroed before any weight sees them (0 * NaN would reach a gradient)
-        q_comp = self.cues([zero_padding(x, query_mask) for x in others])
+        """``(F_comp, Q_comp)``; see the class docstring. Masks may be
+        [`ValidRows`][dsgg_layers.rows.ValidRows]: then every projection runs on the valid
+        rows."""
+        self._check_cues(others)
+        # padded rows never reach a weight (0 * NaN would reach a gradient)
+        q_comp = rowwise(self._cues, query_mask, *others)
         check_tensor(memory, "memory", (*q_comp.shape[:-2], "S", self.d_model), dtype="float")
-        memory = zero_padding(memory, memory_mask)
+        if not isinstance(memory_mask, ValidRows):  # rows are gathered: padding never read
+            memory = zero_padding(memory, memory_mask)
         f_comp, _ = self.attn(
             q_comp, memory, memory, query_mask=query_mask, key_mask=memory_mask,
             query_pos=query_pos, key_pos=memory_pos,
         )  # fmt: skip
-        if query_mask is not None:
-            q_comp = q_comp.masked_fill(~query_mask.unsqueeze(-1), 0.0)
         return f_comp, q_comp
 
 
@@ -190,17 +199,20 @@ class HierarchicalAttention(nn.Module):
         return f"d_model={self.d_model}, residual={self.residual!r}"
 
     def forward(
-        self, current: Tensor, cues: Tensor, comp: Tensor, mask: Tensor | None = None
+        self, current: Tensor, cues: Tensor, comp: Tensor, mask: MaskOrRows | None = None
     ) -> Tensor:
         """Level 2 and the linear map with its residual."""
         dims: dict[str, tuple[int, str]] = {}
         check_tensor(current, "current", ("...", "Q", self.d_model), dims=dims, dtype="float")
         check_tensor(cues, "cues", tuple(current.shape), dtype="float")
         check_tensor(comp, "comp", tuple(current.shape), dtype="float")
-        current, cues, comp = (zero_padding(x, mask) for x in (current, cues, comp))
+        if not isinstance(mask, ValidRows):  # rows are gathered: padding never read
+            current, cues, comp = (zero_padding(x, mask) for x in (current, cues, comp))
         f, _ = self.attn(current, cues, comp, query_mask=mask, key_mask=mask)
-        out = self.linear(f) + (current if self.residual == "query" else f)
-        return out if mask is None else out.masked_fill(~mask.unsqueeze(-1), 0.0)
+        return rowwise(self._output, mask, f, current)
+
+    def _output(self, f: Tensor, current: Tensor) -> Tensor:
+        return self.linear(f) + (current if self.residual == "query" else f)
 
 
 class PredicateAssociationParser(nn.Module):
@@ -300,8 +312,8 @@ class PredicateAssociationParser(nn.Module):
         *,
         memory_pos: Tensor | None = None,
         query_pos: Tensor | None = None,
-        query_mask: Tensor | None = None,
-        memory_mask: Tensor | None = None,
+        query_mask: MaskOrRows | None = None,
+        memory_mask: MaskOrRows | None = None,
     ) -> list[tuple[Tensor, Tensor, Tensor]]:
         """``(F_fusion, Q_comp, F_comp)`` of every branch."""
         if len(branches) != self.num_branches:
@@ -312,8 +324,6 @@ class PredicateAssociationParser(nn.Module):
         for i, x in enumerate(branches):
             check_tensor(x, f"branches[{i}]", (*shape[:-1], self.d_model), dtype="float")
         check_tensor(entity, "entity", shape, dtype="float")
-        branches = [zero_padding(x, query_mask) for x in branches]
-        entity = zero_padding(entity, query_mask)
         out = []
         for b, current in enumerate(branches):
             others = [x for i, x in enumerate(branches) if i != b]
@@ -321,16 +331,17 @@ class PredicateAssociationParser(nn.Module):
                 others, memory, memory_pos=memory_pos, query_pos=query_pos,
                 query_mask=query_mask, memory_mask=memory_mask,
             )  # fmt: skip
-            if self.fusion == "arn":
-                fused = self.fuse[b](torch.cat((current + self.branch_embedding[b], entity), -1))
-            elif self.fusion == "nonlinear":
-                fused = current + self.fuse[b](entity)
-            else:
-                fused = current + entity
-            if query_mask is not None:
-                fused = fused.masked_fill(~query_mask.unsqueeze(-1), 0.0)
+            fused = rowwise(lambda x, e, b=b: self._fuse(b, x, e), query_mask, current, entity)
             out.append((fused, q_comp, f_comp))
         return out
+
+    def _fuse(self, b: int, current: Tensor, entity: Tensor) -> Tensor:
+        """Branch ``b``'s feature joined with the entity feature (``fusion``)."""
+        if self.fusion == "arn":
+            return self.fuse[b](torch.cat((current + self.branch_embedding[b], entity), -1))
+        if self.fusion == "nonlinear":
+            return current + self.fuse[b](entity)
+        return current + entity
 
 
 class AssociationReasoning(nn.Module):
@@ -399,8 +410,8 @@ class AssociationReasoning(nn.Module):
         *,
         memory_pos: Tensor | None = None,
         query_pos: Tensor | None = None,
-        query_mask: Tensor | None = None,
-        memory_mask: Tensor | None = None,
+        query_mask: MaskOrRows | None = None,
+        memory_mask: MaskOrRows | None = None,
     ) -> list[Tensor]:
         """The refined feature of every branch."""
         parsed = self.pap(branches, entity, memory, memory_pos=memory_pos, query_pos=query_pos,

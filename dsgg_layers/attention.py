@@ -28,8 +28,9 @@ valid rows only, gathered into ``(N, D)``
 ([`dsgg_layers.rows.ValidRows`][dsgg_layers.rows.ValidRows]); only the attention itself runs on the
 padded grid. The outputs are those of the padded computation (up to float rounding). The valid rows
 have a data-dependent count: on a GPU, building them costs a host sync, which a caller avoids by
-building them once per batch and passing ``rows=``; under ``torch.compile`` the padded path runs
-instead.
+building them once per batch and passing them in place of the mask (every mask argument takes a
+bool tensor or its [`ValidRows`][dsgg_layers.rows.ValidRows]); under ``torch.compile`` the
+padded path runs instead.
 
 **Padding never leaks.** Whatever padded positions hold (zeros, NaN, ±Inf, 3e38 as left by
 ``torch.empty``), valid outputs and gradients are those of zero padding, and the gradient at
@@ -63,7 +64,7 @@ from dsgg_layers._checks import (
     check_tensor,
 )
 from dsgg_layers._ops import zero_padding
-from dsgg_layers.rows import ValidRows, resolve_rows
+from dsgg_layers.rows import MaskOrRows, ValidRows, resolve_rows, split_mask
 
 __all__ = [
     "MaskedMultiheadAttention",
@@ -247,8 +248,9 @@ class MaskedMultiheadAttention(nn.Module):
           self-attention
         - attn_mask: ``(L, S)`` or ``(..., L, S)`` bool, ``True`` = may attend
         - query_pos: broadcastable to ``(..., L, D)``; key_pos: to ``(..., S, kdim)``
-        - query_rows, key_rows: [`ValidRows`][] of ``query_mask`` and
-          ``key_mask`` (optional: built from the masks when not given)
+        - query_mask, key_mask may also be their [`ValidRows`][] (built once per batch); with
+          ``key_mask`` rows and no ``query_mask``, every query is a row (learned queries)
+        - query_rows, key_rows: deprecated (pass the rows as the masks)
         - output: ``(..., L, D)``; weights ``(..., H, L, S)`` or ``None``
 
     Raises:
@@ -364,8 +366,8 @@ class MaskedMultiheadAttention(nn.Module):
         key: Tensor | None = None,
         value: Tensor | None = None,
         *,
-        query_mask: Tensor | None = None,
-        key_mask: Tensor | None = None,
+        query_mask: MaskOrRows | None = None,
+        key_mask: MaskOrRows | None = None,
         attn_mask: Tensor | None = None,
         query_pos: Tensor | None = None,
         key_pos: Tensor | None = None,
@@ -374,6 +376,10 @@ class MaskedMultiheadAttention(nn.Module):
         key_rows: ValidRows | None = None,
     ) -> tuple[Tensor, Tensor | None]:
         """Attend from ``query`` to ``key``/``value``; see the class docstring for shapes."""
+        query_mask, query_rows = split_mask(
+            query_mask, query_rows, name="query_mask", old="query_rows"
+        )
+        key_mask, key_rows = split_mask(key_mask, key_rows, name="key_mask", old="key_rows")
         self_attention = key is None
         if key is None:
             key = query
@@ -387,6 +393,13 @@ class MaskedMultiheadAttention(nn.Module):
             queries = resolve_rows(
                 self.skip_padding, query_mask, query.shape[:-1], query_rows, "query_mask"
             )
+            if queries is None and query_mask is None and key_rows is not None:
+                # Unmasked queries (learned tokens) reading keys given as rows: all queries are
+                # rows, known without a sync.
+                queries = resolve_rows(
+                    self.skip_padding, ValidRows.full(query.shape[:-1], query.device),
+                    query.shape[:-1],
+                )  # fmt: skip
             if queries is not None and key_mask is query_mask and key_rows is query_rows:
                 keys: ValidRows | None = queries
             else:
@@ -580,7 +593,7 @@ class TransformerEncoderLayer(_ResidualLayer):
         - mask: ``(..., N)`` bool, ``True`` = valid
         - pos: broadcastable to ``(..., N, D)``
         - attn_mask: ``(N, N)`` or ``(..., N, N)`` bool, ``True`` = may attend
-        - rows: [`ValidRows`][] of ``mask`` (optional)
+        - mask may also be its [`ValidRows`][] (``rows=`` is deprecated)
         - output: ``(..., N, D)``; with ``need_weights=True`` also ``(..., H, N, N)``
 
     Raises:
@@ -668,7 +681,7 @@ class TransformerEncoderLayer(_ResidualLayer):
     def forward(
         self,
         x: Tensor,
-        mask: Tensor | None = ...,
+        mask: MaskOrRows | None = ...,
         *,
         pos: Tensor | None = ...,
         attn_mask: Tensor | None = ...,
@@ -680,7 +693,7 @@ class TransformerEncoderLayer(_ResidualLayer):
     def forward(
         self,
         x: Tensor,
-        mask: Tensor | None = ...,
+        mask: MaskOrRows | None = ...,
         *,
         pos: Tensor | None = ...,
         attn_mask: Tensor | None = ...,
@@ -691,7 +704,7 @@ class TransformerEncoderLayer(_ResidualLayer):
     def forward(
         self,
         x: Tensor,
-        mask: Tensor | None = None,
+        mask: MaskOrRows | None = None,
         *,
         pos: Tensor | None = None,
         attn_mask: Tensor | None = None,
@@ -699,6 +712,7 @@ class TransformerEncoderLayer(_ResidualLayer):
         rows: ValidRows | None = None,
     ) -> Tensor | tuple[Tensor, Tensor]:
         """Encode ``x``; returns ``(output, weights)`` when ``need_weights`` is true."""
+        mask, rows = split_mask(mask, rows)
         self._check_inputs(x, mask, pos)
         resolved = None if attn_mask is not None or need_weights else self._resolve(x, mask, rows)
         if resolved is not None:
@@ -780,8 +794,8 @@ class TransformerDecoderLayer(_ResidualLayer):
         - query_pos: broadcastable to ``(..., L, D)``; memory_pos: to ``(..., S, memory_dim)``
         - self_attn_mask: ``(..., L, L)``; cross_attn_mask: ``(..., L, S)``; bool, ``True`` =
           may attend
-        - rows, memory_rows: [`ValidRows`][] of ``mask`` and
-          ``memory_mask`` (optional)
+        - mask, memory_mask may also be their [`ValidRows`][] (``rows=`` and ``memory_rows=``
+          are deprecated)
         - output: ``(..., L, D)``; with ``need_weights=True`` also the self-attention weights
           ``(..., H, L, L)`` (``None`` without self-attention) and cross-attention weights
           ``(..., H, L, S)``
@@ -931,8 +945,8 @@ class TransformerDecoderLayer(_ResidualLayer):
         self,
         x: Tensor,
         memory: Tensor,
-        mask: Tensor | None = None,
-        memory_mask: Tensor | None = None,
+        mask: MaskOrRows | None = None,
+        memory_mask: MaskOrRows | None = None,
         *,
         query_pos: Tensor | None = None,
         memory_pos: Tensor | None = None,
@@ -946,6 +960,10 @@ class TransformerDecoderLayer(_ResidualLayer):
 
         Returns ``out``, or ``(out, (w_self, w_cross))`` when ``need_weights`` is true.
         """
+        mask, rows = split_mask(mask, rows)
+        memory_mask, memory_rows = split_mask(
+            memory_mask, memory_rows, name="memory_mask", old="memory_rows"
+        )
         self._check_inputs(x, memory, mask, memory_mask, query_pos, memory_pos)
         plain = self_attn_mask is None and cross_attn_mask is None and not need_weights
         resolved = self._resolve(x, memory, mask, memory_mask, rows, memory_rows) if plain else None
@@ -1075,13 +1093,14 @@ class TransformerEncoder(_LayerStack):
     def forward(
         self,
         x: Tensor,
-        mask: Tensor | None = None,
+        mask: MaskOrRows | None = None,
         *,
         pos: Tensor | None = None,
         attn_mask: Tensor | None = None,
         rows: ValidRows | None = None,
     ) -> Tensor:
         """Run the layers in turn (on the valid rows throughout, when the layers skip padding)."""
+        mask, rows = split_mask(mask, rows)
         first: TransformerEncoderLayer = self.layers[0]
         first._check_inputs(x, mask, pos)
         resolved = None if attn_mask is not None else first._resolve(x, mask, rows)
@@ -1122,8 +1141,8 @@ class TransformerDecoder(_LayerStack):
         self,
         x: Tensor,
         memory: Tensor,
-        mask: Tensor | None = None,
-        memory_mask: Tensor | None = None,
+        mask: MaskOrRows | None = None,
+        memory_mask: MaskOrRows | None = None,
         *,
         query_pos: Tensor | None = None,
         memory_pos: Tensor | None = None,
@@ -1133,6 +1152,10 @@ class TransformerDecoder(_LayerStack):
         memory_rows: ValidRows | None = None,
     ) -> Tensor:
         """Run the layers in turn (on the valid rows throughout, when the layers skip padding)."""
+        mask, rows = split_mask(mask, rows)
+        memory_mask, memory_rows = split_mask(
+            memory_mask, memory_rows, name="memory_mask", old="memory_rows"
+        )
         first: TransformerDecoderLayer = self.layers[0]
         first._check_inputs(x, memory, mask, memory_mask, query_pos, memory_pos)
         plain = self_attn_mask is None and cross_attn_mask is None

@@ -29,14 +29,22 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import partial
 from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dsgg_layers._checks import check_choice, check_positive, check_tensor, values_readable
+from dsgg_layers._checks import (
+    check_choice,
+    check_positive,
+    check_tensor,
+    is_compiling,
+    values_readable,
+)
 from dsgg_layers._ops import Reduction, masked_reduce
+from dsgg_layers.rows import MaskOrRows, ValidRows, split_mask
 from dsgg_layers.vocab import PREDICATE_GROUPS
 
 __all__ = [
@@ -56,6 +64,28 @@ __all__ = [
     "softmax_focal_loss",
     "sttran_predicate_loss",
 ]
+
+
+def _rows_of(mask: MaskOrRows | None, x: object) -> tuple[Tensor | None, ValidRows | None]:
+    """``(mask tensor, rows)``: rows only when they describe ``x``'s samples ``x.shape[:-1]``
+    (else the checks of the grid path name the disagreement) and not under compile."""
+    mask, rows = split_mask(mask)
+    fits = isinstance(x, Tensor) and rows is not None and rows.shape == tuple(x.shape[:-1])
+    return mask, rows if fits and not is_compiling() else None
+
+
+def _on_rows(rows: ValidRows, reduction: str, loss, *per_sample: Tensor) -> Tensor:
+    """``loss(*rows)`` on the valid samples only: ``(..., C)`` inputs are gathered to ``(N, C)``,
+    ``(...)`` ones to ``(N,)``; a ``"none"`` output is scattered back to the grid (0 at padding)."""
+    lead = len(rows.shape)
+    gathered = [
+        rows.gather(t) if t.dim() > lead else rows.gather(t.unsqueeze(-1)).squeeze(-1)
+        for t in per_sample
+    ]
+    out = loss(*gathered)
+    if reduction != "none":
+        return out
+    return rows.scatter(out) if out.dim() == 2 else rows.scatter(out.unsqueeze(-1)).squeeze(-1)
 
 
 def class_weights(frequencies: Tensor, beta: float = 0.5) -> Tensor:
@@ -102,7 +132,7 @@ def category_weighted_bce(
     targets: Tensor,
     weights: Tensor,
     *,
-    mask: Tensor | None = None,
+    mask: MaskOrRows | None = None,
     reduction: Reduction = "mean",
 ) -> Tensor:
     """Binary cross-entropy with a weight per class, over multi-label targets.
@@ -140,6 +170,15 @@ def category_weighted_bce(
     check_tensor(targets, "targets", (*logits.shape[:-1], "C"), dims=dims)
     check_tensor(weights, "weights", ("C",), dims=dims, dtype="float")
     check_choice(reduction, "reduction", ("mean", "sum", "none"))
+    mask, rows = _rows_of(mask, logits)
+    if rows is not None:
+        return _on_rows(
+            rows,
+            reduction,
+            partial(category_weighted_bce, weights=weights, reduction=reduction),
+            logits,
+            targets,
+        )
     targets = targets.to(logits.dtype)
     weight = weights.to(logits.dtype)
     if mask is None:
@@ -220,7 +259,7 @@ class CategoryWeightedLoss(nn.Module):
     def extra_repr(self) -> str:
         return f"classes={self.weights.numel()}, beta={self.beta}, reduction={self.reduction!r}"
 
-    def forward(self, logits: Tensor, targets: Tensor, mask: Tensor | None = None) -> Tensor:
+    def forward(self, logits: Tensor, targets: Tensor, mask: MaskOrRows | None = None) -> Tensor:
         """The weighted binary cross-entropy; see [`category_weighted_bce`][]."""
         return category_weighted_bce(
             logits, targets, self.weights, mask=mask, reduction=self.reduction
@@ -274,7 +313,7 @@ def softmax_focal_loss(
     *,
     alpha: Tensor | tuple[float, ...] | None = None,
     gamma: float = 2.0,
-    mask: Tensor | None = None,
+    mask: MaskOrRows | None = None,
     reduction: Reduction = "mean",
 ) -> Tensor:
     """Focal loss over the softmax of ``C`` classes: ``-alpha_y (1 - p_y)^gamma log p_y``.
@@ -326,6 +365,15 @@ def softmax_focal_loss(
     check_tensor(target, "target", tuple(logits.shape[:-1]), dims=dims, dtype=("int", "bool"))
     check_positive(gamma, "gamma", integer=False, allow_zero=True)
     check_choice(reduction, "reduction", ("mean", "sum", "none"))
+    mask, rows = _rows_of(mask, logits)
+    if rows is not None:
+        return _on_rows(
+            rows,
+            reduction,
+            partial(softmax_focal_loss, alpha=alpha, gamma=gamma, reduction=reduction),
+            logits,
+            target,
+        )
     C = logits.shape[-1]
     if target.dtype == torch.bool:
         if C != 2:
@@ -410,7 +458,7 @@ class SoftmaxFocalLoss(nn.Module):
         alpha = None if self.alpha is None else self.alpha.tolist()
         return f"alpha={alpha}, gamma={self.gamma}, reduction={self.reduction!r}"
 
-    def forward(self, logits: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
+    def forward(self, logits: Tensor, target: Tensor, mask: MaskOrRows | None = None) -> Tensor:
         """The focal loss; see [`softmax_focal_loss`][]."""
         return softmax_focal_loss(logits, target, alpha=self.alpha, gamma=self.gamma, mask=mask,
                                   reduction=self.reduction)  # fmt: skip
@@ -449,7 +497,7 @@ def multilabel_margin_loss(
     *,
     margin: float = 1.0,
     normalize: bool = False,
-    mask: Tensor | None = None,
+    mask: MaskOrRows | None = None,
     reduction: Reduction = "mean",
 ) -> Tensor:
     """Multi-label margin loss: ``sum_{m in S+} sum_{n in S-} max(0, margin - s_m + s_n)``.
@@ -492,6 +540,17 @@ def multilabel_margin_loss(
     check_tensor(target, "target", tuple(scores.shape), dims=dims, dtype="bool")
     check_positive(margin, "margin", integer=False, allow_zero=True)
     check_choice(reduction, "reduction", ("mean", "sum", "none"))
+    mask, rows = _rows_of(mask, scores)
+    if rows is not None:
+        return _on_rows(
+            rows,
+            reduction,
+            partial(
+                multilabel_margin_loss, margin=margin, normalize=normalize, reduction=reduction
+            ),
+            scores,
+            target,
+        )
     if mask is not None:
         check_tensor(mask, "mask", tuple(scores.shape[:-1]), dims=dims, dtype="bool")
         scores = scores.masked_fill(~mask.unsqueeze(-1), 0.0)
@@ -545,7 +604,7 @@ def multilabel_focal_loss(
     *,
     alpha: Tensor | None = None,
     gamma: float = 2.0,
-    mask: Tensor | None = None,
+    mask: MaskOrRows | None = None,
     reduction: Reduction = "mean",
 ) -> Tensor:
     """A focal term per sample on the sum of its binary cross-entropies (TR²'s code).
@@ -590,6 +649,15 @@ def multilabel_focal_loss(
     check_tensor(target, "target", tuple(logits.shape), dims=dims, dtype=("bool", "float"))
     check_positive(gamma, "gamma", integer=False, allow_zero=True)
     check_choice(reduction, "reduction", ("mean", "sum", "none"))
+    mask, rows = _rows_of(mask, logits)
+    if rows is not None:
+        return _on_rows(
+            rows,
+            reduction,
+            partial(multilabel_focal_loss, alpha=alpha, gamma=gamma, reduction=reduction),
+            logits,
+            target,
+        )
     y = target.to(logits.dtype)
     if mask is not None:
         check_tensor(mask, "mask", tuple(logits.shape[:-1]), dims=dims, dtype="bool")
@@ -619,7 +687,7 @@ def sigmoid_focal_loss(
     *,
     alpha: float | None = None,
     gamma: float = 2.0,
-    mask: Tensor | None = None,
+    mask: MaskOrRows | None = None,
     reduction: Reduction = "mean",
 ) -> Tensor:
     """Focal loss on independent sigmoids: ``-alpha_t (1 - p_t)^gamma log p_t`` per element.
@@ -666,6 +734,15 @@ def sigmoid_focal_loss(
     check_choice(reduction, "reduction", ("mean", "sum", "none"))
     if alpha is not None and (isinstance(alpha, bool) or not 0.0 <= float(alpha) <= 1.0):
         raise ValueError(f"alpha: expected None or a number in [0, 1], got {alpha!r}")
+    mask, rows = _rows_of(mask, logits)
+    if rows is not None:
+        return _on_rows(
+            rows,
+            reduction,
+            partial(sigmoid_focal_loss, alpha=alpha, gamma=gamma, reduction=reduction),
+            logits,
+            targets,
+        )
     acc = torch.promote_types(logits.dtype, torch.float32)
     x, t = logits.to(acc), targets.to(acc)
     if mask is not None:
@@ -725,7 +802,7 @@ class SigmoidFocalLoss(nn.Module):
     def extra_repr(self) -> str:
         return f"alpha={self.alpha}, gamma={self.gamma}, reduction={self.reduction!r}"
 
-    def forward(self, logits: Tensor, targets: Tensor, mask: Tensor | None = None) -> Tensor:
+    def forward(self, logits: Tensor, targets: Tensor, mask: MaskOrRows | None = None) -> Tensor:
         """The focal loss; see [`sigmoid_focal_loss`][]."""
         return sigmoid_focal_loss(logits, targets, alpha=self.alpha, gamma=self.gamma,
                                   mask=mask, reduction=self.reduction)  # fmt: skip
@@ -734,7 +811,7 @@ class SigmoidFocalLoss(nn.Module):
 def embedding_alignment_loss(
     embeddings: Tensor,
     image_embeddings: Tensor,
-    mask: Tensor | None = None,
+    mask: MaskOrRows | None = None,
     *,
     normalize: bool = True,
     reduction: Reduction = "mean",
@@ -784,6 +861,7 @@ def embedding_alignment_loss(
             f"got {tuple(image_embeddings.shape)}"
         ) from None
     x, y = embeddings, target.to(embeddings.dtype)
+    mask, _ = split_mask(mask)
     if mask is not None:
         check_tensor(mask, "mask", tuple(embeddings.shape[:-1]), dtype="bool")
         x, y = x.masked_fill(~mask.unsqueeze(-1), 0.0), y.masked_fill(~mask.unsqueeze(-1), 0.0)
@@ -798,7 +876,7 @@ def embedding_alignment_loss(
 def feature_distillation_loss(
     student: Tensor,
     teacher: Tensor,
-    mask: Tensor | None = None,
+    mask: MaskOrRows | None = None,
     *,
     norm: Literal["l2", "mse", "l1"] = "l2",
     reduction: Reduction = "mean",
@@ -840,6 +918,7 @@ def feature_distillation_loss(
     check_tensor(teacher, "teacher", tuple(student.shape), dtype="float")
     check_choice(norm, "norm", ("l2", "mse", "l1"))
     check_choice(reduction, "reduction", ("mean", "sum", "none"))
+    mask, _ = split_mask(mask)
     if mask is not None:
         check_tensor(mask, "mask", tuple(student.shape[:-2]), dtype="bool")
     diff = student - teacher.detach().to(student.dtype)
@@ -862,7 +941,7 @@ def sttran_predicate_loss(
     logits: Tensor,
     relations: Tensor,
     *,
-    mask: Tensor | None = None,
+    mask: MaskOrRows | None = None,
     multi_label: Literal["margin", "bce"] = "margin",
     groups: dict[str, slice] | None = None,
 ) -> dict[str, Tensor]:
@@ -910,6 +989,11 @@ def sttran_predicate_loss(
     if set(groups) != {"attention", "spatial", "contacting"}:
         raise ValueError(
             f"groups: expected attention, spatial and contacting, got {sorted(groups)}"
+        )
+    mask, rows = _rows_of(mask, logits)
+    if rows is not None:  # the existing pairs only
+        return sttran_predicate_loss(
+            rows.gather(logits), rows.gather(relations), multi_label=multi_label, groups=groups
         )
     if mask is None:
         mask = torch.ones(logits.shape[:-1], dtype=torch.bool, device=logits.device)

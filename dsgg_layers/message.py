@@ -40,7 +40,8 @@ from dsgg_layers._checks import (
     values_readable,
 )
 from dsgg_layers._ops import masked_reduce
-from dsgg_layers.temporal import gather_previous
+from dsgg_layers.rows import MaskOrRows, ValidRows, resolve_rows, split_mask
+from dsgg_layers.temporal import gather_previous, previous_frame_index
 
 __all__ = [
     "MessageToken",
@@ -119,18 +120,41 @@ class MessageToken(nn.Module):
         h = self.linear1(torch.cat((previous, current), -1))
         return torch.tanh(self.linear3(torch.tanh(self.linear2(h))))
 
-    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
-        """``[e_cur, e_prev * m]`` for every pair and frame."""
+    def forward(self, x: Tensor, mask: MaskOrRows) -> Tensor:
+        """``[e_cur, e_prev * m]`` for every pair and frame.
+
+        With ``mask`` given as (or resolved to) [`ValidRows`][dsgg_layers.rows.ValidRows], the
+        gate runs on the existing pairs only.
+        """
+        mask, rows = split_mask(mask)
         dims: dict[str, tuple[int, str]] = {}
         check_tensor(x, "x", ("...", "T", "P", self.d_model), dims=dims, dtype="float")
         check_tensor(mask, "mask", tuple(x.shape[:-1]), dims=dims, dtype="bool")
         check_param_dtype(self.linear1.weight, ("x", x))
+        resolved = resolve_rows(True, mask, x.shape[:-1], rows)
+        if resolved is not None:
+            return resolved.scatter(self._forward_rows(x, resolved))
         x = x.masked_fill(~mask.unsqueeze(-1), 0.0)
         previous, has_previous = gather_previous(x, mask)  # 0 where there is none
         m = self.gate(previous, x)
         value = previous if self.first == "zero" else torch.where(
             has_previous.unsqueeze(-1), previous, x)  # fmt: skip
         return torch.cat((x, value * m), -1).masked_fill(~mask.unsqueeze(-1), 0.0)
+
+    def _forward_rows(self, x: Tensor, rows: ValidRows) -> Tensor:
+        """The token of the valid rows ``(N, 2 D)``: each row's previous frame is found on the
+        mask (its flat position moves back ``t - t'`` frames of ``P`` pairs), then read."""
+        P = x.shape[-2]
+        prev_t = previous_frame_index(rows.mask).reshape(-1).index_select(0, rows.index)
+        t = rows.index.div(P, rounding_mode="floor") % x.shape[-3]
+        has_previous = (prev_t >= 0).unsqueeze(-1)
+        source = torch.where(has_previous.squeeze(-1), rows.index + (prev_t - t) * P, rows.index)
+        flat = x.reshape(-1, self.d_model)
+        current = flat.index_select(0, rows.index)
+        previous = flat.index_select(0, source).masked_fill(~has_previous, 0.0)
+        m = self.gate(previous, current)
+        value = previous if self.first == "zero" else torch.where(has_previous, previous, current)
+        return torch.cat((current, value * m), -1)
 
 
 def track_differences(x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:

@@ -36,7 +36,7 @@ from dsgg_layers._checks import (
 )
 from dsgg_layers.attention import MaskedMultiheadAttention
 from dsgg_layers.boxes import box_center, elementwise_box_iou, giou_unchecked, image_size_like
-from dsgg_layers.rows import ValidRows, resolve_rows
+from dsgg_layers.rows import MaskOrRows, ValidRows, resolve_rows, split_mask
 from dsgg_layers.temporal import gather_frames, previous_frame_index
 
 __all__ = [
@@ -470,7 +470,7 @@ class MotionFeatureExtractor(nn.Module):
         self,
         subject_boxes: Tensor,
         object_boxes: Tensor,
-        mask: Tensor,
+        mask: MaskOrRows,
         frame_times: Tensor | None = None,
         *,
         image_size: Tensor | tuple[float, float] | None = None,
@@ -479,9 +479,10 @@ class MotionFeatureExtractor(nn.Module):
     ) -> Tensor | tuple[Tensor, Tensor]:
         """Motion features (and the raw attributes when ``return_attributes``).
 
-        ``rows``: the [`ValidRows`][] of ``mask``, when the caller built
-        them once for the batch (else the MLP builds them from ``mask``).
+        ``mask`` may be its [`ValidRows`][dsgg_layers.rows.ValidRows], built once for the batch
+        (else the MLP builds them from ``mask``); ``rows=`` is deprecated.
         """
+        mask, rows = split_mask(mask, rows)
         attrs = motion_attributes(
             subject_boxes,
             object_boxes,
@@ -588,30 +589,50 @@ class MotionInteraction(nn.Module):
         self,
         spatial: Tensor,
         motion: Tensor,
-        mask: Tensor | None = None,
+        mask: MaskOrRows | None = None,
         *,
         rows: ValidRows | None = None,
     ) -> Tensor:
         """Fuse motion into the spatial relation features; see the class docstring.
 
-        ``rows``: the [`ValidRows`][] of ``mask`` (optional).
+        ``mask`` may be its [`ValidRows`][dsgg_layers.rows.ValidRows]; ``rows=`` is deprecated.
         """
+        mask, rows = split_mask(mask, rows)
         dims: dict[str, tuple[int, str]] = {}
         check_tensor(spatial, "spatial", ("...", "P", self.d_model), dims=dims, dtype="float")
         check_tensor(motion, "motion", ("...", "P", self.d_model), dims=dims, dtype="float")
         check_param_dtype(self.norm.weight, ("spatial", spatial), ("motion", motion))
         if mask is not None:
             check_tensor(mask, "mask", ("...", "P"), dims=dims, dtype="bool")
+        skip = self.attn.skip_padding if self.attn is not None else True
+        resolved = resolve_rows(skip, mask, spatial.shape[:-1], rows)
+        if resolved is not None:  # every row-wise part on the existing pairs only
+            s, m = resolved.gather(spatial), resolved.gather(motion)
+
+            def attend_rows() -> Tensor:
+                assert self.attn is not None and resolved is not None
+                return self.attn.forward_rows(m, resolved, s, resolved)
+
+            return resolved.scatter(self._fuse(s, m, attend_rows))
+        if mask is not None:
             spatial = spatial.masked_fill(~mask.unsqueeze(-1), 0.0)  # padding never leaks
             motion = motion.masked_fill(~mask.unsqueeze(-1), 0.0)
+
+        def attend() -> Tensor:
+            assert self.attn is not None
+            return self.attn(motion, spatial, spatial, query_mask=mask, key_mask=mask)[0]
+
+        out = self._fuse(spatial, motion, attend)
+        return out if mask is None else out.masked_fill(~mask.unsqueeze(-1), 0.0)
+
+    def _fuse(self, spatial: Tensor, motion: Tensor, attend) -> Tensor:
+        """Eq. 7-8 on rows or on the grid; ``attend()`` gives MIM's attention output."""
         if self.attn is not None:
-            fused, _ = self.attn(motion, spatial, spatial, query_mask=mask, key_mask=mask,
-                                 query_rows=rows, key_rows=rows)  # fmt: skip
+            fused = attend()
         else:
             assert self.concat is not None  # set in __init__ for fusion="concat"
             fused = self.concat(torch.cat((spatial, motion), -1))
         joint = spatial + self.dropout(fused)
         if self.motion_proj is not None:
             joint = joint + self.motion_proj(motion)
-        out = self.norm(joint)
-        return out if mask is None else out.masked_fill(~mask.unsqueeze(-1), 0.0)
+        return self.norm(joint)

@@ -15,18 +15,20 @@ import torch
 from torch import Tensor, nn
 
 from dsgg_layers._checks import check_choice, check_int, check_tensor
+from dsgg_layers.rows import MaskOrRows, split_mask
 
 __all__ = ["MaskedPooling", "masked_pool"]
 
 PoolMode = Literal["mean", "max", "first"]
 
 
-def masked_pool(x: Tensor, mask: Tensor, *, dim: int = -1, mode: PoolMode = "mean") -> Tensor:
+def masked_pool(x: Tensor, mask: MaskOrRows, *, dim: int = -1, mode: PoolMode = "mean") -> Tensor:
     """Pool ``x`` over the valid entries of the mask axis ``dim``.
 
     Args:
         x: the grid.
-        mask: ``True`` where an entry is valid.
+        mask: ``True`` where an entry is valid (or its [`ValidRows`][dsgg_layers.rows.ValidRows]:
+            the pooling reads the mask only).
         dim: the mask axis to pool over.
         mode: ``"mean"``, ``"max"`` (per channel) or ``"first"`` (the first valid entry along the
             axis, e.g. a token put in front by
@@ -52,6 +54,7 @@ def masked_pool(x: Tensor, mask: Tensor, *, dim: int = -1, mode: PoolMode = "mea
         [3.0, 0.0]
     """
     check_choice(mode, "mode", ("mean", "max", "first"))
+    mask, _ = split_mask(mask, stacklevel=3)
     dims: dict[str, tuple[int, str]] = {}
     check_tensor(x, "x", ("...", "D"), dims=dims, dtype="float")
     check_tensor(mask, "mask", tuple(x.shape[:-1]), dims=dims, dtype="bool")
@@ -109,6 +112,6 @@ class MaskedPooling(nn.Module):
     def extra_repr(self) -> str:
         return f"dim={self.dim}, mode={self.mode!r}"
 
-    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+    def forward(self, x: Tensor, mask: MaskOrRows) -> Tensor:
         """Pool ``x`` over the valid entries of the axis `dim`."""
         return masked_pool(x, mask, dim=self.dim, mode=self.mode)

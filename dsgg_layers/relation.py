@@ -40,7 +40,7 @@ from dsgg_layers._checks import (
 )
 from dsgg_layers.attention import TransformerEncoder, TransformerEncoderLayer
 from dsgg_layers.positions import sinusoidal_positions
-from dsgg_layers.rows import ValidRows
+from dsgg_layers.rows import MaskOrRows, ValidRows, split_mask
 from dsgg_layers.temporal import track_ranks
 
 __all__ = ["SpatialTemporalEncoder"]
@@ -166,40 +166,42 @@ class SpatialTemporalEncoder(nn.Module):
     def forward(
         self,
         x: Tensor,
-        mask: Tensor,
+        mask: MaskOrRows,
         frame_mask: Tensor | None = None,
         *,
         rows: ValidRows | None = None,
     ) -> Tensor:
         """Encode the pair tracks: [`forward_spatial`][], then [`forward_temporal`][].
 
-        ``rows``: the [`ValidRows`][] of ``mask`` ``(..., T, P)``, built
-        once for the batch (optional; the temporal half uses their transpose).
+        ``mask`` may be its [`ValidRows`][dsgg_layers.rows.ValidRows] ``(..., T, P)``, built
+        once for the batch (the temporal half uses their transpose); ``rows=`` is deprecated.
         """
-        return self.forward_temporal(
-            self.forward_spatial(x, mask, rows=rows), mask, frame_mask, rows=rows
-        )
+        mask = _rows_or_mask(*split_mask(mask, rows))
+        return self.forward_temporal(self.forward_spatial(x, mask), mask, frame_mask)
 
     def _check(self, x: Tensor, mask: Tensor) -> None:
         dims: dict[str, tuple[int, str]] = {}
         check_tensor(x, "x", ("...", "T", "P", self.d_model), dims=dims, dtype="float")
         check_tensor(mask, "mask", (*x.shape[:-1],), dims=dims, dtype="bool")
 
-    def forward_spatial(self, x: Tensor, mask: Tensor, *, rows: ValidRows | None = None) -> Tensor:
+    def forward_spatial(
+        self, x: Tensor, mask: MaskOrRows, *, rows: ValidRows | None = None
+    ) -> Tensor:
         """The spatial encoder alone: attention over the pairs ``P`` of each frame.
 
         Blocks that work between the two halves (MoSA's motion interaction) call the halves
         separately.
         """
+        mask, rows = split_mask(mask, rows)
         self._check(x, mask)
         if self.spatial is None:
             return x.masked_fill(~mask.unsqueeze(-1), 0.0)
-        return self.spatial(x, mask, rows=rows)
+        return self.spatial(x, _rows_or_mask(mask, rows))
 
     def forward_temporal(
         self,
         x: Tensor,
-        mask: Tensor,
+        mask: MaskOrRows,
         frame_mask: Tensor | None = None,
         *,
         rows: ValidRows | None = None,
@@ -211,6 +213,7 @@ class SpatialTemporalEncoder(nn.Module):
         frames run up to its last frame slot in which some pair exists. A pair outside it is an
         error (checked on the CPU; its output would be 0).
         """
+        mask, rows = split_mask(mask, rows)
         self._check(x, mask)
         if frame_mask is not None:
             check_tensor(frame_mask, "frame_mask", (*mask.shape[:-1],), dtype="bool")
@@ -230,8 +233,8 @@ class SpatialTemporalEncoder(nn.Module):
             t2t = self.positions != "slot"
             pos = sinusoidal_positions(index, self.d_model, dtype=x.dtype, tensor2tensor=t2t)
             pos = pos.to(x.device)
-            rows_t = None if rows is None else rows.transpose(-2, -1)
-            return self.temporal(xt, mt, pos=pos, rows=rows_t).transpose(-3, -2)
+            tracks = mt if rows is None else rows.transpose(-2, -1)
+            return self.temporal(xt, tracks, pos=pos).transpose(-3, -2)
         real = mask.any(-1) if frame_mask is None else frame_mask  # (..., T)
         slots = torch.arange(1, T + 1, device=mask.device)
         length = torch.where(real, slots, 0).amax(-1)  # (...,) frames of each video
@@ -261,3 +264,12 @@ class SpatialTemporalEncoder(nn.Module):
             out = out + F.pad(y[..., k, :], (0, 0, k, T - W - k))
             count = count + F.pad(valid_f, (k, T - W - k))
         return out / count.clamp(min=1.0).unsqueeze(-2).unsqueeze(-1)
+
+
+def _rows_or_mask(mask: Tensor | None, rows: ValidRows | None) -> MaskOrRows:
+    """What to pass down: the rows when the caller has them, else the mask tensor."""
+    if rows is not None:
+        return rows
+    if mask is None:
+        raise ValueError("mask: expected the pair mask, got None")
+    return mask

@@ -15,8 +15,14 @@ entries (row-major order of the mask); both are differentiable.
 waits for the device (a host sync). Every block that takes a ``mask`` builds its own
 [`ValidRows`][] when it is not given one; to pay once per batch, build it where the batch is
 made (on the CPU, e.g. in a ``collate_fn``), move it with the batch ([`ValidRows.to`][]) and
-pass it as ``rows=`` to the blocks. [`ValidRows.transpose`][] gives the rows of the transposed
-grid (the temporal view ``(B, P, T)`` of a ``(B, T, P)`` batch) without another sync.
+pass it to the blocks **in place of the mask**: every block's ``mask`` argument takes a bool
+tensor or a [`ValidRows`][] (which carries its mask). [`ValidRows.transpose`][] gives the rows of
+the transposed grid (the temporal view ``(B, P, T)`` of a ``(B, T, P)`` batch) and
+[`ValidRows.prepend`][] those of the grid with always-valid tokens in front (a context token
+per frame), both without another sync.
+
+The keywords ``rows=`` / ``query_rows=`` / ``key_rows=`` / ``memory_rows=`` of release 0.x still
+work for one release and warn (a ``DeprecationWarning``).
 
 Under ``torch.compile`` the blocks ignore ``rows`` and compute on the padded grid (a full graph
 cannot hold a data-dependent size); the outputs are the same.
@@ -25,14 +31,16 @@ cannot hold a data-dependent size); the outputs are the same.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any, TypeAlias
 
 import torch
 from torch import Tensor
 
 from dsgg_layers._checks import check_device, check_tensor, is_compiling
 
-__all__ = ["ValidRows"]
+__all__ = ["MaskOrRows", "ValidRows", "rowwise", "split_mask"]
 
 
 class ValidRows:
@@ -75,6 +83,12 @@ class ValidRows:
         rows = cls.__new__(cls)
         rows.mask, rows.shape, rows.index = mask, tuple(mask.shape), index
         return rows
+
+    @classmethod
+    def full(cls, shape: Sequence[int], device: torch.device | str | None = None) -> ValidRows:
+        """The rows of an all-``True`` grid of ``shape`` (no ``nonzero``, no host sync)."""
+        mask = torch.ones(tuple(shape), dtype=torch.bool, device=device)
+        return cls._from_index(mask, torch.arange(mask.numel(), device=mask.device))
 
     def __len__(self) -> int:
         return self.index.numel()
@@ -123,6 +137,29 @@ class ValidRows:
         index, _ = flat.sort()
         return ValidRows._from_index(self.mask.transpose(d0, d1), index)
 
+    def prepend(self, num: int) -> ValidRows:
+        """The rows of the grid with ``num`` always-valid entries in front along the last dim.
+
+        The mask ``(..., L)`` becomes ``(..., num + L)``: a learnable token in front of every
+        frame's pairs, valid in every frame. No host sync: the row count is ``len(self)`` plus
+        ``num`` per frame.
+        """
+        if isinstance(num, bool) or not isinstance(num, int) or num < 0:
+            raise ValueError(f"num: expected a non-negative int, got {num!r}")
+        if num == 0:
+            return self
+        if not self.shape:
+            raise ValueError("prepend: the rows of a 0-d mask have no last dim")
+        L = self.shape[-1]
+        lead = math.prod(self.shape[:-1])
+        frame, pos = self.index.div(max(L, 1), rounding_mode="floor"), self.index % max(L, 1)
+        moved = frame * (L + num) + num + pos
+        tokens = (torch.arange(lead, device=self.device) * (L + num)).unsqueeze(-1)
+        tokens = (tokens + torch.arange(num, device=self.device)).reshape(-1)
+        index, _ = torch.cat((tokens, moved)).sort()
+        front = self.mask.new_ones(*self.shape[:-1], num)
+        return ValidRows._from_index(torch.cat((front, self.mask), -1), index)
+
     def gather(self, x: Tensor) -> Tensor:
         """The valid rows of ``x``; ``x`` may broadcast over the leading dims (positions)."""
         if not isinstance(x, Tensor) or x.dim() < 1:
@@ -144,6 +181,21 @@ class ValidRows:
             x = x.expand(*self.shape, C)
         return x.reshape(-1, C).index_select(0, self.index)
 
+    def gather_outer(self, x: Tensor) -> Tensor:
+        """For each valid row, the entry of ``x (*shape[:k], C)`` it sits in: ``x`` indexes the
+        grid's first ``k = x.dim() - 1`` dims (a video's context for each of its pairs).
+        Returns ``(N, C)``, without expanding ``x`` to the grid."""
+        k = x.dim() - 1
+        if not isinstance(x, Tensor) or k < 0 or tuple(x.shape[:-1]) != self.shape[:k]:
+            raise ValueError(
+                f"x: expected (*{self.shape[:k] if k >= 0 else ()}, C) of the grid {self.shape}, "
+                f"got {tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__}"
+            )
+        check_device(x, "x", self.device, "the rows")
+        inner = max(math.prod(self.shape[k:]), 1)
+        outer = self.index.div(inner, rounding_mode="floor")
+        return x.reshape(-1, x.shape[-1]).index_select(0, outer)
+
     def scatter(self, rows: Tensor) -> Tensor:
         """The grid ``(..., L, C)`` holding ``rows`` at the valid entries and 0 elsewhere."""
         check_tensor(rows, "rows", (len(self), "C"))
@@ -153,9 +205,71 @@ class ValidRows:
         return grid.index_copy_(0, self.index, rows).view(*self.shape, C)
 
 
+MaskOrRows: TypeAlias = Tensor | ValidRows
+"""What a block's ``mask`` argument takes: a bool tensor, or the [`ValidRows`][] of one."""
+
+
+def split_mask(
+    mask: Tensor | ValidRows | None,
+    rows: ValidRows | None = None,
+    *,
+    name: str = "mask",
+    old: str = "rows",
+    stacklevel: int = 5,
+) -> tuple[Tensor | None, ValidRows | None]:
+    """``(mask tensor, rows)`` of a ``mask`` argument that may be a [`ValidRows`][].
+
+    ``rows`` is the value of a block's deprecated keyword ``old`` (``rows=``, ``query_rows=``
+    ...): given, it warns once per call site and is used as before. ``stacklevel`` counts from
+    this function to the user's line (5 for a module's ``forward``: ``__call__`` adds two
+    frames; 3 for a function).
+
+    Args:
+        mask: the block's mask argument: a bool tensor, its [`ValidRows`][], or ``None``.
+        rows: the value of the deprecated keyword (``None`` when not given).
+        name: the mask argument's name, for messages.
+        old: the deprecated keyword's name, for messages.
+        stacklevel: see above.
+
+    Raises:
+        TypeError: ``mask`` is neither a tensor nor a [`ValidRows`][].
+        ValueError: rows are given both ways and differ, or describe another grid than
+            ``mask``.
+
+    Examples:
+        >>> mask = torch.tensor([True, False, True])
+        >>> m, rows = split_mask(ValidRows(mask))
+        >>> m.tolist(), len(rows)
+        ([True, False, True], 2)
+        >>> split_mask(mask)[1] is None
+        True
+    """
+    if rows is not None:
+        warnings.warn(
+            f"{old}= is deprecated and goes in the next release: pass the ValidRows as {name}= "
+            "(it carries its mask)",
+            DeprecationWarning,
+            stacklevel=stacklevel,
+        )
+        if not isinstance(rows, ValidRows):
+            raise TypeError(f"{old}: expected a ValidRows, got {type(rows).__name__}")
+    if isinstance(mask, ValidRows):
+        if rows is not None and rows is not mask:
+            raise ValueError(f"{old}: given along with a ValidRows {name}; pass one of them")
+        return mask.mask, mask
+    if mask is not None and not isinstance(mask, Tensor):
+        raise TypeError(f"{name}: expected a bool tensor or a ValidRows, got {type(mask).__name__}")
+    if rows is not None and mask is not None and not rows.matches(mask):
+        raise ValueError(
+            f"{old}: expected the ValidRows of {name} (shape {tuple(mask.shape)} on "
+            f"{mask.device}), got {rows.shape} on {rows.device}"
+        )
+    return mask, rows
+
+
 def resolve_rows(
     enabled: bool,
-    mask: Tensor | None,
+    mask: Tensor | ValidRows | None,
     shape: Sequence[int],
     rows: ValidRows | None = None,
     name: str = "mask",
@@ -170,6 +284,8 @@ def resolve_rows(
         TypeError: ``rows`` is not a [`ValidRows`][], or ``mask`` is not bool.
         ValueError: ``rows`` are given without a mask, or describe another grid than ``mask``.
     """
+    if isinstance(mask, ValidRows):
+        mask, rows = mask.mask, mask
     if rows is not None:
         if not isinstance(rows, ValidRows):
             raise TypeError(f"rows: expected a ValidRows, got {type(rows).__name__}")
@@ -186,3 +302,63 @@ def resolve_rows(
             f"{mask.device}, got {rows.shape} on {rows.device}"
         )
     return rows
+
+
+def rowwise(fn: Callable[..., Any], mask: Tensor | ValidRows | None, *xs: Tensor | None) -> Any:
+    """``fn(*xs)`` for a function that treats the rows of a grid independently (linear layers,
+    MLPs, norms, a whole per-pair head): on the valid rows only when ``mask`` is a
+    [`ValidRows`][] (no compute on padding, no host sync), else on the grid with the padded rows
+    of the inputs and of the outputs set to 0 (no garbage reaches a weight or a gradient).
+
+    Each input has the mask's shape as its leading dims and any trailing dims (``None`` passes
+    through); on the rows path ``fn`` sees ``(N, *trailing)``. ``fn`` returns a tensor or a tuple
+    (a `NamedTuple` too) of them, each with the mask's shape in front (``(N, ...)`` on rows).
+
+    Args:
+        fn: the row-wise function.
+        mask: the grid's mask, its [`ValidRows`][], or ``None`` (no padding).
+        *xs: its inputs.
+
+    Shape:
+        - mask: ``(..., L)``; xs: ``(..., L, *trailing_i)``
+        - output: ``(..., L, *trailing_out)``
+
+    Examples:
+        >>> mask = torch.tensor([[True, False, True]])
+        >>> x = torch.tensor([[[1.0], [float("nan")], [3.0]]])     # garbage at the padding
+        >>> rowwise(lambda t: t * 10, ValidRows(mask), x).flatten().tolist()
+        [10.0, 0.0, 30.0]
+        >>> rowwise(lambda t: t * 10, mask, x).flatten().tolist()  # the grid: same result
+        [10.0, 0.0, 30.0]
+    """
+    if isinstance(mask, ValidRows) and not is_compiling():
+        rows, lead = mask, len(mask.shape)
+
+        def gather(x: Tensor | None) -> Tensor | None:
+            if x is None:
+                return None
+            flat = x.reshape(*rows.shape, -1) if x.dim() > lead else x.unsqueeze(-1)
+            picked = rows.gather(flat)
+            return picked.reshape(-1, *x.shape[lead:])
+
+        def scatter(y: Tensor) -> Tensor:
+            return rows.scatter(y.reshape(y.shape[0], -1)).reshape(*rows.shape, *y.shape[1:])
+
+        return _map_out(scatter, fn(*(gather(x) for x in xs)))
+    m = mask.mask if isinstance(mask, ValidRows) else mask
+    if m is None:
+        return fn(*xs)
+
+    def zero(x: Tensor | None) -> Tensor | None:
+        if x is None or not x.is_floating_point():
+            return x
+        return x.masked_fill(~m.view(*m.shape, *([1] * (x.dim() - m.dim()))), 0.0)
+
+    return _map_out(zero, fn(*(zero(x) for x in xs)))
+
+
+def _map_out(f, out):
+    if isinstance(out, Tensor):
+        return f(out)
+    mapped = [f(o) for o in out]
+    return type(out)(*mapped) if hasattr(out, "_fields") else type(out)(mapped)

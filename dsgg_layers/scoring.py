@@ -45,6 +45,7 @@ from dsgg_layers.attention import TransformerEncoder, TransformerEncoderLayer
 from dsgg_layers.layout import TrackIndex, flat_to_tracks, tracks_to_flat
 from dsgg_layers.pooling import masked_pool
 from dsgg_layers.positions import LearnedPositions
+from dsgg_layers.rows import MaskOrRows, ValidRows, resolve_rows, split_mask
 from dsgg_layers.tokens import LearnableTokens
 
 __all__ = [
@@ -65,6 +66,26 @@ def _encoder(
 ) -> TransformerEncoder:
     layer = TransformerEncoderLayer(d_model, nhead, dim_feedforward, dropout)
     return TransformerEncoder(layer, num_layers)
+
+
+def _with_token(
+    encoder: TransformerEncoder,
+    token: LearnableTokens,
+    x: Tensor,
+    rows: ValidRows,
+    pos: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
+    """A context token in front of each group of ``x (..., N, D)``, encoded on the valid rows.
+
+    The token is made valid in every group, so its rows are known without a sync
+    ([`ValidRows.prepend`][dsgg_layers.rows.ValidRows.prepend]); a group without a valid entry
+    then has a token that attends only to itself, whose output is set to 0 as on the grid (where
+    that token is padding). Every other output equals the grid's.
+    """
+    z = torch.cat((token.tokens.to(x.dtype).expand(*x.shape[:-2], 1, -1), x), -2)
+    z = encoder(z, rows.prepend(1), pos=pos)
+    context = z[..., 0, :].masked_fill(~rows.mask.any(-1, keepdim=True), 0.0)
+    return context, z[..., 1:, :]
 
 
 class SpatialContextEncoder(nn.Module):
@@ -128,11 +149,14 @@ class SpatialContextEncoder(nn.Module):
     def extra_repr(self) -> str:
         return f"d_model={self.d_model}, num_layers={len(self.encoder.layers)}"
 
-    def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, mask: MaskOrRows) -> tuple[Tensor, Tensor]:
         """Returns ``(frame_context, pairs)``; the frames are ``mask.any(-1)``."""
+        mask, rows = split_mask(mask)
         dims: dict[str, tuple[int, str]] = {}
         check_tensor(x, "x", ("...", "T", "P", self.d_model), dims=dims, dtype="float")
         check_tensor(mask, "mask", tuple(x.shape[:-1]), dims=dims, dtype="bool")
+        if rows is not None:  # the token's rows are known without a sync: see _with_token
+            return _with_token(self.encoder, self.token, x, rows)
         z, zmask = self.token(x, mask)  # (..., T, 1 + P, D): the token first in every frame
         z = self.encoder(z, zmask)
         return z[..., 0, :], z[..., 1:, :]
@@ -222,8 +246,9 @@ class TemporalContextEncoder(nn.Module):
         return f"d_model={self.d_model}, mode={self.mode!r}, num_layers={layers}, " \
             f"max_frames={self.max_frames}"  # fmt: skip
 
-    def forward(self, frame_context: Tensor, frame_mask: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, frame_context: Tensor, frame_mask: MaskOrRows) -> tuple[Tensor, Tensor]:
         """Returns ``(video_context, frames)``."""
+        frame_mask, rows = split_mask(frame_mask, name="frame_mask")
         dims: dict[str, tuple[int, str]] = {}
         check_tensor(frame_context, "frame_context", ("...", "T", self.d_model), dims=dims,
                      dtype="float")  # fmt: skip
@@ -243,8 +268,10 @@ class TemporalContextEncoder(nn.Module):
         if token is None or positions is None or encoder is None:  # pragma: no cover
             raise RuntimeError("mode='token' without its token, positions or encoder")
         check_param_dtype(token.tokens, ("frame_context", frame_context))
+        pos = positions(T + 1).to(frame_context.dtype)  # queries and keys only (the layers' pos)
+        if rows is not None:
+            return _with_token(encoder, token, frame_context, rows, pos)
         z, zmask = token(frame_context, frame_mask)  # (..., 1 + T, D)
-        pos = positions(T + 1).to(z.dtype)  # queries and keys only (the layers' pos)
         z = encoder(z, zmask, pos=pos)
         return z[..., 0, :], z[..., 1:, :]
 
@@ -420,22 +447,45 @@ class RelationScorer(nn.Module):
         """Width of `RelationScores.video_context` (0 without a temporal encoder)."""
         return 0 if self.temporal is None else self.d_model
 
-    def forward(self, x: Tensor, mask: Tensor) -> RelationScores:
-        """Score every pair of the pair tracks ``x``."""
+    def forward(
+        self, x: Tensor, mask: MaskOrRows, frame_mask: MaskOrRows | None = None
+    ) -> RelationScores:
+        """Score every pair of the pair tracks ``x``.
+
+        ``frame_mask`` (default ``mask.any(-1)``) is the frames' mask for the temporal encoder;
+        give both masks as [`ValidRows`][dsgg_layers.rows.ValidRows] (built with the batch) and
+        no step syncs the host.
+        """
+        mask, rows = split_mask(mask)
+        frame_mask, frame_rows = split_mask(frame_mask, name="frame_mask")
         dims: dict[str, tuple[int, str]] = {}
         check_tensor(x, "x", ("...", "T", "P", self.in_features), dims=dims, dtype="float")
         check_tensor(mask, "mask", tuple(x.shape[:-1]), dims=dims, dtype="bool")
         check_param_dtype(self.input_proj.weight, ("x", x))
-        h = self.input_proj(x.masked_fill(~mask.unsqueeze(-1), 0.0))
-        frame_context, pairs = self.spatial(h, mask)
-        if self.temporal is None:
-            video_context = None
-            features = pairs
+        if frame_mask is not None:
+            check_tensor(frame_mask, "frame_mask", tuple(x.shape[:-2]), dims=dims, dtype="bool")
+        resolved = resolve_rows(True, mask, x.shape[:-1], rows)
+        if resolved is None:
+            h = self.input_proj(x.masked_fill(~mask.unsqueeze(-1), 0.0))
+        else:  # the projection on the existing pairs only
+            h = resolved.scatter(self.input_proj(resolved.gather(x)))
+        frame_context, pairs = self.spatial(h, mask if resolved is None else resolved)
+        video_context = None
+        if self.temporal is not None:
+            frames = mask.any(-1) if frame_mask is None else frame_mask
+            video_context, _ = self.temporal(frame_context, frames if frame_rows is None
+                                             else frame_rows)  # fmt: skip
+        if resolved is not None:
+            features = resolved.gather(pairs)
+            if video_context is not None:
+                features = torch.cat((features, resolved.gather_outer(video_context)), -1)
+            logits = resolved.scatter(self.decoder(features))
         else:
-            video_context, _ = self.temporal(frame_context, mask.any(-1))
-            ctx = video_context.unsqueeze(-2).unsqueeze(-2).expand_as(pairs)
-            features = torch.cat((pairs, ctx), -1)
-        logits = self.decoder(features).masked_fill(~mask.unsqueeze(-1), 0.0)
+            features = pairs
+            if video_context is not None:
+                ctx = video_context.unsqueeze(-2).unsqueeze(-2).expand_as(pairs)
+                features = torch.cat((pairs, ctx), -1)
+            logits = self.decoder(features).masked_fill(~mask.unsqueeze(-1), 0.0)
         wide = torch.promote_types(logits.dtype, torch.float32)  # half logits: softmax in fp32
         score = logits.softmax(-1, dtype=wide)[..., 0].to(logits.dtype).masked_fill(~mask, 0.0)
         return RelationScores(logits, score, frame_context, video_context, pairs)
@@ -518,22 +568,32 @@ class ContextFusion(nn.Module):
             f"group_sizes={self.group_sizes}, fuse={self.fuse}"  # fmt: skip
 
     def forward(
-        self, r: Tensor, context: Tensor | None = None, mask: Tensor | None = None
+        self, r: Tensor, context: Tensor | None = None, mask: MaskOrRows | None = None
     ) -> Tensor:
-        """The logits of every group, concatenated."""
+        """The logits of every group, concatenated (on the valid rows when a mask is given)."""
+        mask, rows = split_mask(mask)
         dims: dict[str, tuple[int, str]] = {}
         check_tensor(r, "r", ("...", "T", "P", self.in_features), dims=dims, dtype="float")
         check_param_dtype(self.heads[0].weight, ("r", r))
         if mask is not None:
             check_tensor(mask, "mask", tuple(r.shape[:-1]), dims=dims, dtype="bool")
-            r = r.masked_fill(~mask.unsqueeze(-1), 0.0)
         if self.fuse:
             if context is None:
                 raise ValueError("context: expected the video context (fuse=True), got None")
             check_tensor(context, "context", (*r.shape[:-3], self.context_features), dims=dims,
                          dtype="float")  # fmt: skip
+            context = context.to(r.dtype)
+        resolved = resolve_rows(True, mask, r.shape[:-1], rows)
+        if resolved is not None:  # the heads on the existing pairs only
+            h = resolved.gather(r)
+            if context is not None and self.fuse:
+                h = torch.cat((h, resolved.gather_outer(context)), -1)
+            return resolved.scatter(torch.cat([head(h) for head in self.heads], -1))
+        if mask is not None:
+            r = r.masked_fill(~mask.unsqueeze(-1), 0.0)
+        if self.fuse and context is not None:
             ctx = context.unsqueeze(-2).unsqueeze(-2).expand(*r.shape[:-1], -1)
-            r = torch.cat((r, ctx.to(r.dtype)), -1)
+            r = torch.cat((r, ctx), -1)
         out = torch.cat([head(r) for head in self.heads], -1)
         return out if mask is None else out.masked_fill(~mask.unsqueeze(-1), 0.0)
 

@@ -38,6 +38,7 @@ from dsgg_layers._checks import (
     check_tensor,
     values_readable,
 )
+from dsgg_layers.rows import MaskOrRows, resolve_rows, split_mask
 
 __all__ = ["ActionSemanticMatcher", "SentenceClassifier", "TripletCategoryClassifier"]
 
@@ -291,8 +292,10 @@ class SentenceClassifier(nn.Module):
             f"classes={self.num_classes}, embed_dim={self.embed_dim}"
         )
 
-    def forward(self, x: Tensor, object_labels: Tensor, mask: Tensor | None = None) -> Tensor:
-        """Logits of the ``C`` classes, against each pair's object-class sentences."""
+    def forward(self, x: Tensor, object_labels: Tensor, mask: MaskOrRows | None = None) -> Tensor:
+        """Logits of the ``C`` classes, against each pair's object-class sentences (on the
+        valid rows when a mask is given)."""
+        mask, rows = split_mask(mask)
         dims: dict[str, tuple[int, str]] = {}
         check_tensor(x, "x", ("...", self.in_features), dims=dims, dtype="float")
         check_tensor(object_labels, "object_labels", tuple(x.shape[:-1]), dtype="int")
@@ -301,20 +304,28 @@ class SentenceClassifier(nn.Module):
         if mask is not None:
             check_tensor(mask, "mask", tuple(x.shape[:-1]), dtype="bool")
             labels = labels.masked_fill(~mask, 0)
-            x = x.masked_fill(~mask.unsqueeze(-1), 0.0)  # padding reaches no weight gradient
         if labels.numel() and values_readable(labels):
             lo, hi = int(labels.min()), int(labels.max())
             if lo < 0 or hi >= self.num_objects:
                 raise ValueError(
                     f"object_labels: expected classes in [0, {self.num_objects}), got [{lo}, {hi}]"
                 )
+        resolved = resolve_rows(True, mask, x.shape[:-1], rows)
+        if resolved is not None:
+            picked = resolved.gather(labels.unsqueeze(-1)).squeeze(-1)
+            return resolved.scatter(self._logits(resolved.gather(x), picked))
+        if mask is not None:
+            x = x.masked_fill(~mask.unsqueeze(-1), 0.0)  # padding reaches no weight gradient
+        logits = self._logits(x, labels)
+        return logits if mask is None else logits.masked_fill(~mask.unsqueeze(-1), 0.0)
+
+    def _logits(self, x: Tensor, labels: Tensor) -> Tensor:
         f = self.proj(x)
         n_obj, C, E = self.sentences.shape
         table = self.sentences.to(f.dtype).reshape(n_obj * C, E)
         every = (f @ table.transpose(0, 1)).unflatten(-1, (n_obj, C))  # (..., O, C)
         index = labels.unsqueeze(-1).unsqueeze(-1).expand(*labels.shape, 1, C)
-        logits = every.gather(-2, index).squeeze(-2)
-        return logits if mask is None else logits.masked_fill(~mask.unsqueeze(-1), 0.0)
+        return every.gather(-2, index).squeeze(-2)
 
 
 class TripletCategoryClassifier(nn.Module):

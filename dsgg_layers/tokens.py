@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from dsgg_layers._checks import check_device, check_int, check_positive, check_tensor
+from dsgg_layers.rows import MaskOrRows, split_mask
 
 __all__ = ["LearnableTokens", "prepend_tokens", "split_tokens"]
 
@@ -207,9 +208,16 @@ class LearnableTokens(nn.Module):
         return f"num_tokens={self.num_tokens}, d_model={self.d_model}, dim={self.dim}"
 
     def forward(
-        self, x: Tensor, mask: Tensor, *, token_mask: Tensor | None = None
+        self, x: Tensor, mask: MaskOrRows, *, token_mask: Tensor | None = None
     ) -> tuple[Tensor, Tensor]:
-        """Prepend the tokens to ``x`` along `dim`; returns ``(x, mask)``."""
+        """Prepend the tokens to ``x`` along `dim`; returns ``(x, mask)``.
+
+        The mask returned is a bool tensor also when ``mask`` is a
+        [`ValidRows`][dsgg_layers.rows.ValidRows]: which tokens are valid depends on the data
+        (the groups with a valid entry). Tokens valid in every group have rows known without a
+        sync: [`ValidRows.prepend`][dsgg_layers.rows.ValidRows.prepend].
+        """
+        mask, _ = split_mask(mask)
         return prepend_tokens(x, mask, self.tokens, dim=self.dim, token_mask=token_mask)
 
     def split(

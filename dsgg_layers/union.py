@@ -49,6 +49,7 @@ from dsgg_layers.attention import (
     TransformerEncoder,
     TransformerEncoderLayer,
 )
+from dsgg_layers.rows import MaskOrRows, ValidRows, rowwise, split_mask
 
 __all__ = [
     "ContextEncoding",
@@ -149,8 +150,11 @@ class VisualRefiner(nn.Module):
     def extra_repr(self) -> str:
         return f"d_model={self.d_model}, num_tokens={self.num_tokens}, residual={self.residual}"
 
-    def forward(self, features: Tensor, mask: Tensor | None = None) -> Tensor:
-        """``(..., S, d)`` features -> ``(..., L, d)`` visual-aware tokens."""
+    def forward(self, features: Tensor, mask: MaskOrRows | None = None) -> Tensor:
+        """``(..., S, d)`` features -> ``(..., L, d)`` visual-aware tokens. With ``mask`` a
+        [`ValidRows`][dsgg_layers.rows.ValidRows], keys and values are projected on the valid
+        features only."""
+        mask, rows = split_mask(mask)
         check_tensor(features, "features", ("...", "S", self.d_model), dtype="float")
         if mask is not None:
             check_tensor(mask, "mask", tuple(features.shape[:-1]), dtype="bool")
@@ -165,7 +169,7 @@ class VisualRefiner(nn.Module):
         if self.residual:
             concepts = self.norm1(tokens + concepts)
         query = concepts.expand(*features.shape[:-2], *concepts.shape)
-        out, _ = self.cross_attn(query, features, key_mask=mask)
+        out, _ = self.cross_attn(query, features, key_mask=mask if rows is None else rows)
         if self.residual:
             out = self.norm2(query + out)
         return zero_padding(out, None if mask is None else mask.any(-1))
@@ -323,9 +327,11 @@ class SemanticAwareContextEncoder(nn.Module):
         union: Tensor,
         motion: Tensor,
         *,
-        mask: Tensor | None = None,
+        mask: MaskOrRows | None = None,
     ) -> ContextEncoding:
-        """Encode each pair's sentence; see the class docstring."""
+        """Encode each pair's sentence; see the class docstring. With ``mask`` a
+        [`ValidRows`][dsgg_layers.rows.ValidRows], the existing pairs only are encoded."""
+        mask, rows = split_mask(mask)
         parts = {"subject": subject, "object": object, "union": union, "motion": motion}
         for name, x in parts.items():
             check_tensor(x, name, ("...", "L", self.d_model), dtype="float")
@@ -336,7 +342,16 @@ class SemanticAwareContextEncoder(nn.Module):
                 )
         lead = subject.shape[:-2]
         _check_pair_mask(mask, lead)
-        x = torch.cat(list(parts.values()), -2)
+        if rows is not None:
+            return rowwise(self._encode, rows, subject, object, union, motion)
+        return self._encode(subject, object, union, motion, mask)
+
+    def _encode(
+        self, subject: Tensor, object: Tensor, union: Tensor, motion: Tensor,
+        mask: Tensor | None = None,
+    ) -> ContextEncoding:  # fmt: skip
+        lead = subject.shape[:-2]
+        x = torch.cat((subject, object, union, motion), -2)
         token_mask = None if mask is None else mask[..., None].expand(*lead, x.shape[-2])
         pos = self.token_positions(x.shape[-2]).to(x.dtype)
         if self.residual:
@@ -401,9 +416,12 @@ class UnionRelationDecoder(nn.Module):
         return f"d_model={self.d_model}"
 
     def forward(
-        self, encoded: Tensor, mask: Tensor | None = None, *, query: Tensor | None = None
+        self, encoded: Tensor, mask: MaskOrRows | None = None, *, query: Tensor | None = None
     ) -> Tensor:
-        """``(..., S, d)`` -> ``(..., d)`` union-aware relation tokens."""
+        """``(..., S, d)`` -> ``(..., d)`` union-aware relation tokens. With ``mask`` a
+        [`ValidRows`][dsgg_layers.rows.ValidRows], keys and values are projected on the valid
+        tokens only."""
+        mask, rows = split_mask(mask)
         check_tensor(encoded, "encoded", ("...", "S", self.d_model), dtype="float")
         if mask is not None:
             check_tensor(mask, "mask", tuple(encoded.shape[:-1]), dtype="bool")
@@ -417,7 +435,7 @@ class UnionRelationDecoder(nn.Module):
                 f"query: expected (d,) or a shape that broadcasts to {(*lead, self.d_model)}, "
                 f"got {tuple(q.shape)}"
             ) from None
-        t, _ = self.attn(q.unsqueeze(-2), encoded, key_mask=mask)
+        t, _ = self.attn(q.unsqueeze(-2), encoded, key_mask=mask if rows is None else rows)
         t = t.squeeze(-2)
         out = self.norm(t + self.mlp(t))
         return zero_padding(out, None if mask is None else mask.any(-1))
@@ -504,12 +522,15 @@ class RelationQueryDecoder(nn.Module):
     def forward(
         self,
         encoded: Tensor,
-        mask: Tensor | None = None,
+        mask: MaskOrRows | None = None,
         *,
         memory_pos: Tensor | None = None,
         group: Tensor | None = None,
     ) -> Tensor:
-        """``(..., S, d)`` -> ``(..., d)`` decoded relation queries."""
+        """``(..., S, d)`` -> ``(..., d)`` decoded relation queries. With ``mask`` a
+        [`ValidRows`][dsgg_layers.rows.ValidRows], the layers run on the valid memory rows
+        (and on one query a pair, whose output is 0 where the pair has no valid token)."""
+        mask, rows = split_mask(mask)
         check_tensor(encoded, "encoded", ("...", "S", self.d_model), dtype="float")
         lead = tuple(encoded.shape[:-2])
         if mask is not None:
@@ -521,6 +542,10 @@ class RelationQueryDecoder(nn.Module):
             qpos = self.query_pos[group].unsqueeze(-2)
         qpos = qpos.to(encoded.dtype)
         query = torch.zeros_like(qpos)
+        if rows is not None:  # every query is a row: known without a sync
+            queries = ValidRows.full(query.shape[:-1], query.device)
+            out = self.decoder(query, encoded, queries, rows, query_pos=qpos, memory_pos=memory_pos)
+            return zero_padding(out.squeeze(-2), rows.mask.any(-1))
         query_mask = None if mask is None else mask.any(-1, keepdim=True)
         out = self.decoder(query, encoded, query_mask, mask, query_pos=qpos, memory_pos=memory_pos)
         return out.squeeze(-2)
@@ -574,14 +599,20 @@ class UnionRelationPredictor(nn.Module):
         encoded_union: Tensor,
         union: Tensor,
         motion: Tensor,
-        mask: Tensor | None = None,
+        mask: MaskOrRows | None = None,
     ) -> Tensor:
-        """The pairs' relation features ``r_{s,o}``."""
+        """The pairs' relation features ``r_{s,o}`` (on the existing pairs only when ``mask``
+        is a [`ValidRows`][dsgg_layers.rows.ValidRows])."""
+        mask, rows = split_mask(mask)
         check_tensor(decoded, "decoded", ("...", self.d_model), dtype="float")
         lead = tuple(decoded.shape[:-1])
         for name, x in (("encoded_union", encoded_union), ("union", union), ("motion", motion)):
             check_tensor(x, name, (*lead, "L", self.d_model), dtype="float")
         _check_pair_mask(mask, lead)
+        # garbage in a padded pair never reaches the MLP (rows: never read)
+        return rowwise(self._predict, rows if rows is not None else mask, decoded, encoded_union,
+                       union, motion)  # fmt: skip
+
+    def _predict(self, decoded: Tensor, encoded_union: Tensor, union: Tensor, motion: Tensor):
         total = decoded + encoded_union.mean(-2) + union.mean(-2) + motion.mean(-2)
-        total = zero_padding(total, mask)  # garbage in a padded pair never reaches the MLP's output
-        return zero_padding(self.norm(self.mlp(total)), mask)
+        return self.norm(self.mlp(total))

@@ -35,6 +35,7 @@ from torch import Tensor, nn
 
 from dsgg_layers._checks import check_group, check_positive, check_tensor
 from dsgg_layers._ops import mlp, reset_children, zero_padding
+from dsgg_layers.rows import MaskOrRows, rowwise, split_mask
 from dsgg_layers.union import RelationQueryDecoder, SemanticAwareContextEncoder
 
 __all__ = [
@@ -288,9 +289,14 @@ class UnionRelationHead(nn.Module):
         pair_classes: Tensor,
         union_classes: Tensor,
         group: Tensor | None = None,
-        mask: Tensor | None = None,
+        mask: MaskOrRows | None = None,
     ) -> UnionHeadOutput:
-        """Score every pair against the classes; see the class docstring."""
+        """Score every pair against the classes; see the class docstring.
+
+        With ``mask`` a [`ValidRows`][dsgg_layers.rows.ValidRows] the whole head runs on the
+        existing pairs only (it treats pairs independently) and scatters back.
+        """
+        mask, rows = split_mask(mask)
         d, L = self.d_model, self.num_tokens
         dims: dict[str, tuple[int, str]] = {}
         check_tensor(subject, "subject", ("...", L, d), dims=dims, dtype="float")
@@ -313,6 +319,29 @@ class UnionRelationHead(nn.Module):
                 f"union_classes: expected the {pair_classes.shape[-2]} classes of pair_classes, "
                 f"got {union_classes.shape[-2]}"
             )
+        if rows is not None:
+            return rowwise(
+                lambda *xs: self._score(*xs, pair_classes, union_classes, None),
+                rows, subject, object, union, relative, giou, group,
+            )  # fmt: skip
+        return self._score(
+            subject, object, union, relative, giou, group, pair_classes, union_classes, mask
+        )
+
+    def _score(
+        self,
+        subject: Tensor,
+        object: Tensor,
+        union: Tensor,
+        relative: Tensor,
+        giou: Tensor,
+        group: Tensor | None,
+        pair_classes: Tensor,
+        union_classes: Tensor,
+        mask: Tensor | None,
+    ) -> UnionHeadOutput:
+        """The head on checked inputs (a grid with ``mask``, or the valid rows without)."""
+        L, lead = self.num_tokens, tuple(subject.shape[:-2])
         # padded pairs are zeroed on entry: nothing they hold reaches an output or a gradient
         subject, object, union, relative, giou = (
             zero_padding(x, mask) for x in (subject, object, union, relative, giou)

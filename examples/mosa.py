@@ -141,18 +141,16 @@ class MoSA(nn.Module):
         ``rows``: the valid rows of ``g.mask``, found once for all blocks (built here when not
         given; the harness's data loader finds them on the CPU).
         """
-        mask = g.mask
-        rows = ValidRows(mask) if rows is None else rows
-        x = self.spatial(self.pair_features(g, object_probs), mask, rows=rows)  # pairs of a frame
+        rows = ValidRows(g.mask) if rows is None else rows  # every block takes them as its mask
+        x = self.spatial(self.pair_features(g, object_probs), rows)  # pairs of a frame
         if self.mfe is not None and self.mim is not None:
-            motion = self.mfe(g.subject_boxes, g.object_boxes, mask, g.frame_times,
-                              image_size=g.image_size, rows=rows)  # fmt: skip
-            x = self.mim(x, motion, mask, rows=rows)
+            motion = self.mfe(g.subject_boxes, g.object_boxes, rows, g.frame_times,
+                              image_size=g.image_size)  # fmt: skip
+            x = self.mim(x, motion, rows)
         # along each pair's track: (B, P, T, D), positions = frame slots
-        T = mask.shape[1]
+        T = g.mask.shape[1]
         pos = sinusoidal_positions(T, self.d_model, dtype=x.dtype, device=x.device)
-        x = self.temporal(x.transpose(1, 2), mask.transpose(1, 2), pos=pos,
-                          rows=rows.transpose(1, 2)).transpose(1, 2)  # fmt: skip
+        x = self.temporal(x.transpose(1, 2), rows.transpose(1, 2), pos=pos).transpose(1, 2)
         return torch.cat([head(x) for head in self.heads], -1)
 
     def classify_objects(self, g: VideoGraph) -> Tensor:

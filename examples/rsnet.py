@@ -159,7 +159,7 @@ class STTranRSNet(nn.Module):
         self.sampler = torch.Generator().manual_seed(seed)  # negatives: reproducible per run
         self.scorer_rng = torch.Generator().manual_seed(seed + 2)  # the scorer's dropout
 
-    def _score(self, x: Tensor, mask: Tensor) -> Any:
+    def _score(self, x: Tensor, mask: Any) -> Any:
         """RS-Net's scores; in training its dropout draws from its own stream, so that the
         baseline's dropout masks are those of the run without RS-Net."""
         if self.scorer is None:
@@ -181,10 +181,11 @@ class STTranRSNet(nn.Module):
     ) -> tuple[Tensor, Any]:
         """Predicate logits ``(B, T, P, 26)`` and RS-Net's scores (``None`` without it)."""
         x = pair_inputs(g, self.class_semantics, object_probs)
-        scores = self._score(x, g.mask)
-        r = self.block(self.pair_proj(x), g.mask, rows=rows)
+        mask = g.mask if rows is None else rows  # every block takes the rows as its mask
+        scores = self._score(x, mask)
+        r = self.block(self.pair_proj(x), mask)
         context = scores.video_context if self.fuse and scores is not None else None
-        return self.heads(r, context, g.mask), scores
+        return self.heads(r, context, mask), scores
 
     def forward(self, g: VideoGraph, *, task: str = "sgdet", rows: ValidRows | None = None):
         if self.training:

@@ -177,10 +177,10 @@ class TR2(nn.Module):
         """Fused relation features ``(B, T, P, W)`` (``W = 2 d_model`` with the token)."""
         rows = ValidRows(g.mask) if rows is None else rows
         x = self.pair_proj(pair_inputs(g, self.class_semantics, object_probs))
-        x = self.encoder(x, g.mask, rows=rows)
-        return x if self.token is None else self.token(x, g.mask)
+        x = self.encoder(x, rows)
+        return x if self.token is None else self.token(x, rows)
 
-    def predicate_logits(self, x: Tensor, object_labels: Tensor, mask: Tensor) -> Tensor:
+    def predicate_logits(self, x: Tensor, object_labels: Tensor, mask: ValidRows) -> Tensor:
         """The 26 predicate logits ``(B, T, P, 26)``, group by group."""
         if self.classifier == "sentence":
             parts = [self.heads[g](x, object_labels, mask) for g in PREDICATE_GROUPS]
@@ -199,15 +199,17 @@ class TR2(nn.Module):
         if self.training:
             return self.losses(g, rows)
         preds, object_probs = object_predictions(g, task, lambda: self.classify_objects(g))
+        rows = ValidRows(g.mask) if rows is None else rows
         x = self.relation_features(g, object_probs, rows)
-        logits = self.predicate_logits(x, preds["object_labels"], g.mask)
+        logits = self.predicate_logits(x, preds["object_labels"], rows)
         preds["predicate_scores"] = predicate_probabilities(logits.float())
         return preds
 
     def losses(self, g: VideoGraph, rows: ValidRows | None) -> dict[str, Tensor]:
         mask, relations = g.mask, g.relations.bool()
+        rows = ValidRows(mask) if rows is None else rows
         x = self.relation_features(g, rows=rows)
-        logits = self.predicate_logits(x, g.object_labels, mask).float()
+        logits = self.predicate_logits(x, g.object_labels, rows).float()
         att = PREDICATE_GROUPS["attention"]
         has_att = mask & relations[..., att].any(-1)
         out = {  # cross-entropy (the focal loss at gamma 0 is exactly it; 0 without a label)

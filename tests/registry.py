@@ -47,6 +47,9 @@ class Entry:
     valid_out: Callable[[tuple, dict], list[Tensor | None]] = lambda a, k: [None]
     grad_inputs: Sequence[int] = (0,)
     """Positions in ``args`` of the float tensors gradcheck differentiates."""
+    mask_at: tuple[int | str, ...] = ()
+    """The mask arguments (a position in ``args`` or a name in ``kwargs``): each takes a bool
+    tensor or its ``ValidRows``."""
     tags: tuple[str, ...] = field(default_factory=tuple)
 
 
@@ -120,18 +123,19 @@ def masked(name: str, paper: str, make: Callable[[], nn.Module], inputs=_rows, *
     """A block called ``(x, mask, ...)``: ``x`` padded where ``mask`` is False; valid outputs
     at ``mask`` (or, ``pooled``, at the rows with some valid entry)."""
     kw.setdefault("valid_out", lambda a, k: [a[1].any(-1) if pooled else a[1]])
+    kw.setdefault("mask_at", (1,))
     return Entry(name, paper, make, inputs, padded=lambda a, k: [(a[0], a[1])], **kw)
 
 
 def decoder(name: str, paper: str, make: Callable[[], nn.Module]) -> Entry:
     """A block called ``(x, memory, mask, memory_mask)``."""
     return Entry(name, paper, make, _memory, padded=lambda a, k: [(a[0], a[2]), (a[1], a[3])],
-                 valid_out=lambda a, k: [a[2]], grad_inputs=(0, 1))  # fmt: skip
+                 valid_out=lambda a, k: [a[2]], grad_inputs=(0, 1), mask_at=(2, 3))  # fmt: skip
 
 
 def multilabel_loss(name: str, paper: str, make: Callable[[], nn.Module]) -> Entry:
     """A loss called ``(logits, targets, mask)`` over samples."""
-    return Entry(name, paper, make, _multilabel, padded=lambda a, k: [(a[0], a[2])])
+    return Entry(name, paper, make, _multilabel, padded=lambda a, k: [(a[0], a[2])], mask_at=(2,))
 
 
 def branches(name: str, paper: str, make: Callable[[], nn.Module], outputs) -> Entry:
@@ -139,7 +143,8 @@ def branches(name: str, paper: str, make: Callable[[], nn.Module], outputs) -> E
     count = len(outputs(make()(*_branches(torch.Generator(), torch.float32)[0],
                                 **_branches(torch.Generator(), torch.float32)[1])))  # fmt: skip
     return Entry(name, paper, make, _branches, padded=_branch_padding, outputs=outputs,
-                 valid_out=lambda a, k: [k["query_mask"]] * count, grad_inputs=(1, 2))  # fmt: skip
+                 valid_out=lambda a, k: [k["query_mask"]] * count, grad_inputs=(1, 2),
+                 mask_at=("query_mask", "memory_mask"))  # fmt: skip
 
 
 def _layer(**kw: Any) -> L.TransformerEncoderLayer:
@@ -163,7 +168,7 @@ ENTRIES: list[Entry] = [
           lambda: L.MaskedMultiheadAttention(D, 2),
           lambda g, dt: ((_r(g, dt, 3, 5, D),), {"query_mask": _mask(g, 3, 5)}),
           padded=lambda a, k: [(a[0], k["query_mask"])], outputs=lambda out: [out[0]],
-          valid_out=lambda a, k: [k["query_mask"]]),
+          valid_out=lambda a, k: [k["query_mask"]], mask_at=("query_mask",)),
     masked("MaskedPooling", "library (pooling over one axis)",
            lambda: L.MaskedPooling(dim=-2, mode="mean"),
            lambda g, dt: ((_r(g, dt, 2, 5, 3, D), _mask(g, 2, 5, 3)), {}),
@@ -175,7 +180,7 @@ ENTRIES: list[Entry] = [
     Entry("MotionInteraction", "MoSA MIM", lambda: L.MotionInteraction(D, 2, dropout=0.0),
           lambda g, dt: ((_r(g, dt, 3, 4, D), _r(g, dt, 3, 4, D), _mask(g, 3, 4)), {}),
           padded=lambda a, k: [(a[0], a[2]), (a[1], a[2])], valid_out=lambda a, k: [a[2]],
-          grad_inputs=(0, 1)),
+          grad_inputs=(0, 1), mask_at=(2,)),
     Entry("ActionSemanticMatcher", "MoSA ASM",
           lambda: L.ActionSemanticMatcher(D, F.normalize(torch.randn(5, 6), dim=-1),
                                           similarity="cosine"),
@@ -192,18 +197,24 @@ ENTRIES: list[Entry] = [
     masked("RelationScorer", "RS-Net Sec. 3.3",
            lambda: L.RelationScorer(D, D, nhead=2, spatial_layers=1, temporal_layers=1,
                                     dim_feedforward=16, dropout=0.0, max_frames=8),
-           _tracks, outputs=lambda out: [out.logits, out.score, out.pairs],
-           valid_out=lambda a, k: [a[1]] * 3),
+           outputs=lambda out: [out.logits, out.score, out.pairs],
+           valid_out=lambda a, k: [a[1]] * 3, mask_at=()),  # the frames' rows: built (a sync)
+    masked("RelationScorer(frame_mask=)", "RS-Net Sec. 3.3, both masks given",
+           lambda: L.RelationScorer(D, D, nhead=2, spatial_layers=1, temporal_layers=1,
+                                    dim_feedforward=16, dropout=0.0, max_frames=8),
+           lambda g, dt: ((*(x := _tracks(g, dt)[0])[:2], x[1].any(-1)), {}),
+           outputs=lambda out: [out.logits, out.score, out.pairs],
+           valid_out=lambda a, k: [a[1]] * 3, mask_at=(1, 2)),
     Entry("RelationScoringDecoder", "RS-Net Eq. 5", lambda: L.RelationScoringDecoder(D, 16),
           lambda g, dt: ((_r(g, dt, 3, 4, D),), {})),
     Entry("ContextFusion", "RS-Net Sec. 3.4", lambda: L.ContextFusion(D, 4, (2, 3)),
           lambda g, dt: ((_r(g, dt, 2, 4, 3, D), _r(g, dt, 2, 4), _mask(g, 2, 4, 3)), {}),
           padded=lambda a, k: [(a[0], a[2])], valid_out=lambda a, k: [a[2]],
-          grad_inputs=(0, 1)),
+          grad_inputs=(0, 1), mask_at=(2,)),
     Entry("SoftmaxFocalLoss", "RS-Net Eq. 9", lambda: L.SoftmaxFocalLoss((0.25, 0.75), 2.0),
           lambda g, dt: ((_r(g, dt, 6, 2), torch.randint(0, 2, (6,), generator=g),
                           _multilabel(g, dt)[0][2]), {}),
-          padded=lambda a, k: [(a[0], a[2])]),
+          padded=lambda a, k: [(a[0], a[2])], mask_at=(2,)),
     # TR²
     masked("SpatialTemporalEncoder(positions='frame')", "TR² Sec. III-B, public code",
            lambda: L.SpatialTemporalEncoder(D, 2, 16, temporal_layers=2, dropout=0.0,
@@ -214,7 +225,8 @@ ENTRIES: list[Entry] = [
           lambda: L.SentenceClassifier(D, F.normalize(torch.randn(4, 5, 6), dim=-1)),
           lambda g, dt: ((_r(g, dt, 2, 3, 4, D), torch.randint(0, 4, (2, 3, 4), generator=g)),
                          {"mask": _mask(g, 2, 3, 4)}),
-          padded=lambda a, k: [(a[0], k["mask"])], valid_out=lambda a, k: [k["mask"]]),
+          padded=lambda a, k: [(a[0], k["mask"])], valid_out=lambda a, k: [k["mask"]],
+          mask_at=("mask",)),
     # ARN
     Entry("AssociationAttention", "ARN Eq. 8-9, 11",
           lambda: L.AssociationAttention(D, 2, num_cues=2),
@@ -223,7 +235,7 @@ ENTRIES: list[Entry] = [
           padded=lambda a, k: [(a[0][0], k["query_mask"]), (a[0][1], k["query_mask"]),
                                (a[1], k["memory_mask"])],
           outputs=lambda out: list(out), valid_out=lambda a, k: [k["query_mask"]] * 2,
-          grad_inputs=(1,)),
+          grad_inputs=(1,), mask_at=("query_mask", "memory_mask")),
     branches("PredicateAssociationParser", "ARN Sec. 3.3",
              lambda: L.PredicateAssociationParser(D, 2, num_branches=3),
              lambda out: [t for branch in out for t in branch]),
@@ -233,7 +245,7 @@ ENTRIES: list[Entry] = [
           lambda g, dt: ((_r(g, dt, 2, 4, D), _r(g, dt, 2, 4, D), _r(g, dt, 2, 4, D),
                           _mask(g, 2, 4)), {}),
           padded=lambda a, k: [(a[0], a[3]), (a[1], a[3]), (a[2], a[3])],
-          valid_out=lambda a, k: [a[3]]),
+          valid_out=lambda a, k: [a[3]], mask_at=(3,)),
     Entry("TripletCategoryClassifier", "ARN Sec. 3.2, Eq. 15",
           lambda: L.TripletCategoryClassifier(D, F.normalize(torch.randn(3, 4, 6), dim=-1)),
           lambda g, dt: ((_r(g, dt, 2, 5, D),), {})),
@@ -248,12 +260,12 @@ ENTRIES: list[Entry] = [
     Entry("SemanticAwareContextEncoder", "UASAN Eq. 5-6",
           lambda: L.SemanticAwareContextEncoder(D, 2, 16), _sentence, padded=_pair_padding,
           outputs=lambda out: [out.encoded], valid_out=lambda a, k: [k["mask"]],
-          grad_inputs=(0, 2)),
+          grad_inputs=(0, 2), mask_at=("mask",)),
     Entry("SemanticAwareContextEncoder(positions='slot')", "UASAN public code",
           lambda: L.SemanticAwareContextEncoder(D, 2, 16, num_layers=2, positions="slot",
                                                 num_slots=8),
           _sentence, padded=_pair_padding, outputs=lambda out: [out.encoded],
-          valid_out=lambda a, k: [k["mask"]], grad_inputs=(0, 2)),
+          valid_out=lambda a, k: [k["mask"]], grad_inputs=(0, 2), mask_at=("mask",)),
     masked("UnionRelationDecoder", "UASAN Eq. 7-8", lambda: L.UnionRelationDecoder(D, 2, 16),
            pooled=True),
     masked("RelationQueryDecoder", "UASAN public code",
@@ -262,12 +274,13 @@ ENTRIES: list[Entry] = [
     Entry("UnionRelationPredictor", "UASAN Eq. 11", lambda: L.UnionRelationPredictor(D),
           lambda g, dt: ((_r(g, dt, 3, D), _r(g, dt, 3, 2, D), _r(g, dt, 3, 2, D),
                           _r(g, dt, 3, 2, D), torch.tensor([True, False, True])), {}),
-          padded=lambda a, k: [(x, a[4]) for x in a[:4]], valid_out=lambda a, k: [a[4]]),
+          padded=lambda a, k: [(x, a[4]) for x in a[:4]], valid_out=lambda a, k: [a[4]],
+          mask_at=(4,)),
     Entry("UnionRelationHead", "UASAN public code",
           lambda: L.UnionRelationHead(D, 2, num_tokens=2, num_layers=1, dropout=0.0),
           _head_inputs, padded=lambda a, k: [(x, k["mask"]) for x in a],
           outputs=lambda out: list(out), valid_out=lambda a, k: [k["mask"]] * 5,
-          grad_inputs=(0, 2)),
+          grad_inputs=(0, 2), mask_at=("mask",)),
 ]  # fmt: skip
 
 UNREGISTERED = {

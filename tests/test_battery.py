@@ -15,10 +15,14 @@ from torch import Tensor, nn
 import dsgg_layers
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from host_sync import HostSyncs
 from registry import ENTRIES, UNREGISTERED, Entry
+
+from dsgg_layers import ValidRows
 
 IDS = [e.name for e in ENTRIES]
 PADDED = [e for e in ENTRIES if e.padded is not None]
+MASKED = [e for e in ENTRIES if e.mask_at]
 
 
 def _run(entry: Entry, module: nn.Module, args: tuple, kwargs: dict) -> list[Tensor]:
@@ -117,3 +121,47 @@ def test_compile_equals_eager(entry, train):
     compiled = torch.compile(lambda *a: _run(entry, module, a, kwargs), fullgraph=True)(*args)
     for c, e in zip(compiled, eager, strict=True):
         torch.testing.assert_close(c, e, rtol=1e-4, atol=1e-5)
+
+
+def _with_rows(entry: Entry, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    """The same inputs with every mask argument given as its ``ValidRows``."""
+    args, kwargs = list(args), dict(kwargs)
+    for at in entry.mask_at:
+        if isinstance(at, int):
+            args[at] = ValidRows(args[at])
+        else:
+            kwargs[at] = ValidRows(kwargs[at])
+    return tuple(args), kwargs
+
+
+def test_every_block_with_padding_takes_its_mask_as_valid_rows():
+    blocks = {e.name.split("(")[0] for e in PADDED}
+    assert blocks <= {e.name.split("(")[0] for e in MASKED}
+
+
+@pytest.fixture
+def as_on_a_gpu(monkeypatch):
+    """Value checks off, as on a GPU (on the CPU the blocks read values on purpose: it is free)."""
+    for name, module in list(sys.modules.items()):
+        if name.startswith("dsgg_layers") and hasattr(module, "values_readable"):
+            monkeypatch.setattr(module, "values_readable", lambda *tensors: False)
+
+
+@pytest.mark.parametrize("train", [False, True], ids=["eval", "train"])
+@pytest.mark.parametrize("entry", MASKED, ids=[e.name for e in MASKED])
+def test_valid_rows_as_mask_equal_the_tensor_mask_and_never_sync_the_host(
+    entry, train, as_on_a_gpu
+):
+    torch.manual_seed(0)
+    module = entry.make().train(train)
+    args, kwargs = _inputs(entry)
+    want = _run(entry, module, args, kwargs)
+    rows_args, rows_kwargs = _with_rows(entry, args, kwargs)
+    for i in entry.grad_inputs:
+        rows_args[i].requires_grad_(True)
+    with HostSyncs() as syncs:
+        got = _run(entry, module, rows_args, rows_kwargs)
+        sum(o.float().sum() for o in got if o.requires_grad).backward()
+    assert syncs.ops == [], f"{entry.name}: host syncs with rows given: {syncs.ops}"
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-5)  # other matmul sizes: rounding

@@ -10,11 +10,12 @@ from torch import nn
 from dsgg_layers import (
     MaskedMultiheadAttention,
     MotionInteraction,
+    SpatialContextEncoder,
     SpatialTemporalEncoder,
     TransformerEncoder,
     TransformerEncoderLayer,
 )
-from dsgg_layers.rows import ValidRows
+from dsgg_layers.rows import ValidRows, rowwise, split_mask
 
 
 def set_skip_padding(module: nn.Module, value: bool) -> nn.Module:
@@ -179,3 +180,79 @@ def test_compiled_block_takes_the_padded_path_and_matches(window):
     x, mask = grid(6, D=16, dtype=torch.float32)
     compiled = torch.compile(block, fullgraph=True)
     torch.testing.assert_close(compiled(x, mask), block(x, mask), rtol=1e-4, atol=1e-5)
+
+
+# ---------------------------------------------------- a mask argument takes its ValidRows
+
+
+@given(st.integers(0, 2**31 - 1), st.integers(0, 3), st.floats(0.0, 1.0))
+@settings(max_examples=40, deadline=None)
+def test_prepend_equals_the_rows_of_the_extended_mask(seed, num, p_valid):
+    g = torch.Generator().manual_seed(seed)
+    mask = torch.rand(2, 3, 4, generator=g) < p_valid
+    got = ValidRows(mask).prepend(num)
+    want = ValidRows(torch.cat((torch.ones(2, 3, num, dtype=torch.bool), mask), -1))
+    assert torch.equal(got.index, want.index) and torch.equal(got.mask, want.mask)
+
+
+def test_full_rows_and_gather_outer():
+    full = ValidRows.full((2, 3))
+    assert torch.equal(full.index, torch.arange(6)) and full.mask.all()
+    mask = torch.tensor([[[True, False], [False, True]], [[False, False], [True, True]]])
+    rows = ValidRows(mask)  # (B=2, T=2, P=2): rows (0,0,0) (0,1,1) (1,1,0) (1,1,1)
+    video = torch.tensor([[10.0], [20.0]])
+    assert rows.gather_outer(video).flatten().tolist() == [10.0, 10.0, 20.0, 20.0]
+    frame = torch.arange(4.0).view(2, 2, 1)
+    assert rows.gather_outer(frame).flatten().tolist() == [0.0, 1.0, 3.0, 3.0]
+    with pytest.raises(ValueError, match=r"x: expected \(\*\(2,\), C\) of the grid"):
+        rows.gather_outer(torch.zeros(3, 1))
+
+
+def test_rowwise_runs_on_the_rows_and_equals_the_grid():
+    mask = torch.tensor([[True, False, True], [False, False, True]])
+    x = torch.randn(2, 3, 4, 5).masked_fill(~mask[..., None, None], float("nan"))
+    seen = []
+
+    def fn(t):
+        seen.append(t.shape[0])
+        return t.sum(-2) * 2
+
+    on_rows = rowwise(fn, ValidRows(mask), x)
+    on_grid = rowwise(fn, mask, x)
+    assert seen == [3, 2]  # the valid rows only, then the whole grid
+    assert torch.equal(on_rows, on_grid) and torch.isfinite(on_rows).all()
+    assert (on_rows[~mask] == 0).all()
+
+
+def test_old_rows_keywords_warn_at_the_callers_line_and_still_work():
+    torch.manual_seed(0)
+    layer = TransformerEncoderLayer(8, 2, 16, dropout=0.0).eval()
+    x, mask = grid(0, dtype=torch.float32)
+    want = layer(x, ValidRows(mask))
+    with pytest.warns(
+        DeprecationWarning, match=r"rows= is deprecated .* pass the ValidRows as mask="
+    ) as rec:
+        got = layer(x, mask, rows=ValidRows(mask))
+    assert rec[0].filename == __file__
+    torch.testing.assert_close(got, want)
+    attn = MaskedMultiheadAttention(8, 2).eval()
+    with pytest.warns(DeprecationWarning, match="query_rows= is deprecated"):
+        attn(x, query_mask=mask, query_rows=ValidRows(mask))
+    with pytest.raises(
+        ValueError, match=r"rows: expected the ValidRows of mask \(shape \(2, 4, 3\)"
+    ):
+        with pytest.warns(DeprecationWarning):
+            layer(x, mask, rows=ValidRows(mask[:, :2]))
+    with pytest.raises(TypeError, match="mask: expected a bool tensor or a ValidRows, got list"):
+        split_mask([True])
+
+
+def test_context_tokens_on_rows_match_the_grid_also_for_frames_without_pairs():
+    torch.manual_seed(0)
+    enc = SpatialContextEncoder(8, nhead=2, num_layers=1, dim_feedforward=16, dropout=0.0).eval()
+    x, mask = grid(1, dtype=torch.float32)
+    mask[0, 1] = False  # a frame without pairs: its token is valid on rows, padding on the grid
+    want, got = enc(x, mask), enc(x, ValidRows(mask))
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert (got[0][0, 1] == 0).all()
