@@ -17,7 +17,7 @@ output that trains on a CPU):
 Evaluated on SGDet (the model finds its own boxes), with and no constraint.
 
     python examples/arn.py                     # ARN, SGDet
-    python examples/arn.py --ladder            # the paper's Table 3 rows, side by side
+    python examples/studies.py arn-table3      # the paper's Table 3 rows, paired seeds
     python examples/arn.py --loss ce --classifier linear --no-pap --no-ha   # one row
     python examples/arn.py --input rgb                  # RGB frames through a small CNN
     python examples/arn.py --input rgb --backbone resnet18 --image-size 128  # torchvision's
@@ -59,21 +59,12 @@ from dsgg_layers.text import arn_prompts
 from dsgg_layers.vocab import OBJECT_CLASSES, PREDICATE_GROUPS
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared harness, beside this file
-import experiments
 import harness
 import pair_models
 from harness import Assembly, Data
 
 GROUPS = tuple(PREDICATE_GROUPS)
 NUM_OBJECTS = len(OBJECT_CLASSES)
-# Action Genome SGDet, no constraint, R@10 / mR@10: the paper's Table 3.
-PAPER_TABLE_3 = {
-    "baseline (cross-entropy)": (28.4, 19.6),
-    "+ focal loss": (31.7, 25.6),
-    "+ CLIP init": (34.4, 27.1),
-    "+ PAP": (35.3, 27.9),
-    "+ HA (ARN)": (37.6, 29.7),
-}
 
 
 def _mlp(d: int, out: int) -> nn.Sequential:
@@ -381,7 +372,7 @@ def add_arguments(p: argparse._ActionsContainer) -> None:
     """ARN's own flags: sizes and the rows of Table 3; a batch of 4 videos by default (a
     DETR-style model needs optimiser steps more than large batches: at 8 epochs, 16 videos a
     batch gave SGDet no-constraint R@20 2.2 and 4 videos 6.0, at 1.1x the time)."""
-    p.set_defaults(batch_size=4)
+    p.set_defaults(batch_size=4, tasks=["sgdet"], constraints=["with", "no"])
     p.add_argument("--d-model", type=int, default=64)
     p.add_argument("--queries", type=int, default=8, help="query pairs a frame")
     p.add_argument("--grid", type=int, default=32, help="side of the rendered maps")
@@ -396,7 +387,6 @@ def add_arguments(p: argparse._ActionsContainer) -> None:
     p.add_argument("--image-size", type=int, default=64, help="side of the RGB frames")
     p.add_argument("--backbone", choices=("small", "resnet18"), default="small",
                    help="CNN for --input rgb")  # fmt: skip
-    p.add_argument("--ladder", action="store_true", help="run Table 3's rows side by side")
 
 
 def build_model(args: argparse.Namespace, data: Data) -> ARN:
@@ -421,39 +411,10 @@ ASSEMBLY = Assembly(
     chart_title="ARN per-predicate recall (SGDet)",
 )
 
-LADDER = {
-    "baseline (cross-entropy)": ["--loss", "ce", "--classifier", "linear", "--no-pap"],
-    "+ focal loss": ["--classifier", "linear", "--no-pap"],
-    "+ CLIP init": ["--no-pap"],
-    "+ PAP": ["--no-ha"],
-    "+ HA (ARN)": [],
-}
-METRICS = ("R@10", "R@20", "R@50", "mR@10", "mR@20", "mR@50")
-
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    """Run ARN (default) or Table 3's ladder (``--ladder``)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = harness.make_parser(ASSEMBLY).parse_args(argv)
-    if "--tasks" not in argv:
-        argv += ["--tasks", "sgdet"]
-    if "--constraints" not in argv:
-        argv += ["--constraints", "with", "no"]
-    if not args.ladder:
-        return harness.run(ASSEMBLY, argv)
-    out = Path(args.out)
-    base = experiments.without_flags(argv, "--ladder")
-    summaries = experiments.run_variants(ASSEMBLY, base, LADDER, out)
-    rows = {}
-    for name, s in summaries.items():
-        r = s["results_tensors"]["sgdet"]
-        rows[name] = experiments.results_row(r, METRICS, "no")
-        rows[name] |= {f"with {m}": v for m, v in experiments.results_row(r, ("R@20",)).items()}
-        rows[name] |= dict(zip(("paper R@10", "paper mR@10"), PAPER_TABLE_3[name], strict=True))
-    cols = (*METRICS, "with R@20", "paper R@10", "paper mR@10")
-    text = experiments.results_table("Table 3 rows, SGDet no constraint (%)", rows, cols)
-    experiments.save_comparison(out, rows, text)
-    return {"report": rows, "summaries": summaries, "text": text}
+    """Train and evaluate ARN as the flags ask; returns the run's summary."""
+    return harness.run(ASSEMBLY, argv)
 
 
 if __name__ == "__main__":

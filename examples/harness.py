@@ -170,8 +170,6 @@ def make_parser(assembly: Assembly) -> argparse.ArgumentParser:
     g.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none")
     g.add_argument("--workers", type=int, default=0, help="data loader processes")
     g.add_argument("--seed", type=int, default=0, help="model initialisation and batch order")
-    g.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
-                   help="seeds of a paired comparison (run_paired)")  # fmt: skip
     g.add_argument("--deterministic", action="store_true", help="deterministic algorithms only")
     g.add_argument("--resume", default=None, help="a checkpoint.pt to continue from")
     g = p.add_argument_group("evaluation")

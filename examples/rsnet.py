@@ -15,24 +15,17 @@ trains for SGDet): a detected pair is positive when both boxes match an annotate
 same classes (IoU >= 0.5; assign_relations); the predicate loss is STTran's (cross-entropy on
 attention, the multi-label margin loss on the sigmoid scores of spatial and contacting) on the
 positives; RS-Net adds the focal loss of its scorer (Eq. 9) on the positives and the sampled
-negatives (filter_negatives, cap_negatives: at most 1.2 negatives a positive). Same seed, same
-data, same budget.
+negatives (filter_negatives, cap_negatives: at most 1.2 negatives a positive).
 
-    python examples/rsnet.py                  # baseline and RS-Net, then the comparison table
-    python examples/rsnet.py --ablation       # and the rows of the paper's Table 4
-    python examples/rsnet.py --variant rsnet  # one model only (the harness's usual run)
-
-Prints, for SGDet and SGCls with constraint, R@10/20/50, P@10/20 and mR@10/20 (the
-dataset-level mR, TEMPURA's definition: per-predicate hits over counts summed over the test
-set), the parameter count and the inference throughput of both; writes each model's outputs
-under --out/<variant>/ and the comparison to --out/comparison.json.
+    python examples/rsnet.py                     # STTran-style + RS-Net (SGDet, SGCls)
+    python examples/rsnet.py --variant baseline  # the same model without RS-Net
+    python examples/studies.py rsnet rsnet-table4   # both side by side, Table 4, paired seeds
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -59,27 +52,10 @@ from dsgg_layers.metrics import predicate_probabilities
 from dsgg_layers.vocab import OBJECT_CLASSES, PREDICATE_GROUPS
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared harness, beside this file
-import experiments
 import harness
 import pair_models
 from harness import Assembly, Data
 from pair_models import object_predictions, pair_inputs
-
-# Action Genome SGDet with constraint, the paper's Table 2 (STTran retrained, and with RS-Net).
-PAPER = {
-    "STTran (paper)": {"R@10": 25.1, "R@20": 33.9, "P@10": 17.9, "P@20": 14.2, "mR@10": 16.5,
-                       "mR@20": 20.8},
-    "+ RS-Net (paper)": {"R@10": 28.3, "R@20": 34.8, "P@10": 20.7, "P@20": 14.9, "mR@10": 18.9,
-                         "mR@20": 23.2},
-}  # fmt: skip
-# Table 4 (SGDet with constraint, Ours-STTran): R@10, R@20, P@10, P@20.
-PAPER_ABLATION = {
-    "no temporal encoder": (28.0, 34.6, 20.6, 14.8),
-    "mean token": (28.1, 34.6, 20.7, 14.8),
-    "learnable token": (28.3, 34.8, 20.7, 14.9),
-    "no context fusion": (28.0, 34.7, 20.6, 14.8),
-    "with context fusion": (28.3, 34.8, 20.7, 14.9),
-}
 
 # ------------------------------------------------------------------------------------ the model
 
@@ -236,18 +212,12 @@ class STTranRSNet(nn.Module):
 
 # ------------------------------------------------------------------------------ flags and build
 
-VARIANTS = ("compare", "baseline", "rsnet")
-
 
 def add_arguments(p: argparse._ActionsContainer) -> None:
-    """RS-Net's own flags: which models, their sizes, the ablations and the sampling."""
-    p.add_argument(
-        "--variant",
-        choices=VARIANTS,
-        default="compare",
-        help="compare (baseline, then RS-Net, then the table), or one model",
-    )
-    p.add_argument("--ablation", action="store_true", help="also run the rows of Table 4")
+    """RS-Net's own flags: the model, its sizes, the ablations and the sampling."""
+    p.set_defaults(tasks=["sgdet", "sgcls"], constraints=["with"])
+    p.add_argument("--variant", choices=("rsnet", "baseline"), default="rsnet",
+                   help="the STTran-style model with RS-Net, or without it")  # fmt: skip
     p.add_argument("--d-model", type=int, default=128)
     p.add_argument("--temporal", choices=("token", "mean", "none"), default="token",
                    help="RS-Net's video context: learned token, mean of frames, none")  # fmt: skip
@@ -301,129 +271,9 @@ ASSEMBLY = Assembly(
 )
 
 
-# ------------------------------------------------------------------------- the comparison run
-
-
-@torch.no_grad()
-def throughput(model: nn.Module, videos: Sequence[VideoGraph], args: argparse.Namespace) -> float:
-    """Frames a second of the model's inference on ``videos`` (SGDet), data loading excluded."""
-    env = harness.Distributed()
-    model.eval()
-    batches = [(b.to(env.device), r.to(env.device))
-               for b, r in harness.make_loader(videos, args, env, train=False)]  # fmt: skip
-    frames = sum(int(b.frame_mask.sum()) for b, _ in batches)
-    model(batches[0][0], task="sgdet", rows=batches[0][1])  # warm-up
-    start = time.perf_counter()
-    for b, r in batches:
-        model(b, task="sgdet", rows=r)
-    if env.device.type == "cuda":
-        torch.cuda.synchronize(env.device)
-    return frames / (time.perf_counter() - start)
-
-
-METRICS = ("R@10", "R@20", "R@50", "P@10", "P@20", "mR@10", "mR@20")
-
-
-def negative_statistics(
-    videos: Sequence[VideoGraph], model: STTranRSNet, seed: int
-) -> dict[str, float]:
-    """Mean per training video: detected pair-frames, positives, negative candidates, negatives
-    kept by the near-duplicate rule, negatives kept by the cap (what ``p0`` learns from), with
-    the model's own assignment and sampling."""
-    gen = torch.Generator().manual_seed(seed)
-    totals = dict.fromkeys(("pair-frames", "positives", "negatives", "after filter",
-                            "after cap"), 0.0)  # fmt: skip
-    for v in videos:
-        a = model.assign(v)
-        kept, capped = model.sample_negatives(v, a, gen)
-        for key, m in (("pair-frames", v.mask), ("positives", a.positive),
-                       ("negatives", a.negative), ("after filter", kept),
-                       ("after cap", capped)):  # fmt: skip
-            totals[key] += int(m.sum())
-    return {k: round(v / max(len(videos), 1), 1) for k, v in totals.items()}
-
-
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    """Run one model (``--variant baseline|rsnet``) or the comparison (default; see the module
-    docstring); returns the run's summary, or the comparison's."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = harness.make_parser(ASSEMBLY).parse_args(argv)
-    if "--tasks" not in argv:
-        argv += ["--tasks", "sgdet", "sgcls"]
-    if "--constraints" not in argv:
-        argv += ["--constraints", "with"]
-    if args.variant != "compare":
-        return harness.run(ASSEMBLY, argv)
-    out = Path(args.out)
-    base = experiments.without_flags(argv, "--ablation", valued=("--variant", "--out"))
-    runs: dict[str, list[str]] = {"baseline": ["--variant", "baseline"],
-                                  "rsnet": ["--variant", "rsnet"]}  # fmt: skip
-    if args.ablation:
-        runs |= {
-            "no temporal encoder (so no fusion)": ["--variant", "rsnet", "--temporal", "none"],
-            "mean token": ["--variant", "rsnet", "--temporal", "mean"],
-            "no context fusion": ["--variant", "rsnet", "--no-fusion"],
-            "no re-scoring (p0 unused)": ["--variant", "rsnet", "--no-rescore"],
-        }
-    summaries = experiments.run_variants(ASSEMBLY, base, runs, out)
-    params = {name: experiments.parameter_count(s["model"]) for name, s in summaries.items()}
-    speed = {}
-    # the SGDet test videos and the training statistics, once (the same data for every run)
-    run_args = harness.make_parser(ASSEMBLY).parse_args(base)
-    data = harness.load_data(run_args, ASSEMBLY.train_mode)
-    for name in ("baseline", "rsnet"):
-        if "sgdet" in data.test:
-            speed[name] = throughput(summaries[name]["model"], data.test["sgdet"], run_args)
-    stats = negative_statistics(data.train, summaries["rsnet"]["model"], run_args.seed)
-    report: dict[str, Any] = {"negatives_per_video": stats}
-    lines = []
-    for task in ("sgdet", "sgcls"):
-        if task not in summaries["baseline"]["results_tensors"]:
-            continue
-        rows = {
-            n: experiments.results_row(summaries[n]["results_tensors"][task], METRICS)
-            for n in ("baseline", "rsnet")
-        }
-        rows["difference"] = {m: round(rows["rsnet"][m] - rows["baseline"][m], 1)
-                              for m in rows["rsnet"]}  # fmt: skip
-        for n in ("baseline", "rsnet"):
-            rows[n]["params (M)"] = round(params[n] / 1e6, 3)
-            if task == "sgdet" and n in speed:
-                rows[n]["frames/s"] = round(speed[n], 1)
-        if task == "sgdet":
-            rows |= PAPER
-        title = f"{task.upper()}, with constraint (%; mR: dataset-level, per-predicate hits/counts)"
-        lines.append(experiments.results_table(title, rows, (*METRICS, "params (M)", "frames/s")))
-        report[task] = rows
-    if args.ablation and "sgdet" in summaries["rsnet"]["results_tensors"]:
-        rows = {}
-        order = [("no temporal encoder (so no fusion)", "no temporal encoder (so no fusion)"),
-                 ("mean token", "mean token"),
-                 ("learnable token", "rsnet"), ("no context fusion", "no context fusion"),
-                 ("with context fusion", "rsnet"),
-                 ("no re-scoring (p0 unused)", "no re-scoring (p0 unused)"),
-                 ("baseline (no RS-Net)", "baseline")]  # fmt: skip
-        for label, key in order:
-            r = experiments.results_row(summaries[key]["results_tensors"]["sgdet"], METRICS)
-            rows[label] = {m: r[m] for m in ("R@10", "R@20", "P@10", "P@20")}
-            paper = PAPER_ABLATION.get(label.split(" (")[0])
-            if paper is not None:
-                cols = ("paper R@10", "paper R@20", "paper P@10", "paper P@20")
-                rows[label] |= dict(zip(cols, paper, strict=True))
-        lines.append(
-            experiments.results_table(
-                "Table 4 rows, SGDet with constraint (%)",
-                rows,
-                (*METRICS, "paper R@10", "paper R@20", "paper P@10", "paper P@20"),
-            )
-        )
-        report["ablation"] = rows
-    lines.append(
-        "training pairs per SGDet video (mean): " + ", ".join(f"{k} {v}" for k, v in stats.items())
-    )
-    text = "\n\n".join(lines)
-    experiments.save_comparison(out, report, text)
-    return {"report": report, "summaries": summaries, "text": text}
+    """Train and evaluate the model the flags ask for; returns the run's summary."""
+    return harness.run(ASSEMBLY, argv)
 
 
 if __name__ == "__main__":

@@ -21,16 +21,11 @@ synthetic benchmark; with real data, ``--union-clip DIR`` replaces it with preco
 embeddings (one ``<video_id>.pt`` a video: a ``(T, P, E)`` tensor in the graph's pair order).
 
     python examples/tr2.py                       # TR², every task, with / no / top-6
-    python examples/tr2.py --ablation table4     # the paper's Table IV rows, side by side
-    python examples/tr2.py --ablation all        # Table IV, Table III and Fig. 4 rows
     python examples/tr2.py --guidance binary     # one variant (any flag below)
-    python examples/tr2.py --compare-temporal-norm --seeds 0 1 2   # the code's temporal layers
-                                                 # vs post-norm ones, paired by seed
+    python examples/studies.py tr2-table4 tr2-table3 tr2-fig4   # the paper's tables, paired seeds
 
-Outputs go to --out (default runs/tr2): the harness's files; with --ablation one folder a
-variant and comparison.json. Recall is also reported by how often a video's relations change
-(--change-strata, default 0.3 0.45: TR²'s Fig. 5). `python examples/tr2.py --help` lists every
-flag.
+Recall is also reported by how often a video's relations change (--change-strata, default 0.3
+0.45: TR²'s Fig. 5). `python examples/tr2.py --help` lists every flag.
 """
 
 from __future__ import annotations
@@ -62,26 +57,10 @@ from dsgg_layers.text import tr2_prompts
 from dsgg_layers.vocab import OBJECT_CLASSES, PREDICATE_GROUPS, PREDICATES
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared harness, beside this file
-import experiments
 import harness
 import pair_models
 from harness import Assembly, Data
 from pair_models import object_predictions, pair_inputs
-
-# Action Genome PredCls with constraint, R@10 / R@20 / R@50 (the paper's Tables I, III, IV).
-PAPER = {
-    "STTran (paper)": (68.6, 71.8, 71.8),
-    "TR² (paper)": (70.9, 73.8, 73.8),
-}
-PAPER_TABLE_IV = {
-    "none": (69.5, 72.3, 72.3),
-    "temporal only": (70.2, 73.1, 73.1),
-    "spatial only": (69.7, 72.5, 72.5),
-    "spatial + decoder": (70.5, 73.3, 73.4),
-    "spatial + token": (70.0, 72.8, 72.9),
-    "all (TR²)": (70.9, 73.8, 73.8),
-}
-PAPER_TABLE_III = {"direct (Eq. 4)": (70.1, 73.0, 73.0), "difference (Eq. 2)": (70.9, 73.8, 73.8)}
 
 # ------------------------------------------------------------------------------------ the model
 
@@ -236,6 +215,7 @@ class TR2(nn.Module):
 
 def add_arguments(p: argparse._ActionsContainer) -> None:
     """TR²'s own flags: sizes, its parts (Table IV), guidance (Table III, Fig. 4), options."""
+    p.set_defaults(constraints=["with", "no", "topk"], change_strata=[0.3, 0.45])
     p.add_argument("--d-model", type=int, default=128)
     p.add_argument("--nhead", type=int, default=4)
     p.add_argument("--spatial-layers", type=int, default=1)
@@ -264,11 +244,6 @@ def add_arguments(p: argparse._ActionsContainer) -> None:
         "layout indexed by frame slot",
     )
     p.add_argument(
-        "--compare-temporal-norm",
-        action="store_true",
-        help="the code's temporal layers vs post-norm ones, paired on --seeds",
-    )
-    p.add_argument(
         "--temporal-norm",
         choices=("code", "standard"),
         default="code",
@@ -293,12 +268,6 @@ def add_arguments(p: argparse._ActionsContainer) -> None:
         default=None,
         metavar="DIR",
         help="precomputed CLIP union embeddings, <video_id>.pt (T, P, E) each",
-    )
-    p.add_argument(
-        "--ablation",
-        choices=("table4", "table3", "fig4", "all"),
-        default=None,
-        help="run the paper's ablation rows side by side (PredCls unless --tasks)",
     )
 
 
@@ -361,106 +330,9 @@ ASSEMBLY = Assembly(
     chart_title="TR² per-predicate recall (head to tail)",
 )
 
-# ----------------------------------------------------------------------------------- the runs
-
-TABLE_IV = {
-    "none": ["--no-spatial", "--no-decoder", "--no-token"],
-    "temporal only": ["--no-spatial"],
-    "spatial only": ["--no-decoder", "--no-token"],
-    "spatial + decoder": ["--no-token"],
-    "spatial + token": ["--no-decoder"],
-    "all (TR²)": [],
-}
-TABLE_III = {"direct (Eq. 4)": ["--guidance", "direct"], "difference (Eq. 2)": []}
-FIG_4 = {
-    "no guidance (TR²⁻)": ["--guidance", "none"],
-    "binary (TR²^bin)": ["--guidance", "binary"],
-    "difference (TR²)": [],
-}
-BASELINE = {
-    "STTran-style (linear, slot positions, no token, no guidance)": [
-        *("--classifier", "linear", "--positions", "slot", "--no-token", "--guidance", "none"),
-        *("--temporal-norm", "standard"),
-    ]
-}
-ABLATIONS = {
-    "table4": {"Table IV": TABLE_IV},
-    "table3": {"Table III": TABLE_III},
-    "fig4": {"Fig. 4": FIG_4},
-    "all": {"Table IV": TABLE_IV, "Table III": TABLE_III, "Fig. 4": FIG_4, "Baseline": BASELINE},
-}
-METRICS = ("R@10", "R@20", "R@50")
-
-
-def _strata_row(results: dict[str, Tensor]) -> dict[str, float]:
-    return {f"R@20 s{i}": round(100 * float(results[f"with/R@20/stratum{i}"]), 1)
-            for i in range(8) if f"with/R@20/stratum{i}" in results}  # fmt: skip
-
-
-def compare(argv: list[str], which: str, out: Path) -> dict[str, Any]:
-    """Run the rows of ``which`` (each configuration once), print one table a paper table."""
-    base = experiments.without_flags(argv, valued=("--ablation", "--out"))
-    if "--tasks" not in base:
-        base += ["--tasks", "predcls"]
-    tables = ABLATIONS[which]
-    unique: dict[tuple[str, ...], str] = {}  # flags -> the first row name that runs them
-    runs: dict[str, list[str]] = {}
-    for rows in tables.values():
-        for name, flags in rows.items():
-            if tuple(flags) not in unique:
-                unique[tuple(flags)] = name
-                runs[name] = flags
-    summaries = experiments.run_variants(ASSEMBLY, base, runs, out)
-    paper = {**PAPER_TABLE_IV, **PAPER_TABLE_III}
-    report: dict[str, Any] = {}
-    lines = []
-    for title, rows in tables.items():
-        table = {}
-        for name, flags in rows.items():
-            summary = summaries[unique[tuple(flags)]]
-            results = summary["results_tensors"]["predcls"]
-            table[name] = experiments.results_row(results, METRICS) | _strata_row(results)
-            table[name]["params (M)"] = round(
-                experiments.parameter_count(summary["model"]) / 1e6, 3
-            )
-            if name in paper:
-                table[name] |= {f"paper {m}": v for m, v in zip(METRICS, paper[name], strict=True)}
-        strata = [c for r in table.values() for c in r if c.startswith("R@20 s")]
-        cols = (*METRICS, *dict.fromkeys(strata), "params (M)", *(f"paper {m}" for m in METRICS))
-        lines.append(
-            experiments.results_table(f"{title}, PredCls with constraint (%)", table, cols)
-        )
-        report[title] = table
-    share = next(iter(summaries.values()))["model"].train_change_share
-    lines.append(
-        f"relation changes: {100 * share:.1f}% of annotated training pair-frames differ from the "
-        "pair's previous frame; R@20 s<i>: PredCls R@20 in change-share stratum i"
-    )
-    text = "\n\n".join(lines)
-    experiments.save_comparison(out, report, text)
-    return {"report": report, "summaries": summaries, "text": text}
-
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    """Run TR² (default) or the ablation rows (``--ablation``); returns the run's summary, or
-    the comparison's."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = harness.make_parser(ASSEMBLY).parse_args(argv)
-    if "--constraints" not in argv:
-        argv += ["--constraints", "with", "no", "topk"]
-    if "--change-strata" not in argv:
-        argv += ["--change-strata", "0.3", "0.45"]
-    if args.ablation is not None:
-        return compare(argv, args.ablation, Path(args.out))
-    if args.compare_temporal_norm:
-        base = experiments.without_flags(argv, "--compare-temporal-norm",
-                                         valued=("--temporal-norm",))  # fmt: skip
-        if "--tasks" not in base:
-            base += ["--tasks", "predcls"]
-        norms = {"standard": ["--temporal-norm", "standard"], "code": ["--temporal-norm", "code"]}
-        metrics = {m: f"with/{m}" for m in ("R@10", "R@20", "mR@20")}
-        return experiments.run_paired(ASSEMBLY, base, norms, args.seeds, Path(args.out), metrics,
-                                  "TR² temporal layers: post-norm vs the code's")  # fmt: skip
+    """Train and evaluate TR² as the flags ask; returns the run's summary."""
     summary = harness.run(ASSEMBLY, argv)
     share = summary["model"].train_change_share
     print(f"relation changes: {100 * share:.1f}% of annotated training pair-frames differ from "

@@ -25,10 +25,9 @@ Tasks: PredCls (given trajectories and classes), SGCls (given trajectories, pred
 SGDet (trajectories jittered by a few pixels, as from a tracker, predicted classes).
 
     python examples/uasan.py                  # UASAN, all three tasks
-    python examples/uasan.py --ablation       # Table 4: A, B, C, full (and chance), side by side
     python examples/uasan.py --variant a      # pair only
     python examples/uasan.py --head code      # the public code's relation head (UnionRelationHead)
-    python examples/uasan.py --compare-heads --seeds 0 1 2   # paper vs code head, paired seeds
+    python examples/studies.py uasan-table4 uasan-heads   # Table 4; paper vs code head
 
 The text side is `WordTower`, the library's offline stand-in for CLIP (a novel predicate's name
 is made of words seen in base predicates); UASAN uses a BLIP-2 Q-Former.
@@ -74,7 +73,6 @@ from dsgg_layers.data.trajectory import TRAJECTORY_OBJECTS, TRAJECTORY_PREDICATE
 from dsgg_layers.metrics import VidVRDEvaluator, associate_relations
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared harness, beside this file
-import experiments
 import harness
 from harness import Assembly, Data
 
@@ -83,9 +81,6 @@ BASE = TRAJECTORY_PREDICATE_SPLITS["base"]
 NOVEL = TRAJECTORY_PREDICATE_SPLITS["novel"]
 PRED_INDEX = {p: i for i, p in enumerate(TRAJECTORY_PREDICATES)}
 BASE_COLS = torch.tensor([PRED_INDEX[p] for p in BASE])
-# VidVRD, novel split, SGDet mAP: the paper's Table 4
-PAPER_TABLE_4 = {"A (pair only)": 6.76, "B (+ union, motion)": 7.69,
-                 "C (+ context encoder)": 10.09, "full (+ union decoder)": 11.05}  # fmt: skip
 
 
 def _words(names: Sequence[str]) -> list[str]:
@@ -473,9 +468,6 @@ def add_arguments(p: argparse._ActionsContainer) -> None:
     )
     p.add_argument("--head", choices=("paper", "code"), default="paper",
                    help="the full model's head: Eq. 5-11 (paper) or the public code's")  # fmt: skip
-    p.add_argument("--ablation", action="store_true", help="Table 4's rows side by side")
-    p.add_argument("--compare-heads", action="store_true",
-                   help="paper vs code head on --seeds (paired), side by side")  # fmt: skip
     p.set_defaults(batch_size=8, epochs=15)
 
 
@@ -500,48 +492,10 @@ ASSEMBLY = Assembly(
     format_results=format_results,
 )
 
-ABLATION = {
-    "chance (random scores)": ["--chance", "--epochs", "1"],
-    "A (pair only)": ["--variant", "a"],
-    "B (+ union, motion)": ["--variant", "b"],
-    "C (+ context encoder)": ["--variant", "c"],
-    "full (+ union decoder)": ["--variant", "full"],
-}
-
-
-def compare_heads(argv: Sequence[str], args: argparse.Namespace) -> dict[str, Any]:
-    """The paper's and the code's head on the same data, seeds and budget, paired by seed."""
-    base = experiments.without_flags(argv, "--compare-heads", valued=("--head", "--variant"))
-    metrics = {f"{split} {m}": f"{split}/{m}"
-               for split in ("novel", "all") for m in ("mAP", "R@50", "R@100")}  # fmt: skip
-    heads = {"paper": ["--head", "paper"], "code": ["--head", "code"]}
-    return experiments.run_paired(ASSEMBLY, base, heads, args.seeds, Path(args.out), metrics,
-                              "paper vs code head")  # fmt: skip
-
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = harness.make_parser(ASSEMBLY).parse_args(argv)
-    if args.compare_heads:
-        return compare_heads(argv, args)
-    if not args.ablation:
-        return harness.run(ASSEMBLY, argv)
-    out = Path(args.out)
-    base = experiments.without_flags(argv, "--ablation", valued=("--out", "--variant"))
-    summaries = experiments.run_variants(ASSEMBLY, base, ABLATION, out)
-    rows = {}
-    for name, s in summaries.items():
-        for task, r in s["results_tensors"].items():
-            row = {f"{split} {m}": round(float(r[f"{split}/{m}"]) * 100, 2)
-                   for split in ("novel", "all") for m in ("mAP", "R@50", "R@100")}  # fmt: skip
-            if task == "sgdet" and name in PAPER_TABLE_4:
-                row["paper novel mAP"] = PAPER_TABLE_4[name]
-            rows[f"{name} [{task}]"] = row
-    cols = ("novel mAP", "novel R@50", "novel R@100", "all mAP", "all R@50", "all R@100",
-            "paper novel mAP")  # fmt: skip
-    text = experiments.results_table("Table 4 rows (%), synthetic trajectories", rows, cols)
-    experiments.save_comparison(out, rows, text)
-    return {"report": rows, "summaries": summaries, "text": text}
+    """Train and evaluate UASAN as the flags ask; returns the run's summary."""
+    return harness.run(ASSEMBLY, argv)
 
 
 if __name__ == "__main__":
