@@ -35,6 +35,7 @@ from torch import Tensor, nn
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "examples"))
+import ag_task  # noqa: E402  (examples/ag_task.py)
 import harness  # noqa: E402  (examples/harness.py)
 import pair_models  # noqa: E402
 
@@ -136,7 +137,7 @@ class STTranBaseline(nn.Module):
         return self.object_classifier(g.object_features).float()
 
 
-def build(args: argparse.Namespace, data: harness.Data) -> STTranBaseline:
+def build(args: argparse.Namespace, data: ag_task.Data) -> STTranBaseline:
     g = data.train[0]
     return STTranBaseline(
         g.object_features.shape[-1], g.union_features.shape[-1], data.class_semantics, 128,
@@ -272,7 +273,7 @@ def main(argv: list[str] | None = None) -> None:
     add_arguments(p)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    cfg = SyntheticConfig().replace(**harness.synthetic_changes(args.synthetic))
+    cfg = SyntheticConfig().replace(**ag_task.synthetic_changes(args.synthetic))
     if args.quick:
         cfg = cfg.replace(num_videos=40, num_test_videos=16)
     detected = list(SyntheticActionGenome(cfg, split="test", mode="sgdet"))

@@ -61,7 +61,8 @@ from dsgg_layers.vocab import OBJECT_CLASSES, PREDICATE_GROUPS
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared harness, beside this file
 import harness
 import pair_models
-from harness import Assembly, Data
+from ag_task import Data
+from harness import Assembly
 
 GROUPS = tuple(PREDICATE_GROUPS)
 NUM_OBJECTS = len(OBJECT_CLASSES)

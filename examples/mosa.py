@@ -55,7 +55,8 @@ from dsgg_layers.text import mosa_prompts
 from dsgg_layers.vocab import OBJECT_CLASSES, PREDICATE_GROUPS, PREDICATES
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared harness, beside this file
-from harness import Assembly, Data, run
+from ag_task import Data
+from harness import Assembly, run
 from pair_models import object_predictions, pair_input_dim, pair_inputs, text_embeddings
 
 # ------------------------------------------------------------------------------------ the model

@@ -54,7 +54,8 @@ from dsgg_layers.vocab import OBJECT_CLASSES, PREDICATE_GROUPS
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared harness, beside this file
 import harness
 import pair_models
-from harness import Assembly, Data
+from ag_task import Data
+from harness import Assembly
 from pair_models import object_predictions, pair_inputs
 
 # ------------------------------------------------------------------------------------ the model

@@ -27,10 +27,12 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared harness, beside this file
+import ag_task
 import arn
 import harness
 import mosa
 import rsnet
+import runtime
 import tr2
 import uasan
 from experiments import Study, run_study
@@ -99,7 +101,7 @@ UASAN_TABLE_4 = {"A (pair only)": 6.76, "B (+ union, motion)": 7.69,
 @torch.no_grad()
 def _throughput(model: torch.nn.Module, args: argparse.Namespace, videos: Sequence[Any]) -> float:
     """Frames a second of the model's SGDet inference on ``videos``, data loading excluded."""
-    env = harness.Distributed()
+    env = runtime.Distributed()
     model.eval()
     batches = [(b.to(env.device), r.to(env.device))
                for b, r in harness.make_loader(videos, args, env, train=False)]  # fmt: skip
@@ -130,7 +132,7 @@ def _negatives(videos: Sequence[Any], model: Any, seed: int) -> dict[str, float]
 def rsnet_report(runs: Mapping[str, dict[str, Any]], argv: Sequence[str]) -> tuple[str, Any]:
     """SGDet frames a second of both models and RS-Net's training pairs per video."""
     args = harness.make_parser(rsnet.ASSEMBLY).parse_args(list(argv))
-    data = harness.load_data(args, rsnet.ASSEMBLY.train_mode)
+    data = ag_task.load_data(args, rsnet.ASSEMBLY.train_mode)
     speed = {n: round(_throughput(s["model"], args, data.test["sgdet"]), 1)
              for n, s in runs.items() if "sgdet" in data.test}  # fmt: skip
     stats = _negatives(data.train, runs["RS-Net"]["model"], args.seed)

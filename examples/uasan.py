@@ -74,7 +74,8 @@ from dsgg_layers.metrics import VidVRDEvaluator, associate_relations
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared harness, beside this file
 import harness
-from harness import Assembly, Data
+from ag_task import Data
+from harness import Assembly
 
 SEG, STRIDE = 30, 15
 BASE = TRAJECTORY_PREDICATE_SPLITS["base"]

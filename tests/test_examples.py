@@ -12,8 +12,10 @@ from dsgg_layers.data import segment_video
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples"))
-import harness  # noqa: E402  (examples/harness.py, the assemblies' shared harness)
+import ag_task  # noqa: E402
+import harness  # noqa: E402
 import pair_models  # noqa: E402
+import runtime  # noqa: E402  (examples/harness.py, the assemblies' shared harness)
 
 
 def _load(name: str):
@@ -62,7 +64,7 @@ def test_mosa_checkpoint_reloads_and_predicts_the_same(mosa, quick_run):
     out, summary = quick_run
     ckpt = torch.load(out / "mosa.pt", weights_only=True)
     args = _args(mosa, "--random-text")  # the text embeddings come from the checkpoint
-    data = harness.load_data(args)
+    data = ag_task.load_data(args)
     model = mosa.build_model(args, data)
     model.load_state_dict(ckpt["model"])
     model.eval()
@@ -81,7 +83,7 @@ def test_mosa_quick_run_learns(mosa, quick_run):
     """Two epochs beat the same model untrained on the same test videos (PredCls R@20)."""
     _, summary = quick_run
     args = _args(mosa, "--random-text")
-    data = harness.load_data(args)
+    data = ag_task.load_data(args)
     torch.manual_seed(args.seed)
     untrained = mosa.build_model(args, data)
     floor = harness.evaluate(untrained, {"predcls": data.test["predcls"]}, args)
@@ -92,7 +94,7 @@ def test_mosa_quick_run_learns(mosa, quick_run):
 def test_mosa_keeps_the_model_contract(mosa):
     """Training: a dict of named losses; evaluation: the evaluator's predictions for each task."""
     args = _args(mosa, "--random-text")
-    data = harness.load_data(args)
+    data = ag_task.load_data(args)
     model = mosa.build_model(args, data)
     batch = mosa.VideoGraph.collate(data.train[:3])
     losses = model.train()(batch)
@@ -103,7 +105,7 @@ def test_mosa_keeps_the_model_contract(mosa):
         graph = mosa.VideoGraph.collate(data.test[task][:3])
         with torch.no_grad():
             preds = model(graph, task=task)
-        ev = harness.ActionGenomeEvaluator()
+        ev = ag_task.ActionGenomeEvaluator()
         ev.update(preds, graph.targets())  # the evaluator takes them as they are
         assert 0.0 <= float(ev.compute()["with/R@20"]) <= 1.0
         assert preds["predicate_scores"].shape == (*graph.mask.shape, 26)
@@ -122,7 +124,7 @@ def test_mosa_keeps_the_model_contract(mosa):
 )
 def test_mosa_ablation_flags_build_the_ablated_model(mosa, flag, check):
     args = _args(mosa, "--random-text", flag)
-    data = harness.load_data(args)
+    data = ag_task.load_data(args)
     model = mosa.build_model(args, data)
     assert check(model)
     batch = mosa.VideoGraph.collate(data.train[:2])
@@ -133,10 +135,10 @@ def test_mosa_ablation_flags_build_the_ablated_model(mosa, flag, check):
 
 def test_mosa_runs_under_bf16_autocast_on_cpu(mosa):
     args = _args(mosa, "--random-text", "--amp", "bf16")
-    data = harness.load_data(args)
+    data = ag_task.load_data(args)
     model = mosa.build_model(args, data)
     batch = mosa.VideoGraph.collate(data.train[:4])
-    with harness.autocast(args.amp, torch.device("cpu")):
+    with runtime.autocast(args.amp, torch.device("cpu")):
         logits = model.predicate_logits(batch)
         losses = model(batch)
     assert logits.dtype == torch.bfloat16
@@ -155,7 +157,7 @@ def test_mosa_two_processes_with_uneven_shards_finish_and_merge(mosa, tmp_path):
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=180, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     saved = json.loads((tmp_path / "results.json").read_text())
-    test = harness.load_data(_args(mosa)).test
+    test = ag_task.load_data(_args(mosa)).test
     for task in ("predcls", "sgdet"):
         frames = sum(int(g.ground_truth.mask.any(-1).sum()) for g in test[task])
         assert saved["results"][task]["num_frames"] == frames  # both ranks' frames merged
@@ -171,7 +173,7 @@ def rsnet():
 
 def test_rsnet_model_keeps_the_harness_contract(rsnet):
     args = harness.make_parser(rsnet.ASSEMBLY).parse_args(["--quick", "--variant", "rsnet"])
-    data = harness.load_data(args, "sgdet")
+    data = ag_task.load_data(args, "sgdet")
     assert all(v.gt is not None for v in data.train)  # trained on detections
     model = rsnet.build_model(args, data)
     batch, rows = harness._collate(data.train[:3])
@@ -198,9 +200,9 @@ def test_rsnet_model_keeps_the_harness_contract(rsnet):
 def test_sgdet_training_data_needs_detector_boxes(tmp_path):
     args = _args_of(harness.Assembly("x", "x", lambda a, d: None), "--ag-root", str(tmp_path))
     with pytest.raises(ValueError, match="--ag-root: this assembly trains on detected pairs"):
-        harness.load_data(args, "sgdet")
+        ag_task.load_data(args, "sgdet")
     with pytest.raises(ValueError, match="train_mode: expected one of 'predcls', 'sgdet'"):
-        harness.load_data(args, "sgcls")
+        ag_task.load_data(args, "sgcls")
 
 
 def _args_of(assembly, *flags: str):
@@ -209,7 +211,7 @@ def _args_of(assembly, *flags: str):
 
 def test_rsnet_and_baseline_start_from_the_same_baseline_weights(rsnet):
     args = harness.make_parser(rsnet.ASSEMBLY).parse_args(["--quick"])
-    data = harness.load_data(args, "sgdet")
+    data = ag_task.load_data(args, "sgdet")
     models = {}
     for variant in ("baseline", "rsnet"):
         torch.manual_seed(0)
@@ -256,7 +258,7 @@ def test_tr2_quick_run_reports_every_task_top6_and_strata(tr2, tmp_path, capsys)
 
 def test_tr2_model_contract_gradients_and_options(tr2):
     args = _tr2_args(tr2)
-    data = harness.load_data(args)
+    data = ag_task.load_data(args)
     model = tr2.build_model(args, data)
     batch, rows = harness._collate(data.train[:3])
     losses = model(batch, rows=rows)
@@ -306,7 +308,7 @@ def test_tr2_sentence_table_follows_the_wording(tr2):
 
 def test_tr2_union_clip_replaces_the_union_features(tr2, tmp_path):
     args = _tr2_args(tr2)
-    data = harness.load_data(args)
+    data = ag_task.load_data(args)
     videos = data.train[:2]
     for v in videos:
         T, P = v.mask.shape[1:]
@@ -341,7 +343,7 @@ def test_arn_quick_run_is_one_stage_sgdet(arn, tmp_path):
 
 def test_arn_model_contract_gradients_and_ablation_flags(arn):
     args = harness.make_parser(arn.ASSEMBLY).parse_args(["--quick", "--random-text"])
-    data = harness.load_data(args)
+    data = ag_task.load_data(args)
     model = arn.build_model(args, data)
     batch, rows = harness._collate(data.train[:2])
     losses = model(batch, rows=rows)
@@ -503,7 +505,7 @@ def test_arn_rgb_frames_through_a_resnet(arn):
     flags = ["--quick", "--random-text", "--input", "rgb", "--backbone", "resnet18",
              "--image-size", "64"]  # fmt: skip
     args = harness.make_parser(arn.ASSEMBLY).parse_args(flags)
-    data = harness.load_data(args)
+    data = ag_task.load_data(args)
     model = arn.build_model(args, data)
     batch, rows = harness._collate(data.train[:1])
     losses = model(batch, rows=rows)

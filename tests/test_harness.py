@@ -16,8 +16,10 @@ from dsgg_layers.data import SyntheticActionGenome, SyntheticConfig, VideoGraph
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples"))
+import ag_task  # noqa: E402
 import experiments  # noqa: E402
 import harness  # noqa: E402
+import runtime  # noqa: E402
 
 
 class Tiny(nn.Module):
@@ -111,12 +113,12 @@ def test_change_strata_report_recall_by_how_often_relations_change(tmp_path, cap
     assert mean == pytest.approx(float(r["with/R@20"]))
     assert "by share of changing pair-frames" in capsys.readouterr().out
     # each video lands in the stratum of its own share
-    data = harness.load_data(_args())
+    data = ag_task.load_data(_args())
     video = data.test["predcls"][0]
     target = video.targets()
     share = float(change_share(target["relations"], target["mask"]))
     want = 0 if share < 0.3 else 1 if share < 0.5 else 2
-    assert (harness.change_strata(target, [0.3, 0.5]) == want).all()
+    assert (ag_task.change_strata(target, [0.3, 0.5]) == want).all()
     with pytest.raises(ValueError, match=r"--change-strata: expected edges in \(0, 1\)"):
         _run(tmp_path, "--epochs", "1", *flags, "--change-strata", "1.5")
 
@@ -125,8 +127,8 @@ def test_resume_continues_exactly_where_the_run_stopped(tmp_path):
     """Two epochs in one go == a run that dies in its second epoch, then ``--resume`` from its
     checkpoint (optimizer, schedule and the dropout RNG included)."""
     whole = _run(tmp_path / "whole", "--epochs", "2")["model"].state_dict()
-    data = harness.load_data(_args())
-    steps = len(harness.make_loader(data.train, _args(), harness.Distributed(), train=True))
+    data = ag_task.load_data(_args())
+    steps = len(harness.make_loader(data.train, _args(), runtime.Distributed(), train=True))
     with pytest.raises(RuntimeError, match="went away"):
         _run(tmp_path / "part", "--epochs", "2", crash_at_step=steps + 1)
     ckpt = tmp_path / "part" / "checkpoint.pt"
@@ -165,7 +167,7 @@ def test_amp_trains_with_finite_losses(tmp_path, amp):
 
 
 def test_the_test_split_is_built_once_and_shared_by_predcls_and_sgcls():
-    data = harness.load_data(_args())
+    data = ag_task.load_data(_args())
     assert data.test["predcls"] is data.test["sgcls"]
     for truth, detected in zip(data.test["predcls"], data.test["sgdet"], strict=True):
         assert truth is detected.ground_truth
@@ -174,22 +176,22 @@ def test_the_test_split_is_built_once_and_shared_by_predcls_and_sgcls():
     for got, want in zip(data.test["predcls"], alone, strict=True):
         for name in ("object_features", "union_features", "subject_boxes", "relations", "mask"):
             assert torch.equal(getattr(got, name), getattr(want, name)), name
-    assert torch.equal(data.frequencies, harness.label_frequencies(data.train))
+    assert torch.equal(data.frequencies, ag_task.label_frequencies(data.train))
 
 
 @pytest.mark.parametrize("count", [33, 65, 7])
 def test_every_rank_takes_the_same_number_of_training_steps(count):
-    data = harness.load_data(_args("--train-videos", str(count)))
+    data = ag_task.load_data(_args("--train-videos", str(count)))
     args = _args("--train-videos", str(count))
     shares = []
     for rank in range(2):
-        env = harness.Distributed(rank=rank, world=2)
+        env = runtime.Distributed(rank=rank, world=2)
         loader = harness.make_loader(data.train, args, env, train=True)
         loader.batch_sampler.set_epoch(3)
         shares.append([i for b in loader.batch_sampler for i in b])
         assert len(loader) == len(list(loader.batch_sampler))
     steps = [
-        len(harness.make_loader(data.train, args, harness.Distributed(r, 2), train=True))
+        len(harness.make_loader(data.train, args, runtime.Distributed(r, 2), train=True))
         for r in range(2)
     ]
     assert steps[0] == steps[1] >= (1 if count > 16 else 0)
@@ -197,19 +199,19 @@ def test_every_rank_takes_the_same_number_of_training_steps(count):
 
 
 def test_evaluation_shares_cover_every_test_video_once():
-    data = harness.load_data(_args())
+    data = ag_task.load_data(_args())
     args = _args()
     seen = []
     for rank in range(3):
-        env = harness.Distributed(rank, 3)
+        env = runtime.Distributed(rank, 3)
         loader = harness.make_loader(data.test["sgdet"], args, env, train=False)
         seen += [i for b in loader.batch_sampler for i in b]
     assert sorted(seen) == list(range(len(data.test["sgdet"])))
 
 
 def test_the_loader_gives_the_valid_rows_of_each_batch():
-    data = harness.load_data(_args())
-    loader = harness.make_loader(data.train, _args(), harness.Distributed(), train=True)
+    data = ag_task.load_data(_args())
+    loader = harness.make_loader(data.train, _args(), runtime.Distributed(), train=True)
     for batch, rows in loader:
         assert isinstance(batch, VideoGraph) and rows.matches(batch.mask)
         assert len(rows) == int(batch.mask.sum())
@@ -248,12 +250,12 @@ def test_param_groups_reject_a_no_weight_decay_name_that_is_not_a_parameter():
 
 def test_synthetic_flag_changes_the_benchmark_and_names_bad_fields():
     args = _args("--synthetic", "feature_noise=0.0", "frames=3,4")
-    data = harness.load_data(args)
+    data = ag_task.load_data(args)
     assert all(3 <= v.mask.shape[1] <= 4 for v in data.train)
-    plain = harness.load_data(_args())
+    plain = ag_task.load_data(_args())
     assert not torch.equal(data.train[0].object_features, plain.train[0].object_features)
     with pytest.raises(ValueError, match="--synthetic: expected FIELD=VALUE"):
-        harness.load_data(_args("--synthetic", "nope=1"))
+        ag_task.load_data(_args("--synthetic", "nope=1"))
 
 
 def test_comparison_helpers():
