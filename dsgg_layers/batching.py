@@ -168,6 +168,16 @@ def padding_fraction(
 ) -> float:
     """Fraction of the padded ``T x P`` cells of ``batches`` that belong to no video's grid.
 
+    Args:
+        sizes: ``(T_i, P_i)`` of every video.
+        batches: the videos (indices into ``sizes``) of each batch.
+
+    Returns:
+        Padded cells over all cells of the batches' grids (0 for no cells).
+
+    Raises:
+        ValueError: an index is not an int in range, or repeats.
+
     Examples:
         >>> padding_fraction([(2, 1), (4, 1)], [[0, 1]])
         0.25
@@ -334,6 +344,16 @@ def collate_tracks(
 
 def split_tracks(x: Tensor, sizes: Sequence[tuple[int, int]] | Tensor) -> list[Tensor]:
     """Cut a batched result ``(B, T, P, ...)`` back into per-video ``(T_i, P_i, ...)`` views.
+
+    Args:
+        x: the batched result.
+        sizes: ``(T_i, P_i)`` of every video of the batch.
+
+    Returns:
+        One view a video, without its padding.
+
+    Raises:
+        ValueError: ``x`` has not ``len(sizes)`` videos, or a video is larger than its grid.
 
     Examples:
         >>> parts = split_tracks(torch.zeros(2, 4, 2, 3), [(2, 1), (4, 2)])

@@ -143,6 +143,9 @@ def box_area(boxes: Tensor, *, legacy: bool = False) -> Tensor:
 def box_center(boxes: Tensor) -> Tensor:
     """Centres ``(cx, cy)`` of ``xyxy`` boxes.
 
+    Args:
+        boxes: ``xyxy`` boxes.
+
     Shape:
         - boxes: ``(..., 4)``
         - output: ``(..., 2)``

@@ -469,8 +469,15 @@ class FocalLoss(SoftmaxFocalLoss):
     [`SigmoidFocalLoss`][] is of [`sigmoid_focal_loss`][]); warns, then is removed in the next
     release.
 
+    Args:
+        *args: as [`SoftmaxFocalLoss`][].
+        **kwargs: as [`SoftmaxFocalLoss`][].
+
     Shape:
         As [`SoftmaxFocalLoss`][].
+
+    Raises:
+        ValueError: as [`SoftmaxFocalLoss`][].
 
     Examples:
         >>> import warnings
@@ -480,7 +487,7 @@ class FocalLoss(SoftmaxFocalLoss):
         True
     """
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         import warnings
 
         warnings.warn(

@@ -442,11 +442,13 @@ class TemporalDifferenceGuidance(nn.Module):
     def forward(
         self,
         x: Tensor,
-        mask: Tensor,
+        mask: MaskOrRows,
         relations: dict[str, Tensor],
         object_labels: Tensor,
     ) -> dict[str, Tensor]:
-        """One guidance loss per group."""
+        """One guidance loss per group (the differences need the grid: a
+        [`ValidRows`][dsgg_layers.rows.ValidRows] mask is read as its mask)."""
+        mask, _ = split_mask(mask)
         if set(relations) != set(self.groups):
             raise ValueError(
                 f"relations: expected the groups {sorted(self.groups)}, got {sorted(relations)}"

@@ -75,6 +75,9 @@ class OpenCLIPTextTower(nn.Module):
         - embed_tokens: ``(N, T)`` -> ``(N, T, width)``
         - encode_embeddings: ``(N, T, width)``, ids ``(N, T)`` -> ``(N, embed_dim)``
 
+    Raises:
+        TypeError: ``model`` is not an open_clip CLIP model.
+
     Examples:
         >>> tower = OpenCLIPTextTower.from_name("ViT-B-32")   # random weights offline
         >>> ids = tower.tokenize(["a person riding a horse"])

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from dsgg_layers._checks import check_choice, check_positive, check_tensor
 from dsgg_layers.positions import LearnedPositions
+from dsgg_layers.rows import MaskOrRows, split_mask
 
 __all__ = ["PairQueries", "TemporalMemory", "reference_frames"]
 
@@ -121,9 +122,11 @@ class TemporalMemory(nn.Module):
         features: Tensor,
         *,
         spatial_pos: Tensor | None = None,
-        frame_mask: Tensor | None = None,
+        frame_mask: MaskOrRows | None = None,
     ) -> tuple[Tensor, Tensor, Tensor]:
-        """The flattened memory, its positions and its mask."""
+        """The flattened memory, its positions and its mask (a bool tensor; the frame mask may
+        be given as its [`ValidRows`][dsgg_layers.rows.ValidRows])."""
+        frame_mask, _ = split_mask(frame_mask, name="frame_mask")
         dims: dict[str, tuple[int, str]] = {}
         check_tensor(features, "features", ("...", self.num_frames, "S", self.d_model),
                      dims=dims, dtype="float")  # fmt: skip

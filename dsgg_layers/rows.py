@@ -224,6 +224,9 @@ def split_mask(
     this function to the user's line (5 for a module's ``forward``: ``__call__`` adds two
     frames; 3 for a function).
 
+    Returns:
+        ``(mask, rows)``: the bool tensor (or ``None``) and the rows (``None`` unless given).
+
     Args:
         mask: the block's mask argument: a bool tensor, its [`ValidRows`][], or ``None``.
         rows: the value of the deprecated keyword (``None`` when not given).

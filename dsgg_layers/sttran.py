@@ -337,6 +337,12 @@ def sttran_to_tracks(
     ``attention_relationship``, ``spatial_relationship``, ``contacting_relationship``, as STTran's
     loader makes them. Classes are STTran's (``__background__`` = 0, person = 1).
 
+    Args:
+        entry: STTran's prediction dict of the video.
+        gt_annotation: STTran's ground truth of the video, one list a frame.
+        mode: the task (the label and score keys of ``entry`` it reads).
+        attention_softmax: softmax the attention logits (STTran) or not (TEMPURA).
+
     Returns:
         ``(preds, target)`` for the ``update`` of
         [`ActionGenomeEvaluator`][dsgg_layers.metrics.action_genome.ActionGenomeEvaluator]

@@ -94,6 +94,10 @@ def gather_frames(x: Tensor, index: Tensor) -> Tensor:
     The gather behind [`gather_previous`][], for callers that hold the index already
     (``previous_frame_index(mask).clamp(min=0)``, say).
 
+    Args:
+        x: per-pair features.
+        index: the frame to read for each pair and output frame.
+
     Shape:
         - x: ``(..., T, P, C)``; index: ``(..., T', P)`` long in ``[0, T)``
         - output: ``(..., T', P, C)``
