@@ -30,7 +30,6 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 HERE = Path(__file__).resolve().parent
@@ -44,11 +43,12 @@ from dsgg_layers import (  # noqa: E402
     ValidRows,
     box_iou,
     label_frequencies,
+    sttran_predicate_loss,
 )
 from dsgg_layers._checks import check_choice  # noqa: E402
 from dsgg_layers.data import SyntheticActionGenome, SyntheticConfig, VideoGraph  # noqa: E402
 from dsgg_layers.metrics import predicate_probabilities  # noqa: E402
-from dsgg_layers.vocab import OBJECT_CLASSES, PREDICATE_GROUPS, PREDICATES  # noqa: E402
+from dsgg_layers.vocab import PREDICATE_GROUPS, PREDICATES  # noqa: E402
 
 # STTran on Action Genome, as the MoSA paper reports it (Tables 1-2): R@10/20/50 and mR@10/20/50,
 # with and without constraint.
@@ -91,50 +91,23 @@ class STTranBaseline(nn.Module):
         super().__init__()
         check_choice(loss, "loss", ("margin", "bce"))
         self.loss = loss
-        self.register_buffer("class_semantics", class_semantics.float())
-        in_dim = 2 * feature_dim + union_dim + class_semantics.shape[1] + 8
-        self.pair_proj = nn.Sequential(nn.Linear(in_dim, d_model), nn.LayerNorm(d_model))
+        self.front = pair_models.PairFrontEnd(feature_dim, union_dim, class_semantics, d_model)
         self.block = SpatialTemporalEncoder(d_model, 4, 2 * d_model, temporal_layers=2)
         self.head = nn.Linear(d_model, len(PREDICATES))
-        self.object_classifier = nn.Linear(feature_dim, len(OBJECT_CLASSES))
 
     def logits(self, g: VideoGraph, object_probs: Tensor | None, rows: ValidRows | None) -> Tensor:
-        x = self.pair_proj(pair_models.pair_inputs(g, self.class_semantics, object_probs))
-        return self.head(self.block(x, g.mask if rows is None else rows))
+        return self.head(self.block(self.front(g, object_probs), g.mask if rows is None else rows))
 
     def forward(self, g: VideoGraph, *, task: str = "predcls", rows: ValidRows | None = None):
-        if self.training:
-            logits = self.logits(g, None, rows).float()[g.mask]
-            target = g.relations[g.mask]
-            att = PREDICATE_GROUPS["attention"]
-            has_att = target[:, att].any(-1)
-            objects = self.classify(g)[g.mask]
-            return {
-                "attention": F.cross_entropy(logits[has_att][:, att],
-                                             target[has_att][:, att].float().argmax(-1))
-                if bool(has_att.any()) else logits.sum() * 0,
-                **{name: self.multi_label_loss(logits[:, PREDICATE_GROUPS[name]],
-                                               target[:, PREDICATE_GROUPS[name]])
-                   for name in ("spatial", "contacting")},
-                "object": F.cross_entropy(objects, g.object_labels[g.mask]),
-            }  # fmt: skip
-        preds, object_probs = pair_models.object_predictions(g, task, lambda: self.classify(g))
+        if self.training:  # STTran's losses: attention CE, margin (or BCE) for the other groups
+            logits = self.logits(g, None, rows).float()
+            losses = sttran_predicate_loss(logits, g.relations.bool(), mask=g.mask,
+                                           multi_label=self.loss)  # fmt: skip
+            return {**losses, "object": self.front.object_loss(g)}
+        preds, object_probs = self.front.predictions(g, task)
         logits = self.logits(g, object_probs, rows)
         preds["predicate_scores"] = predicate_probabilities(logits.float())
         return preds
-
-    def multi_label_loss(self, logits: Tensor, target: Tensor) -> Tensor:
-        """STTran's multi-label loss of a group: the margin loss on sigmoid scores (its default)
-        or binary cross-entropy (its ``--bce_loss`` option)."""
-        if self.loss == "bce":
-            return F.binary_cross_entropy_with_logits(logits, target.float())
-        index = torch.arange(target.shape[-1], device=target.device).expand_as(target)
-        # MultiLabelMarginLoss reads the positive class indices up to the first -1
-        index = torch.where(target, index, -1).sort(-1, descending=True).values
-        return F.multilabel_margin_loss(torch.sigmoid(logits), index)
-
-    def classify(self, g: VideoGraph) -> Tensor:
-        return self.object_classifier(g.object_features).float()
 
 
 def build(args: argparse.Namespace, data: ag_task.Data) -> STTranBaseline:

@@ -64,6 +64,7 @@ from dsgg_layers.losses import (
     sigmoid_focal_loss,
     softmax_focal_loss,
     sttran_predicate_loss,
+    tr2_predicate_loss,
 )
 from dsgg_layers.matching import PairHungarianMatcher, linear_sum_assignment
 from dsgg_layers.message import (
@@ -252,6 +253,7 @@ __all__ = [
     "sttran_to_tracks",
     "text",
     "token_cosine_logits",
+    "tr2_predicate_loss",
     "track_differences",
     "track_ranks",
     "track_sizes",

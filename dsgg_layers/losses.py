@@ -28,8 +28,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from functools import partial
+import functools
+import inspect
+from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 import torch
@@ -63,29 +64,49 @@ __all__ = [
     "sigmoid_focal_loss",
     "softmax_focal_loss",
     "sttran_predicate_loss",
+    "tr2_predicate_loss",
 ]
 
 
-def _rows_of(mask: MaskOrRows | None, x: object) -> tuple[Tensor | None, ValidRows | None]:
-    """``(mask tensor, rows)``: rows only when they describe ``x``'s samples ``x.shape[:-1]``
-    (else the checks of the grid path name the disagreement) and not under compile."""
-    mask, rows = split_mask(mask)
-    fits = isinstance(x, Tensor) and rows is not None and rows.shape == tuple(x.shape[:-1])
-    return mask, rows if fits and not is_compiling() else None
+def _on_valid_samples(*per_sample: str):
+    """A loss decorator: given a [`ValidRows`][dsgg_layers.rows.ValidRows] ``mask`` that
+    describes its samples, the loss runs on the valid samples only.
 
+    The ``per_sample`` arguments (``(..., C)`` or ``(...)`` over the mask's grid) are gathered to
+    ``(N, C)`` / ``(N,)``, the loss is called without a mask (the mean of the valid samples is the
+    masked mean), and a ``reduction="none"`` output is scattered back to the grid (0 at padding).
+    Otherwise (a bool mask, rows of another grid, under ``torch.compile``) the loss runs as
+    written, reading a ``ValidRows`` as its mask.
+    """
 
-def _on_rows(rows: ValidRows, reduction: str, loss, *per_sample: Tensor) -> Tensor:
-    """``loss(*rows)`` on the valid samples only: ``(..., C)`` inputs are gathered to ``(N, C)``,
-    ``(...)`` ones to ``(N,)``; a ``"none"`` output is scattered back to the grid (0 at padding)."""
-    lead = len(rows.shape)
-    gathered = [
-        rows.gather(t) if t.dim() > lead else rows.gather(t.unsqueeze(-1)).squeeze(-1)
-        for t in per_sample
-    ]
-    out = loss(*gathered)
-    if reduction != "none":
-        return out
-    return rows.scatter(out) if out.dim() == 2 else rows.scatter(out.unsqueeze(-1)).squeeze(-1)
+    def wrap(fn):
+        signature = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def loss(*args: Any, **kwargs: Any) -> Any:
+            if is_compiling():
+                return fn(*args, **kwargs)
+            bound = signature.bind(*args, **kwargs)
+            rows = bound.arguments.get("mask")
+            xs = [bound.arguments.get(name) for name in per_sample]
+            lead = None if not isinstance(rows, ValidRows) else rows.shape
+            if lead is None or not all(
+                isinstance(x, Tensor) and tuple(x.shape[: len(lead)]) == lead
+                and x.dim() <= len(lead) + 1 for x in xs
+            ):  # fmt: skip
+                return fn(*args, **kwargs)
+            for name, x in zip(per_sample, xs, strict=True):
+                picked = rows.gather(x) if x.dim() > len(lead) else rows.gather(x.unsqueeze(-1))
+                bound.arguments[name] = picked if x.dim() > len(lead) else picked.squeeze(-1)
+            bound.arguments["mask"] = None
+            out = fn(*bound.args, **bound.kwargs)
+            if bound.arguments.get("reduction", "mean") != "none" or not isinstance(out, Tensor):
+                return out
+            return rows.scatter(out) if out.dim() == 2 else rows.scatter(out[:, None])[..., 0]
+
+        return loss
+
+    return wrap
 
 
 def class_weights(frequencies: Tensor, beta: float = 0.5) -> Tensor:
@@ -127,6 +148,7 @@ def class_weights(frequencies: Tensor, beta: float = 0.5) -> Tensor:
     return torch.where(seen, w, w[seen].max()).float()
 
 
+@_on_valid_samples("logits", "targets")
 def category_weighted_bce(
     logits: Tensor,
     targets: Tensor,
@@ -170,15 +192,7 @@ def category_weighted_bce(
     check_tensor(targets, "targets", (*logits.shape[:-1], "C"), dims=dims)
     check_tensor(weights, "weights", ("C",), dims=dims, dtype="float")
     check_choice(reduction, "reduction", ("mean", "sum", "none"))
-    mask, rows = _rows_of(mask, logits)
-    if rows is not None:
-        return _on_rows(
-            rows,
-            reduction,
-            partial(category_weighted_bce, weights=weights, reduction=reduction),
-            logits,
-            targets,
-        )
+    mask, _ = split_mask(mask)
     targets = targets.to(logits.dtype)
     weight = weights.to(logits.dtype)
     if mask is None:
@@ -307,6 +321,7 @@ def label_frequencies(videos: Iterable[Any]) -> Tensor:
 # --------------------------------------------------------------------------- RS-Net (Eq. 8-9)
 
 
+@_on_valid_samples("logits", "target")
 def softmax_focal_loss(
     logits: Tensor,
     target: Tensor,
@@ -365,15 +380,7 @@ def softmax_focal_loss(
     check_tensor(target, "target", tuple(logits.shape[:-1]), dims=dims, dtype=("int", "bool"))
     check_positive(gamma, "gamma", integer=False, allow_zero=True)
     check_choice(reduction, "reduction", ("mean", "sum", "none"))
-    mask, rows = _rows_of(mask, logits)
-    if rows is not None:
-        return _on_rows(
-            rows,
-            reduction,
-            partial(softmax_focal_loss, alpha=alpha, gamma=gamma, reduction=reduction),
-            logits,
-            target,
-        )
+    mask, _ = split_mask(mask)
     C = logits.shape[-1]
     if target.dtype == torch.bool:
         if C != 2:
@@ -498,6 +505,7 @@ class FocalLoss(SoftmaxFocalLoss):
         super().__init__(*args, **kwargs)
 
 
+@_on_valid_samples("scores", "target")
 def multilabel_margin_loss(
     scores: Tensor,
     target: Tensor,
@@ -547,17 +555,7 @@ def multilabel_margin_loss(
     check_tensor(target, "target", tuple(scores.shape), dims=dims, dtype="bool")
     check_positive(margin, "margin", integer=False, allow_zero=True)
     check_choice(reduction, "reduction", ("mean", "sum", "none"))
-    mask, rows = _rows_of(mask, scores)
-    if rows is not None:
-        return _on_rows(
-            rows,
-            reduction,
-            partial(
-                multilabel_margin_loss, margin=margin, normalize=normalize, reduction=reduction
-            ),
-            scores,
-            target,
-        )
+    mask, _ = split_mask(mask)
     if mask is not None:
         check_tensor(mask, "mask", tuple(scores.shape[:-1]), dims=dims, dtype="bool")
         scores = scores.masked_fill(~mask.unsqueeze(-1), 0.0)
@@ -605,6 +603,7 @@ def inverse_log_frequency(counts: Tensor) -> Tensor:
     return (inv / inv.mean()).to(torch.get_default_dtype())
 
 
+@_on_valid_samples("logits", "target")
 def multilabel_focal_loss(
     logits: Tensor,
     target: Tensor,
@@ -656,15 +655,7 @@ def multilabel_focal_loss(
     check_tensor(target, "target", tuple(logits.shape), dims=dims, dtype=("bool", "float"))
     check_positive(gamma, "gamma", integer=False, allow_zero=True)
     check_choice(reduction, "reduction", ("mean", "sum", "none"))
-    mask, rows = _rows_of(mask, logits)
-    if rows is not None:
-        return _on_rows(
-            rows,
-            reduction,
-            partial(multilabel_focal_loss, alpha=alpha, gamma=gamma, reduction=reduction),
-            logits,
-            target,
-        )
+    mask, _ = split_mask(mask)
     y = target.to(logits.dtype)
     if mask is not None:
         check_tensor(mask, "mask", tuple(logits.shape[:-1]), dims=dims, dtype="bool")
@@ -688,6 +679,7 @@ def multilabel_focal_loss(
 # ------------------------------------------------------------------------------- ARN (Eq. 7)
 
 
+@_on_valid_samples("logits", "targets")
 def sigmoid_focal_loss(
     logits: Tensor,
     targets: Tensor,
@@ -741,15 +733,7 @@ def sigmoid_focal_loss(
     check_choice(reduction, "reduction", ("mean", "sum", "none"))
     if alpha is not None and (isinstance(alpha, bool) or not 0.0 <= float(alpha) <= 1.0):
         raise ValueError(f"alpha: expected None or a number in [0, 1], got {alpha!r}")
-    mask, rows = _rows_of(mask, logits)
-    if rows is not None:
-        return _on_rows(
-            rows,
-            reduction,
-            partial(sigmoid_focal_loss, alpha=alpha, gamma=gamma, reduction=reduction),
-            logits,
-            targets,
-        )
+    mask, _ = split_mask(mask)
     acc = torch.promote_types(logits.dtype, torch.float32)
     x, t = logits.to(acc), targets.to(acc)
     if mask is not None:
@@ -944,6 +928,7 @@ def feature_distillation_loss(
     return masked_reduce(loss, mask, reduction)
 
 
+@_on_valid_samples("logits", "relations")
 def sttran_predicate_loss(
     logits: Tensor,
     relations: Tensor,
@@ -997,11 +982,7 @@ def sttran_predicate_loss(
         raise ValueError(
             f"groups: expected attention, spatial and contacting, got {sorted(groups)}"
         )
-    mask, rows = _rows_of(mask, logits)
-    if rows is not None:  # the existing pairs only
-        return sttran_predicate_loss(
-            rows.gather(logits), rows.gather(relations), multi_label=multi_label, groups=groups
-        )
+    mask, _ = split_mask(mask)
     if mask is None:
         mask = torch.ones(logits.shape[:-1], dtype=torch.bool, device=logits.device)
     check_tensor(mask, "mask", tuple(logits.shape[:-1]), dims=dims, dtype="bool")
@@ -1026,4 +1007,69 @@ def sttran_predicate_loss(
                 logits[..., g], relations[..., g],
                 torch.ones(g.stop - g.start, dtype=logits.dtype, device=logits.device), mask=mask,
             )  # fmt: skip
+    return out
+
+
+@_on_valid_samples("logits", "relations")
+def tr2_predicate_loss(
+    logits: Tensor,
+    relations: Tensor,
+    *,
+    mask: MaskOrRows | None = None,
+    alpha: Mapping[str, Tensor] | None = None,
+    gamma: float = 2.0,
+    groups: dict[str, slice] | None = None,
+) -> dict[str, Tensor]:
+    """The predicate loss of TR²'s public code, one term per Action Genome predicate group.
+
+    - ``"attention"``: cross-entropy over the attention group on the samples that have an
+      attention label ([`softmax_focal_loss`][] at ``gamma=0``, which is exactly it);
+    - ``"spatial"``, ``"contacting"``: [`multilabel_focal_loss`][], a focal term on the sum of the
+      group's binary cross-entropies, weighted by the group's ``alpha`` (the code:
+      [`inverse_log_frequency`][] of the training positives).
+
+    (TR², *Cross-Modality Time-Variant Relation Learning for Generating Dynamic Scene Graphs*,
+    ICRA 2023, arXiv:2305.08522; the paper names the losses, its public code fixes them.)
+
+    Args:
+        logits: the predicate logits, groups in ``groups`` order.
+        relations: bool multi-label targets.
+        mask: ``True`` for the samples (pairs) to count.
+        alpha: ``{"spatial": (C_s,), "contacting": (C_c,)}`` class weights (default none).
+        gamma: the focal exponent of the spatial and contacting terms.
+        groups: ``{"attention": slice, "spatial": slice, "contacting": slice}`` (default
+            Action Genome's).
+
+    Shape:
+        - logits, relations: ``(..., C)``; mask: ``(...)``
+        - output: a dict of three scalars
+
+    Raises:
+        TypeError, ValueError: shapes or dtypes disagree, or ``groups`` lacks a group.
+
+    Examples:
+        >>> logits, rel = torch.randn(4, 26), torch.zeros(4, 26, dtype=torch.bool)
+        >>> rel[:, 0] = rel[:, 3] = rel[:, 9] = True
+        >>> sorted(tr2_predicate_loss(logits, rel))
+        ['attention', 'contacting', 'spatial']
+    """
+    groups = dict(PREDICATE_GROUPS) if groups is None else groups
+    check_tensor(logits, "logits", ("...", "C"), dtype="float")
+    check_tensor(relations, "relations", tuple(logits.shape), dtype="bool")
+    if set(groups) != {"attention", "spatial", "contacting"}:
+        raise ValueError(
+            f"groups: expected attention, spatial and contacting, got {sorted(groups)}"
+        )
+    mask, _ = split_mask(mask)
+    att = groups["attention"]
+    has_att = relations[..., att].any(-1)
+    has_att = has_att if mask is None else has_att & mask
+    out = {"attention": softmax_focal_loss(logits[..., att], relations[..., att].long().argmax(-1),
+                                           gamma=0.0, mask=has_att)}  # fmt: skip
+    for name in ("spatial", "contacting"):
+        g = groups[name]
+        out[name] = multilabel_focal_loss(
+            logits[..., g], relations[..., g], gamma=gamma, mask=mask,
+            alpha=None if alpha is None else alpha[name],
+        )  # fmt: skip
     return out

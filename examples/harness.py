@@ -35,6 +35,7 @@ from dsgg_layers.data import VideoGraph
 __all__ = [
     "TASKS",
     "Assembly",
+    "choice",
     "evaluate",
     "make_loader",
     "make_parser",
@@ -92,6 +93,11 @@ class Assembly:
 
 
 # ---------------------------------------------------------------------------------------- flags
+
+
+def choice(p: Any, flag: str, choices: Sequence[str], help: str = "") -> None:
+    """An assembly's flag that picks one of ``choices``; the first is the default."""
+    p.add_argument(flag, choices=tuple(choices), default=choices[0], help=help)
 
 
 def make_parser(assembly: Assembly) -> argparse.ArgumentParser:

@@ -37,7 +37,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dsgg_layers import (
@@ -52,12 +51,12 @@ from dsgg_layers import (
 )
 from dsgg_layers.data import MOTION_PREDICATES, VideoGraph
 from dsgg_layers.text import mosa_prompts
-from dsgg_layers.vocab import OBJECT_CLASSES, PREDICATE_GROUPS, PREDICATES
+from dsgg_layers.vocab import PREDICATE_GROUPS, PREDICATES
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared harness, beside this file
 from ag_task import Data
 from harness import Assembly, run
-from pair_models import object_predictions, pair_input_dim, pair_inputs, text_embeddings
+from pair_models import PairFrontEnd, text_embeddings
 
 # ------------------------------------------------------------------------------------ the model
 
@@ -106,9 +105,7 @@ class MoSA(nn.Module):
         motion_skip: bool = False,
     ) -> None:
         super().__init__()
-        self.register_buffer("class_semantics", class_semantics.float())
-        in_dim = pair_input_dim(feature_dim, union_dim, class_semantics)
-        self.pair_proj = nn.Sequential(nn.Linear(in_dim, d_model), nn.LayerNorm(d_model))
+        self.front = PairFrontEnd(feature_dim, union_dim, class_semantics, d_model)
         layer = lambda: TransformerEncoderLayer(d_model, nhead, dim_feedforward, dropout)  # noqa: E731
         self.spatial = TransformerEncoder(layer(), spatial_layers)
         self.mfe = MotionFeatureExtractor(d_model) if motion else None
@@ -127,12 +124,8 @@ class MoSA(nn.Module):
             )
         else:
             self.heads = nn.ModuleList(nn.Linear(d_model, g.stop - g.start) for g in groups)
-        self.object_classifier = nn.Linear(feature_dim, len(OBJECT_CLASSES))
         self.criterion = CategoryWeightedLoss(frequencies, beta=beta)
         self.d_model = d_model
-
-    def pair_features(self, g: VideoGraph, object_probs: Tensor | None = None) -> Tensor:
-        return self.pair_proj(pair_inputs(g, self.class_semantics, object_probs))
 
     def predicate_logits(
         self, g: VideoGraph, object_probs: Tensor | None = None, rows: ValidRows | None = None
@@ -143,7 +136,7 @@ class MoSA(nn.Module):
         given; the harness's data loader finds them on the CPU).
         """
         rows = ValidRows(g.mask) if rows is None else rows  # every block takes them as its mask
-        x = self.spatial(self.pair_features(g, object_probs), rows)  # pairs of a frame
+        x = self.spatial(self.front(g, object_probs), rows)  # pairs of a frame
         if self.mfe is not None and self.mim is not None:
             motion = self.mfe(g.subject_boxes, g.object_boxes, rows, g.frame_times,
                               image_size=g.image_size)  # fmt: skip
@@ -154,22 +147,17 @@ class MoSA(nn.Module):
         x = self.temporal(x.transpose(1, 2), rows.transpose(1, 2), pos=pos).transpose(1, 2)
         return torch.cat([head(x) for head in self.heads], -1)
 
-    def classify_objects(self, g: VideoGraph) -> Tensor:
-        """Object class logits ``(B, T, P, 36)`` from the object features (SGCls)."""
-        return self.object_classifier(g.object_features)
-
     def forward(
         self, g: VideoGraph, *, task: str = "predcls", rows: ValidRows | None = None
     ) -> dict[str, Tensor]:
         """Losses in training (ground-truth pairs), predictions in evaluation (``task``)."""
         if self.training:
             logits = self.predicate_logits(g, rows=rows).float()
-            objects = self.classify_objects(g).float()
             return {
                 "relation": self.criterion(logits, g.relations, g.mask),
-                "object": F.cross_entropy(objects[g.mask], g.object_labels[g.mask]),
+                "object": self.front.object_loss(g),
             }
-        preds, object_probs = object_predictions(g, task, lambda: self.classify_objects(g))
+        preds, object_probs = self.front.predictions(g, task)
         logits = self.predicate_logits(g, object_probs, rows)
         preds["predicate_scores"] = logits.float().sigmoid()
         return preds

@@ -1,8 +1,11 @@
-"""Action Genome model helpers the pair-track assemblies share (MoSA, RS-Net, TR², ARN).
+"""The Action Genome pair front end the pair-track assemblies share (MoSA, RS-Net, TR²), and
+their helpers (ARN's too).
 
-The inputs of a pair (subject, object and union features, class semantics, boxes), the object
-predictions a task asks for, the share of pair-frames whose relations change, and the text
-embeddings of prompts (real CLIP, or ``--random-text``).
+[`PairFrontEnd`][] holds what every two-stage Action Genome model starts and ends with: the
+object classes' semantics, a pair's inputs (subject, object and union features, class
+semantics, boxes) and their projection, the object classifier SGCls uses, its loss, and the
+object side of a task's predictions. The helpers: the share of pair-frames whose relations
+change, and the text embeddings of prompts (real CLIP, or ``--random-text``).
 """
 
 from __future__ import annotations
@@ -13,13 +16,15 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from dsgg_layers.data import VideoGraph
 from dsgg_layers.message import label_changes
 from dsgg_layers.text import encode_prompts
+from dsgg_layers.vocab import OBJECT_CLASSES
 
 __all__ = [
+    "PairFrontEnd",
     "label_change_share",
     "object_predictions",
     "pair_input_dim",
@@ -93,3 +98,45 @@ def text_embeddings(args: argparse.Namespace, prompts: Sequence[Any], dim: int =
         gen = torch.Generator().manual_seed(args.seed)
         return F.normalize(torch.randn(len(prompts), dim, generator=gen), dim=-1)
     return encode_prompts(prompts, model=args.clip_model, pretrained=args.clip_pretrained)
+
+
+class PairFrontEnd(nn.Module):
+    """A pair's inputs and their projection; the object classifier, its loss and predictions.
+
+    Args:
+        feature_dim: width of the per-box visual features.
+        union_dim: width of the union-region features.
+        class_semantics: ``(36, S)`` semantic vectors of the object classes (a buffer).
+        d_model: width of the projection (``Linear`` + ``LayerNorm``).
+
+    Shape:
+        - [`inputs`][]: ``(B, T, P, 2F + U + S + 8)``; [`forward`][]: ``(B, T, P, d_model)``
+        - [`object_logits`][]: ``(B, T, P, 36)``
+    """
+
+    def __init__(self, feature_dim: int, union_dim: int, class_semantics: Tensor, d_model: int):
+        super().__init__()
+        self.register_buffer("class_semantics", class_semantics.float())
+        in_dim = pair_input_dim(feature_dim, union_dim, class_semantics)
+        self.pair_proj = nn.Sequential(nn.Linear(in_dim, d_model), nn.LayerNorm(d_model))
+        self.object_classifier = nn.Linear(feature_dim, len(OBJECT_CLASSES))
+
+    def inputs(self, g: VideoGraph, object_probs: Tensor | None = None) -> Tensor:
+        """[`pair_inputs`][] with these class semantics."""
+        return pair_inputs(g, self.class_semantics, object_probs)
+
+    def forward(self, g: VideoGraph, object_probs: Tensor | None = None) -> Tensor:
+        """The projected pair inputs."""
+        return self.pair_proj(self.inputs(g, object_probs))
+
+    def object_logits(self, g: VideoGraph) -> Tensor:
+        """Object class logits from the object features (float32)."""
+        return self.object_classifier(g.object_features).float()
+
+    def object_loss(self, g: VideoGraph) -> Tensor:
+        """Cross-entropy of the object classifier on the existing pairs."""
+        return F.cross_entropy(self.object_logits(g)[g.mask], g.object_labels[g.mask])
+
+    def predictions(self, g: VideoGraph, task: str) -> tuple[dict[str, Tensor], Tensor | None]:
+        """[`object_predictions`][] with this classifier."""
+        return object_predictions(g, task, lambda: self.object_logits(g))

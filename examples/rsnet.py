@@ -10,12 +10,10 @@ arXiv:2511.08651) wraps an existing DSGG model without changing it (Sec. 3.4, Fi
       -> context fusion [r, ĉ_tmp] -> attention / spatial / contacting heads  (ContextFusion)
       -> triplet score s_sub * s_obj * s_rel * p0                             (triplet_score)
 
-Both models train on the detector's pairs of the synthetic benchmark (SGDet training, as STTran
-trains for SGDet): a detected pair is positive when both boxes match an annotated pair of the
-same classes (IoU >= 0.5; assign_relations); the predicate loss is STTran's (cross-entropy on
-attention, the multi-label margin loss on the sigmoid scores of spatial and contacting) on the
-positives; RS-Net adds the focal loss of its scorer (Eq. 9) on the positives and the sampled
-negatives (filter_negatives, cap_negatives: at most 1.2 negatives a positive).
+Both train on the detector's pairs (as STTran trains for SGDet): a detected pair is positive
+when both boxes match an annotated pair of the same classes (assign_relations); STTran's
+predicate loss on the positives; RS-Net adds its scorer's focal loss (Eq. 9) on the positives
+and the sampled negatives (filter_negatives, cap_negatives: at most 1.2 a positive).
 
     python examples/rsnet.py                     # STTran-style + RS-Net (SGDet, SGCls)
     python examples/rsnet.py --variant baseline  # the same model without RS-Net
@@ -31,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dsgg_layers import (
@@ -49,42 +46,33 @@ from dsgg_layers import (
 )
 from dsgg_layers.data import VideoGraph
 from dsgg_layers.metrics import predicate_probabilities
-from dsgg_layers.vocab import OBJECT_CLASSES, PREDICATE_GROUPS
+from dsgg_layers.vocab import PREDICATE_GROUPS
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared harness, beside this file
 import harness
 import pair_models
 from ag_task import Data
-from harness import Assembly
-from pair_models import object_predictions, pair_inputs
-
-# ------------------------------------------------------------------------------------ the model
+from harness import Assembly, choice
+from pair_models import PairFrontEnd
 
 
 class STTranRSNet(nn.Module):
     """The STTran-style baseline, optionally wrapped by RS-Net; keeps the harness's contract.
 
-    In training ``model(graph, rows=rows)`` takes detected pairs (``graph.gt`` the annotation)
-    and returns the named losses: ``"attention"``, ``"spatial"``, ``"contacting"`` (STTran's
-    predicate loss, ``L_rel``), ``"object"`` (``L_od``) and with RS-Net ``"scoring"``
-    (``L_RSN``, Eq. 9), unit weights (Eq. 10). In evaluation it returns the evaluator's
-    predictions; with RS-Net the predicate scores are re-weighted by ``p0`` (Eq. 6).
+    In training it takes detected pairs (``graph.gt`` the annotation) and returns ``L_rel``
+    (STTran's three terms), ``L_od`` (``"object"``) and with RS-Net ``L_RSN`` (``"scoring"``,
+    Eq. 9), unit weights (Eq. 10); with RS-Net the predicted scores are re-weighted by ``p0``.
 
     Args:
         feature_dim, union_dim: widths of the box and union-region features.
         class_semantics: ``(36, S)`` semantic vectors of the object classes.
-        d_model: width of the baseline and of RS-Net's ``d_m`` (the paper does not give
-            ``d_m``; see the RS-Net docs page).
-        rsnet: add RS-Net.
-        temporal: RS-Net's temporal context (``"token"``, ``"mean"``, ``None``; Table 4).
-        fusion: context fusion (``False``: Table 4's "no context fusion").
-        rescore: multiply the predicate scores by ``p0`` at inference (Eq. 6).
-        gamma, alpha: the focal loss's parameters (the paper gives none).
-        neg_ratio, cap_per, overlap_boxes: negative sampling (Sec. 4.2; see
-            :mod:`dsgg_layers.sampling`).
-        multi_label: STTran's loss for spatial and contacting (``"margin"`` or ``"bce"``).
-        one_to_one: label one detection per annotated pair (STTran's SGDet training; second
-            detections are negatives) or every detection that matches one.
+        d_model: width of the baseline and of RS-Net's ``d_m`` (the paper does not give it).
+        rsnet, temporal, fusion, rescore: add RS-Net; its temporal context (``"token"``,
+            ``"mean"``, ``None``), context fusion and the ``p0`` re-scoring (Table 4, Eq. 6).
+        gamma, alpha, neg_ratio, cap_per, overlap_boxes: the focal loss (the paper gives no
+            parameters) and the negative sampling (Sec. 4.2; ``dsgg_layers.sampling``).
+        multi_label, one_to_one: STTran's loss for spatial and contacting (``"margin"`` or
+            ``"bce"``); label one detection per annotated pair (STTran) or every match.
         seed: seed of RS-Net's parts, its dropout and the negative sampling.
     """
 
@@ -109,21 +97,16 @@ class STTranRSNet(nn.Module):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        self.register_buffer("class_semantics", class_semantics.float())
         in_dim = pair_models.pair_input_dim(feature_dim, union_dim, class_semantics)
         # The baseline's modules first, from the global seed: the same weights with or without
         # RS-Net. RS-Net's parts (and the heads, whose width depends on the fusion) draw from
         # a stream of their own, so that adding them changes nothing else.
-        self.pair_proj = nn.Sequential(nn.Linear(in_dim, d_model), nn.LayerNorm(d_model))
+        self.front = PairFrontEnd(feature_dim, union_dim, class_semantics, d_model)
         self.block = SpatialTemporalEncoder(d_model, 4, 2 * d_model, temporal_layers=2)
-        self.object_classifier = nn.Linear(feature_dim, len(OBJECT_CLASSES))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed + 1)
-            self.scorer = (
-                RelationScorer(in_dim, d_model, dim_feedforward=2 * d_model, temporal=temporal)
-                if rsnet
-                else None
-            )
+            self.scorer = RelationScorer(in_dim, d_model, dim_feedforward=2 * d_model,
+                                         temporal=temporal) if rsnet else None  # fmt: skip
             context = 0 if self.scorer is None else self.scorer.context_features
             self.fuse = bool(fusion and context)
             sizes = [g.stop - g.start for g in PREDICATE_GROUPS.values()]
@@ -149,30 +132,27 @@ class STTranRSNet(nn.Module):
             torch.manual_seed(seed)
             return self.scorer(x, mask)
 
-    def classify(self, g: VideoGraph) -> Tensor:
-        """Object class logits from the object features (SGCls)."""
-        return self.object_classifier(g.object_features).float()
-
     def _predicates(
         self, g: VideoGraph, object_probs: Tensor | None, rows: ValidRows | None
     ) -> tuple[Tensor, Any]:
         """Predicate logits ``(B, T, P, 26)`` and RS-Net's scores (``None`` without it)."""
-        x = pair_inputs(g, self.class_semantics, object_probs)
+        x = self.front.inputs(g, object_probs)
         mask = g.mask if rows is None else rows  # every block takes the rows as its mask
         scores = self._score(x, mask)
-        r = self.block(self.pair_proj(x), mask)
+        r = self.block(self.front.pair_proj(x), mask)
         context = scores.video_context if self.fuse and scores is not None else None
         return self.heads(r, context, mask), scores
 
     def forward(self, g: VideoGraph, *, task: str = "sgdet", rows: ValidRows | None = None):
         if self.training:
             return self.losses(g, rows)
-        preds, object_probs = object_predictions(g, task, lambda: self.classify(g))
+        preds, object_probs = self.front.predictions(g, task)
         logits, scores = self._predicates(g, object_probs, rows)
-        predicate_scores = predicate_probabilities(logits.float())
-        if self.rescore and scores is not None:
-            predicate_scores = triplet_score(predicate_scores, scores.score.float())
-        preds["predicate_scores"] = predicate_scores
+        preds["predicate_scores"] = predicate_probabilities(logits.float())
+        if self.rescore and scores is not None:  # Eq. 6
+            preds["predicate_scores"] = triplet_score(
+                preds["predicate_scores"], scores.score.float()
+            )
         return preds
 
     def assign(self, g: VideoGraph) -> RelationAssignment:
@@ -202,8 +182,7 @@ class STTranRSNet(nn.Module):
         logits, scores = self._predicates(g, None, rows)
         out = sttran_predicate_loss(logits.float(), a.relations, mask=a.positive,
                                     multi_label=self.multi_label)  # fmt: skip
-        gt = g.gt
-        out["object"] = F.cross_entropy(self.classify(gt)[gt.mask], gt.object_labels[gt.mask])
+        out["object"] = self.front.object_loss(g.gt)
         if scores is not None:
             _, negative = self.sample_negatives(g, a, self.sampler)
             out["scoring"] = self.focal(scores.logits.float(), a.positive,
@@ -211,41 +190,29 @@ class STTranRSNet(nn.Module):
         return out
 
 
-# ------------------------------------------------------------------------------ flags and build
-
-
 def add_arguments(p: argparse._ActionsContainer) -> None:
     """RS-Net's own flags: the model, its sizes, the ablations and the sampling."""
     p.set_defaults(tasks=["sgdet", "sgcls"], constraints=["with"])
-    p.add_argument("--variant", choices=("rsnet", "baseline"), default="rsnet",
-                   help="the STTran-style model with RS-Net, or without it")  # fmt: skip
+    choice(p, "--variant", ("rsnet", "baseline"), "the STTran-style model with RS-Net, or not")
+    # fmt: off
     p.add_argument("--d-model", type=int, default=128)
-    p.add_argument("--temporal", choices=("token", "mean", "none"), default="token",
-                   help="RS-Net's video context: learned token, mean of frames, none")  # fmt: skip
+    choice(p, "--temporal", ("token", "mean", "none"),
+           "RS-Net's video context: learned token, mean of frames, none")
     p.add_argument("--no-fusion", action="store_true", help="ablation: no context fusion")
     p.add_argument("--no-rescore", action="store_true",
-                   help="ablation: do not multiply the triplet scores by p0")  # fmt: skip
+                   help="ablation: do not multiply the triplet scores by p0")
     p.add_argument("--gamma", type=float, default=2.0, help="focal loss gamma")
-    p.add_argument(
-        "--alpha",
-        type=float,
-        nargs=2,
-        default=None,
-        metavar=("POS", "NEG"),
-        help="focal loss alpha of the positive and negative class (default none)",
-    )
+    p.add_argument("--alpha", type=float, nargs=2, default=None, metavar=("POS", "NEG"),
+                   help="focal loss alpha of the positive and negative class (default none)")
     p.add_argument("--neg-ratio", type=float, default=1.2, help="most negatives a positive")
-    p.add_argument("--cap-per", choices=("video", "frame"), default="video")
-    p.add_argument("--overlap-boxes", choices=("both", "subject", "object", "union"),
-                   default="both", help="the IoU of the near-duplicate rule")  # fmt: skip
-    p.add_argument(
-        "--assignment",
-        choices=("one-to-one", "all"),
-        default="one-to-one",
-        help="label one detection per annotated pair (STTran) or every match",
-    )
-    p.add_argument("--multi-label", choices=("margin", "bce"), default="margin",
-                   help="spatial/contacting loss: STTran's default (margin) or BCE")  # fmt: skip
+    choice(p, "--cap-per", ("video", "frame"), "the cap on negatives: per video or per frame")
+    choice(p, "--overlap-boxes", ("both", "subject", "object", "union"),
+           "the IoU of the near-duplicate rule")
+    choice(p, "--assignment", ("one-to-one", "all"),
+           "label one detection per annotated pair (STTran) or every match")
+    choice(p, "--multi-label", ("margin", "bce"),
+           "spatial/contacting loss: STTran's default (margin) or BCE")
+    # fmt: on
 
 
 def build_model(args: argparse.Namespace, data: Data) -> STTranRSNet:
@@ -264,7 +231,7 @@ def build_model(args: argparse.Namespace, data: Data) -> STTranRSNet:
 
 ASSEMBLY = Assembly(
     name="rsnet",
-    description="Train and compare the STTran-style baseline with and without RS-Net.",
+    description="Train and evaluate the STTran-style model with RS-Net (or without).",
     build_model=build_model,
     add_arguments=add_arguments,
     chart_title="RS-Net per-predicate recall (head to tail)",

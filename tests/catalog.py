@@ -66,6 +66,7 @@ CATALOG: dict[str, tuple[str, ...]] = {
     "relation_text_targets": ("tr2",), "track_differences": ("tr2",), "label_changes": ("tr2",),
     "change_share": ("tr2",), "track_ranks": ("tr2",), "SentenceClassifier": ("tr2",),
     "multilabel_focal_loss": ("tr2",), "inverse_log_frequency": ("tr2",),
+    "tr2_predicate_loss": ("tr2",),
     "text.tr2_prompts": ("tr2",), "text.tr2_sentences": ("tr2",),
     # ARN
     "AssociationAttention": ("arn",), "PredicateAssociationParser": ("arn",),
@@ -75,7 +76,7 @@ CATALOG: dict[str, tuple[str, ...]] = {
     "generalized_box_iou": ("arn",), "elementwise_generalized_box_iou": ("arn",),
     "linear_sum_assignment": ("arn",), "PairHungarianMatcher": ("arn",), "PairQueries": ("arn",),
     "TemporalMemory": ("arn",), "reference_frames": ("arn",), "text.arn_prompts": ("arn",),
-    "data.render_maps": ("arn",),
+    "data.render_maps": ("arn",), "data.with_union_features": ("tr2",),
     # UASAN
     "VisualRefiner": ("uasan",), "SemanticAwareContextEncoder": ("uasan",),
     "ContextEncoding": ("uasan",), "UnionRelationDecoder": ("uasan",),

@@ -14,7 +14,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples"))
 import ag_task  # noqa: E402
 import harness  # noqa: E402
-import pair_models  # noqa: E402
 import runtime  # noqa: E402  (examples/harness.py, the assemblies' shared harness)
 
 
@@ -187,7 +186,7 @@ def test_rsnet_model_keeps_the_harness_contract(rsnet):
         ranked = model(test, task="sgdet", rows=test_rows)["predicate_scores"]
         model.rescore = False
         plain = model(test, task="sgdet", rows=test_rows)["predicate_scores"]
-        p0 = model.scorer(pair_models.pair_inputs(test, model.class_semantics), test.mask).score
+        p0 = model.scorer(model.front.inputs(test), test.mask).score
     torch.testing.assert_close(ranked, plain * p0.unsqueeze(-1))  # Eq. 6
     baseline = rsnet.build_model(
         harness.make_parser(rsnet.ASSEMBLY).parse_args(["--quick", "--variant", "baseline"]), data
@@ -306,22 +305,24 @@ def test_tr2_sentence_table_follows_the_wording(tr2):
     assert torch.allclose(table.norm(dim=-1), torch.ones(36, 26), atol=1e-5)
 
 
-def test_tr2_union_clip_replaces_the_union_features(tr2, tmp_path):
+def test_union_features_from_files_replace_the_union_features(tr2, tmp_path):
+    from dsgg_layers.data import with_union_features
+
     args = _tr2_args(tr2)
     data = ag_task.load_data(args)
     videos = data.train[:2]
     for v in videos:
         T, P = v.mask.shape[1:]
         torch.save(torch.full((T, P, 7), 0.5), tmp_path / f"{v.video_ids[0]}.pt")
-    out = tr2.with_union_clip(videos, tmp_path)
+    out = with_union_features(videos, tmp_path)
     assert out[0].union_features.shape[-1] == 7 and (out[1].union_features == 0.5).all()
     assert torch.equal(out[0].object_features, videos[0].object_features)
-    with pytest.raises(FileNotFoundError, match="--union-clip: no"):
-        tr2.with_union_clip(data.train[2:3], tmp_path)
+    with pytest.raises(FileNotFoundError, match="folder: no"):
+        with_union_features(data.train[2:3], tmp_path)
     v = videos[0]
     torch.save(torch.zeros(1, 1, 7), tmp_path / f"{v.video_ids[0]}.pt")
-    with pytest.raises(ValueError, match=r"--union-clip: .*expected a \(T, P, E\) tensor"):
-        tr2.with_union_clip([v], tmp_path)
+    with pytest.raises(ValueError, match=r"folder: .*expected a \(T, P, E\) tensor"):
+        with_union_features([v], tmp_path)
 
 
 # ---------------------------------------------------------------------------------- ARN

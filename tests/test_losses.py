@@ -515,3 +515,35 @@ def test_focal_loss_is_a_deprecated_name_of_softmax_focal_loss():
     new = SoftmaxFocalLoss((0.25, 0.75), 2.0)
     assert isinstance(old, SoftmaxFocalLoss)
     torch.testing.assert_close(old(logits, target), new(logits, target))
+
+
+def test_tr2_predicate_loss_is_the_codes_composition_and_runs_on_rows():
+    from dsgg_layers import (
+        ValidRows,
+        inverse_log_frequency,
+        multilabel_focal_loss,
+        softmax_focal_loss,
+        tr2_predicate_loss,
+    )
+    from dsgg_layers.vocab import PREDICATE_GROUPS
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 3, 4, 26, generator=g)
+    relations = torch.rand(2, 3, 4, 26, generator=g) > 0.8
+    mask = torch.rand(2, 3, 4, generator=g) > 0.3
+    alpha = {k: inverse_log_frequency(torch.rand(s.stop - s.start) * 100 + 1)
+             for k, s in PREDICATE_GROUPS.items() if k != "attention"}  # fmt: skip
+    att = PREDICATE_GROUPS["attention"]
+    has_att = mask & relations[..., att].any(-1)
+    want = {"attention": softmax_focal_loss(logits[..., att], relations[..., att].long().argmax(-1),
+                                            gamma=0.0, mask=has_att)}  # fmt: skip
+    for k in ("spatial", "contacting"):
+        s = PREDICATE_GROUPS[k]
+        want[k] = multilabel_focal_loss(logits[..., s], relations[..., s], alpha=alpha[k],
+                                        gamma=2.0, mask=mask)  # fmt: skip
+    for m in (mask, ValidRows(mask)):
+        got = tr2_predicate_loss(logits, relations, mask=m, alpha=alpha)
+        for k in want:
+            torch.testing.assert_close(got[k], want[k])
+    with pytest.raises(ValueError, match="groups: expected attention, spatial and contacting"):
+        tr2_predicate_loss(logits, relations, groups={"attention": att})

@@ -3,7 +3,7 @@ synthetic benchmark."""
 
 from dsgg_layers.data.action_genome import ActionGenome, write_action_genome
 from dsgg_layers.data.batch import Batch, TrajectoryBatch
-from dsgg_layers.data.graph import VideoGraph, VideoGraphDataset
+from dsgg_layers.data.graph import VideoGraph, VideoGraphDataset, with_union_features
 from dsgg_layers.data.probe import motion_probe
 from dsgg_layers.data.render import render_images, render_maps
 from dsgg_layers.data.synthetic import MOTION_PREDICATES, SyntheticActionGenome, SyntheticConfig
@@ -42,5 +42,6 @@ __all__ = [
     "render_images",
     "render_maps",
     "segment_video",
+    "with_union_features",
     "write_action_genome",
 ]

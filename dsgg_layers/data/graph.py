@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -24,7 +25,7 @@ from dsgg_layers._checks import check_positive, check_tensor
 from dsgg_layers.boxes import box_union, normalize_boxes
 from dsgg_layers.vocab import ACTION_GENOME, PREDICATES, Vocabulary
 
-__all__ = ["VideoGraph", "VideoGraphDataset"]
+__all__ = ["VideoGraph", "VideoGraphDataset", "with_union_features"]
 
 NUM_PREDICATES = len(PREDICATES)
 
@@ -524,6 +525,46 @@ class VideoGraphDataset(torch.utils.data.Dataset):
     def batch(self) -> VideoGraph:
         """All videos collated into one padded batch."""
         return VideoGraph.collate(self.videos)
+
+
+def with_union_features(videos: Sequence[VideoGraph], folder: str | Path) -> list[VideoGraph]:
+    """The videos with their union features replaced by precomputed ones, e.g. the CLIP image
+    embeddings of the union crops that TR²'s public code classifies (``folder/<video_id>.pt``:
+    a ``(T, P, E)`` float tensor in the graph's pair order, one file a ``B = 1`` video).
+
+    Args:
+        videos: ``B = 1`` graphs.
+        folder: where the ``<video_id>.pt`` files are.
+
+    Returns:
+        New graphs (the others' fields shared) with ``union_features (1, T, P, E)``.
+
+    Raises:
+        FileNotFoundError: a video has no ``<video_id>.pt`` in ``folder``.
+        ValueError: a file does not hold a ``(T, P, E)`` tensor of the video's ``(T, P)``.
+
+    Examples:
+        >>> import tempfile
+        >>> g = VideoGraph.empty(["v0"], num_frames=1, num_pairs=2)
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     torch.save(torch.ones(1, 2, 3), f"{d}/v0.pt")
+        ...     with_union_features([g], d)[0].union_features.shape
+        torch.Size([1, 1, 2, 3])
+    """
+    out = []
+    for v in videos:
+        path = Path(folder) / f"{v.video_ids[0]}.pt"
+        if not path.is_file():
+            raise FileNotFoundError(f"folder: no {path.name} in {folder}")
+        emb = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(emb, Tensor) or emb.dim() != 3 or emb.shape[:2] != v.mask.shape[1:]:
+            shape = tuple(emb.shape) if isinstance(emb, Tensor) else type(emb).__name__
+            raise ValueError(
+                f"folder: {path.name}: expected a (T, P, E) tensor with (T, P) = "
+                f"{tuple(v.mask.shape[1:])}, got {shape}"
+            )
+        out.append(dataclasses.replace(v, union_features=emb.float().unsqueeze(0)))
+    return out
 
 
 def _video_ids(video_ids: object) -> tuple[str, ...]:
