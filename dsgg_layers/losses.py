@@ -928,6 +928,16 @@ def feature_distillation_loss(
     return masked_reduce(loss, mask, reduction)
 
 
+def _predicate_groups(groups: dict[str, slice] | None) -> dict[str, slice]:
+    """Action Genome's predicate groups by default; otherwise the three, checked."""
+    groups = dict(PREDICATE_GROUPS) if groups is None else groups
+    if set(groups) != {"attention", "spatial", "contacting"}:
+        raise ValueError(
+            f"groups: expected attention, spatial and contacting, got {sorted(groups)}"
+        )
+    return groups
+
+
 @_on_valid_samples("logits", "relations")
 def sttran_predicate_loss(
     logits: Tensor,
@@ -973,15 +983,11 @@ def sttran_predicate_loss(
         >>> sorted(sttran_predicate_loss(logits, rel))
         ['attention', 'contacting', 'spatial']
     """
-    groups = dict(PREDICATE_GROUPS) if groups is None else groups
+    groups = _predicate_groups(groups)
     dims: dict[str, tuple[int, str]] = {}
     check_tensor(logits, "logits", ("...", "C"), dims=dims, dtype="float")
     check_tensor(relations, "relations", tuple(logits.shape), dims=dims, dtype="bool")
     check_choice(multi_label, "multi_label", ("margin", "bce"))
-    if set(groups) != {"attention", "spatial", "contacting"}:
-        raise ValueError(
-            f"groups: expected attention, spatial and contacting, got {sorted(groups)}"
-        )
     mask, _ = split_mask(mask)
     if mask is None:
         mask = torch.ones(logits.shape[:-1], dtype=torch.bool, device=logits.device)
@@ -1053,13 +1059,9 @@ def tr2_predicate_loss(
         >>> sorted(tr2_predicate_loss(logits, rel))
         ['attention', 'contacting', 'spatial']
     """
-    groups = dict(PREDICATE_GROUPS) if groups is None else groups
+    groups = _predicate_groups(groups)
     check_tensor(logits, "logits", ("...", "C"), dtype="float")
     check_tensor(relations, "relations", tuple(logits.shape), dtype="bool")
-    if set(groups) != {"attention", "spatial", "contacting"}:
-        raise ValueError(
-            f"groups: expected attention, spatial and contacting, got {sorted(groups)}"
-        )
     mask, _ = split_mask(mask)
     att = groups["attention"]
     has_att = relations[..., att].any(-1)
