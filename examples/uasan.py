@@ -70,7 +70,7 @@ from dsgg_layers.data import (
     VidVRDVideo,
 )
 from dsgg_layers.data.trajectory import TRAJECTORY_OBJECTS, TRAJECTORY_PREDICATES
-from dsgg_layers.metrics import VidVRDEvaluator, associate_relations
+from dsgg_layers.metrics import OpenVocabularyEvaluator, associate_relations
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared harness, beside this file
 import harness
@@ -417,27 +417,6 @@ class UASAN(nn.Module):
 # ------------------------------------------------------------------------------- evaluation
 
 
-class Evaluator:
-    """Relation detection and tagging on the novel predicates and on all."""
-
-    def __init__(self, args: argparse.Namespace) -> None:
-        self.novel = VidVRDEvaluator(predicates=set(NOVEL))
-        self.all = VidVRDEvaluator()
-
-    def update(self, preds: dict[str, dict], target: list[VidVRDVideo]) -> None:
-        gt = {g.video_id: g.relation_instances() for g in target}
-        self.novel.update(preds["novel"], gt)
-        self.all.update(preds["all"], gt)
-
-    def sync(self) -> None:
-        self.novel.sync()
-        self.all.sync()
-
-    def compute(self) -> dict[str, Tensor]:
-        return {**{f"novel/{k}": v for k, v in self.novel.compute().items()},
-                **{f"all/{k}": v for k, v in self.all.compute().items()}}  # fmt: skip
-
-
 METRICS = ("mAP", "R@50", "R@100", "P@1", "P@5", "P@10")
 
 
@@ -486,7 +465,7 @@ ASSEMBLY = Assembly(
     description="Train and evaluate the UASAN reference assembly on synthetic trajectories.",
     build_model=build_model,
     add_arguments=add_arguments,
-    make_evaluator=Evaluator,
+    make_evaluator=lambda args: OpenVocabularyEvaluator(novel=NOVEL),
     load_data=load_data,
     collate=collate,
     sizes=TrajectoryBatch.sizes,

@@ -89,7 +89,7 @@ CATALOG: dict[str, tuple[str, ...]] = {
     "TrajectoryPairMotion": ("uasan",), "data.VidVRDVideo": ("uasan",),
     "data.load_vidvrd": ("uasan",), "data.segment_video": ("uasan",),
     "data.SyntheticVidVRD": ("uasan",), "metrics.VidVRDEvaluator": ("uasan",),
-    "metrics.associate_relations": ("uasan",),
+    "metrics.associate_relations": ("uasan",), "metrics.OpenVocabularyEvaluator": ("uasan",),
     # shared machinery
     **dict.fromkeys((
         "TransformerEncoderLayer", "TransformerEncoder", "TransformerDecoderLayer",

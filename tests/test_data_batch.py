@@ -39,7 +39,8 @@ def test_trajectory_batch_pads_every_video_exactly():
         names = [TRAJECTORY_PREDICATES[i] for i in batch.rel_predicate[b, :r]]
         assert names == list(v.predicates) and int(batch.rel_mask[b].sum()) == r
         assert batch.rel_begin[b, :r].tolist() == v.begin.tolist()
-    assert batch.targets() == videos
+    assert batch.targets() == {v.video_id: v.relation_instances() for v in videos}
+    assert batch.truth == videos
     assert TrajectoryBatch.sizes(videos).tolist() == [[v.frame_count, v.boxes.shape[0]]
                                                       for v in videos]  # fmt: skip
 
@@ -50,7 +51,8 @@ def test_trajectory_batch_takes_input_and_ground_truth_pairs():
     batch = TrajectoryBatch.collate(list(zip(noisy, videos, strict=True)), **VOCAB)
     n, f = videos[0].boxes.shape[0], videos[0].frame_count
     torch.testing.assert_close(batch.boxes[0, :n, :f], noisy[0].boxes)  # the input's boxes
-    assert batch.targets() == videos  # the ground truth's relations
+    assert batch.truth == videos  # the ground truth's relations
+    assert batch.targets() == {v.video_id: v.relation_instances() for v in videos}
     moved = batch.to("meta")
     assert moved.boxes.device.type == "meta" and moved.truth is batch.truth
 

@@ -295,3 +295,42 @@ def test_the_ground_truth_first_order_still_works_with_a_deprecation_warning():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert float(vidvrd_metrics({"v": [], "w": []}, gt)["R@50"]) == 0.0
+
+
+def test_open_vocabulary_evaluator_scores_novel_and_all_and_merges():
+    from dsgg_layers.metrics import OpenVocabularyEvaluator, VidVRDEvaluator
+
+    box = [[0.0, 0.0, 9.0, 9.0]] * 3
+    gt = {f"v{i}": [dict(triplet=["dog", p, "cat"], duration=[0, 3], sub_traj=box, obj_traj=box)
+                    for p in ("chase", "bite")] for i in range(3)}  # fmt: skip
+    hit = {v: [dict(r, score=0.9) for r in rel] for v, rel in gt.items()}
+    novel_only = {v: [r for r in rel if r["triplet"][1] == "chase"] for v, rel in hit.items()}
+    ev = OpenVocabularyEvaluator(novel={"chase"})
+    ev.update({"novel": novel_only, "all": hit}, gt)
+    got = ev.compute()
+    want_novel = VidVRDEvaluator(predicates={"chase"})
+    want_novel.update(novel_only, gt)
+    want_all = VidVRDEvaluator()
+    want_all.update(hit, gt)
+    for k, v in want_novel.compute().items():
+        assert torch.equal(got[f"novel/{k}"], v)
+    for k, v in want_all.compute().items():
+        assert torch.equal(got[f"all/{k}"], v)
+    parts = [OpenVocabularyEvaluator(novel={"chase"}) for _ in range(3)]
+    for p, v in zip(parts, gt, strict=True):
+        p.update({"novel": {v: novel_only[v]}, "all": {v: hit[v]}}, {v: gt[v]})
+    parts[0].merge(parts[1])
+    parts[0].merge(parts[2])
+    parts[0].sync()  # one process: a no-op
+    for k, v in parts[0].compute().items():
+        torch.testing.assert_close(v, got[k])
+    assert set(parts[0].state) == {f"{s}/{k}" for s in ("novel", "all")
+                                   for k in ev.novel_evaluator.state}  # fmt: skip
+    with pytest.raises(ValueError, match="preds: expected the keys 'novel' and 'all'"):
+        ev.update({"all": hit}, gt)
+    with pytest.raises(ValueError, match="other: expected the same novel predicates"):
+        ev.merge(OpenVocabularyEvaluator(novel={"bite"}))
+    with pytest.raises(TypeError, match="other: expected a OpenVocabularyEvaluator"):
+        ev.merge(VidVRDEvaluator())
+    with pytest.raises(TypeError, match="novel: expected a collection of predicate names"):
+        OpenVocabularyEvaluator(novel="chase")

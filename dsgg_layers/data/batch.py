@@ -179,6 +179,7 @@ class TrajectoryBatch:
                  for f in fields(self) if isinstance(getattr(self, f.name), Tensor)}  # fmt: skip
         return replace(self, **moved)
 
-    def targets(self) -> list[VidVRDVideo]:
-        """The ground-truth videos (``VidVRDVideo.relation_instances`` for the evaluator)."""
-        return self.truth
+    def targets(self) -> dict[str, list[dict[str, Any]]]:
+        """The ground truth as the VidVRD evaluators take it: ``{video id: relation instances}``
+        (``VidVRDVideo.relation_instances``); the videos themselves are ``truth``."""
+        return {v.video_id: v.relation_instances() for v in self.truth}

@@ -16,12 +16,18 @@ from dsgg_layers.metrics.relation_association import (
     associate_relations,
     segment_triplet_score,
 )
-from dsgg_layers.metrics.vidvrd import VidVRDEvaluator, vidvrd_metrics, volume_iou
+from dsgg_layers.metrics.vidvrd import (
+    OpenVocabularyEvaluator,
+    VidVRDEvaluator,
+    vidvrd_metrics,
+    volume_iou,
+)
 
 __all__ = [
     "ASSOCIATION_PRESETS",
     "CONSTRAINTS",
     "ActionGenomeEvaluator",
+    "OpenVocabularyEvaluator",
     "SummableMetric",
     "VidVRDEvaluator",
     "action_genome_metrics",

@@ -51,7 +51,7 @@ from torch import Tensor
 from dsgg_layers._checks import check_positive
 from dsgg_layers.metrics.base import SummableMetric
 
-__all__ = ["VidVRDEvaluator", "vidvrd_metrics", "volume_iou"]
+__all__ = ["OpenVocabularyEvaluator", "VidVRDEvaluator", "vidvrd_metrics", "volume_iou"]
 
 Relation = Mapping[str, Any]
 
@@ -529,3 +529,83 @@ def vidvrd_metrics(
     evaluator = VidVRDEvaluator(**options)
     evaluator.update(*_in_order(preds, target, stacklevel=3))
     return evaluator.compute()
+
+
+class OpenVocabularyEvaluator(SummableMetric):
+    """The open-vocabulary protocol: [`VidVRDEvaluator`][] on the novel predicates and on all.
+
+    Open-vocabulary VidVRD papers (RePro, UASAN) report each metric twice: **novel**, the
+    instances of the predicates unseen in training, scored with the classifier restricted to
+    them, and **all**, every instance with the full classifier. The two evaluations take two
+    prediction sets of the same videos, ``preds = {"novel": ..., "all": ...}``, against one ground
+    truth. The state is the two evaluators' (summable: [`merge`][] and [`sync`][] keep the
+    contract); [`compute`][] prefixes their metrics with ``novel/`` and ``all/``.
+
+    Args:
+        novel: the novel predicates' names.
+        **kwargs: the [`VidVRDEvaluator`][] options shared by both (``viou_threshold``,
+            ``det_ks``, ``tag_ks``, ``legacy``).
+
+    Raises:
+        TypeError, ValueError: as [`VidVRDEvaluator`][]; ``preds`` lacks ``"novel"`` or
+            ``"all"``.
+
+    Examples:
+        >>> box = [[0.0, 0.0, 9.0, 9.0]] * 3
+        >>> gt = {"v": [dict(triplet=["dog", "chase", "cat"], duration=[0, 3],
+        ...                  sub_traj=box, obj_traj=box)]}
+        >>> hit = dict(gt["v"][0], score=0.9)
+        >>> ev = OpenVocabularyEvaluator(novel={"chase"})
+        >>> ev.update({"novel": {"v": [hit]}, "all": {"v": [hit]}}, gt)
+        >>> sorted(ev.compute())[:3]
+        ['all/P@1', 'all/P@10', 'all/P@5']
+    """
+
+    settings = ("novel",)
+
+    def __init__(self, novel: Collection[str], **kwargs: Any) -> None:
+        if isinstance(novel, str) or not all(isinstance(p, str) for p in novel):
+            raise TypeError(f"novel: expected a collection of predicate names, got {novel!r}")
+        self.novel = frozenset(novel)
+        self.novel_evaluator = VidVRDEvaluator(predicates=self.novel, **kwargs)
+        self.all_evaluator = VidVRDEvaluator(**kwargs)
+
+    @property
+    def state(self) -> dict[str, Tensor]:  # type: ignore[override]
+        """Both evaluators' sums, prefixed (a view: [`merge`][] and [`sync`][] update them)."""
+        return {**{f"novel/{k}": v for k, v in self.novel_evaluator.state.items()},
+                **{f"all/{k}": v for k, v in self.all_evaluator.state.items()}}  # fmt: skip
+
+    def reset(self) -> None:
+        """Forget everything seen so far."""
+        self.novel_evaluator.reset()
+        self.all_evaluator.reset()
+
+    def update(self, preds: Mapping[str, Mapping[str, Any]], target: Mapping[str, Any]) -> None:
+        """Add the novel and all predictions of some videos and their ground truth."""
+        if not isinstance(preds, Mapping) or set(preds) != {"novel", "all"}:
+            got = sorted(preds) if isinstance(preds, Mapping) else type(preds).__name__
+            raise ValueError(f"preds: expected the keys 'novel' and 'all', got {got}")
+        self.novel_evaluator.update(preds["novel"], target)
+        self.all_evaluator.update(preds["all"], target)
+
+    def compute(self) -> dict[str, Tensor]:
+        """``novel/<metric>`` and ``all/<metric>`` of everything seen so far."""
+        return {**{f"novel/{k}": v for k, v in self.novel_evaluator.compute().items()},
+                **{f"all/{k}": v for k, v in self.all_evaluator.compute().items()}}  # fmt: skip
+
+    def merge(self, other: SummableMetric) -> None:
+        """Add another open-vocabulary evaluator's sums (same novel set and options)."""
+        if not isinstance(other, OpenVocabularyEvaluator):
+            raise TypeError(
+                f"other: expected a OpenVocabularyEvaluator, got {type(other).__name__}"
+            )
+        if other.novel != self.novel:
+            raise ValueError("other: expected the same novel predicates as this one")
+        self.novel_evaluator.merge(other.novel_evaluator)
+        self.all_evaluator.merge(other.all_evaluator)
+
+    def sync(self, group: Any = None) -> None:
+        """All-reduce both evaluators' sums across processes (a no-op in one process)."""
+        self.novel_evaluator.sync(group)
+        self.all_evaluator.sync(group)
