@@ -96,13 +96,12 @@ def _on_valid_samples(*per_sample: str):
             ):  # fmt: skip
                 return fn(*args, **kwargs)
             for name, x in zip(per_sample, xs, strict=True):
-                picked = rows.gather(x) if x.dim() > len(lead) else rows.gather(x.unsqueeze(-1))
-                bound.arguments[name] = picked if x.dim() > len(lead) else picked.squeeze(-1)
+                bound.arguments[name] = rows.take(x)
             bound.arguments["mask"] = None
             out = fn(*bound.args, **bound.kwargs)
             if bound.arguments.get("reduction", "mean") != "none" or not isinstance(out, Tensor):
                 return out
-            return rows.scatter(out) if out.dim() == 2 else rows.scatter(out[:, None])[..., 0]
+            return rows.put(out)
 
         return loss
 

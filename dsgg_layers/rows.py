@@ -196,6 +196,26 @@ class ValidRows:
         outer = self.index.div(inner, rounding_mode="floor")
         return x.reshape(-1, x.shape[-1]).index_select(0, outer)
 
+    def take(self, x: Tensor) -> Tensor:
+        """The valid entries of ``x (*shape, *trailing)``: ``(N, *trailing)`` (any number of
+        trailing dims, none included; ``x`` must have the grid's shape in front)."""
+        lead = len(self.shape)
+        if not isinstance(x, Tensor) or tuple(x.shape[:lead]) != self.shape:
+            got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+            raise ValueError(f"x: expected a tensor of shape ({self.shape}, ...), got {got}")
+        trailing = tuple(x.shape[lead:])
+        flat = x.reshape(*self.shape, math.prod(trailing))
+        return self.gather(flat).reshape(len(self), *trailing)
+
+    def put(self, rows: Tensor) -> Tensor:
+        """The grid ``(*shape, *trailing)`` holding ``rows (N, *trailing)`` at the valid entries
+        and 0 elsewhere (the inverse of [`take`][])."""
+        if not isinstance(rows, Tensor) or rows.dim() < 1:
+            raise ValueError(f"rows: expected a tensor ({len(self)}, ...), got {rows!r}")
+        trailing = tuple(rows.shape[1:])
+        grid = self.scatter(rows.reshape(rows.shape[0], math.prod(trailing)))
+        return grid.reshape(*self.shape, *trailing)
+
     def scatter(self, rows: Tensor) -> Tensor:
         """The grid ``(..., L, C)`` holding ``rows`` at the valid entries and 0 elsewhere."""
         check_tensor(rows, "rows", (len(self), "C"))
@@ -335,19 +355,8 @@ def rowwise(fn: Callable[..., Any], mask: Tensor | ValidRows | None, *xs: Tensor
         [10.0, 0.0, 30.0]
     """
     if isinstance(mask, ValidRows) and not is_compiling():
-        rows, lead = mask, len(mask.shape)
-
-        def gather(x: Tensor | None) -> Tensor | None:
-            if x is None:
-                return None
-            flat = x.reshape(*rows.shape, -1) if x.dim() > lead else x.unsqueeze(-1)
-            picked = rows.gather(flat)
-            return picked.reshape(-1, *x.shape[lead:])
-
-        def scatter(y: Tensor) -> Tensor:
-            return rows.scatter(y.reshape(y.shape[0], -1)).reshape(*rows.shape, *y.shape[1:])
-
-        return _map_out(scatter, fn(*(gather(x) for x in xs)))
+        rows = mask
+        return _map_out(rows.put, fn(*(None if x is None else rows.take(x) for x in xs)))
     m = mask.mask if isinstance(mask, ValidRows) else mask
     if m is None:
         return fn(*xs)

@@ -169,3 +169,21 @@ def test_valid_rows_as_mask_equal_the_tensor_mask_and_never_sync_the_host(
     assert syncs.ops == [], f"{entry.name}: host syncs with rows given: {syncs.ops}"
     for g, w in zip(got, want, strict=True):
         torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-5)  # other matmul sizes: rounding
+
+
+@pytest.mark.parametrize("entry", MASKED, ids=[e.name for e in MASKED])
+def test_no_valid_row_at_all_gives_the_tensor_masks_output_finite(entry):
+    torch.manual_seed(0)
+    module = entry.make().eval()
+    args, kwargs = _inputs(entry)
+    args, kwargs = list(args), dict(kwargs)
+    for at in entry.mask_at:  # every mask all False: nothing is valid
+        if isinstance(at, int):
+            args[at] = torch.zeros_like(args[at])
+        else:
+            kwargs[at] = torch.zeros_like(kwargs[at])
+    want = _run(entry, module, tuple(args), kwargs)
+    got = _run(entry, module, *_with_rows(entry, tuple(args), kwargs))
+    for g, w in zip(got, want, strict=True):
+        assert torch.isfinite(g).all(), f"{entry.name}: non-finite output on no valid row"
+        torch.testing.assert_close(g, w)

@@ -256,3 +256,19 @@ def test_context_tokens_on_rows_match_the_grid_also_for_frames_without_pairs():
     for a, b in zip(got, want, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
     assert (got[0][0, 1] == 0).all()
+
+
+def test_take_and_put_handle_any_trailing_dims_and_no_valid_row():
+    mask = torch.tensor([[True, False, True], [False, False, True]])
+    rows = ValidRows(mask)
+    x = torch.arange(2 * 3 * 2 * 2.0).view(2, 3, 2, 2)
+    taken = rows.take(x)
+    assert taken.shape == (3, 2, 2) and torch.equal(taken, x[mask])
+    assert torch.equal(rows.take(x[..., 0, 0]), x[..., 0, 0][mask])  # no trailing dim
+    back = rows.put(taken)
+    assert torch.equal(back[mask], x[mask]) and (back[~mask] == 0).all()
+    empty = ValidRows(torch.zeros(2, 3, dtype=torch.bool))
+    assert empty.take(x).shape == (0, 2, 2)
+    assert torch.equal(empty.put(empty.take(x)), torch.zeros_like(x))
+    with pytest.raises(ValueError, match=r"x: expected a tensor of shape \(\(2, 3\), \.\.\.\)"):
+        rows.take(torch.zeros(3, 2))
