@@ -154,10 +154,10 @@ class VisualRefiner(nn.Module):
         """``(..., S, d)`` features -> ``(..., L, d)`` visual-aware tokens. With ``mask`` a
         [`ValidRows`][dsgg_layers.rows.ValidRows], keys and values are projected on the valid
         features only."""
-        mask, rows = split_mask(mask)
+        tensor_mask, _ = split_mask(mask)  # checked here; the attention takes either form
         check_tensor(features, "features", ("...", "S", self.d_model), dtype="float")
-        if mask is not None:
-            check_tensor(mask, "mask", tuple(features.shape[:-1]), dtype="bool")
+        if tensor_mask is not None:
+            check_tensor(tensor_mask, "mask", tuple(features.shape[:-1]), dtype="bool")
         if features.shape[-2] == 1 and not self.residual:
             raise ValueError(
                 f"features: one input token (shape {tuple(features.shape)}) makes every output "
@@ -169,10 +169,10 @@ class VisualRefiner(nn.Module):
         if self.residual:
             concepts = self.norm1(tokens + concepts)
         query = concepts.expand(*features.shape[:-2], *concepts.shape)
-        out, _ = self.cross_attn(query, features, key_mask=mask if rows is None else rows)
+        out, _ = self.cross_attn(query, features, key_mask=mask)
         if self.residual:
             out = self.norm2(query + out)
-        return zero_padding(out, None if mask is None else mask.any(-1))
+        return zero_padding(out, None if tensor_mask is None else tensor_mask.any(-1))
 
 
 class ContextEncoding(NamedTuple):
@@ -421,10 +421,10 @@ class UnionRelationDecoder(nn.Module):
         """``(..., S, d)`` -> ``(..., d)`` union-aware relation tokens. With ``mask`` a
         [`ValidRows`][dsgg_layers.rows.ValidRows], keys and values are projected on the valid
         tokens only."""
-        mask, rows = split_mask(mask)
+        tensor_mask, _ = split_mask(mask)  # checked here; the attention takes either form
         check_tensor(encoded, "encoded", ("...", "S", self.d_model), dtype="float")
-        if mask is not None:
-            check_tensor(mask, "mask", tuple(encoded.shape[:-1]), dtype="bool")
+        if tensor_mask is not None:
+            check_tensor(tensor_mask, "mask", tuple(encoded.shape[:-1]), dtype="bool")
         q = self.relation_token if query is None else query
         check_tensor(q, "query", ("...", self.d_model), dtype="float")
         lead = encoded.shape[:-2]
@@ -435,10 +435,10 @@ class UnionRelationDecoder(nn.Module):
                 f"query: expected (d,) or a shape that broadcasts to {(*lead, self.d_model)}, "
                 f"got {tuple(q.shape)}"
             ) from None
-        t, _ = self.attn(q.unsqueeze(-2), encoded, key_mask=mask if rows is None else rows)
+        t, _ = self.attn(q.unsqueeze(-2), encoded, key_mask=mask)
         t = t.squeeze(-2)
         out = self.norm(t + self.mlp(t))
-        return zero_padding(out, None if mask is None else mask.any(-1))
+        return zero_padding(out, None if tensor_mask is None else tensor_mask.any(-1))
 
 
 class RelationQueryDecoder(nn.Module):
@@ -603,15 +603,13 @@ class UnionRelationPredictor(nn.Module):
     ) -> Tensor:
         """The pairs' relation features ``r_{s,o}`` (on the existing pairs only when ``mask``
         is a [`ValidRows`][dsgg_layers.rows.ValidRows])."""
-        mask, rows = split_mask(mask)
         check_tensor(decoded, "decoded", ("...", self.d_model), dtype="float")
         lead = tuple(decoded.shape[:-1])
         for name, x in (("encoded_union", encoded_union), ("union", union), ("motion", motion)):
             check_tensor(x, name, (*lead, "L", self.d_model), dtype="float")
-        _check_pair_mask(mask, lead)
+        _check_pair_mask(split_mask(mask)[0], lead)
         # garbage in a padded pair never reaches the MLP (rows: never read)
-        return rowwise(self._predict, rows if rows is not None else mask, decoded, encoded_union,
-                       union, motion)  # fmt: skip
+        return rowwise(self._predict, mask, decoded, encoded_union, union, motion)
 
     def _predict(self, decoded: Tensor, encoded_union: Tensor, union: Tensor, motion: Tensor):
         total = decoded + encoded_union.mean(-2) + union.mean(-2) + motion.mean(-2)
