@@ -13,6 +13,7 @@ from dsgg_layers.association import (
     PredicateAssociationParser,
 )
 from dsgg_layers.attention import (
+    AttentionBlock,
     MaskedMultiheadAttention,
     TransformerDecoder,
     TransformerDecoderLayer,
@@ -148,6 +149,7 @@ __all__ = [
     "ActionSemanticMatcher",
     "AssociationAttention",
     "AssociationReasoning",
+    "AttentionBlock",
     "BucketBatchSampler",
     "CategoryWeightedLoss",
     "ContextEncoding",

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from dsgg_layers._checks import check_choice, check_positive, check_tensor
 from dsgg_layers._ops import zero_padding
-from dsgg_layers.attention import MaskedMultiheadAttention
+from dsgg_layers.attention import AttentionBlock, MaskedMultiheadAttention
 from dsgg_layers.rows import MaskOrRows, ValidRows, rowwise
 
 __all__ = [
@@ -186,14 +186,17 @@ class HierarchicalAttention(nn.Module):
         super().__init__()
         check_choice(residual, "residual", ("query", "output"))
         self.d_model, self.residual = d_model, residual
-        self.attn = MaskedMultiheadAttention(d_model, nhead, dropout=dropout)
-        self.linear = nn.Linear(d_model, d_model)
+        self.layer = AttentionBlock(  # Linear(Attn(Q_cur, Q_comp, F_comp)) + Q_cur (or + F)
+            MaskedMultiheadAttention(d_model, nhead, dropout=dropout),
+            nn.Linear(d_model, d_model),
+            attn_residual=False,
+            mlp_residual="input" if residual == "query" else True,
+        )
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         """The attention's own reset; PyTorch's default for the linear map."""
-        self.attn.reset_parameters()
-        self.linear.reset_parameters()
+        self.layer.reset_parameters()
 
     def extra_repr(self) -> str:
         return f"d_model={self.d_model}, residual={self.residual!r}"
@@ -208,11 +211,7 @@ class HierarchicalAttention(nn.Module):
         check_tensor(comp, "comp", tuple(current.shape), dtype="float")
         if not isinstance(mask, ValidRows):  # rows are gathered: padding never read
             current, cues, comp = (zero_padding(x, mask) for x in (current, cues, comp))
-        f, _ = self.attn(current, cues, comp, query_mask=mask, key_mask=mask)
-        return rowwise(self._output, mask, f, current)
-
-    def _output(self, f: Tensor, current: Tensor) -> Tensor:
-        return self.linear(f) + (current if self.residual == "query" else f)
+        return self.layer(current, cues, comp, mask=mask, key_mask=mask)
 
 
 class PredicateAssociationParser(nn.Module):

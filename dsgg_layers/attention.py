@@ -63,10 +63,11 @@ from dsgg_layers._checks import (
     check_positive,
     check_tensor,
 )
-from dsgg_layers._ops import zero_padding
-from dsgg_layers.rows import MaskOrRows, ValidRows, resolve_rows, split_mask
+from dsgg_layers._ops import reset_children, zero_padding
+from dsgg_layers.rows import MaskOrRows, ValidRows, resolve_rows, rowwise, split_mask
 
 __all__ = [
+    "AttentionBlock",
     "MaskedMultiheadAttention",
     "TransformerDecoder",
     "TransformerDecoderLayer",
@@ -1169,3 +1170,130 @@ class TransformerDecoder(_LayerStack):
             x, _ = layer._forward_grid(x, memory, mask, memory_mask, query_pos, memory_pos,
                                        self_attn_mask, cross_attn_mask, False)  # fmt: skip
         return self._finish(x, mask)
+
+
+class AttentionBlock(nn.Module):
+    """A transformer block assembled from the parts it is given, as timm's ``Block``: an
+    attention, an optional feed-forward part and optional norms, each residual on or off.
+
+    The papers print blocks that are not the standard layer ([`TransformerEncoderLayer`][]):
+    UASAN's decoder is ``Norm(t + MLP(t))`` after an attention without a residual, its context
+    encoder ``Norm(MLP(Attn(x)))``, its visual refiner a bare attention, ARN's HA
+    ``Linear(Attn(q)) + q``. Each is this block with its printed parts and residuals (post-norm):
+
+        h = attn(x, key, value) (+ x if attn_residual);    h = norm1(h)
+        y = mlp(h) (+ h if mlp_residual, + x if mlp_residual == "input");    y = norm2(y)
+
+    With ``norm_first`` each norm is applied to its part's input instead (pre-norm, timm's
+    form): ``h = attn(norm1(x)) (+ x)``, ``y = mlp(norm2(h)) (+ h)``.
+
+    Args:
+        attn: the attention, called as [`MaskedMultiheadAttention`][] (query, key, value,
+            ``query_mask``, ``key_mask``, ``query_pos``, ``key_pos``; returns
+            ``(output, weights)``).
+        mlp: a row-wise map ``(..., D) -> (..., D)`` (an MLP, a linear map), or ``None``.
+        norm1: the attention sub-layer's norm, or ``None``.
+        norm2: the feed-forward sub-layer's norm, or ``None`` (needs ``mlp``).
+        attn_residual: add the block's input to the attention's output.
+        mlp_residual: ``True`` adds the feed-forward part's input, ``"input"`` the block's
+            input, ``False`` nothing.
+        norm_first: pre-norm instead of post-norm.
+
+    Shape:
+        - x: ``(..., L, D)``; key: ``(..., S, kdim)`` and value ``(..., S, vdim)`` (default:
+          self-attention on ``x``)
+        - mask: ``(..., L)`` bool, ``True`` = valid query; key_mask: ``(..., S)`` (default
+          ``mask`` in self-attention); either may be its [`ValidRows`][dsgg_layers.rows.ValidRows]:
+          with ``mask`` as rows, the row-wise parts run on the valid rows only
+        - pos, key_pos: broadcastable to ``x`` and ``key`` (``key_pos`` defaults to ``pos`` in
+          self-attention)
+        - output: ``(..., L, D)``, 0 at invalid queries
+
+    Raises:
+        TypeError: a part is not an ``nn.Module``.
+        ValueError: ``norm2`` without ``mlp``, an unknown ``mlp_residual``, or ``attn`` not
+            ``D`` wide; inputs as [`MaskedMultiheadAttention`][].
+
+    Examples:
+        >>> D = 16
+        >>> block = AttentionBlock(MaskedMultiheadAttention(D, 4), nn.Linear(D, D),
+        ...                        norm2=nn.LayerNorm(D), attn_residual=False)  # Norm(t + W t)
+        >>> x, mask = torch.randn(2, 5, D), torch.rand(2, 5) > 0.3
+        >>> y = block(x, mask=mask)
+        >>> y.shape, bool(y[~mask].abs().sum() == 0)
+        (torch.Size([2, 5, 16]), True)
+    """
+
+    def __init__(
+        self,
+        attn: nn.Module,
+        mlp: nn.Module | None = None,
+        *,
+        norm1: nn.Module | None = None,
+        norm2: nn.Module | None = None,
+        attn_residual: bool = True,
+        mlp_residual: bool | Literal["input"] = True,
+        norm_first: bool = False,
+    ) -> None:
+        super().__init__()
+        for name, part in (("attn", attn), ("mlp", mlp), ("norm1", norm1), ("norm2", norm2)):
+            if part is not None and not isinstance(part, nn.Module):
+                raise TypeError(f"{name}: expected an nn.Module, got {type(part).__name__}")
+        if attn is None:
+            raise TypeError("attn: expected an nn.Module, got None")
+        if norm2 is not None and mlp is None:
+            raise ValueError("norm2: the feed-forward sub-layer's norm needs an mlp, got None")
+        if mlp_residual not in (True, False, "input"):
+            raise ValueError(f"mlp_residual: expected True, False or 'input', got {mlp_residual!r}")
+        self.attn, self.mlp, self.norm1, self.norm2 = attn, mlp, norm1, norm2
+        self.attn_residual, self.mlp_residual = bool(attn_residual), mlp_residual
+        self.norm_first = bool(norm_first)
+        self.d_model = getattr(attn, "embed_dim", None)
+
+    def reset_parameters(self) -> None:
+        """Each part's own reset (inside an ``nn.Sequential``: its layers')."""
+        reset_children(self)
+
+    def extra_repr(self) -> str:
+        return (f"attn_residual={self.attn_residual}, mlp_residual={self.mlp_residual!r}, "
+                f"norm_first={self.norm_first}")  # fmt: skip
+
+    def forward(
+        self,
+        x: Tensor,
+        key: Tensor | None = None,
+        value: Tensor | None = None,
+        *,
+        mask: MaskOrRows | None = None,
+        key_mask: MaskOrRows | None = None,
+        pos: Tensor | None = None,
+        key_pos: Tensor | None = None,
+    ) -> Tensor:
+        """The block on ``x``; see the class docstring."""
+        if self.d_model is not None:
+            check_tensor(x, "x", ("...", "L", self.d_model), dtype="float")
+        if key is None:
+            key_mask = mask if key_mask is None else key_mask
+            key_pos = pos if key_pos is None else key_pos
+        h = x
+        if self.norm_first and self.norm1 is not None:
+            h = rowwise(self.norm1, mask, x)
+        a, _ = self.attn(h, key, value, query_mask=mask, key_mask=key_mask, query_pos=pos,
+                         key_pos=key_pos)  # fmt: skip
+        return rowwise(self._post, mask, a, x)
+
+    def _post(self, a: Tensor, x: Tensor) -> Tensor:
+        """Everything after the attention (row-wise): residuals, norms, the feed-forward part."""
+        h = x + a if self.attn_residual else a
+        if self.norm1 is not None and not self.norm_first:
+            h = self.norm1(h)
+        if self.mlp is None:
+            return h
+        y = self.mlp(self.norm2(h) if self.norm_first and self.norm2 is not None else h)
+        if self.mlp_residual is True:
+            y = y + h
+        elif self.mlp_residual == "input":
+            y = y + x
+        if self.norm2 is not None and not self.norm_first:
+            y = self.norm2(y)
+        return y

@@ -43,6 +43,7 @@ from dsgg_layers._checks import (
 )
 from dsgg_layers._ops import mlp, reset_children, zero_padding
 from dsgg_layers.attention import (
+    AttentionBlock,
     MaskedMultiheadAttention,
     TransformerDecoder,
     TransformerDecoderLayer,
@@ -131,11 +132,13 @@ class VisualRefiner(nn.Module):
         check_positive(num_tokens, "num_tokens")
         self.d_model, self.num_tokens, self.residual = d_model, num_tokens, bool(residual)
         self.tokens = nn.Parameter(torch.empty(num_tokens, d_model))
-        self.self_attn = MaskedMultiheadAttention(d_model, nhead, dropout=dropout)
-        self.cross_attn = MaskedMultiheadAttention(d_model, nhead, dropout=dropout)
-        if self.residual:
-            self.norm1 = nn.LayerNorm(d_model)
-            self.norm2 = nn.LayerNorm(d_model)
+
+        def block() -> AttentionBlock:  # a bare attention, or Norm(q + Attn(q, ...))
+            norm = nn.LayerNorm(d_model) if self.residual else None
+            attn = MaskedMultiheadAttention(d_model, nhead, dropout=dropout)
+            return AttentionBlock(attn, norm1=norm, attn_residual=self.residual)
+
+        self.concepts, self.read = block(), block()  # V = Attn(Q, Q, Q); F_v = Attn(V, F, F)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -164,14 +167,9 @@ class VisualRefiner(nn.Module):
                 "token identical under Eq. 4 as printed; pass residual=True (the Q-Former's "
                 "form) to read one vector a trajectory"
             )
-        tokens = self.tokens.to(features.dtype)
-        concepts, _ = self.self_attn(tokens)  # (L, d), shared by every trajectory
-        if self.residual:
-            concepts = self.norm1(tokens + concepts)
+        concepts = self.concepts(self.tokens.to(features.dtype))  # (L, d), for every trajectory
         query = concepts.expand(*features.shape[:-2], *concepts.shape)
-        out, _ = self.cross_attn(query, features, key_mask=mask)
-        if self.residual:
-            out = self.norm2(query + out)
+        out = self.read(query, features, key_mask=mask)
         return zero_padding(out, None if tensor_mask is None else tensor_mask.any(-1))
 
 
@@ -282,10 +280,12 @@ class SemanticAwareContextEncoder(nn.Module):
         if residual:
             layer = TransformerEncoderLayer(d_model, nhead, dim_feedforward, dropout)
             self.encoder = TransformerEncoder(layer, num_layers)
-        else:
-            self.attn = MaskedMultiheadAttention(d_model, nhead, dropout=dropout)
-            self.mlp = mlp(d_model, dim_feedforward, d_model)
-            self.norm = nn.LayerNorm(d_model)
+        else:  # Eq. 5-6 as printed: Norm(MLP(Attn(x))), no residual
+            self.layer = AttentionBlock(
+                MaskedMultiheadAttention(d_model, nhead, dropout=dropout),
+                mlp(d_model, dim_feedforward, d_model), norm2=nn.LayerNorm(d_model),
+                attn_residual=False, mlp_residual=False,
+            )  # fmt: skip
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -357,8 +357,7 @@ class SemanticAwareContextEncoder(nn.Module):
         if self.residual:
             out = self.encoder(x, token_mask, pos=pos)
         else:
-            a, _ = self.attn(x, query_mask=token_mask, query_pos=pos, key_pos=pos)
-            out = self.norm(self.mlp(a))
+            out = self.layer(x, mask=token_mask, pos=pos)
         out = zero_padding(out, mask)
         start = subject.shape[-2] + object.shape[-2]
         return ContextEncoding(out, out[..., start : start + union.shape[-2], :])
@@ -398,9 +397,12 @@ class UnionRelationDecoder(nn.Module):
         check_positive(d_model, "d_model")
         self.d_model = d_model
         self.relation_token = _token(d_model)
-        self.attn = MaskedMultiheadAttention(d_model, nhead, dropout=dropout)
-        self.mlp = mlp(d_model, dim_feedforward, d_model)
-        self.norm = nn.LayerNorm(d_model)
+        self.layer = AttentionBlock(  # t_r = MHA(f_r, F_enc, F_enc); Norm(t_r + MLP(t_r))
+            MaskedMultiheadAttention(d_model, nhead, dropout=dropout),
+            mlp(d_model, dim_feedforward, d_model),
+            norm2=nn.LayerNorm(d_model),
+            attn_residual=False,
+        )
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -435,9 +437,7 @@ class UnionRelationDecoder(nn.Module):
                 f"query: expected (d,) or a shape that broadcasts to {(*lead, self.d_model)}, "
                 f"got {tuple(q.shape)}"
             ) from None
-        t, _ = self.attn(q.unsqueeze(-2), encoded, key_mask=mask)
-        t = t.squeeze(-2)
-        out = self.norm(t + self.mlp(t))
+        out = self.layer(q.unsqueeze(-2), encoded, key_mask=mask).squeeze(-2)
         return zero_padding(out, None if tensor_mask is None else tensor_mask.any(-1))
 
 

@@ -93,7 +93,8 @@ CATALOG: dict[str, tuple[str, ...]] = {
     # shared machinery
     **dict.fromkeys((
         "TransformerEncoderLayer", "TransformerEncoder", "TransformerDecoderLayer",
-        "TransformerDecoder", "MaskedMultiheadAttention", "masked_attention", "ValidRows",
+        "TransformerDecoder", "AttentionBlock", "MaskedMultiheadAttention",
+        "masked_attention", "ValidRows",
         "MaskOrRows", "rowwise", "split_mask", "LearnableTokens", "prepend_tokens",
         "split_tokens", "LearnedPositions", "sinusoidal_positions", "MaskedPooling",
         "masked_pool", "previous_frame_index", "gather_previous", "gather_frames",

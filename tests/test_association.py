@@ -49,17 +49,17 @@ def test_hierarchical_attention_equals_pytorch_attention_plus_linear():
     ha = HierarchicalAttention(D, H).double()
     ref = nn.MultiheadAttention(D, H, batch_first=True).double()
     with torch.no_grad():
-        ref.in_proj_weight.copy_(torch.cat([ha.attn.q_proj.weight, ha.attn.k_proj.weight,
-                                            ha.attn.v_proj.weight]))  # fmt: skip
-        ref.in_proj_bias.copy_(torch.cat([ha.attn.q_proj.bias, ha.attn.k_proj.bias,
-                                          ha.attn.v_proj.bias]))  # fmt: skip
-        ref.out_proj.weight.copy_(ha.attn.out_proj.weight)
-        ref.out_proj.bias.copy_(ha.attn.out_proj.bias)
+        a = ha.layer.attn
+        ref.in_proj_weight.copy_(torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight]))
+        ref.in_proj_bias.copy_(torch.cat([a.q_proj.bias, a.k_proj.bias, a.v_proj.bias]))
+        ref.out_proj.weight.copy_(a.out_proj.weight)
+        ref.out_proj.bias.copy_(a.out_proj.bias)
     cur, cues, comp = feats(3, 2, 6, D).unbind(0)
     f, _ = ref(cur, cues, comp)
-    torch.testing.assert_close(ha(cur, cues, comp), ha.linear(f) + cur)
-    ha.residual = "output"  # Eq. 13 as printed
-    torch.testing.assert_close(ha(cur, cues, comp), ha.linear(f) + f)
+    torch.testing.assert_close(ha(cur, cues, comp), ha.layer.mlp(f) + cur)
+    printed = HierarchicalAttention(D, H, residual="output").double()  # Eq. 13 as printed
+    printed.load_state_dict(ha.state_dict())
+    torch.testing.assert_close(printed(cur, cues, comp), ha.layer.mlp(f) + f)
 
 
 @pytest.mark.parametrize("fusion", ["arn", "add", "nonlinear"])

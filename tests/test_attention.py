@@ -9,11 +9,13 @@ from hypothesis import strategies as st
 from torch import nn
 
 from dsgg_layers import (
+    AttentionBlock,
     MaskedMultiheadAttention,
     TransformerDecoder,
     TransformerDecoderLayer,
     TransformerEncoder,
     TransformerEncoderLayer,
+    ValidRows,
     masked_attention,
 )
 
@@ -323,3 +325,72 @@ def test_errors():
         TransformerEncoder(nn.Linear(2, 2), 2)
     with pytest.raises(ValueError, match="num_layers: expected a value > 0, got 0"):
         TransformerDecoder(TransformerDecoderLayer(8, 2), 0)
+
+
+def _block_from_layer(layer: TransformerEncoderLayer) -> AttentionBlock:
+    """The standard layer's own parts, assembled by the block."""
+    ffn = nn.Sequential(layer.linear1, nn.ReLU(), layer.linear2)
+    return AttentionBlock(layer.self_attn, ffn, norm1=layer.norm1, norm2=layer.norm2,
+                          norm_first=layer.norm_first)  # fmt: skip
+
+
+@given(seed=st.integers(0, 2**16), norm_first=st.booleans(), rows=st.booleans())
+def test_block_with_the_standard_parts_is_the_encoder_layer(seed, norm_first, rows):
+    torch.manual_seed(seed)
+    layer = TransformerEncoderLayer(8, 2, 16, dropout=0.0, norm_first=norm_first).eval()
+    x, mask = torch.randn(2, 5, 8), torch.rand(2, 5) > 0.3
+    pos = torch.randn(2, 5, 8)
+    m = ValidRows(mask) if rows else mask
+    out = _block_from_layer(layer)(x, mask=m, pos=pos)
+    torch.testing.assert_close(out, layer(x, mask, pos=pos), rtol=1e-5, atol=1e-5)
+
+
+def test_block_printed_forms_by_hand():
+    """Each residual / norm option against its formula written out with the parts."""
+    torch.manual_seed(0)
+    attn, lin, n1, n2 = (
+        MaskedMultiheadAttention(8, 2),
+        nn.Linear(8, 8),
+        nn.LayerNorm(8),
+        nn.LayerNorm(8),
+    )
+    for p in (*n1.parameters(), *n2.parameters()):  # norms that are not the identity
+        nn.init.normal_(p)
+    x, key, value = torch.randn(3, 4, 8), torch.randn(3, 6, 8), torch.randn(3, 6, 8)
+    a = attn(x, key, value)[0]
+    cases = [
+        (dict(attn_residual=False), a),
+        (dict(norm1=n1), n1(x + a)),
+        (dict(mlp=lin, norm2=n2, attn_residual=False), n2(a + lin(a))),  # UASAN Eq. 7-8
+        (dict(mlp=lin, norm2=n2, attn_residual=False, mlp_residual=False), n2(lin(a))),  # Eq. 5-6
+        (dict(mlp=lin, attn_residual=False, mlp_residual="input"), x + lin(a)),  # ARN HA
+        (dict(mlp=lin, attn_residual=False), a + lin(a)),  # HA, Eq. 13 as printed
+    ]
+    for kw, want in cases:
+        block = AttentionBlock(attn, **kw)
+        torch.testing.assert_close(block(x, key, value), want, msg=str(kw))
+    pre = AttentionBlock(attn, lin, norm1=n1, norm2=n2, norm_first=True)
+    h = x + attn(n1(x), key, value)[0]
+    torch.testing.assert_close(pre(x, key, value), h + lin(n2(h)))
+    assert "mlp_residual=True" in repr(pre) and "norm_first=True" in repr(pre)
+
+
+def test_block_errors_and_degenerate_inputs():
+    attn = MaskedMultiheadAttention(8, 2)
+    with pytest.raises(TypeError, match="attn: expected an nn.Module"):
+        AttentionBlock(lambda q: q)
+    with pytest.raises(TypeError, match="mlp: expected an nn.Module"):
+        AttentionBlock(attn, torch.relu)
+    with pytest.raises(ValueError, match="norm2: .* needs an mlp"):
+        AttentionBlock(attn, norm2=nn.LayerNorm(8))
+    with pytest.raises(ValueError, match="mlp_residual: expected True, False or 'input'"):
+        AttentionBlock(attn, nn.Linear(8, 8), mlp_residual="query")
+    block = AttentionBlock(attn, nn.Linear(8, 8), norm2=nn.LayerNorm(8))
+    with pytest.raises(ValueError, match=r"x: .*\(2, 3, 6\)"):
+        block(torch.randn(2, 3, 6))
+    assert block(torch.randn(0, 3, 8)).shape == (0, 3, 8)
+    x = torch.randn(2, 3, 8, requires_grad=True)
+    out = block(x, mask=torch.zeros(2, 3, dtype=torch.bool))  # fully masked
+    assert (out == 0).all()
+    out.sum().backward()
+    assert torch.isfinite(x.grad).all() and (x.grad == 0).all()

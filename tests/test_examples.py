@@ -358,7 +358,7 @@ def test_arn_model_contract_gradients_and_ablation_flags(arn):
     )
     assert any(g is not None and g.abs().sum() > 0 for g in grad)  # the aux term reaches layer 0
     sum(losses.values()).backward()
-    assert model.reasoning.ha[0].linear.weight.grad.abs().sum() > 0  # HA learns
+    assert model.reasoning.ha[0].layer.mlp.weight.grad.abs().sum() > 0  # HA learns
     assert model.reasoning.pap.attention[1].reduce[0].weight.grad.abs().sum() > 0
     assert model.heads["contacting"].matcher.text_embeddings.grad.abs().sum() > 0  # CLIP rows
     assert model.sub_box[0].weight.grad.abs().sum() > 0

@@ -49,8 +49,8 @@ def test_refiner_equals_the_two_attentions_written_out():
     m = VisualRefiner(8, num_tokens=4, nhead=2).eval()
     feats = torch.randn(3, 6, 8)
     mask = torch.tensor([[True] * 6, [True, True, False, True, False, False], [True] + [False] * 5])
-    V = _attn(m.self_attn, m.tokens, m.tokens, m.tokens)
-    expected = _attn(m.cross_attn, V.expand(3, 4, 8), feats, feats, key_mask=mask)
+    V = _attn(m.concepts.attn, m.tokens, m.tokens, m.tokens)
+    expected = _attn(m.read.attn, V.expand(3, 4, 8), feats, feats, key_mask=mask)
     torch.testing.assert_close(m(feats, mask), expected)
 
 
@@ -103,13 +103,13 @@ def test_relation_token_goes_to_queries_and_keys_only(residual):
         h = layer.norm1(x + a)
         expected = layer.norm2(h + layer.linear2(layer.activation(layer.linear1(h))))
     else:
-        expected = enc.norm(enc.mlp(_attn(enc.attn, x, x, x, f, f)))
+        expected = enc.layer.norm2(enc.layer.mlp(_attn(enc.layer.attn, x, x, x, f, f)))
     out = enc(*parts)
     torch.testing.assert_close(out.encoded, expected)
     torch.testing.assert_close(out.union, expected[..., 6:9, :])
     # the token in the values too would give another output
-    wrong = enc.norm(enc.mlp(_attn(enc.attn, x + f, x + f, x + f))) if not residual else None
-    if wrong is not None:
+    if not residual:
+        wrong = enc.layer.norm2(enc.layer.mlp(_attn(enc.layer.attn, x + f, x + f, x + f)))
         assert not torch.allclose(wrong, expected, atol=1e-4)
 
 
@@ -164,15 +164,15 @@ def test_decoder_equals_eq_7_8_and_takes_a_shared_query():
     enc = torch.randn(2, 5, 11, 8)
     mask = torch.rand(2, 5, 11) > 0.3
     mask[0, 0] = False  # a pair with no token
-    t = _attn(dec.attn, dec.relation_token.expand(2, 5, 1, 8), enc, enc, key_mask=mask)
+    t = _attn(dec.layer.attn, dec.relation_token.expand(2, 5, 1, 8), enc, enc, key_mask=mask)
     t = t.squeeze(-2)
-    expected = dec.norm(t + dec.mlp(t))
+    expected = dec.layer.norm2(t + dec.layer.mlp(t))
     out = dec(enc, mask)
     torch.testing.assert_close(out[mask.any(-1)], expected[mask.any(-1)])
     assert (out[0, 0] == 0).all()
     q = torch.randn(8)
-    t2 = _attn(dec.attn, q.expand(2, 5, 1, 8), enc, enc).squeeze(-2)
-    torch.testing.assert_close(dec(enc, query=q), dec.norm(t2 + dec.mlp(t2)))
+    t2 = _attn(dec.layer.attn, q.expand(2, 5, 1, 8), enc, enc).squeeze(-2)
+    torch.testing.assert_close(dec(enc, query=q), dec.layer.norm2(t2 + dec.layer.mlp(t2)))
     with pytest.raises(ValueError, match="query"):
         dec(enc, query=torch.randn(3, 8))
     with pytest.raises(ValueError, match="encoded"):
@@ -261,7 +261,7 @@ def test_encoder_reset_keeps_the_attention_init(residual):
     # resetting the encoder must not re-reset the attention's projections to nn.Linear's
     # default (non-zero biases) after the attention set Xavier weights and zero biases
     enc = SemanticAwareContextEncoder(8, nhead=2, dim_feedforward=16, residual=residual)
-    attn = enc.encoder.layers[0].self_attn if residual else enc.attn
+    attn = enc.encoder.layers[0].self_attn if residual else enc.layer.attn
     for proj in (attn.q_proj, attn.k_proj, attn.v_proj, attn.out_proj):
         assert (proj.bias == 0).all()
     enc.reset_parameters()

@@ -496,11 +496,11 @@ def test_refiner_refuses_one_token_without_residual_and_reads_it_with_one():
     feats = torch.randn(3, 1, 8)
     out = m(feats)
     assert (out[:, 0] - out[:, 1]).abs().max() > 1e-3  # the tokens differ
-    # written out: V = norm1(Q + SA(Q)), F_v = norm2(V + CA(V, F))
-    sa, ca = m.self_attn, m.cross_attn
+    # written out: V = Norm(Q + SA(Q)), F_v = Norm(V + CA(V, F))
+    sa, ca = m.concepts.attn, m.read.attn
     Q = m.tokens
-    V = m.norm1(Q + sa(Q)[0])  # the attention itself is checked in test_union.py
-    expected = m.norm2(V + ca.out_proj(ca.v_proj(feats)).expand(3, 4, 8))  # one key: weight 1
+    V = m.concepts.norm1(Q + sa(Q)[0])  # the attention itself is checked in test_union.py
+    expected = m.read.norm1(V + ca.out_proj(ca.v_proj(feats)).expand(3, 4, 8))  # one key: weight 1
     torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
     mask = torch.tensor([[True], [False], [True]])
     masked = m(feats.masked_fill(~mask[..., None], math.nan), mask)
