@@ -128,8 +128,10 @@ from dsgg_layers.temporal import (
 from dsgg_layers.tokens import LearnableTokens, prepend_tokens, split_tokens
 from dsgg_layers.union import (
     ContextEncoding,
+    RelationFeatures,
     RelationQueryDecoder,
     SemanticAwareContextEncoder,
+    UnionAwareRelationHead,
     UnionRelationDecoder,
     UnionRelationPredictor,
     VisualRefiner,
@@ -172,6 +174,7 @@ __all__ = [
     "PredicateAssociationParser",
     "PromptLearner",
     "RelationAssignment",
+    "RelationFeatures",
     "RelationQueryDecoder",
     "RelationScorer",
     "RelationScores",
@@ -194,6 +197,7 @@ __all__ = [
     "TransformerEncoder",
     "TransformerEncoderLayer",
     "TripletCategoryClassifier",
+    "UnionAwareRelationHead",
     "UnionHeadOutput",
     "UnionRelationDecoder",
     "UnionRelationHead",

@@ -19,7 +19,8 @@ open-vocabulary.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import torch
@@ -287,6 +288,27 @@ class PromptLearner(nn.Module):
         self.class_names = names
         self.register_buffer("token_ids", ids, persistent=False)
         self.register_buffer("token_embeddings", self.tower.embed_tokens(ids), persistent=False)
+
+    @contextlib.contextmanager
+    def using_class_names(self, class_names: Sequence[str]) -> Iterator[PromptLearner]:
+        """[`set_class_names`][] for the duration of a ``with`` block, then the previous
+        classes again (evaluating on novel classes without forgetting the training ones).
+
+        Examples:
+            >>> tower = WordTower(["move", "left", "right", "up"], dim=16)
+            >>> learner = PromptLearner(tower, ["move left", "move right"], num_context=4)
+            >>> with learner.using_class_names(["move up"]):
+            ...     learner().shape
+            torch.Size([1, 16])
+            >>> learner.class_names
+            ('move left', 'move right')
+        """
+        previous = self.class_names
+        self.set_class_names(class_names)
+        try:
+            yield self
+        finally:
+            self.set_class_names(previous)
 
     def forward(self) -> Tensor:
         """``(C, embed_dim)`` L2-normalised class embeddings (Eq. 10)."""

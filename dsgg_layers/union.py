@@ -15,6 +15,8 @@ Alignment* (UASAN), Eq. 4-8 and 11, on the library's attention body
 - [`UnionRelationDecoder`][] (Eq. 7-8): ``t_r = MHA(f_r, F_enc, F_enc)``,
   ``F_dec = Norm(t_r + MLP(t_r))``.
 - [`UnionRelationPredictor`][] (Eq. 11): ``R = Norm(MLP(F_dec + F_enc[U] + U + F_mot))``.
+- [`UnionAwareRelationHead`][]: the three together as the paper prints them (Eq. 5-11), with
+  the L_fg feature and Table 4's ablation rows (``stage``).
 
 UASAN's public code computes its relation head differently from the equations; the blocks offer
 the code's form too, named: ``SemanticAwareContextEncoder(positions="slot", num_layers=3)`` (a
@@ -54,8 +56,10 @@ from dsgg_layers.rows import MaskOrRows, ValidRows, rowwise, split_mask
 
 __all__ = [
     "ContextEncoding",
+    "RelationFeatures",
     "RelationQueryDecoder",
     "SemanticAwareContextEncoder",
+    "UnionAwareRelationHead",
     "UnionRelationDecoder",
     "UnionRelationPredictor",
     "VisualRefiner",
@@ -614,3 +618,128 @@ class UnionRelationPredictor(nn.Module):
     def _predict(self, decoded: Tensor, encoded_union: Tensor, union: Tensor, motion: Tensor):
         total = decoded + encoded_union.mean(-2) + union.mean(-2) + motion.mean(-2)
         return self.norm(self.mlp(total))
+
+
+class RelationFeatures(NamedTuple):
+    """What [`UnionAwareRelationHead`][] returns.
+
+    Examples:
+        >>> head = UnionAwareRelationHead(8, nhead=2, stage="union")
+        >>> out = head(*(torch.randn(3, 2, 8) for _ in range(4)))
+        >>> out.relation.shape, out.fine_grained is None      # L_fg only with stage="full"
+        (torch.Size([3, 8]), True)
+    """
+
+    relation: Tensor
+    """``(..., out_dim)``: ``r_{s,o}``, scored against the predicate prompts (L_union)."""
+    fine_grained: Tensor | None
+    """``(..., out_dim)``: the subject-object feature of L_fg (``stage="full"``), else ``None``."""
+
+
+_STAGES = ("pair", "union", "encoder", "full")
+
+
+class UnionAwareRelationHead(nn.Module):
+    """UASAN's relation head as the paper prints it (Sec. 3.3, Eq. 5-11 and L_fg of Eq. 12),
+    with the rows of its Table 4 as ``stage``.
+
+    - ``"pair"`` (Table 4, a): an MLP on the mean subject and object tokens, ``[s; o]``.
+    - ``"union"`` (b): an MLP on ``[s; o; u; m]``, the union and motion tokens' means added.
+    - ``"encoder"`` (c): the [`SemanticAwareContextEncoder`][] over ``[F_S; F_O; U; F_mot]``,
+      then a linear map of the mean encoded sentence.
+    - ``"full"``: the encoder, [`UnionRelationDecoder`][] (its query the encoder's relation
+      token: the paper writes one symbol for both) and [`UnionRelationPredictor`][] (Eq. 11);
+      also the fine-grained feature ``MLP([s; o])`` that L_fg scores against its own prompts.
+
+    The public code computes its head otherwise: [`UnionRelationHead`][dsgg_layers.union_head.
+    UnionRelationHead] (layers, positions and four branches scored token by token).
+
+    Args:
+        d_model: width ``d`` of the tokens.
+        nhead: attention heads.
+        dim_feedforward: hidden width of the encoder's and decoder's MLPs (default ``2 d``).
+        out_dim: width of the features (the prompt embeddings'; default ``d``).
+        stage: ``"pair"``, ``"union"``, ``"encoder"`` or ``"full"``.
+        dropout: attention dropout.
+
+    Shape:
+        - subject, object, union, motion: ``(..., L_i, d)``, the same leading dims
+        - mask: ``(...)`` bool, the valid pairs (or its [`ValidRows`][dsgg_layers.rows.ValidRows]:
+          then nothing runs on the padded pairs)
+        - output: [`RelationFeatures`][], each ``(..., out_dim)``, 0 at padded pairs
+
+    Raises:
+        TypeError, ValueError: an unknown ``stage``, or shapes or dtypes are wrong (named).
+
+    Examples:
+        >>> head = UnionAwareRelationHead(16, nhead=4, out_dim=8)
+        >>> s, o, u, m = (torch.randn(5, k, 16) for k in (4, 4, 4, 2))   # 5 pairs
+        >>> out = head(s, o, u, m, mask=torch.tensor([True, True, False, True, True]))
+        >>> out.relation.shape, out.fine_grained.shape, float(out.relation[2].abs().sum())
+        (torch.Size([5, 8]), torch.Size([5, 8]), 0.0)
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        nhead: int = 8,
+        dim_feedforward: int | None = None,
+        out_dim: int | None = None,
+        *,
+        stage: str = "full",
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        check_choice(stage, "stage", _STAGES)
+        check_positive(d_model, "d_model")
+        d, E = d_model, out_dim or d_model
+        check_positive(E, "out_dim")
+        ff = dim_feedforward or 2 * d
+        self.d_model, self.out_dim, self.stage = d, E, stage
+        if stage in ("pair", "union"):
+            self.relation_head = mlp((2 if stage == "pair" else 4) * d, d, E)
+        else:
+            self.encoder = SemanticAwareContextEncoder(d, nhead, ff, dropout)
+            if stage == "encoder":
+                self.relation_head = nn.Linear(d, E)
+            else:
+                self.decoder = UnionRelationDecoder(d, nhead, ff, dropout)
+                self.predictor = UnionRelationPredictor(d, out_dim=E)
+                self.fine_grained_head = mlp(2 * d, d, E)
+
+    def reset_parameters(self) -> None:
+        """Each part's own reset."""
+        reset_children(self)
+
+    def extra_repr(self) -> str:
+        return f"d_model={self.d_model}, out_dim={self.out_dim}, stage={self.stage!r}"
+
+    def forward(
+        self,
+        subject: Tensor,
+        object: Tensor,
+        union: Tensor,
+        motion: Tensor,
+        mask: MaskOrRows | None = None,
+    ) -> RelationFeatures:
+        """The pairs' relation features; see the class docstring."""
+        parts = {"subject": subject, "object": object, "union": union, "motion": motion}
+        for name, x in parts.items():
+            check_tensor(x, name, (*subject.shape[:-2], "L", self.d_model), dtype="float")
+        _check_pair_mask(split_mask(mask)[0], subject.shape[:-2])
+        if self.stage in ("pair", "union"):
+            used = (subject, object) if self.stage == "pair" else tuple(parts.values())
+            return RelationFeatures(rowwise(self._pooled_head, mask, *used), None)
+        enc = self.encoder(subject, object, union, motion, mask=mask)
+        if self.stage == "encoder":
+            return RelationFeatures(rowwise(self._pooled_head, mask, enc.encoded), None)
+        token = self.encoder.relation_token
+        decoded = rowwise(lambda e: self.decoder(e, query=token), mask, enc.encoded)
+        relation = self.predictor(decoded, enc.union, union, motion, mask)
+        fine = rowwise(lambda s, o: self.fine_grained_head(torch.cat((s.mean(-2), o.mean(-2)), -1)),
+                       mask, subject, object)  # fmt: skip
+        return RelationFeatures(relation, fine)
+
+    def _pooled_head(self, *tokens: Tensor) -> Tensor:
+        """``relation_head`` on the token-mean of each input, concatenated."""
+        return self.relation_head(torch.cat([x.mean(-2) for x in tokens], -1))

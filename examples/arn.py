@@ -68,10 +68,6 @@ GROUPS = tuple(PREDICATE_GROUPS)
 NUM_OBJECTS = len(OBJECT_CLASSES)
 
 
-def _mlp(d: int, out: int) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, out))
-
-
 def _backbone(name: str, d: int) -> tuple[nn.Module, int]:
     """A CNN for RGB frames and its stride: a small one, or torchvision's ResNet-18 (random
     weights: none can be downloaded here) up to its stride-16 stage."""
@@ -163,7 +159,8 @@ class ARN(nn.Module):
         self.reasoning = (
             AssociationReasoning(d_model, nhead, len(GROUPS), hierarchical=ha) if pap else None
         )
-        self.sub_box, self.obj_box = _mlp(d_model, 4), _mlp(d_model, 4)
+        self.sub_box = pair_models.mlp(d_model, d_model, 4)
+        self.obj_box = pair_models.mlp(d_model, d_model, 4)
         self.object_head = nn.Linear(d_model, NUM_OBJECTS + (1 if loss == "ce" else 0))
         if loss == "focal":  # Lin et al.'s prior: every class starts at 1%
             nn.init.constant_(self.object_head.bias, -math.log(99.0))

@@ -5,7 +5,8 @@ their helpers (ARN's too).
 object classes' semantics, a pair's inputs (subject, object and union features, class
 semantics, boxes) and their projection, the object classifier SGCls uses, its loss, and the
 object side of a task's predictions. The helpers: the share of pair-frames whose relations
-change, and the text embeddings of prompts (real CLIP, or ``--random-text``).
+change, the text embeddings of prompts (real CLIP, or ``--random-text``), and the two-layer
+MLP the heads of ARN and UASAN use.
 """
 
 from __future__ import annotations
@@ -26,11 +27,17 @@ from dsgg_layers.vocab import OBJECT_CLASSES
 __all__ = [
     "PairFrontEnd",
     "label_change_share",
+    "mlp",
     "object_predictions",
     "pair_input_dim",
     "pair_inputs",
     "text_embeddings",
 ]
+
+
+def mlp(d_in: int, hidden: int, out: int) -> nn.Sequential:
+    """``Linear -> ReLU -> Linear``."""
+    return nn.Sequential(nn.Linear(d_in, hidden), nn.ReLU(), nn.Linear(hidden, out))
 
 
 def pair_input_dim(feature_dim: int, union_dim: int, class_semantics: Tensor) -> int:

@@ -80,7 +80,10 @@ CATALOG: dict[str, tuple[str, ...]] = {
     # UASAN
     "VisualRefiner": ("uasan",), "SemanticAwareContextEncoder": ("uasan",),
     "ContextEncoding": ("uasan",), "UnionRelationDecoder": ("uasan",),
-    "UnionRelationPredictor": ("uasan",), "RelationQueryDecoder": ("uasan",),
+    "UnionRelationPredictor": ("uasan",), "UnionAwareRelationHead": ("uasan",),
+    "RelationFeatures": ("uasan",), "data.SegmentPairs": ("uasan",),
+    "data.segment_pairs": ("uasan",), "data.pair_geometry": ("uasan",),
+    "RelationQueryDecoder": ("uasan",),
     "feature_distillation_loss": ("uasan",), "UnionRelationHead": ("uasan",),
     "UnionHeadOutput": ("uasan",), "token_cosine_logits": ("uasan",),
     "uasan_head_state_dict": ("uasan",), "PromptLearner": ("uasan",),

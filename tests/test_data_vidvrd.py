@@ -142,3 +142,18 @@ def test_open_vocabulary_splits():
         assert not set(splits["base"]) & set(splits["novel"])
         assert len(set(splits["base"])) == len(splits["base"])
     assert "person" in VIDVRD_OBJECT_SPLITS["base"] and "bite" in VIDVRD_PREDICATE_SPLITS["novel"]
+
+
+def test_box_noise_moves_present_boxes_only_and_is_reproducible():
+    video = VidVRDVideo.from_json(_anno())
+    noisy = video.with_box_noise(3.0, seed=1)
+    present = video.box_mask
+    moved = (noisy.boxes - video.boxes).abs()
+    assert (moved[present] > 0).any() and (moved[~present] == 0).all()
+    assert 1.0 < float(moved[present].std()) < 5.0  # about 3 px
+    assert torch.equal(noisy.boxes, video.with_box_noise(3.0, seed=1).boxes)
+    assert not torch.equal(noisy.boxes, video.with_box_noise(3.0, seed=2).boxes)
+    assert torch.equal(video.with_box_noise(0.0, seed=1).boxes, video.boxes)
+    assert noisy.relation_instances()[0]["triplet"] == video.relation_instances()[0]["triplet"]
+    with pytest.raises(ValueError, match="std"):
+        video.with_box_noise(-1.0, seed=0)

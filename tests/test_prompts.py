@@ -220,3 +220,18 @@ def test_grouped_prompts_gradients_new_names_compile_and_errors():
     eager = learner.logits(feats, group=grp4)
     compiled = torch.compile(lambda f: learner.logits(f, group=grp4), fullgraph=True)(feats)
     torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-5)
+
+
+def test_using_class_names_restores_the_classes_even_on_error():
+    tower = WordTower(["move", "left", "right", "up"], dim=16)
+    learner = PromptLearner(tower, ["move left", "move right"], num_context=2)
+    before = learner().detach()
+    with learner.using_class_names(["move up"]) as same:
+        assert same is learner and learner().shape == (1, 16)
+    torch.testing.assert_close(learner(), before)
+    with pytest.raises(RuntimeError, match="boom"), learner.using_class_names(["up"]):
+        raise RuntimeError("boom")
+    assert learner.class_names == ("move left", "move right")
+    with pytest.raises(ValueError, match="class_names"), learner.using_class_names([]):
+        pass
+    assert learner.class_names == ("move left", "move right")

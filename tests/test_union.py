@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from dsgg_layers import (
     SemanticAwareContextEncoder,
+    UnionAwareRelationHead,
     UnionRelationDecoder,
     UnionRelationPredictor,
     VisualRefiner,
@@ -266,3 +267,33 @@ def test_encoder_reset_keeps_the_attention_init(residual):
         assert (proj.bias == 0).all()
     enc.reset_parameters()
     assert (attn.out_proj.bias == 0).all()
+
+
+def test_union_aware_head_is_its_parts_composed_as_printed():
+    """Each stage against the blocks composed by hand (Eq. 5-11; Table 4's rows)."""
+    torch.manual_seed(0)
+    s, o, u, m = (torch.randn(2, 5, k, 8) for k in (3, 3, 4, 2))
+    mask = torch.rand(2, 5) > 0.3
+    full = UnionAwareRelationHead(8, 2, 16, 6).eval()
+    enc = full.encoder(s, o, u, m, mask=mask)
+    dec = full.decoder(enc.encoded, query=full.encoder.relation_token)
+    want = full.predictor(dec, enc.union, u, m, mask)
+    fg = full.fine_grained_head(torch.cat((s.mean(-2), o.mean(-2)), -1)) * mask[..., None]
+    out = full(s, o, u, m, mask)
+    torch.testing.assert_close(out.relation, want)
+    torch.testing.assert_close(out.fine_grained, fg)
+    pair = UnionAwareRelationHead(8, 2, out_dim=6, stage="pair")
+    want = pair.relation_head(torch.cat((s.mean(-2), o.mean(-2)), -1)) * mask[..., None]
+    torch.testing.assert_close(pair(s, o, u, m, mask).relation, want)
+    union = UnionAwareRelationHead(8, 2, out_dim=6, stage="union")
+    cat = torch.cat([x.mean(-2) for x in (s, o, u, m)], -1)
+    torch.testing.assert_close(union(s, o, u, m).relation, union.relation_head(cat))
+    encoder = UnionAwareRelationHead(8, 2, 16, 6, stage="encoder")
+    enc = encoder.encoder(s, o, u, m, mask=mask)
+    want = encoder.relation_head(enc.encoded.mean(-2)) * mask[..., None]
+    torch.testing.assert_close(encoder(s, o, u, m, mask).relation, want)
+    assert out.relation[~mask].abs().sum() == 0 and "stage='full'" in repr(full)
+    with pytest.raises(ValueError, match="stage"):
+        UnionAwareRelationHead(8, 2, stage="b")
+    with pytest.raises(ValueError, match="motion"):
+        full(s, o, u, m[..., :4])

@@ -6,6 +6,7 @@ from dsgg_layers.data.batch import Batch, TrajectoryBatch
 from dsgg_layers.data.graph import VideoGraph, VideoGraphDataset, with_union_features
 from dsgg_layers.data.probe import motion_probe
 from dsgg_layers.data.render import render_images, render_maps
+from dsgg_layers.data.segments import SegmentPairs, pair_geometry, segment_pairs
 from dsgg_layers.data.synthetic import MOTION_PREDICATES, SyntheticActionGenome, SyntheticConfig
 from dsgg_layers.data.trajectory import (
     TRAJECTORY_PREDICATE_SPLITS,
@@ -29,6 +30,7 @@ __all__ = [
     "VIDVRD_PREDICATE_SPLITS",
     "ActionGenome",
     "Batch",
+    "SegmentPairs",
     "SyntheticActionGenome",
     "SyntheticConfig",
     "SyntheticVidVRD",
@@ -39,8 +41,10 @@ __all__ = [
     "VideoGraphDataset",
     "load_vidvrd",
     "motion_probe",
+    "pair_geometry",
     "render_images",
     "render_maps",
+    "segment_pairs",
     "segment_video",
     "with_union_features",
     "write_action_genome",

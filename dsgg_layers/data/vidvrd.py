@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -305,6 +305,31 @@ class VidVRDVideo:
     def segments(self, length: int = 30, stride: int = 15) -> Tensor:
         """[`segment_video`][] over the whole video."""
         return segment_video(0, self.frame_count, length, stride)
+
+    def with_box_noise(self, std: float, seed: int) -> VidVRDVideo:
+        """The video with Gaussian noise of ``std`` pixels on every present box (a tracker's
+        view of the ground truth: the SGDet input of a trajectory benchmark); reproducible
+        from ``seed``.
+
+        Raises:
+            ValueError: ``std`` is negative.
+
+        Examples:
+            >>> anno = {"video_id": "v", "frame_count": 1, "width": 64, "height": 48,
+            ...         "subject/objects": [{"tid": 0, "category": "dog"}],
+            ...         "trajectories": [[{"tid": 0, "bbox": {"xmin": 1, "ymin": 2,
+            ...                                              "xmax": 9, "ymax": 8}}]],
+            ...         "relation_instances": []}
+            >>> video = VidVRDVideo.from_json(anno)
+            >>> noisy = video.with_box_noise(3.0, seed=0)
+            >>> bool((noisy.boxes != video.boxes).any()), noisy.categories == video.categories
+            (True, True)
+        """
+        if not std >= 0:
+            raise ValueError(f"std: expected a non-negative number of pixels, got {std}")
+        g = torch.Generator().manual_seed(seed)
+        noise = torch.randn(self.boxes.shape, generator=g) * std
+        return replace(self, boxes=(self.boxes + noise) * self.box_mask[..., None])
 
 
 def load_vidvrd(path: str | Path) -> list[VidVRDVideo]:

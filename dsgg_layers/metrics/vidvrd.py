@@ -609,3 +609,24 @@ class OpenVocabularyEvaluator(SummableMetric):
         """All-reduce both evaluators' sums across processes (a no-op in one process)."""
         self.novel_evaluator.sync(group)
         self.all_evaluator.sync(group)
+
+    @staticmethod
+    def format_results(
+        results: Mapping[str, Tensor],
+        metrics: Sequence[str] = ("mAP", "R@50", "R@100", "P@1", "P@5", "P@10"),
+    ) -> str:
+        """A table of [`compute`][]'s results in percent: one row a split (novel, all), one
+        column a metric.
+
+        Examples:
+            >>> r = {f"{s}/{m}": torch.tensor(0.5) for s in ("novel", "all") for m in ("mAP",)}
+            >>> print(OpenVocabularyEvaluator.format_results(r, ["mAP"]))
+            split        mAP
+            novel      50.00
+            all        50.00
+        """
+        lines = [f"{'split':<8}" + "".join(f"{m:>8}" for m in metrics)]
+        for split in ("novel", "all"):
+            cells = "".join(f"{float(results[f'{split}/{m}']) * 100:>8.2f}" for m in metrics)
+            lines.append(f"{split:<8}{cells}")
+        return "\n".join(lines)
