@@ -67,7 +67,7 @@ from dsgg_layers.losses import (
     sttran_predicate_loss,
     tr2_predicate_loss,
 )
-from dsgg_layers.matching import PairHungarianMatcher, linear_sum_assignment
+from dsgg_layers.matching import PairHungarianMatcher, linear_sum_assignment, pair_matching_cost
 from dsgg_layers.message import (
     MessageToken,
     TemporalDifferenceGuidance,
@@ -95,7 +95,7 @@ from dsgg_layers.prompts import (
     TextTower,
     WordTower,
 )
-from dsgg_layers.queries import PairQueries, TemporalMemory, reference_frames
+from dsgg_layers.queries import PairQueries, TemporalMemory, reference_frames, stack_references
 from dsgg_layers.relation import SpatialTemporalEncoder
 from dsgg_layers.rows import MaskOrRows, ValidRows, rowwise, split_mask
 from dsgg_layers.sampling import (
@@ -117,6 +117,13 @@ from dsgg_layers.semantic import (
     ActionSemanticMatcher,
     SentenceClassifier,
     TripletCategoryClassifier,
+)
+from dsgg_layers.set_prediction import (
+    MatchIndex,
+    match_index,
+    matched_box_losses,
+    matched_class_loss,
+    query_targets,
 )
 from dsgg_layers.sttran import STTranPairs, from_sttran, link_tracks, sttran_to_tracks
 from dsgg_layers.temporal import (
@@ -164,6 +171,7 @@ __all__ = [
     "MaskOrRows",
     "MaskedMultiheadAttention",
     "MaskedPooling",
+    "MatchIndex",
     "MessageToken",
     "MotionFeatureExtractor",
     "MotionInteraction",
@@ -238,14 +246,19 @@ __all__ = [
     "link_tracks",
     "masked_attention",
     "masked_pool",
+    "match_index",
+    "matched_box_losses",
+    "matched_class_loss",
     "motion_attributes",
     "multilabel_focal_loss",
     "multilabel_margin_loss",
     "normalize_boxes",
     "padding_fraction",
+    "pair_matching_cost",
     "person_object_pairs",
     "prepend_tokens",
     "previous_frame_index",
+    "query_targets",
     "reference_frames",
     "relation_text_targets",
     "rowwise",
@@ -255,6 +268,7 @@ __all__ = [
     "split_mask",
     "split_tokens",
     "split_tracks",
+    "stack_references",
     "sttran_predicate_loss",
     "sttran_to_tracks",
     "text",

@@ -303,6 +303,9 @@ class PairHungarianMatcher(nn.Module):
         self.cost_class, self.cost_predicate, self.cost_bbox, self.cost_giou = weights
         self.class_activation, self.groups, self.backend = class_activation, groups, backend
 
+    def reset_parameters(self) -> None:
+        """Nothing to reset: the matcher has no parameters (its costs are configuration)."""
+
     def extra_repr(self) -> str:
         return (
             f"cost_class={self.cost_class}, cost_predicate={self.cost_predicate}, "

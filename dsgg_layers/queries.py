@@ -25,7 +25,7 @@ from dsgg_layers._checks import check_choice, check_positive, check_tensor
 from dsgg_layers.positions import LearnedPositions
 from dsgg_layers.rows import MaskOrRows, split_mask
 
-__all__ = ["PairQueries", "TemporalMemory", "reference_frames"]
+__all__ = ["PairQueries", "TemporalMemory", "reference_frames", "stack_references"]
 
 
 class PairQueries(nn.Module):
@@ -214,3 +214,38 @@ def reference_frames(
         index = torch.cat((index, t[:, None].expand(pad)), -1)
         valid = torch.cat((valid, valid.new_zeros(pad)), -1)
     return index, valid
+
+
+def stack_references(
+    features: Tensor, frames: Tensor, index: Tensor, valid: Tensor
+) -> tuple[Tensor, Tensor]:
+    """Each key frame's features and its references', stacked as [`TemporalMemory`][]'s frame
+    slots (slot 0 the key frame).
+
+    Args:
+        features: ``(B, T, ...)`` per-frame features (e.g. ``(B, T, S, D)`` encoder tokens).
+        frames: ``(N, 2)`` ``(video, frame)`` indices of the key frames.
+        index, valid: ``(B, T, R)``, [`reference_frames`][]'s output.
+
+    Returns:
+        ``(stacked, frame_mask)``: ``(N, 1 + R, ...)`` and ``(N, 1 + R)`` bool (the key frame
+        always present; a reference where ``valid``).
+
+    Raises:
+        TypeError, ValueError: shapes or dtypes disagree.
+
+    Examples:
+        >>> feats = torch.arange(6.0).view(1, 6, 1)             # one video, 6 frames
+        >>> index, valid = reference_frames(torch.ones(1, 6, dtype=torch.bool), 2, 2)
+        >>> stacked, mask = stack_references(feats, torch.tensor([[0, 3]]), index, valid)
+        >>> stacked.flatten().tolist(), mask.tolist()
+        ([3.0, 2.0, 4.0], [[True, True, True]])
+    """
+    check_tensor(features, "features", ("B", "T", "..."))
+    check_tensor(frames, "frames", ("N", 2), dtype="int")
+    check_tensor(index, "index", (*features.shape[:2], "R"), dtype="int")
+    check_tensor(valid, "valid", tuple(index.shape), dtype="bool")
+    b, t = frames[:, 0], frames[:, 1]
+    slots = torch.cat((t[:, None], index[b, t]), 1)  # (N, 1 + R)
+    present = torch.cat((torch.ones_like(t[:, None], dtype=torch.bool), valid[b, t]), 1)
+    return features[b[:, None], slots], present

@@ -54,6 +54,13 @@ class RelationAssignment(NamedTuple):
             for none).
         relations: ``(..., T, P, C)`` bool, the matched pair's relations (none for the others),
             or ``None`` when no ``gt_relations`` were given.
+
+    Examples:
+        >>> box = torch.tensor([[[[0.0, 0.0, 10.0, 10.0]]]])
+        >>> labels, mask = torch.tensor([[[3]]]), torch.ones(1, 1, 1, dtype=torch.bool)
+        >>> a = assign_relations(box, box, labels, mask, box, box, labels, mask)
+        >>> a.positive.tolist(), a.negative.tolist(), a.relations is None
+        ([[[True]]], [[[False]]], True)
     """
 
     positive: Tensor

@@ -347,6 +347,12 @@ class RelationScores(NamedTuple):
         video_context: ``(..., d_m)`` the video context ``ĉ_tmp``, or ``None`` without a
             temporal encoder.
         pairs: ``(..., T, P, d_m)`` the pair features enriched by the spatial encoder ``x̂``.
+
+    Examples:
+        >>> scorer = RelationScorer(8, 8, nhead=2, dim_feedforward=16)
+        >>> out = scorer(torch.randn(1, 3, 2, 8), torch.ones(1, 3, 2, dtype=torch.bool))
+        >>> out.logits.shape, out.score.shape, out.frame_context.shape
+        (torch.Size([1, 3, 2, 2]), torch.Size([1, 3, 2]), torch.Size([1, 3, 8]))
     """
 
     logits: Tensor

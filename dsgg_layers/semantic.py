@@ -415,11 +415,16 @@ class TripletCategoryClassifier(nn.Module):
         """Category logits ``(..., P * O)``."""
         return self.matcher(x)
 
-    def predicate_probabilities(self, logits: Tensor) -> Tensor:
-        """``(..., P)``: each predicate's largest category probability (Eq. 15)."""
+    def predicate_logits(self, logits: Tensor) -> Tensor:
+        """``(..., P)``: each predicate's largest category logit (Eq. 15 before the sigmoid,
+        which is monotone: what a sigmoid loss or a matcher takes)."""
         check_tensor(logits, "logits", ("...", self.num_predicates * self.num_objects),
                      dtype="float")  # fmt: skip
-        return logits.unflatten(-1, (self.num_predicates, self.num_objects)).amax(-1).sigmoid()
+        return logits.unflatten(-1, (self.num_predicates, self.num_objects)).amax(-1)
+
+    def predicate_probabilities(self, logits: Tensor) -> Tensor:
+        """``(..., P)``: each predicate's largest category probability (Eq. 15)."""
+        return self.predicate_logits(logits).sigmoid()
 
     def category_targets(self, predicates: Tensor, object_labels: Tensor) -> Tensor:
         """The category targets ``(..., P * O)`` of annotated predicates and object classes:

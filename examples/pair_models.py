@@ -5,8 +5,9 @@ their helpers (ARN's too).
 object classes' semantics, a pair's inputs (subject, object and union features, class
 semantics, boxes) and their projection, the object classifier SGCls uses, its loss, and the
 object side of a task's predictions. The helpers: the share of pair-frames whose relations
-change, the text embeddings of prompts (real CLIP, or ``--random-text``), and the two-layer
-MLP the heads of ARN and UASAN use.
+change, the text embeddings of prompts (real CLIP, or ``--random-text``), the two-layer MLP
+the heads of ARN and UASAN use, and the one-stage models' frame encoder ([`FrameEncoder`][]:
+rendered frames -> patch or CNN features -> a transformer encoder).
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dsgg_layers.data import VideoGraph
+from dsgg_layers import LearnedPositions, TransformerEncoder, TransformerEncoderLayer
+from dsgg_layers.data import VideoGraph, render_images, render_maps
 from dsgg_layers.message import label_changes
 from dsgg_layers.text import encode_prompts
 from dsgg_layers.vocab import OBJECT_CLASSES
 
 __all__ = [
+    "FrameEncoder",
     "PairFrontEnd",
     "label_change_share",
     "mlp",
@@ -32,6 +35,7 @@ __all__ = [
     "pair_input_dim",
     "pair_inputs",
     "text_embeddings",
+    "text_table",
 ]
 
 
@@ -107,6 +111,12 @@ def text_embeddings(args: argparse.Namespace, prompts: Sequence[Any], dim: int =
     return encode_prompts(prompts, model=args.clip_model, pretrained=args.clip_pretrained)
 
 
+def text_table(args: argparse.Namespace, rows: Sequence[Sequence[str]]) -> Tensor:
+    """[`text_embeddings`][] of a table of sentences (rows of equal length): ``(R, C, E)``."""
+    flat = text_embeddings(args, [s for row in rows for s in row])
+    return flat.view(len(rows), len(rows[0]), flat.shape[-1])
+
+
 class PairFrontEnd(nn.Module):
     """A pair's inputs and their projection; the object classifier, its loss and predictions.
 
@@ -147,3 +157,54 @@ class PairFrontEnd(nn.Module):
     def predictions(self, g: VideoGraph, task: str) -> tuple[dict[str, Tensor], Tensor | None]:
         """[`object_predictions`][] with this classifier."""
         return object_predictions(g, task, lambda: self.object_logits(g))
+
+
+def _backbone(name: str, d: int) -> tuple[nn.Module, int]:
+    """A CNN for RGB frames and its stride: a small one, or torchvision's ResNet-18 (random
+    weights: none can be downloaded here) up to its stride-16 stage."""
+    if name == "small":
+        conv = [nn.Conv2d(3, 32, 3, 2, 1), nn.ReLU(), nn.Conv2d(32, 64, 3, 2, 1), nn.ReLU(),
+                nn.Conv2d(64, d, 3, 2, 1)]  # fmt: skip
+        return nn.Sequential(*conv), 8
+    try:
+        from torchvision.models import resnet18
+    except ImportError as e:
+        raise ImportError("--backbone resnet18 needs torchvision (pip install torchvision)") from e
+    r = resnet18(weights=None)
+    layers = [r.conv1, r.bn1, r.relu, r.maxpool, r.layer1, r.layer2, r.layer3, nn.Conv2d(256, d, 1)]
+    return nn.Sequential(*layers), 16
+
+
+class FrameEncoder(nn.Module):
+    """A one-stage model's frames -> encoder features ``(B, T, S, D)`` and their positions.
+
+    ``input="maps"``: [`render_maps`][dsgg_layers.data.render_maps] (``3 * channels`` maps of
+    side ``grid``, a stand-in for a backbone's output that trains on a CPU) through a patch
+    embedding of side ``patch``; ``"rgb"``: [`render_images`][dsgg_layers.data.render_images]
+    of side ``image_size`` through a CNN (``backbone``: ``"small"``, stride 8, or torchvision's
+    ``"resnet18"``, stride 16). Then learned positions and one transformer encoder layer.
+    """
+
+    def __init__(self, d_model: int, nhead: int, dim_feedforward: int, *, input: str = "maps",
+                 channels: int = 8, grid: int = 32, patch: int = 4, image_size: int = 64,
+                 backbone: str = "small") -> None:  # fmt: skip
+        super().__init__()
+        self.input, self.channels, self.grid, self.image_size = input, channels, grid, image_size
+        if input == "maps":
+            self.patch = nn.Conv2d(3 * channels, d_model, patch, stride=patch)
+            tokens = (grid // patch) ** 2
+        else:
+            self.patch, stride = _backbone(backbone, d_model)
+            tokens = ((image_size + stride - 1) // stride) ** 2  # the convolutions round up
+        self.pos = LearnedPositions(tokens, d_model)
+        layer = TransformerEncoderLayer(d_model, nhead, dim_feedforward, 0.0)
+        self.encoder = TransformerEncoder(layer, 1)
+
+    def forward(self, scene: VideoGraph) -> Tensor:
+        """``(B, T, S, D)`` encoder features of every frame slot of ``scene``."""
+        if self.input == "maps":
+            maps = render_maps(scene, size=self.grid, channels=self.channels)  # (B, T, 3C, H, W)
+        else:
+            maps = render_images(scene, size=self.image_size)  # (B, T, 3, H, W)
+        x = self.patch(maps.flatten(0, 1)).flatten(2).transpose(1, 2)
+        return self.encoder(x, pos=self.pos(x.shape[1])).unflatten(0, maps.shape[:2])

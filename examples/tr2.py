@@ -46,7 +46,7 @@ from dsgg_layers import (
 from dsgg_layers.data import VideoGraph, with_union_features
 from dsgg_layers.metrics import predicate_probabilities
 from dsgg_layers.text import tr2_prompts
-from dsgg_layers.vocab import OBJECT_CLASSES, PREDICATE_GROUPS, PREDICATES
+from dsgg_layers.vocab import PREDICATE_GROUPS
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared harness, beside this file
 import harness
@@ -204,9 +204,7 @@ def add_arguments(p: argparse._ActionsContainer) -> None:
 
 def sentence_table(args: argparse.Namespace) -> Tensor:
     """The ``(36, 26, E)`` sentence embeddings (``--random-text``: random unit vectors)."""
-    prompts = [s for row in tr2_prompts(wording=args.wording) for s in row]
-    flat = pair_models.text_embeddings(args, prompts)
-    return flat.view(len(OBJECT_CLASSES), len(PREDICATES), flat.shape[-1])
+    return pair_models.text_table(args, tr2_prompts(wording=args.wording))
 
 
 def build_model(args: argparse.Namespace, data: Data) -> TR2:

@@ -75,6 +75,9 @@ CATALOG: dict[str, tuple[str, ...]] = {
     "SigmoidFocalLoss": ("arn",), "embedding_alignment_loss": ("arn",),
     "generalized_box_iou": ("arn",), "elementwise_generalized_box_iou": ("arn",),
     "linear_sum_assignment": ("arn",), "PairHungarianMatcher": ("arn",), "PairQueries": ("arn",),
+    "pair_matching_cost": ("arn",), "MatchIndex": ("arn",), "match_index": ("arn",),
+    "query_targets": ("arn",),
+    "matched_class_loss": ("arn",), "matched_box_losses": ("arn",), "stack_references": ("arn",),
     "TemporalMemory": ("arn",), "reference_frames": ("arn",), "text.arn_prompts": ("arn",),
     "data.render_maps": ("arn",), "data.with_union_features": ("tr2",),
     # UASAN

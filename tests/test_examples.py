@@ -380,9 +380,12 @@ def test_arn_model_contract_gradients_and_ablation_flags(arn):
         (["--classifier", "linear"], lambda m: isinstance(m.heads["spatial"], torch.nn.Linear)),
         (["--loss", "ce"], lambda m: m.object_head.out_features == 37),
         (["--no-aux"], lambda m: not m.aux),
-        (["--channels", "4"], lambda m: m.patch.in_channels == 12),
-        (["--input", "rgb"], lambda m: m.input == "rgb" and m.pos.num_positions == 64),
-        (["--input", "rgb", "--image-size", "100"], lambda m: m.pos.num_positions == 169),
+        (["--channels", "4"], lambda m: m.frames.patch.in_channels == 12),
+        (
+            ["--input", "rgb"],
+            lambda m: m.frames.input == "rgb" and m.frames.pos.num_positions == 64,
+        ),
+        (["--input", "rgb", "--image-size", "100"], lambda m: m.frames.pos.num_positions == 169),
     ]:
         a = harness.make_parser(arn.ASSEMBLY).parse_args(["--quick", "--random-text", *flags])
         m = arn.build_model(a, data)
@@ -501,4 +504,4 @@ def test_arn_rgb_frames_through_a_resnet(arn):
     losses = model(batch, rows=rows)
     assert all(torch.isfinite(v) for v in losses.values())
     sum(losses.values()).backward()
-    assert model.patch[0].weight.grad.abs().sum() > 0  # the backbone trains
+    assert model.frames.patch[0].weight.grad.abs().sum() > 0  # the backbone trains

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from dsgg_layers._checks import check_positive, check_tensor
-from dsgg_layers.boxes import box_union, normalize_boxes
+from dsgg_layers.boxes import box_convert, box_union, normalize_boxes
 from dsgg_layers.vocab import ACTION_GENOME, PREDICATES, Vocabulary
 
 __all__ = ["VideoGraph", "VideoGraphDataset", "with_union_features"]
@@ -447,6 +447,36 @@ class VideoGraph:
         subject, obj = self.normalized_boxes() if normalized else (
             self.subject_boxes, self.object_boxes)  # fmt: skip
         return box_union(subject, obj).masked_fill(~self.mask.unsqueeze(-1), 0.0)
+
+    def frame_targets(self, frames: Tensor | None = None) -> dict[str, Tensor]:
+        """The annotated pairs of some frames as a DETR-style matcher and loss take them
+        ([`PairHungarianMatcher`][dsgg_layers.matching.PairHungarianMatcher]): one row a frame.
+
+        Args:
+            frames: ``(N, 2)`` ``(video, frame)`` indices (default: every existing frame,
+                ``frame_mask.nonzero()``).
+
+        Returns:
+            ``object_labels`` ``(N, P)`` (padding 0), ``predicates`` ``(N, P, K)``,
+            ``subject_boxes`` / ``object_boxes`` ``(N, P, 4)`` ``cxcywh`` in ``[0, 1]``, and
+            ``mask`` ``(N, P)``: the pairs that exist and hold a predicate.
+
+        Examples:
+            >>> g = VideoGraph.empty(["v"], 2, 3)
+            >>> tgt = g.frame_targets(torch.tensor([[0, 1]]))
+            >>> tgt["subject_boxes"].shape, tgt["mask"].shape
+            (torch.Size([1, 3, 4]), torch.Size([1, 3]))
+        """
+        if frames is None:
+            frames = self.frame_mask.nonzero()
+        check_tensor(frames, "frames", ("N", 2), dtype="int")
+        b, t = frames[:, 0], frames[:, 1]
+        subject, obj = (box_convert(x[b, t], "xyxy", "cxcywh") for x in self.normalized_boxes())
+        return {
+            "object_labels": self.object_labels[b, t].clamp(min=0),
+            "predicates": self.relations[b, t], "subject_boxes": subject, "object_boxes": obj,
+            "mask": self.mask[b, t] & self.relations[b, t].any(-1),
+        }  # fmt: skip
 
     def targets(self) -> dict[str, Tensor]:
         """The ground truth as the keyword arguments of the Action Genome evaluator.

@@ -77,6 +77,16 @@ class SegmentPairs:
           ``subject_boxes`` / ``object_boxes`` ``(B, S, P, L, 4)``, ``pair_valid``
           ``(B, S, P)`` (subject and object share at least two frames: a motion needs two),
           ``trajectory_valid`` ``(B, S, N)``
+
+    Examples:
+        >>> from dsgg_layers.data import SyntheticVidVRD, SyntheticVidVRDConfig
+        >>> from dsgg_layers.data.trajectory import TRAJECTORY_OBJECTS, TRAJECTORY_PREDICATES
+        >>> videos = list(SyntheticVidVRD(SyntheticVidVRDConfig(num_videos=1), "train"))
+        >>> batch = TrajectoryBatch.collate(videos, objects=TRAJECTORY_OBJECTS,
+        ...                                 predicates=TRAJECTORY_PREDICATES)
+        >>> seg = segment_pairs(batch)
+        >>> seg.pair_mask.shape == seg.subject_mask.shape, seg.union_geometry().shape[-1]
+        (True, 10)
     """
 
     starts: Tensor
