@@ -225,7 +225,8 @@ def stack_references(
     Args:
         features: ``(B, T, ...)`` per-frame features (e.g. ``(B, T, S, D)`` encoder tokens).
         frames: ``(N, 2)`` ``(video, frame)`` indices of the key frames.
-        index, valid: ``(B, T, R)``, [`reference_frames`][]'s output.
+        index: ``(B, T, R)`` reference frame indices ([`reference_frames`][]'s first output).
+        valid: ``(B, T, R)`` which references are real (its second output).
 
     Returns:
         ``(stacked, frame_mask)``: ``(N, 1 + R, ...)`` and ``(N, 1 + R)`` bool (the key frame
