@@ -8,11 +8,14 @@ FFN 1024; 256 pairs on the CPU, 4096 on a GPU; fp32, best of 2 after a warm-up o
 Side by side in one run, a training step (forward, a loss, backward) and inference, of Table 4's
 rows as `examples/uasan.py` builds them:
 
-- A (pair only): the refiner, then an MLP on the pooled subject and object tokens;
+the refiner, then `UnionAwareRelationHead` at each `stage`:
+
+- A (pair only): an MLP on the pooled subject and object tokens;
 - B (+ union, motion): the MLP on the four pooled parts;
 - C (+ context encoder): `SemanticAwareContextEncoder` over `[F_S; F_O; U; F_mot]`, mean-pooled,
   a linear layer;
-- full: C's encoder, `UnionRelationDecoder` and `UnionRelationPredictor` (Eq. 11);
+- full: C's encoder, `UnionRelationDecoder` and `UnionRelationPredictor` (Eq. 11), and the
+  L_fg feature;
 - code head: the public code's `UnionRelationHead` (3 slot-position encoder layers, 3
   query-decoder layers, FFN d as the code, four branches scored token by token against six
   groups of 10 classes; `--head code` in the example);
@@ -31,13 +34,7 @@ import argparse
 import torch
 from torch import nn
 
-from dsgg_layers import (
-    SemanticAwareContextEncoder,
-    UnionRelationDecoder,
-    UnionRelationHead,
-    UnionRelationPredictor,
-    VisualRefiner,
-)
+from dsgg_layers import UnionAwareRelationHead, UnionRelationHead, VisualRefiner
 
 try:  # run as a script (benchmarks/ on the path) or imported by gpu_suite.py
     from mosa_blocks import variant_rows
@@ -57,16 +54,9 @@ class Stage(nn.Module):
             g = torch.Generator().manual_seed(1)
             self.register_buffer("pair_classes", torch.randn(6, 10, 2 * d, generator=g))
             self.register_buffer("union_classes", torch.randn(6, 10, d, generator=g))
-        elif variant in ("a", "b"):
-            parts = 2 if variant == "a" else 4
-            self.head = nn.Sequential(nn.Linear(parts * d, d), nn.ReLU(), nn.Linear(d, d))
         else:
-            self.encoder = SemanticAwareContextEncoder(d, 8, ff)
-            if variant == "c":
-                self.head = nn.Linear(d, d)
-            else:
-                self.decoder = UnionRelationDecoder(d, 8, ff)
-                self.predictor = UnionRelationPredictor(d)
+            stage = {"a": "pair", "b": "union", "c": "encoder", "full": "full"}[variant]
+            self.head = UnionAwareRelationHead(d, 8, ff, stage=stage)
 
     def forward(self, subject, object_, union, motion):
         s, o, u = self.refiner(subject), self.refiner(object_), self.refiner(union)
@@ -76,18 +66,7 @@ class Stage(nn.Module):
                             pair_classes=self.pair_classes, union_classes=self.union_classes,
                             group=group)  # fmt: skip
             return out.scores.mean()
-        if self.variant == "a":
-            r = self.head(torch.cat((s.mean(-2), o.mean(-2)), -1))
-        elif self.variant == "b":
-            r = self.head(torch.cat((s.mean(-2), o.mean(-2), u.mean(-2), motion.mean(-2)), -1))
-        else:
-            enc = self.encoder(s, o, u, motion)
-            if self.variant == "c":
-                r = self.head(enc.encoded.mean(-2))
-            else:
-                dec = self.decoder(enc.encoded, query=self.encoder.relation_token)
-                r = self.predictor(dec, enc.union, u, motion)
-        return r.pow(2).mean()
+        return sum(x.pow(2).mean() for x in self.head(s, o, u, motion) if x is not None)
 
 
 VARIANTS = {"A (pair only)": "a", "B (+ union, motion)": "b", "C (+ context encoder)": "c",

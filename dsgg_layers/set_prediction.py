@@ -64,6 +64,14 @@ def match_index(
     """The matcher's output (one ``(query_index, target_index)`` pair a frame) as a
     [`MatchIndex`][] on ``device``.
 
+    Args:
+        matches: one ``(query_index, target_index)`` pair of equal-length int tensors a frame
+            ([`PairHungarianMatcher`][dsgg_layers.matching.PairHungarianMatcher]'s output).
+        device: where the indices go (default: where they are).
+
+    Returns:
+        The [`MatchIndex`][], frames numbered by their position in ``matches``.
+
     Raises:
         ValueError: a frame's two index tensors differ in length.
 
@@ -93,6 +101,18 @@ def query_targets(
 ) -> Tensor:
     """``values`` ``(N, G, ...)`` (one a target slot) placed at their matched queries:
     ``(N, num_queries, ...)``, ``fill`` at the unmatched ones.
+
+    Args:
+        values: ``(N, G, ...)`` a quantity of every target slot (classes, predicate labels).
+        index: the matches.
+        num_queries: ``Q``.
+        fill: the value of the unmatched queries.
+
+    Returns:
+        ``(N, Q, ...)``, the dtype of ``values``.
+
+    Raises:
+        TypeError, ValueError: ``values`` has fewer than two dims.
 
     Examples:
         >>> idx = MatchIndex(torch.tensor([0]), torch.tensor([2]), torch.tensor([1]))
@@ -126,6 +146,11 @@ def matched_class_loss(
         labels: ``(N, G)`` the targets' classes.
         index: the matches.
         loss: ``"focal"`` or ``"ce"``.
+        alpha: the focal loss's weight of the positives.
+        gamma: the focal loss's focusing exponent.
+
+    Returns:
+        The loss, a scalar.
 
     Raises:
         TypeError, ValueError: an unknown ``loss``, or shapes that disagree.

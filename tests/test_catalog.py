@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import dsgg_layers as L
+from dsgg_layers.data import pair_geometry
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from catalog import CATALOG, PAPERS, ROOT, TARGETS, api_page, resolve, with_table
@@ -77,6 +78,13 @@ def _r(*shape):
 
 
 _MASK = torch.tensor([[True, False, True], [True, True, False]])
+_MATCH = L.MatchIndex(torch.tensor([0, 1]), torch.tensor([2, 0]), torch.tensor([1, 0]))
+
+
+def _cxcywh(*lead):
+    return L.box_convert(_boxes(*lead), "xyxy", "cxcywh")
+
+
 GRADCHECK = {  # name -> (function of the float inputs, the float inputs)
     "box_area": (L.box_area, (_boxes(3),)),
     "box_center": (L.box_center, (_boxes(3),)),
@@ -116,6 +124,15 @@ GRADCHECK = {  # name -> (function of the float inputs, the float inputs)
         lambda t: L.token_cosine_logits(t, F.normalize(_r(5, 4), dim=-1), torch.tensor(0.1)),
         (_r(3, 2, 4),)),
     "triplet_score": (L.triplet_score, (_r(2, 3, 4).sigmoid(), _r(2, 3).sigmoid())),
+    "matched_class_loss": (
+        lambda x: L.matched_class_loss(x, torch.tensor([[1, 3], [0, 2]]), _MATCH), (_r(2, 3, 4),)),
+    "matched_box_losses": (
+        lambda s, o: sum(L.matched_box_losses({"subject_boxes": s, "object_boxes": o},
+                                              {"subject_boxes": _cxcywh(2, 2),
+                                               "object_boxes": _cxcywh(2, 2)}, _MATCH)),
+        (_cxcywh(2, 3), _cxcywh(2, 3))),
+    "pair_geometry": (lambda s, o: pair_geometry(s * 20, o * 20),
+                      (_boxes(3), _boxes(3, 1)[:, 0])),
 }  # fmt: skip
 
 
