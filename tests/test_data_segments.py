@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+from host_sync import HostSyncs
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -18,7 +19,6 @@ from dsgg_layers.data import (
 )
 from dsgg_layers.data.trajectory import TRAJECTORY_OBJECTS, TRAJECTORY_PREDICATES
 from dsgg_layers.metrics import associate_relations
-from tests.host_sync import HostSyncs
 
 K = len(TRAJECTORY_PREDICATES)
 
