@@ -1,14 +1,21 @@
-"""Experiment tooling of the reference assemblies: declared studies, paired seeds, tables.
+"""Experiment tooling of the reference assemblies: declared studies, paired seeds, verdicts.
 
-A [`Study`][] is data: an assembly, its variants (flags), the metrics, the reference row, the
-paper's numbers. [`run_study`][] runs every variant once a seed (the same data and budget; seeds
-paired across variants) through the harness's [`run`][harness.run] and tabulates each row's mean
-and, against the reference row, the mean paired difference with its 95% t-interval: a difference
-whose interval holds 0 is "not shown". ``examples/studies.py`` declares the papers' studies.
+A [`Study`][] is data: an assembly, its rows (flags), the metrics, the reference row, the
+paper's numbers, and the steps the paper claims (each row against the reference, or a ladder of
+consecutive rows; each step's claimed direction). [`run_study`][] runs every row once a seed
+(the same data and budget; model seeds paired across rows) through the harness's
+[`run`][harness.run], resumably (a finished run's ``run.json`` is read, not re-run), and
+reports each row's mean and each step's mean paired difference with its 95% t-interval over the
+seeds (Student's t, ``n - 1`` degrees of freedom) and a verdict ([`verdict`][]): **holds** (the
+interval excludes 0 in the paper's direction), **reversed** (excludes 0 the other way) or
+**not shown** (includes 0, or one seed). Markdown and JSON reports and a chart (bars with
+intervals) go to the output folder. ``examples/studies.py`` declares the papers' studies;
+``examples/<paper>.py --ablation --seeds N`` runs its paper's table.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +31,8 @@ __all__ = [
     "parameter_count",
     "results_table",
     "run_study",
+    "steps_of",
+    "verdict",
     "without_flags",
     "without_seeds",
 ]
@@ -64,6 +73,17 @@ def paired_difference(a: Sequence[float], b: Sequence[float]) -> dict[str, float
         half = float("nan")
     return {"a": sum(a) / n, "b": sum(b) / n, "diff": mean, "half": half,
             "shown": float(n > 1 and abs(mean) > half)}  # fmt: skip
+
+
+def verdict(diff: float, half: float, direction: int = 1) -> str:
+    """``"holds"`` when the interval ``diff +- half`` excludes 0 on the side of ``direction``
+    (+1: the paper claims an increase, -1 a decrease), ``"reversed"`` when it excludes 0 on the
+    other side, ``"not shown"`` when it includes 0 or is undefined (one seed: ``half`` nan)."""
+    if direction not in (1, -1):
+        raise ValueError(f"direction: expected +1 or -1, got {direction!r}")
+    if not half == half or abs(diff) <= half:  # nan half (one seed), or 0 inside the interval
+        return "not shown"
+    return "holds" if diff * direction > 0 else "reversed"
 
 
 def without_seeds(argv: Sequence[str]) -> list[str]:
@@ -117,6 +137,10 @@ class Study:
         paper: row label -> ``{column: the paper's number}``.
         phenomenon: the benchmark dial the effect depends on (what a reader turns to see it
             vanish).
+        ladder: the steps are consecutive rows (an ablation ladder: each row adds one part)
+            instead of every row against ``reference``.
+        claims: row label -> the direction (+1 / -1) the paper claims for the step into that
+            row (default +1: the step improves every metric).
         report: ``(runs, args) -> (text, report)`` extra lines of the study (throughput, data
             statistics), from the first seed's runs ``{label: summary}``.
     """
@@ -131,10 +155,24 @@ class Study:
     paper: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     phenomenon: str = ""
     report: Callable[[Mapping[str, dict[str, Any]], Sequence[str]], tuple[str, Any]] | None = None
+    ladder: bool = False
+    claims: Mapping[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.reference is not None and self.reference not in self.variants:
             raise ValueError(f"reference: {self.reference!r} is not one of {list(self.variants)}")
+        for label, direction in self.claims.items():
+            if label not in self.variants or direction not in (1, -1):
+                raise ValueError(f"claims: {label!r}: {direction!r} (rows: {list(self.variants)})")
+
+
+def steps_of(study: Study) -> list[tuple[str, str]]:
+    """The ``(from, to)`` rows of the study's steps (see [`Study`][])."""
+    rows = list(study.variants)
+    if study.ladder:
+        return list(itertools.pairwise(rows))
+    ref = study.reference
+    return [] if ref is None else [(ref, r) for r in rows if r != ref]
 
 
 def _set_unless_given(argv: Sequence[str], flags: Sequence[str]) -> list[str]:
@@ -150,20 +188,53 @@ def _set_unless_given(argv: Sequence[str], flags: Sequence[str]) -> list[str]:
     return out
 
 
+def _fresh_or_saved(study: Study, key: tuple[str, ...], folder: Path) -> dict[str, Any]:
+    """The run of ``key``: read from ``folder/run.json`` when a finished run with these flags is
+    there (resuming), else run now and save it."""
+    saved = folder / "run.json"
+    if saved.is_file():
+        record = json.loads(saved.read_text())
+        if record.get("argv") == list(key):
+            return {"results_tensors": record["results"], "params": record["params"],
+                    "resumed": True}  # fmt: skip
+    summary = run(study.assembly, [*key, "--out", str(folder)])
+    results = {
+        t: {k: float(v) for k, v in r.items()} for t, r in summary["results_tensors"].items()
+    }
+    summary["params"] = parameter_count(summary["model"])
+    folder.mkdir(parents=True, exist_ok=True)
+    saved.write_text(json.dumps({"argv": list(key), "results": results,
+                                 "params": summary["params"]}))  # fmt: skip
+    return summary
+
+
+def _progress(total: int, desc: str) -> Any:
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # the examples extra is not installed: no progress bar
+        return None
+    return tqdm(total=total, desc=desc, dynamic_ncols=True)
+
+
 def run_study(
     study: Study,
     argv: Sequence[str],
     seeds: Sequence[int],
     out: Path,
     cache: dict[tuple[str, ...], dict[str, Any]] | None = None,
+    *,
+    json_name: str | None = None,
 ) -> dict[str, Any]:
-    """Run ``study`` on ``seeds`` and tabulate it (see the module docstring).
+    """Run ``study`` on ``seeds`` and report it (see the module docstring).
 
     ``argv`` holds the assembly's flags shared by every run (without ``--out``, ``--seed``,
-    ``--seeds``); each run's outputs go to ``out/<flags>_seed<k>``. ``cache`` (flags and seed
-    -> summary) lets several studies of one command share their runs. Returns the ``report``
-    (per-seed values too), the ``summaries`` (``{label: [summary a seed]}``) and the ``text``;
-    the report goes to ``out/<study>.json``.
+    ``--seeds``); each run's outputs go to ``out/<flags>_seed<k>``, with its ``run.json`` (a
+    later call with the same flags reads it instead of running again). ``cache`` (flags and
+    seed -> summary) lets several studies of one command share their runs. Returns the
+    ``report`` (per-seed values and the ``steps`` with verdicts), the ``summaries``
+    (``{label: [summary a seed]}``) and the ``text``; the report goes to
+    ``out/<json_name>`` (default ``<study>.json``), the text to ``.md`` beside it and the chart
+    of the steps to ``.png``.
     """
     if not seeds:
         raise ValueError("seeds: expected at least one seed, got none")
@@ -171,21 +242,27 @@ def run_study(
     base = _set_unless_given(without_flags(without_seeds(argv), valued=("--out", "--seed")),
                              study.base)  # fmt: skip
     summaries: dict[str, list[dict[str, Any]]] = {}
+    bar = _progress(len(study.variants) * len(seeds), study.name)
     for label, flags in study.variants.items():
         summaries[label] = []
         for seed in seeds:
             key = (*base, *flags, "--seed", str(seed))
             if key not in cache:
                 folder = "_".join(f.strip("-") for f in flags)[:80] or "default"
-                cache[key] = run(study.assembly,
-                                 [*key, "--out", str(out / f"{folder}_seed{seed}")])  # fmt: skip
+                cache[key] = _fresh_or_saved(study, key, out / f"{folder}_seed{seed}")
             summaries[label].append(cache[key])
+            if bar is not None:
+                bar.update(1)
+    if bar is not None:
+        bar.close()
     first = next(iter(summaries.values()))[0]
-    report: dict[str, Any] = {"seeds": list(seeds), "phenomenon": study.phenomenon}
+    report: dict[str, Any] = {"study": study.name, "title": study.title, "seeds": list(seeds),
+                              "phenomenon": study.phenomenon, "steps": []}  # fmt: skip
     lines = []
     for task in first["results_tensors"]:
         rows, task_report = _study_rows(study, summaries, task)
         report[task] = task_report
+        report["steps"] += _steps(study, summaries, task)
         paper = dict.fromkeys(c for r in rows.values() for c in r if c.startswith("paper "))
         cols = [*(c for m in study.metrics for c in (m, f"Δ {m}")), *paper, "params (M)"]
         lines.append(results_table(
@@ -193,17 +270,87 @@ def run_study(
             + (f"; Δ vs {study.reference!r} with 95% t-intervals, * outside the seed noise"
                if study.reference is not None and len(seeds) > 1 else ""),
             rows, cols))  # fmt: skip
+    if report["steps"]:
+        lines.append(_steps_table(report["steps"], len(seeds)))
     if study.report is not None:
-        extra_text, extra = study.report({k: v[0] for k, v in summaries.items()}, base)
-        report["extra"] = extra
-        lines.append(extra_text)
+        runs = {k: v[0] for k, v in summaries.items()}
+        if all("model" in r for r in runs.values()):
+            extra_text, extra = study.report(runs, base)
+            report["extra"] = extra
+            lines.append(extra_text)
+        else:
+            lines.append("(the study's extra report needs fresh runs: some were read from disk)")
     if study.phenomenon:
         lines.append(f"phenomenon: {study.phenomenon}")
     text = "\n\n".join(lines)
     print("\n" + text)
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{study.name}.json").write_text(json.dumps(report, indent=1))
+    path = out / (json_name or f"{study.name}.json")
+    path.write_text(json.dumps(report, indent=1))
+    path.with_suffix(".md").write_text(f"# {study.title}\n\n```\n{text}\n```\n")
+    if report["steps"]:
+        _chart(report["steps"], study.title, path.with_suffix(".png"))
     return {"report": report, "summaries": summaries, "text": text}
+
+
+def _steps(
+    study: Study, summaries: Mapping[str, Sequence[dict[str, Any]]], task: str
+) -> list[dict[str, Any]]:
+    """Every step and metric: the mean paired difference (points), its 95% t-interval and the
+    verdict against the paper's claimed direction."""
+    out = []
+    for before, after in steps_of(study):
+        for column, key in study.metrics.items():
+            a = [s["results_tensors"].get(task, {}).get(key) for s in summaries[before]]
+            b = [s["results_tensors"].get(task, {}).get(key) for s in summaries[after]]
+            if None in a or None in b:
+                continue
+            d = paired_difference([100 * float(x) for x in a], [100 * float(x) for x in b])
+            direction = study.claims.get(after, 1)
+            lo, hi = d["diff"] - d["half"], d["diff"] + d["half"]
+            out.append({"step": f"{before} -> {after}", "task": task, "metric": column,
+                        "mean_diff": d["diff"], "ci95": [lo, hi], "claimed": direction,
+                        "verdict": verdict(d["diff"], d["half"], direction)})  # fmt: skip
+    return out
+
+
+def _steps_table(steps: Sequence[Mapping[str, Any]], n: int) -> str:
+    lines = [f"steps ({n} paired seeds; Δ in points, 95% t-interval; verdict against the "
+             "paper's claimed direction)"]  # fmt: skip
+    for s in steps:
+        lo, hi = s["ci95"]
+        interval = "n/a" if lo != lo else f"[{lo:+.1f}, {hi:+.1f}]"
+        lines.append(f"  {s['task']:6s} {s['step']:60.60s} {s['metric']:>12s} "
+                     f"{s['mean_diff']:+6.1f} {interval:>16s}  {s['verdict']}")  # fmt: skip
+    return "\n".join(lines)
+
+
+def _chart(steps: Sequence[Mapping[str, Any]], title: str, path: Path) -> None:
+    """Bars of the steps' mean differences with their intervals, coloured by verdict."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:  # the examples extra is not installed: no chart
+        return
+    colours = {"holds": "#2a9d8f", "reversed": "#e76f51", "not shown": "#9e9e9e"}
+    labels = [f"{s['step'].split(' -> ')[-1][:28]} | {s['metric']}" for s in steps]
+    diffs = [s["mean_diff"] for s in steps]
+    errs = [0.0 if s["ci95"][0] != s["ci95"][0] else s["mean_diff"] - s["ci95"][0] for s in steps]
+    fig, ax = plt.subplots(figsize=(8, 0.35 * len(steps) + 1.5))
+    ax.barh(range(len(steps)), diffs, xerr=errs, color=[colours[s["verdict"]] for s in steps],
+            capsize=3)  # fmt: skip
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_yticks(range(len(steps)), labels, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("paired difference (points), 95% interval")
+    ax.set_title(title, fontsize=9)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colours.values()]
+    ax.legend(handles, list(colours), fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def _study_rows(
@@ -235,6 +382,8 @@ def _study_rows(
                 row[f"Δ {column}"] = f"{d['diff']:+.1f}±{d['half']:.1f}" + "*" * bool(d["shown"])
         for column, value in study.paper.get(label, {}).items():
             row[f"paper {column}"] = f"{value}"
-        row["params (M)"] = f"{parameter_count(summaries[label][0]['model']) / 1e6:.3f}"
+        first = summaries[label][0]
+        params = first["params"] if "params" in first else parameter_count(first["model"])
+        row["params (M)"] = f"{params / 1e6:.3f}"
         rows[label], report[label] = row, rep
     return rows, report

@@ -18,6 +18,7 @@ lists what [`run`][] does and every flag.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -127,6 +128,12 @@ def make_parser(assembly: Assembly) -> argparse.ArgumentParser:
     add("--out", default=f"runs/{assembly.name}", help="checkpoint, results and chart go here")
     add("--device", default="cpu")
     add("--threads", type=int, default=None, help="CPU threads (default: torch's)")
+    add(
+        "--ablation",
+        action="store_true",
+        help="run the paper's ablation table instead (examples/studies.py), --seeds paired seeds",
+    )
+    add("--seeds", type=int, default=3, help="seeds 0..N-1 of --ablation")
     g = p.add_argument_group(assembly.name)
     assembly.add_arguments(g)
     return p
@@ -324,6 +331,15 @@ def run(assembly: Assembly, argv: Sequence[str] | None = None) -> dict[str, Any]
         ``results_tensors``, ``model`` (the trained model, unwrapped) and the assembly's report.
     """
     args = make_parser(assembly).parse_args(argv)
+    if args.ablation:  # the paper's table, declared in studies.py (imported here: no cycle)
+        import experiments
+        import studies
+
+        rest = experiments.without_flags(list(argv or sys.argv[1:]), "--ablation", valued=())
+        rest = experiments.without_seeds(rest)
+        study = studies.STUDIES[studies.ABLATIONS[assembly.name]]
+        return experiments.run_study(study, rest, list(range(args.seeds)), Path(args.out),
+                                     json_name="experiment.json")  # fmt: skip
     if args.quick:
         args.epochs = min(args.epochs, 2)
     env = runtime.Distributed.start(args.device)

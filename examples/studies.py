@@ -159,6 +159,11 @@ _TR2 = dict(assembly=tr2.ASSEMBLY, metrics=_ag("R@10", "R@20", "R@50") | _STRATA
 _TR2_PAPER = ("R@10", "R@20", "R@50")
 
 STUDIES: dict[str, Study] = {s.name: s for s in (
+    Study("mosa-ladder", mosa.ASSEMBLY, "MoSA: the ablation ladder (motion, then ASM)",
+          {"linear, no motion (--no-mfe --no-asm)": ["--no-mfe", "--no-asm"],
+           "+ MFE + MIM (--no-asm)": ["--no-asm"], "+ ASM (MoSA)": []},
+          _ag("R@10", "R@20", "mR@20") | _ag("R@20", "mR@20", constraint="no"), ladder=True,
+          phenomenon="--synthetic walking=P shifting=P: how often motion decides a predicate"),
     Study("mosa-mfe", mosa.ASSEMBLY, "MoSA: motion features (MFE + MIM) on and off",
           {"no MFE (--no-mfe)": ["--no-mfe"], "MoSA": []},
           _ag("R@10", "R@20", "mR@20") | _ag("R@20", "mR@20", constraint="no"),
@@ -186,6 +191,10 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
            "baseline (no RS-Net)": ["--variant", "baseline"]},
           _ag("R@10", "R@20", "P@10", "P@20"), reference="RS-Net (learnable token, with fusion)",
           base=("--tasks", "sgdet"),
+          phenomenon="--synthetic bystanders=N: unannotated objects near the person",
+          claims={"no temporal encoder (so no fusion)": -1, "mean token": -1,
+                  "no context fusion": -1, "no re-scoring (p0 unused)": -1,
+                  "baseline (no RS-Net)": -1},
           paper=_paper(("R@10", "R@20", "P@10", "P@20"), RSNET_TABLE_4)),
     Study("tr2-table4", title="TR² Table IV (PredCls with constraint)",
           variants={"none": ["--no-spatial", "--no-decoder", "--no-token"],
@@ -220,7 +229,7 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
            "+ PAP": ["--no-ha"],
            "+ HA (ARN)": []},
           _ag("R@10", "R@20", "R@50", "mR@10", "mR@20", constraint="no") | _ag("R@20"),
-          reference="baseline (cross-entropy)",
+          reference="baseline (cross-entropy)", ladder=True,
           paper=_paper(("no R@10", "no mR@10"), ARN_TABLE_3)),
     Study("uasan-table4", uasan.ASSEMBLY, "UASAN Table 4 (synthetic trajectories)",
           {"chance (random scores)": ["--chance", "--epochs", "1"],
@@ -228,12 +237,17 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
            "B (+ union, motion)": ["--variant", "b"],
            "C (+ context encoder)": ["--variant", "c"],
            "full (+ union decoder)": ["--variant", "full"]},
-          _VIDVRD, reference="A (pair only)",
+          _VIDVRD, reference="A (pair only)", ladder=True,
           paper={k: {"novel mAP": v} for k, v in UASAN_TABLE_4.items()}),
     Study("uasan-heads", uasan.ASSEMBLY, "UASAN: the paper's head against the public code's",
           {"paper": ["--head", "paper"], "code": ["--head", "code"]},
           _VIDVRD, reference="paper"),
 )}  # fmt: skip
+
+
+ABLATIONS = {"mosa": "mosa-ladder", "rsnet": "rsnet-table4", "tr2": "tr2-table4",
+             "arn": "arn-table3", "uasan": "uasan-table4"}  # fmt: skip
+"""The study ``examples/<paper>.py --ablation`` runs: the paper's ablation table."""
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:

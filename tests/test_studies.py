@@ -92,3 +92,73 @@ def test_a_quick_study_end_to_end(tmp_path):
     assert "70.9" in result["text"] and "relation changes:" in result["text"]
     assert (tmp_path / "guidance_direct_seed1" / "results.json").is_file()
     assert (tmp_path / "tr2-table3.json").is_file()
+
+
+def test_verdicts_by_hand():
+    # diffs 1, 2, 3: mean 2, sd 1, t(0.975, 2) = 4.303: half 2.48 -> the interval holds 0
+    d = experiments.paired_difference([0.0, 0.0, 0.0], [1.0, 2.0, 3.0])
+    assert experiments.verdict(d["diff"], d["half"], +1) == "not shown"
+    # diffs 2, 2.1, 1.9: half 0.248 -> excludes 0 above
+    d = experiments.paired_difference([1.0, 2.0, 3.0], [3.0, 4.1, 4.9])
+    assert experiments.verdict(d["diff"], d["half"], +1) == "holds"
+    assert experiments.verdict(d["diff"], d["half"], -1) == "reversed"
+    assert experiments.verdict(-2.0, 0.5, +1) == "reversed"
+    assert experiments.verdict(-2.0, 0.5, -1) == "holds"
+    assert experiments.verdict(5.0, float("nan"), +1) == "not shown"  # one seed: no interval
+    assert experiments.verdict(0.5, 0.5, +1) == "not shown"  # 0 on the interval's edge
+    with pytest.raises(ValueError, match="direction"):
+        experiments.verdict(1.0, 0.1, 0)
+
+
+def _toy(ladder: bool, claims=None):
+    return experiments.Study(
+        "s", harness.Assembly("toy", "", lambda a, d: None), "toy study",
+        {"base": [], "better": ["--better"], "worse": ["--worse"]},
+        {"R@20": "with/R@20"}, reference="base", ladder=ladder, claims=claims or {},
+    )  # fmt: skip
+
+
+def test_steps_verdicts_resume_and_reports(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_run(assembly, argv):  # --better: +5 points, --worse: -3 points, seed noise 0.1
+        calls.append(argv)
+        seed = int(argv[argv.index("--seed") + 1])
+        r = 0.10 + 0.001 * seed + 0.05 * ("--better" in argv) - 0.03 * ("--worse" in argv)
+        return {"results_tensors": {"predcls": {"with/R@20": torch.tensor(r, dtype=torch.float64)}},
+                "model": _Model(1)}  # fmt: skip
+
+    monkeypatch.setattr(experiments, "run", fake_run)
+    assert experiments.steps_of(_toy(True)) == [("base", "better"), ("better", "worse")]
+    assert experiments.steps_of(_toy(False)) == [("base", "better"), ("base", "worse")]
+    out = experiments.run_study(_toy(False, {"worse": -1}), [], [0, 1, 2], tmp_path,
+                                json_name="experiment.json")  # fmt: skip
+    steps = {s["step"]: s for s in out["report"]["steps"]}
+    assert steps["base -> better"]["verdict"] == "holds"
+    assert steps["base -> better"]["mean_diff"] == pytest.approx(5.0)
+    assert steps["base -> worse"]["verdict"] == "holds"  # the paper claims a decrease
+    lo, hi = steps["base -> worse"]["ci95"]
+    assert lo <= -3.0 <= hi
+    saved = json.loads((tmp_path / "experiment.json").read_text())
+    assert {"step", "metric", "mean_diff", "ci95", "verdict"} <= set(saved["steps"][0])
+    assert (tmp_path / "experiment.md").is_file()
+    assert len(calls) == 9
+    # resumed: a second call with the same flags reads every run.json and runs nothing
+    again = experiments.run_study(_toy(True), [], [0, 1, 2], tmp_path)
+    assert len(calls) == 9
+    ladder = {s["step"]: s["verdict"] for s in again["report"]["steps"]}
+    assert ladder == {"base -> better": "holds", "better -> worse": "reversed"}
+    assert "params (M)" in again["text"] and "reversed" in again["text"]
+
+
+def test_ablation_flag_runs_the_papers_table(tmp_path):
+    uasan = pytest.importorskip("uasan")
+    out = uasan.main(["--ablation", "--quick", "--seeds", "2", "--epochs", "1", "--threads", "1",
+                      "--out", str(tmp_path)])  # fmt: skip
+    report = json.loads((tmp_path / "experiment.json").read_text())
+    assert report["study"] == studies.ABLATIONS["uasan"] and report["seeds"] == [0, 1]
+    assert len(report["steps"]) == 4 * len(studies.STUDIES["uasan-table4"].metrics) * 3  # tasks
+    assert all(s["verdict"] in ("holds", "reversed", "not shown") for s in report["steps"])
+    assert out["summaries"] and (tmp_path / "experiment.png").is_file()
+    assert set(studies.ABLATIONS) == {"mosa", "rsnet", "tr2", "arn", "uasan"}
+    assert all(name in studies.STUDIES for name in studies.ABLATIONS.values())
