@@ -30,7 +30,13 @@ from torch import Tensor, nn
 from dsgg_layers._checks import check_positive, check_tensor
 from dsgg_layers.union_head import token_cosine_logits
 
-__all__ = ["GroupedPromptLearner", "OpenCLIPTextTower", "PromptLearner", "TextTower", "WordTower"]
+__all__ = [
+    "GroupedPromptLearner",
+    "OpenCLIPTextTower",
+    "PromptLearner",
+    "TextTower",
+    "WordTower",
+]
 
 
 @runtime_checkable

@@ -65,7 +65,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "binned by their share of changing pair-frames at these edges, e.g. 0.3 0.45",
     )  # fmt: skip
     g = p.add_argument_group("text")
-    g.add_argument("--clip-model", default="ViT-B-32")
+    g.add_argument(
+        "--clip-model",
+        default="ViT-B-32",
+        help="an open_clip model, or wordllama: offline text with real semantics",
+    )
     g.add_argument("--clip-pretrained", default=None, help="open_clip weights (e.g. openai)")
     g.add_argument(
         "--random-text", action="store_true",

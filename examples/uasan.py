@@ -51,6 +51,7 @@ from dsgg_layers.data import (
 )
 from dsgg_layers.data.trajectory import TRAJECTORY_OBJECTS, TRAJECTORY_PREDICATES, predicate_words
 from dsgg_layers.metrics import OpenVocabularyEvaluator, associate_relations
+from dsgg_layers.text import StaticEmbeddingTower
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared harness, beside this file
 import harness
@@ -213,8 +214,8 @@ class UASAN(nn.Module):
 def add_arguments(p: argparse._ActionsContainer) -> None:
     harness.choice(p, "--variant", ("full", "a", "b", "c"), "Table 4's rows")
     harness.choice(p, "--head", ("paper", "code"), "Eq. 5-11, or the public code's head")
-    harness.choice(p, "--text", ("word", "clip"), "prompt text tower: the offline WordTower, or "
-                   "open_clip's (--clip-model, --clip-pretrained)")  # fmt: skip
+    harness.choice(p, "--text", ("word", "wordllama", "clip"), "prompt text tower: WordTower, "
+                   "WordLlama's (offline, real words) or open_clip's (--clip-model)")  # fmt: skip
     p.add_argument("--d-model", type=int, default=64)
     p.add_argument("--tokens", type=int, default=4, help="concept tokens of the visual refiner")
     p.add_argument("--test-videos", type=int, default=40)
@@ -225,8 +226,9 @@ def add_arguments(p: argparse._ActionsContainer) -> None:
 
 def build_model(args: argparse.Namespace, data: Data) -> UASAN:
     D = data.train[0][0].features.shape[-1]
-    clip = args.text == "clip"
-    tower = OpenCLIPTextTower.from_name(args.clip_model, args.clip_pretrained) if clip else None
+    towers = {"clip": lambda: OpenCLIPTextTower.from_name(args.clip_model, args.clip_pretrained),
+              "wordllama": StaticEmbeddingTower.from_wordllama, "word": lambda: None}  # fmt: skip
+    tower = towers[args.text]()
     return UASAN(D, args.d_model, variant=args.variant, tokens=args.tokens, chance=args.chance,
                  tower=tower, cover_tail=args.cover_tail, head=args.head)  # fmt: skip
 

@@ -166,3 +166,49 @@ def test_errors(tmp_path):
         encode_prompts(["ok", 3], cache_dir=tmp_path)
     with pytest.raises(ValueError, match=r"prompts\[0\]: expected at least one sentence"):
         encode_prompts([[]], cache_dir=tmp_path)
+
+
+def test_static_embedding_tower_has_real_neighbours_offline():
+    pytest.importorskip("wordllama")
+    from dsgg_layers.prompts import PromptLearner
+    from dsgg_layers.text import StaticEmbeddingTower
+
+    tower = StaticEmbeddingTower.from_wordllama()
+    assert tower.width == tower.embed_dim == 256 and "dim=256" in repr(tower)
+    e = tower.encode(["holding", "carrying", "sitting on", "eating", "drinking from"])
+    assert e[0] @ e[1] > e[0] @ e[2]  # holding is nearer carrying than sitting on
+    assert e[3] @ e[4] > e[3] @ e[2]
+    torch.testing.assert_close(e.norm(dim=-1), torch.ones(5))
+    torch.testing.assert_close(StaticEmbeddingTower.from_wordllama().encode(["holding"]), e[:1])
+    # the mean of the tokens' vectors, without the tokenizer's start token (written out)
+    ids = tower.tokenizer.encode("a person holding a cup").ids[1:]
+    want = torch.nn.functional.normalize(tower.table[torch.tensor(ids) + 2].mean(0), dim=0)
+    torch.testing.assert_close(tower.encode(["a person holding a cup"])[0], want)
+    # a text tower for prompt learning: the context takes part, gradients reach it only
+    learner = PromptLearner(tower, ["holding a cup", "sitting on a chair"], num_context=4)
+    learner().sum().backward()
+    assert learner.context.grad.abs().sum() > 0 and not tower.table.requires_grad
+    with pytest.raises(ValueError, match="context_length"):
+        tower.tokenize(["word " * 40])
+
+
+def test_encode_prompts_with_wordllama_caches_and_averages(tmp_path):
+    pytest.importorskip("wordllama")
+    from dsgg_layers.text import StaticEmbeddingTower
+
+    e = encode_prompts(["a person holding a cup", ["a bed", "a sofa"]], model="wordllama",
+                       cache_dir=tmp_path)  # fmt: skip
+    tower = StaticEmbeddingTower.from_wordllama()
+    torch.testing.assert_close(e[0], tower.encode(["a person holding a cup"])[0])
+    pair = tower.encode(["a bed", "a sofa"]).mean(0)
+    torch.testing.assert_close(e[1], torch.nn.functional.normalize(pair, dim=0))
+    assert list(tmp_path.glob("wordllama-*.pt"))  # cached like CLIP's
+
+
+def test_static_embedding_tower_errors():
+    from dsgg_layers.text import StaticEmbeddingTower
+
+    with pytest.raises(ValueError, match="table"):
+        StaticEmbeddingTower(torch.zeros(0, 4), object())
+    with pytest.raises(TypeError, match="table"):
+        StaticEmbeddingTower(torch.zeros(3, 4, dtype=torch.long), object())
