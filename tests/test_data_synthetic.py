@@ -1,5 +1,6 @@
 """The synthetic Action Genome benchmark: reproducible, rule-labelled, and it rewards motion."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -342,3 +343,59 @@ def test_bystanders_append_unannotated_objects_with_real_confidences():
     assert float(scores.max()) > 0.9  # confident, like the real detections (spurious ones < 0.6)
     with pytest.raises(ValueError, match="bystanders: expected a finite number >= 0"):
         SyntheticConfig(bystanders=-1.0)
+
+
+def _data_hash(cfg):
+    import hashlib
+
+    h = hashlib.sha256()
+    for split in ("train", "test"):
+        for v in SyntheticActionGenome(cfg, split):
+            for k in sorted(vars(v)):
+                x = getattr(v, k)
+                if isinstance(x, torch.Tensor):
+                    h.update(k.encode())
+                    h.update(x.contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def test_text_coupling_zero_is_the_benchmark_as_it_was():
+    # the hash of this config's data before the dial existed (commit b475249)
+    cfg = SyntheticConfig(num_videos=6, num_test_videos=3, seed=5)
+    want = "e3603a3b0b41b659b23bfeb223c7ff7c7a91a243d6e941265f6f0915b85e73ba"
+    assert cfg.text_coupling == 0 and _data_hash(cfg) == want
+    assert _data_hash(cfg.replace(text_coupling=0.5)) != want
+
+
+def test_text_coupling_moves_the_looks_toward_the_text_geometry():
+    from dsgg_layers.data.language import predicate_text_vectors
+    from dsgg_layers.data.synthetic import _BEHAVIOURS, _CODES, _World
+
+    text = predicate_text_vectors()
+    T = np.stack([text[[PREDICATES.index(p) for p, b in _BEHAVIOURS.items() if b.code == c]]
+                  .mean(0) for c in _CODES])  # fmt: skip
+    T /= np.linalg.norm(T, axis=1, keepdims=True)
+    iu = np.triu_indices(len(_CODES), 1)
+
+    def agreement(coupling):  # correlation of the looks' and the texts' cosine similarities
+        w = _World(SyntheticConfig(code_sharing=0.0, text_coupling=coupling))
+        C = np.stack([w.codes[c] for c in _CODES])
+        C /= np.linalg.norm(C, axis=1, keepdims=True)
+        return np.corrcoef((C @ C.T)[iu], (T @ T.T)[iu])[0, 1]
+
+    values = [agreement(x) for x in (0.0, 0.5, 0.75, 1.0)]
+    assert values == sorted(values) and values[0] < 0.3 and values[-1] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="text_coupling"):
+        SyntheticConfig(text_coupling=1.5)
+
+
+def test_the_stored_text_geometry_is_wordllamas():
+    pytest.importorskip("wordllama")
+    from dsgg_layers.data import PREDICATE_TEXT_SIMILARITY, predicate_text_similarity
+    from dsgg_layers.text import StaticEmbeddingTower
+
+    measured = predicate_text_similarity(StaticEmbeddingTower.from_wordllama().encode)
+    stored = torch.tensor(PREDICATE_TEXT_SIMILARITY)
+    assert (measured - stored).abs().max() <= 1e-3
+    i = {p: k for k, p in enumerate(PREDICATES)}
+    assert stored[i["holding"], i["carrying"]] > stored[i["holding"], i["sitting_on"]]

@@ -21,6 +21,7 @@ SUBPACKAGE_MODULES = {
     "data.synthetic": "data",
     "data.probe": "data",
     "data.segments": "data",
+    "data.language": "data",
     "metrics.action_genome": "metrics",
     "metrics.base": "metrics",
     "metrics.vidvrd": "metrics",

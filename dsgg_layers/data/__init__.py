@@ -4,6 +4,11 @@ synthetic benchmark."""
 from dsgg_layers.data.action_genome import ActionGenome, write_action_genome
 from dsgg_layers.data.batch import Batch, TrajectoryBatch
 from dsgg_layers.data.graph import VideoGraph, VideoGraphDataset, with_union_features
+from dsgg_layers.data.language import (
+    PREDICATE_TEXT_SIMILARITY,
+    predicate_text_similarity,
+    predicate_text_vectors,
+)
 from dsgg_layers.data.probe import motion_probe
 from dsgg_layers.data.render import render_images, render_maps
 from dsgg_layers.data.segments import SegmentPairs, pair_geometry, segment_pairs
@@ -24,6 +29,7 @@ from dsgg_layers.data.vidvrd import (
 
 __all__ = [
     "MOTION_PREDICATES",
+    "PREDICATE_TEXT_SIMILARITY",
     "TRAJECTORY_PREDICATE_SPLITS",
     "TRAJECTORY_WORDS",
     "VIDVRD_OBJECT_SPLITS",
@@ -42,6 +48,8 @@ __all__ = [
     "load_vidvrd",
     "motion_probe",
     "pair_geometry",
+    "predicate_text_similarity",
+    "predicate_text_vectors",
     "render_images",
     "render_maps",
     "segment_pairs",

@@ -56,6 +56,7 @@ import torch
 
 from dsgg_layers._checks import check_choice
 from dsgg_layers.data.graph import VideoGraph, VideoGraphDataset
+from dsgg_layers.data.language import predicate_text_vectors
 from dsgg_layers.vocab import OBJECT_CLASSES, PREDICATE_GROUPS, PREDICATES
 
 __all__ = [
@@ -236,6 +237,14 @@ class SyntheticConfig:
             pulled toward their mean (0: every behaviour has its own look, 1: one look): the rare
             ones then look like the frequent ``not_contacting`` and ``sitting_on`` and must be
             told apart by geometry, object class and context.
+        text_coupling: how far each contacting behaviour's own appearance code (before
+            ``code_sharing``) is pulled toward its predicate's direction in text space
+            ([`PREDICATE_TEXT_SIMILARITY`][dsgg_layers.data.language.PREDICATE_TEXT_SIMILARITY],
+            measured with WordLlama; a random isometry into the union width, norm kept): 0
+            (default) independent of any text, 1 the text geometry itself. Real data: a
+            relation's look and its sentence are related (CLIP is trained to align them), which
+            is what the text-based heads exploit (MoSA's ASM, TR²'s sentence classifier, ARN's
+            CLIP-initialised classifier); ``--random-text`` keeps the control without it.
         annotation_noise: probability that a ground-truth pair-frame has one spatial label
             flipped (added or removed), the multi-label ambiguity of Action Genome's annotations.
         label_ambiguity: probability that a ground-truth pair carries, over its whole track, a
@@ -280,6 +289,7 @@ class SyntheticConfig:
     bystanders: float = 0.0
     class_similarity: float = 0.75
     code_sharing: float = 0.8
+    text_coupling: float = 0.0
     annotation_noise: float = 0.0
     label_ambiguity: float = 0.25
     attention_coupling: float = 0.6
@@ -317,7 +327,8 @@ class SyntheticConfig:
             if not (isinstance(value, int | float) and 0 <= value < math.inf):
                 raise ValueError(f"{name}: expected a finite number >= 0, got {value!r}")
         for name in ("walking", "shifting", "visibility", "unsure", "det_miss", "det_accuracy",
-                     "det_duplicates", "class_similarity", "code_sharing", "annotation_noise",
+                     "det_duplicates", "class_similarity", "code_sharing", "text_coupling",
+                     "annotation_noise",
                      "label_ambiguity", "attention_coupling"):  # fmt: skip
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name}: expected a probability, got {getattr(self, name)}")
@@ -374,6 +385,15 @@ class _World:
         self.codes = {
             c: v for c, v in zip(_CODES, rng.standard_normal((len(_CODES), U)) * 0.6, strict=True)
         }
+        if cfg.text_coupling > 0:  # the looks follow the predicates' text (a separate stream)
+            text = predicate_text_vectors()
+            gauss = np.random.default_rng([cfg.seed, 104729]).standard_normal((U, text.shape[1]))
+            proj = np.linalg.qr(gauss)[0].T if U >= text.shape[1] else gauss.T  # isometric
+            for c in _CODES:
+                rows = [PREDICATES.index(p) for p, b in _BEHAVIOURS.items() if b.code == c]
+                t = text[rows].mean(0) @ proj
+                t *= np.linalg.norm(self.codes[c]) / np.linalg.norm(t)
+                self.codes[c] = (1 - cfg.text_coupling) * self.codes[c] + cfg.text_coupling * t
         if cfg.code_sharing > 0:  # the single-frame behaviours' looks pulled toward their mean
             shared = [c for c in _CODES if c != _MOTION_CODE]
             mean = np.mean([self.codes[c] for c in shared], axis=0)
