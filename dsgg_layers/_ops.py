@@ -56,3 +56,30 @@ def masked_reduce(loss: Tensor, mask: Tensor | None, reduction: Reduction) -> Te
         return loss.mean() if loss.numel() else loss.sum()
     total = loss.sum(dtype=torch.promote_types(loss.dtype, torch.float32))  # no fp16 overflow
     return (total / mask.sum().clamp(min=1)).to(loss.dtype)
+
+
+def content_mean(x: Tensor, ids: Tensor) -> Tensor:
+    """The mean of ``x (..., T, D)`` over the tokens between the start token (position 0) and
+    the end token (the highest id of each row of ``ids (..., T)``): a static text tower's
+    pooling."""
+    pos = torch.arange(ids.shape[-1], device=ids.device)
+    content = (pos >= 1) & (pos < ids.argmax(-1, keepdim=True))
+    count = content.sum(-1, keepdim=True).clamp(min=1)
+    return (x * content[..., None]).sum(-2) / count
+
+
+def pack_token_rows(rows: list[list[int]], context_length: int, unit: str) -> Tensor:
+    """``(N, context_length)`` ids: each row ``[start, *tokens, end]``, 0 after it.
+
+    Raises:
+        ValueError: a row does not fit (names the text and its ``unit``: words, tokens).
+    """
+    out = torch.zeros(len(rows), context_length, dtype=torch.long)
+    for i, row in enumerate(rows):
+        if len(row) > context_length:
+            raise ValueError(
+                f"texts[{i}]: {len(row) - 2} {unit} do not fit context_length "
+                f"{context_length} with the start and end tokens"
+            )
+        out[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+    return out

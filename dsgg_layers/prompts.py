@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dsgg_layers._checks import check_positive, check_tensor
+from dsgg_layers._ops import content_mean, pack_token_rows
 from dsgg_layers.union_head import token_cosine_logits
 
 __all__ = [
@@ -527,20 +528,14 @@ class WordTower(nn.Module):
 
     def tokenize(self, texts: Sequence[str]) -> Tensor:
         """``(N, context_length)`` ids."""
-        out = torch.zeros(len(texts), self.context_length, dtype=torch.long)
+        rows = []
         for i, text in enumerate(texts):
             tokens = text.lower().replace(".", " . ").split()
             unknown = [w for w in tokens if w not in self.index]
             if unknown:
                 raise ValueError(f"texts[{i}]: words {unknown} are not in the vocabulary")
-            if len(tokens) + 2 > self.context_length:
-                raise ValueError(
-                    f"texts[{i}]: {len(tokens)} words do not fit context_length "
-                    f"{self.context_length} with the start and end tokens"
-                )
-            row = [1, *(self.index[w] for w in tokens), self.eot]
-            out[i, : len(row)] = torch.tensor(row)
-        return out.to(self.table.device)
+            rows.append([1, *(self.index[w] for w in tokens), self.eot])
+        return pack_token_rows(rows, self.context_length, "words").to(self.table.device)
 
     def embed_tokens(self, ids: Tensor) -> Tensor:
         """``(N, T, dim)`` the word vectors of the ids."""
@@ -549,7 +544,4 @@ class WordTower(nn.Module):
     def encode_embeddings(self, x: Tensor, ids: Tensor) -> Tensor:
         """The mean of the input embeddings between the start and the end token."""
         check_tensor(x, "x", (*ids.shape, self.width), dtype="float")
-        pos = torch.arange(ids.shape[-1], device=ids.device)
-        content = (pos >= 1) & (pos < ids.argmax(-1, keepdim=True))
-        count = content.sum(-1, keepdim=True).clamp(min=1)
-        return (x * content[..., None]).sum(-2) / count
+        return content_mean(x, ids)

@@ -51,6 +51,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dsgg_layers._checks import check_choice, check_positive, check_tensor
+from dsgg_layers._ops import content_mean, pack_token_rows
 from dsgg_layers.vocab import OBJECT_CLASSES, PREDICATE_GROUP_OF, PREDICATE_GROUPS, PREDICATES
 
 __all__ = [
@@ -595,17 +596,9 @@ class StaticEmbeddingTower(nn.Module):
 
     def tokenize(self, texts: Sequence[str]) -> Tensor:
         """``(N, context_length)`` ids (see the class docstring)."""
-        out = torch.zeros(len(texts), self.context_length, dtype=torch.long)
-        for i, text in enumerate(texts):  # tokenizing strings: data preparation, not a forward
-            ids = list(self.tokenizer.encode(text).ids)[self.skip_first :]
-            if len(ids) + 2 > self.context_length:
-                raise ValueError(
-                    f"texts[{i}]: {len(ids)} tokens do not fit context_length "
-                    f"{self.context_length} with the start and end tokens"
-                )
-            row = [1, *(t + 2 for t in ids), self.eot]
-            out[i, : len(row)] = torch.tensor(row)
-        return out.to(self.table.device)
+        rows = [[1, *(t + 2 for t in list(self.tokenizer.encode(text).ids)[self.skip_first :]),
+                 self.eot] for text in texts]  # tokenizing strings: data preparation  # fmt: skip
+        return pack_token_rows(rows, self.context_length, "tokens").to(self.table.device)
 
     def embed_tokens(self, ids: Tensor) -> Tensor:
         """``(N, T, D)`` the token vectors of the ids (0 for padding, start and end)."""
@@ -614,10 +607,7 @@ class StaticEmbeddingTower(nn.Module):
     def encode_embeddings(self, x: Tensor, ids: Tensor) -> Tensor:
         """The mean of the input embeddings between the start and the end token."""
         check_tensor(x, "x", (*ids.shape, self.width), dtype="float")
-        pos = torch.arange(ids.shape[-1], device=ids.device)
-        content = (pos >= 1) & (pos < ids.argmax(-1, keepdim=True))
-        count = content.sum(-1, keepdim=True).clamp(min=1)
-        return (x * content[..., None]).sum(-2) / count
+        return content_mean(x, ids)
 
     @torch.no_grad()
     def encode(self, texts: Sequence[str]) -> Tensor:
