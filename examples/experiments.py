@@ -31,6 +31,7 @@ __all__ = [
     "parameter_count",
     "results_table",
     "run_study",
+    "run_sweep",
     "steps_of",
     "verdict",
     "without_flags",
@@ -387,3 +388,79 @@ def _study_rows(
         row["params (M)"] = f"{params / 1e6:.3f}"
         rows[label], report[label] = row, rep
     return rows, report
+
+
+def with_synthetic(argv: Sequence[str], item: str) -> list[str]:
+    """``argv`` with ``item`` (``FIELD=VALUE``) added to its ``--synthetic`` changes (the flag
+    takes several; a second ``--synthetic`` would replace the first)."""
+    out = list(argv)
+    if "--synthetic" not in out:
+        return [*out, "--synthetic", item]
+    i = out.index("--synthetic") + 1
+    while i < len(out) and not out[i].startswith("--"):
+        i += 1
+    return [*out[:i], item, *out[i:]]
+
+
+def run_sweep(
+    study: Study,
+    argv: Sequence[str],
+    seeds: Sequence[int],
+    out: Path,
+    dial: str,
+    values: Sequence[float],
+    cache: dict[tuple[str, ...], dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """``study`` at every value of a benchmark dial (``--synthetic dial=value``): each step's
+    paired difference and verdict against the dial, to ``out/sweep_<study>.json`` and a chart
+    (the first metric of each task). Each value's runs and report go to ``out/<dial>=<value>``
+    (resumable, as [`run_study`][])."""
+    if not values:
+        raise ValueError("values: expected at least one value of the dial, got none")
+    cache = {} if cache is None else cache
+    rows: dict[tuple[str, str, str], dict[str, list[Any]]] = {}
+    for value in values:
+        result = run_study(study, with_synthetic(argv, f"{dial}={value}"), seeds,
+                           out / f"{dial}={value}", cache)  # fmt: skip
+        for s in result["report"]["steps"]:
+            row = rows.setdefault((s["task"], s["step"], s["metric"]),
+                                  {"mean_diff": [], "ci95": [], "verdict": []})  # fmt: skip
+            for key in row:
+                row[key].append(s[key])
+    report = {"study": study.name, "dial": dial, "values": list(values), "seeds": list(seeds),
+              "steps": [{"task": t, "step": st, "metric": m, **v}
+                        for (t, st, m), v in rows.items()]}  # fmt: skip
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"sweep_{study.name}.json").write_text(json.dumps(report, indent=1))
+    _sweep_chart(report, study, out / f"sweep_{study.name}.png")
+    return report
+
+
+def _sweep_chart(report: Mapping[str, Any], study: Study, path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:  # the examples extra is not installed: no chart
+        return
+    first = next(iter(study.metrics))
+    steps = [s for s in report["steps"] if s["metric"] == first]
+    tasks = sorted({s["task"] for s in steps})
+    fig, axes = plt.subplots(1, max(len(tasks), 1), figsize=(4.5 * max(len(tasks), 1), 3.5),
+                             squeeze=False)  # fmt: skip
+    for ax, task in zip(axes[0], tasks, strict=False):
+        for s in (s for s in steps if s["task"] == task):
+            err = [0.0 if lo != lo else d - lo
+                   for d, (lo, _) in zip(s["mean_diff"], s["ci95"], strict=True)]  # fmt: skip
+            ax.errorbar(report["values"], s["mean_diff"], yerr=err, capsize=3, marker="o",
+                        label=s["step"].split(" -> ")[-1][:30])  # fmt: skip
+        ax.axhline(0, color="black", linewidth=0.8)
+        ax.set_xlabel(report["dial"])
+        ax.set_ylabel(f"Δ {first} (points), 95% interval")
+        ax.set_title(task, fontsize=9)
+        ax.legend(fontsize=7)
+    fig.suptitle(study.title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

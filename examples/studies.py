@@ -35,7 +35,7 @@ import rsnet
 import runtime
 import tr2
 import uasan
-from experiments import Study, run_study
+from experiments import Study, run_study, run_sweep
 
 # ------------------------------------------------------------------------------------- metrics
 
@@ -258,6 +258,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument("--list", action="store_true", help="list the studies and exit")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="paired seeds")
     p.add_argument("--out", default="runs/studies", help="folder of the runs and tables")
+    p.add_argument(
+        "--sweep",
+        default=None,
+        metavar="FIELD=V1,V2,...",
+        help="run each study at these values of a SyntheticConfig dial",
+    )
     args, rest = p.parse_known_args(argv)
     unknown = [n for n in args.studies if n not in STUDIES]
     if unknown:
@@ -269,7 +275,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     cache: dict[tuple[str, ...], dict[str, Any]] = {}
     results = {}
     for name in args.studies:  # studies of one assembly share their runs
-        results[name] = run_study(STUDIES[name], rest, args.seeds, Path(args.out), cache)
+        if args.sweep:
+            dial, _, raw = args.sweep.partition("=")
+            values = [float(v) for v in raw.split(",") if v]
+            results[name] = run_sweep(STUDIES[name], rest, args.seeds, Path(args.out), dial,
+                                      values, cache)  # fmt: skip
+        else:
+            results[name] = run_study(STUDIES[name], rest, args.seeds, Path(args.out), cache)
     return results
 
 

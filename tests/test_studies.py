@@ -162,3 +162,33 @@ def test_ablation_flag_runs_the_papers_table(tmp_path):
     assert out["summaries"] and (tmp_path / "experiment.png").is_file()
     assert set(studies.ABLATIONS) == {"mosa", "rsnet", "tr2", "arn", "uasan"}
     assert all(name in studies.STUDIES for name in studies.ABLATIONS.values())
+
+
+def test_sweep_reports_each_steps_effect_against_the_dial(tmp_path, monkeypatch):
+    def fake_run(assembly, argv):  # --better gains 10 points times the dial's value
+        seed = int(argv[argv.index("--seed") + 1])
+        items = argv[argv.index("--synthetic") + 1 :]
+        dial = float(next(i for i in items if i.startswith("text_coupling=")).split("=")[1])
+        assert "feature_noise=2.0" in items  # the command line's own changes are kept
+        r = 0.2 + 0.001 * seed**2 + 0.1 * dial * ("--better" in argv)
+        return {"results_tensors": {"predcls": {"with/R@20": torch.tensor(r, dtype=torch.float64)}},
+                "model": _Model(1)}  # fmt: skip
+
+    monkeypatch.setattr(experiments, "run", fake_run)
+    study = experiments.Study("s", harness.Assembly("toy", "", lambda a, d: None), "toy",
+                              {"base": [], "better": ["--better"]}, {"R@20": "with/R@20"},
+                              reference="base")  # fmt: skip
+    argv = ["--synthetic", "feature_noise=2.0", "--quick"]
+    assert experiments.with_synthetic(argv, "x=1") == [
+        "--synthetic", "feature_noise=2.0", "x=1", "--quick"]  # fmt: skip
+    assert experiments.with_synthetic(["--quick"], "x=1") == ["--quick", "--synthetic", "x=1"]
+    report = experiments.run_sweep(study, argv, [0, 1, 2], tmp_path, "text_coupling",
+                                   [0.0, 0.5, 1.0])  # fmt: skip
+    (step,) = report["steps"]
+    assert step["mean_diff"] == pytest.approx([0.0, 5.0, 10.0], abs=1e-6)
+    assert step["verdict"] == ["not shown", "holds", "holds"]
+    saved = json.loads((tmp_path / "sweep_s.json").read_text())
+    assert saved["values"] == [0.0, 0.5, 1.0] and saved["dial"] == "text_coupling"
+    assert (tmp_path / "text_coupling=0.5" / "s.json").is_file()
+    with pytest.raises(ValueError, match="values"):
+        experiments.run_sweep(study, argv, [0], tmp_path, "text_coupling", [])
