@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import Assembly, run
-from torch import nn
+from torch import Tensor, nn
 
 __all__ = [
     "Study",
@@ -199,9 +199,8 @@ def _fresh_or_saved(study: Study, key: tuple[str, ...], folder: Path) -> dict[st
             return {"results_tensors": record["results"], "params": record["params"],
                     "resumed": True}  # fmt: skip
     summary = run(study.assembly, [*key, "--out", str(folder)])
-    results = {
-        t: {k: float(v) for k, v in r.items()} for t, r in summary["results_tensors"].items()
-    }
+    results = {t: {k: v.tolist() if isinstance(v, Tensor) else v for k, v in r.items()}
+               for t, r in summary["results_tensors"].items()}  # vectors too  # fmt: skip
     summary["params"] = parameter_count(summary["model"])
     folder.mkdir(parents=True, exist_ok=True)
     saved.write_text(json.dumps({"argv": list(key), "results": results,

@@ -125,7 +125,9 @@ def test_steps_verdicts_resume_and_reports(tmp_path, monkeypatch):
         calls.append(argv)
         seed = int(argv[argv.index("--seed") + 1])
         r = 0.10 + 0.001 * seed + 0.05 * ("--better" in argv) - 0.03 * ("--worse" in argv)
-        return {"results_tensors": {"predcls": {"with/R@20": torch.tensor(r, dtype=torch.float64)}},
+        per_class = torch.tensor([r, r / 2])  # a vector result, as the evaluators' per-predicate
+        return {"results_tensors": {"predcls": {"with/R@20": torch.tensor(r, dtype=torch.float64),
+                                                "with/R@20/per_class": per_class}},
                 "model": _Model(1)}  # fmt: skip
 
     monkeypatch.setattr(experiments, "run", fake_run)
