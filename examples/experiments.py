@@ -335,7 +335,7 @@ def _chart(steps: Sequence[Mapping[str, Any]], title: str, path: Path) -> None:
     except ImportError:  # the examples extra is not installed: no chart
         return
     colours = {"holds": "#2a9d8f", "reversed": "#e76f51", "not shown": "#9e9e9e"}
-    labels = [f"{s['step'].split(' -> ')[-1][:28]} | {s['metric']}" for s in steps]
+    labels = [f"{s['task']} | {s['step'].split(' -> ')[-1][:28]} | {s['metric']}" for s in steps]
     diffs = [s["mean_diff"] for s in steps]
     errs = [0.0 if s["ci95"][0] != s["ci95"][0] else s["mean_diff"] - s["ci95"][0] for s in steps]
     fig, ax = plt.subplots(figsize=(8, 0.35 * len(steps) + 1.5))
