@@ -237,7 +237,7 @@ class SyntheticConfig:
             pulled toward their mean (0: every behaviour has its own look, 1: one look): the rare
             ones then look like the frequent ``not_contacting`` and ``sitting_on`` and must be
             told apart by geometry, object class and context.
-        text_coupling: how far each contacting behaviour's own appearance code (before
+        text_coupling: how far each contacting behaviour's appearance code (after
             ``code_sharing``) is pulled toward its predicate's direction in text space
             ([`PREDICATE_TEXT_SIMILARITY`][dsgg_layers.data.language.PREDICATE_TEXT_SIMILARITY],
             measured with WordLlama; a random isometry into the union width, norm kept): 0
@@ -385,7 +385,12 @@ class _World:
         self.codes = {
             c: v for c, v in zip(_CODES, rng.standard_normal((len(_CODES), U)) * 0.6, strict=True)
         }
-        if cfg.text_coupling > 0:  # the looks follow the predicates' text (a separate stream)
+        if cfg.code_sharing > 0:  # the single-frame behaviours' looks pulled toward their mean
+            shared = [c for c in _CODES if c != _MOTION_CODE]
+            mean = np.mean([self.codes[c] for c in shared], axis=0)
+            for c in shared:
+                self.codes[c] = (1 - cfg.code_sharing) * self.codes[c] + cfg.code_sharing * mean
+        if cfg.text_coupling > 0:  # the final looks follow the predicates' text (own stream)
             text = predicate_text_vectors()
             gauss = np.random.default_rng([cfg.seed, 104729]).standard_normal((U, text.shape[1]))
             proj = np.linalg.qr(gauss)[0].T if U >= text.shape[1] else gauss.T  # isometric
@@ -394,11 +399,6 @@ class _World:
                 t = text[rows].mean(0) @ proj
                 t *= np.linalg.norm(self.codes[c]) / np.linalg.norm(t)
                 self.codes[c] = (1 - cfg.text_coupling) * self.codes[c] + cfg.text_coupling * t
-        if cfg.code_sharing > 0:  # the single-frame behaviours' looks pulled toward their mean
-            shared = [c for c in _CODES if c != _MOTION_CODE]
-            mean = np.mean([self.codes[c] for c in shared], axis=0)
-            for c in shared:
-                self.codes[c] = (1 - cfg.code_sharing) * self.codes[c] + cfg.code_sharing * mean
         self.geometry = rng.standard_normal((8, U)) * 0.5
         # Directions in feature space of the latent depth, the gaze and the hidden face.
         self.depth, self.gaze_x, self.gaze_y, self.hidden = _unit(rng.standard_normal((4, F)))
