@@ -432,9 +432,9 @@ ENTRIES += [
     ),
 ]
 
-UNREGISTERED = {"FocalLoss", "OpenCLIPTextTower", "StaticEmbeddingTower", "WordTower"}
+UNREGISTERED = {"FocalLoss", "OpenCLIPTextTower", "WordTower"}
 """Exported modules without an entry, on purpose: ``FocalLoss`` is the deprecated alias of
 ``SoftmaxFocalLoss`` (registered), ``OpenCLIPTextTower`` wraps an open_clip model (its tests
 build one with random weights: tests/test_text.py), ``WordTower`` is a text tower without a
-``forward`` (the prompt learners' entries run it), and so is ``StaticEmbeddingTower`` (a frozen
-pretrained table: tests/test_text.py checks it offline)."""
+``forward`` (the prompt learners' entries run it). (``text.StaticEmbeddingTower``, not exported
+at the top level, is a frozen pretrained table: tests/test_text.py checks it offline.)"""
