@@ -41,6 +41,7 @@ from dsgg_layers import (
     TemporalDifferenceGuidance,
     ValidRows,
     inverse_log_frequency,
+    sttran_predicate_loss,
     tr2_predicate_loss,
 )
 from dsgg_layers.data import VideoGraph, with_union_features
@@ -75,6 +76,7 @@ class TR2(nn.Module):
             (``--help``); the defaults are the public code's.
         object_weight, gamma, guidance_weight: the object loss weight (the code: 10), the focal
             exponent of the spatial / contacting loss, each group's guidance weight (1).
+        loss: the predicate loss: ``"focal"`` (the code's) or ``"margin"`` (STTran's).
     """
 
     def __init__(
@@ -102,6 +104,7 @@ class TR2(nn.Module):
         object_weight: float = 10.0,
         gamma: float = 2.0,
         guidance_weight: float = 1.0,
+        loss: str = "focal",
     ) -> None:
         super().__init__()
         self.front = PairFrontEnd(feature_dim, union_dim, class_semantics, d_model)
@@ -118,7 +121,7 @@ class TR2(nn.Module):
             self.heads = nn.ModuleDict({g: SentenceClassifier(width, t) for g, t in tables.items()})
         else:
             self.heads = nn.ModuleDict({g: nn.Linear(width, t.shape[1]) for g, t in tables.items()})
-        self.classifier = classifier
+        self.classifier, self.loss = classifier, loss
         self.guidance = (
             None if guidance == "none" else TemporalDifferenceGuidance(width, tables, mode=guidance)
         )
@@ -157,9 +160,9 @@ class TR2(nn.Module):
         rows = ValidRows(g.mask) if rows is None else rows
         x, logits = self.predicate_logits(g, g.object_labels, rows=rows)
         alpha = {group: getattr(self, f"alpha_{group}") for group in ("spatial", "contacting")}
-        out = tr2_predicate_loss(
-            logits.float(), relations, mask=rows, alpha=alpha, gamma=self.gamma
-        )
+        out = (sttran_predicate_loss(logits.float(), relations, mask=rows) if self.loss == "margin"
+               else tr2_predicate_loss(logits.float(), relations, mask=rows, alpha=alpha,
+                                       gamma=self.gamma))  # fmt: skip
         out["object"] = self.object_weight * self.front.object_loss(g)
         if self.guidance is not None:
             groups = {name: relations[..., s] for name, s in PREDICATE_GROUPS.items()}
@@ -195,6 +198,7 @@ def add_arguments(p: argparse._ActionsContainer) -> None:
            "message token at a track's first frame: code (self) or Eq. 1 (zero)")
     p.add_argument("--object-weight", type=float, default=10.0, help="object loss weight")
     p.add_argument("--gamma", type=float, default=2.0, help="focal exponent (spatial/contacting)")
+    choice(p, "--loss", ("focal", "margin"), "predicate loss: focal (code) or STTran's margin")
     choice(p, "--wording", ("code", "template"),
            "prompted sentences: the code's wording or the paper's template")
     p.add_argument("--union-clip", default=None, metavar="DIR",
@@ -223,6 +227,7 @@ def build_model(args: argparse.Namespace, data: Data) -> TR2:
         classifier=args.classifier, positions=args.positions, first=args.first,
         temporal_norm=args.temporal_norm,
         object_weight=args.object_weight, gamma=args.gamma, guidance_weight=args.guidance_weight,
+        loss=args.loss,
     )  # fmt: skip
     model.train_change_share = share = pair_models.label_change_share(data.train)
     print(f"relation changes: {100 * share:.1f}% of annotated training pair-frames differ from "
@@ -230,13 +235,9 @@ def build_model(args: argparse.Namespace, data: Data) -> TR2:
     return model
 
 
-ASSEMBLY = Assembly(
-    name="tr2",
-    description="Train and evaluate the TR² reference assembly.",
-    build_model=build_model,
-    add_arguments=add_arguments,
-    chart_title="TR² per-predicate recall (head to tail)",
-)
+ASSEMBLY = Assembly(name="tr2", description="Train and evaluate the TR² reference assembly.",
+                    build_model=build_model, add_arguments=add_arguments,
+                    chart_title="TR² per-predicate recall (head to tail)")  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from dsgg_layers import sttran_predicate_loss, tr2_predicate_loss
 from dsgg_layers.data import segment_video
 from dsgg_layers.data.trajectory import predicate_words
 
@@ -297,6 +298,19 @@ def test_tr2_model_contract_gradients_and_options(tr2):
     assert all(layer.norm2 is not None for layer in standard.encoder.temporal.layers)
     assert standard.encoder.positions == "frame"
     assert all(torch.isfinite(v) for v in standard(batch, rows=rows).values())
+    # --loss margin: STTran's predicate loss on the same logits, the focal one by default
+    margin = tr2.build_model(_tr2_args(tr2, "--loss", "margin", "--guidance", "none"), data)
+    torch.manual_seed(0)  # the same dropout draws in both calls
+    _, logits = margin.predicate_logits(batch, batch.object_labels, rows=rows)
+    want = sttran_predicate_loss(logits.float(), batch.relations.bool(), mask=rows)
+    torch.manual_seed(0)
+    got = margin(batch, rows=rows)
+    for name in ("attention", "spatial", "contacting"):
+        torch.testing.assert_close(got[name], want[name])
+    focal = tr2_predicate_loss(logits.float(), batch.relations.bool(), mask=rows,
+                               alpha={"spatial": margin.alpha_spatial,
+                                      "contacting": margin.alpha_contacting})  # fmt: skip
+    assert not torch.allclose(got["spatial"], focal["spatial"])
 
 
 def test_tr2_sentence_table_follows_the_wording(tr2):
