@@ -144,6 +144,7 @@ class Study:
             row (default +1: the step improves every metric).
         report: ``(runs, args) -> (text, report)`` extra lines of the study (throughput, data
             statistics), from the first seed's runs ``{label: summary}``.
+        headline: the column a sweep's chart shows (default the first of ``metrics``).
     """
 
     name: str
@@ -158,8 +159,11 @@ class Study:
     report: Callable[[Mapping[str, dict[str, Any]], Sequence[str]], tuple[str, Any]] | None = None
     ladder: bool = False
     claims: Mapping[str, int] = field(default_factory=dict)
+    headline: str = ""
 
     def __post_init__(self) -> None:
+        if self.headline and self.headline not in self.metrics:
+            raise ValueError(f"headline: {self.headline!r} is not one of {list(self.metrics)}")
         if self.reference is not None and self.reference not in self.variants:
             raise ValueError(f"reference: {self.reference!r} is not one of {list(self.variants)}")
         for label, direction in self.claims.items():
@@ -407,20 +411,23 @@ def run_sweep(
     seeds: Sequence[int],
     out: Path,
     dial: str,
-    values: Sequence[float],
+    values: Sequence[float | str],
     cache: dict[tuple[str, ...], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """``study`` at every value of a benchmark dial (``--synthetic dial=value``): each step's
-    paired difference and verdict against the dial, to ``out/sweep_<study>.json`` and a chart
-    (the first metric of each task). Each value's runs and report go to ``out/<dial>=<value>``
-    (resumable, as [`run_study`][])."""
+    """``study`` at every value of a dial: a benchmark field (``--synthetic dial=value``) or,
+    when ``dial`` starts with ``--``, an assembly flag (``--text``: its value follows it). Each
+    step's paired difference and verdict against the dial go to ``out/sweep_<study>.json`` and
+    a chart (``study.headline`` of each task). Each value's runs and report go to
+    ``out/<dial>=<value>`` (resumable, as [`run_study`][])."""
     if not values:
         raise ValueError("values: expected at least one value of the dial, got none")
     cache = {} if cache is None else cache
     rows: dict[tuple[str, str, str], dict[str, list[Any]]] = {}
     for value in values:
-        result = run_study(study, with_synthetic(argv, f"{dial}={value}"), seeds,
-                           out / f"{dial}={value}", cache)  # fmt: skip
+        flag = dial.startswith("--")
+        run_argv = [*argv, dial, str(value)] if flag else with_synthetic(argv, f"{dial}={value}")
+        result = run_study(study, run_argv, seeds, out / f"{dial.lstrip('-')}={value}",
+                           cache)  # fmt: skip
         for s in result["report"]["steps"]:
             row = rows.setdefault((s["task"], s["step"], s["metric"]),
                                   {"mean_diff": [], "ci95": [], "verdict": []})  # fmt: skip
@@ -443,8 +450,10 @@ def _sweep_chart(report: Mapping[str, Any], study: Study, path: Path) -> None:
         import matplotlib.pyplot as plt
     except ImportError:  # the examples extra is not installed: no chart
         return
-    first = next(iter(study.metrics))
+    first = study.headline or next(iter(study.metrics))
     steps = [s for s in report["steps"] if s["metric"] == first]
+    numeric = all(isinstance(v, int | float) for v in report["values"])
+    xs = report["values"] if numeric else [str(v) for v in report["values"]]
     tasks = sorted({s["task"] for s in steps})
     fig, axes = plt.subplots(1, max(len(tasks), 1), figsize=(4.5 * max(len(tasks), 1), 3.5),
                              squeeze=False)  # fmt: skip
@@ -452,8 +461,8 @@ def _sweep_chart(report: Mapping[str, Any], study: Study, path: Path) -> None:
         for s in (s for s in steps if s["task"] == task):
             err = [0.0 if lo != lo else d - lo
                    for d, (lo, _) in zip(s["mean_diff"], s["ci95"], strict=True)]  # fmt: skip
-            ax.errorbar(report["values"], s["mean_diff"], yerr=err, capsize=3, marker="o",
-                        label=s["step"].split(" -> ")[-1][:30])  # fmt: skip
+            ax.errorbar(xs, s["mean_diff"], yerr=err, capsize=3, marker="o",
+                    label=s["step"].split(" -> ")[-1][:30])  # fmt: skip
         ax.axhline(0, color="black", linewidth=0.8)
         ax.set_xlabel(report["dial"])
         ax.set_ylabel(f"Δ {first} (points), 95% interval")

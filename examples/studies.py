@@ -21,10 +21,13 @@ import argparse
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from dsgg_layers.data import SyntheticConfig, SyntheticVidVRDConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared harness, beside this file
 import ag_task
@@ -180,7 +183,7 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
     Study("rsnet", rsnet.ASSEMBLY, "STTran-style baseline with and without RS-Net",
           {"baseline": ["--variant", "baseline"], "RS-Net": ["--variant", "rsnet"]},
           _ag("R@10", "R@20", "R@50", "P@10", "P@20", "mR@10", "mR@20"),
-          reference="baseline", report=rsnet_report,
+          reference="baseline", report=rsnet_report, headline="P@10",
           paper=RSNET_TABLE_2),
     Study("rsnet-table4", rsnet.ASSEMBLY, "RS-Net Table 4 (SGDet with constraint)",
           {"no temporal encoder (so no fusion)": ["--variant", "rsnet", "--temporal", "none"],
@@ -265,6 +268,17 @@ ABLATIONS = {"mosa": "mosa-ladder", "rsnet": "rsnet-table4", "tr2": "tr2-table4"
 """The study ``examples/<paper>.py --ablation`` runs: the paper's ablation table."""
 
 
+_DIALS = {f.name for c in (SyntheticConfig, SyntheticVidVRDConfig) for f in fields(c)}
+
+
+def _number(text: str) -> float | str:
+    """A dial's value: a number where it reads as one (``0.5``), else the word (``wordllama``)."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run the named studies (see the module docstring); returns ``{study: result}``."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -277,7 +291,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "--sweep",
         default=None,
         metavar="FIELD=V1,V2,...",
-        help="run each study at these values of a SyntheticConfig dial",
+        help="run each study at these values of a benchmark field (bystanders=0,4) or, for any "
+        "other name, of the assembly flag (text=word,wordllama: --text)",
     )
     args, rest = p.parse_known_args(argv)
     unknown = [n for n in args.studies if n not in STUDIES]
@@ -292,7 +307,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     for name in args.studies:  # studies of one assembly share their runs
         if args.sweep:
             dial, _, raw = args.sweep.partition("=")
-            values = [float(v) for v in raw.split(",") if v]
+            if dial not in _DIALS:  # not a benchmark field: an assembly flag (text -> --text)
+                dial = "--" + dial.lstrip("-").replace("_", "-")
+            values = [_number(v) for v in raw.split(",") if v]
             results[name] = run_sweep(STUDIES[name], rest, args.seeds, Path(args.out), dial,
                                       values, cache)  # fmt: skip
         else:

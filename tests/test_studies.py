@@ -194,3 +194,29 @@ def test_sweep_reports_each_steps_effect_against_the_dial(tmp_path, monkeypatch)
     assert (tmp_path / "text_coupling=0.5" / "s.json").is_file()
     with pytest.raises(ValueError, match="values"):
         experiments.run_sweep(study, argv, [0], tmp_path, "text_coupling", [])
+
+
+def test_sweep_over_an_assembly_flag(tmp_path, monkeypatch):
+    def fake_run(assembly, argv):  # --better gains 10 points with --text word, none otherwise
+        seed = int(argv[argv.index("--seed") + 1])
+        assert "--synthetic" not in argv
+        text = argv[argv.index("--text") + 1]
+        r = 0.2 + 0.001 * seed**2 + 0.1 * ("--better" in argv and text == "word")
+        return {"results_tensors": {"predcls": {"with/R@20": torch.tensor(r, dtype=torch.float64)}},
+                "model": _Model(1)}  # fmt: skip
+
+    monkeypatch.setattr(experiments, "run", fake_run)
+    study = experiments.Study("s", harness.Assembly("toy", "", lambda a, d: None), "toy",
+                              {"base": [], "better": ["--better"]}, {"R@20": "with/R@20"},
+                              reference="base", headline="R@20")  # fmt: skip
+    report = experiments.run_sweep(study, ["--quick"], [0, 1], tmp_path, "--text",
+                                   ["clip", "word"])  # fmt: skip
+    (step,) = report["steps"]
+    assert step["mean_diff"] == pytest.approx([0.0, 10.0], abs=1e-6)
+    assert (tmp_path / "text=word" / "s.json").is_file()
+    with pytest.raises(ValueError, match="headline"):
+        experiments.Study("s", study.assembly, "toy", study.variants, study.metrics,
+                          headline="P@10")  # fmt: skip
+    # the command line: a benchmark field stays a field, any other name is the flag
+    assert studies._DIALS >= {"bystanders", "text_coupling", "feature_noise"}
+    assert "text" not in studies._DIALS
