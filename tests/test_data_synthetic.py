@@ -403,3 +403,27 @@ def test_the_stored_text_geometry_is_wordllamas():
     assert (measured - stored).abs().max() <= 1e-3
     i = {p: k for k, p in enumerate(PREDICATES)}
     assert stored[i["holding"], i["carrying"]] > stored[i["holding"], i["sitting_on"]]
+
+
+def test_gaze_switching_moves_the_relation_changes_and_nothing_else():
+    from dsgg_layers import label_changes
+
+    def label_change_share(videos):  # pair-frames whose labels differ from the previous frame
+        pairs = [label_changes(v.relations.bool(), v.mask) for v in videos]
+        return sum(int(c.sum()) for c, _ in pairs) / sum(int(m.sum()) for _, m in pairs)
+
+    base = SyntheticConfig(num_videos=60, num_test_videos=1)
+    plain = SyntheticActionGenome(base)
+    assert base.gaze_switching == 0.35  # the default draws the gaze chain as it always did
+    shares = {}
+    for g in (0.0, 0.35, 1.0):
+        data = plain if g == 0.35 else SyntheticActionGenome(base.replace(gaze_switching=g))
+        shares[g] = label_change_share(data)
+        for a, b in zip(plain, data, strict=True):  # only the attention predicates move
+            assert torch.equal(a.relations[..., 3:], b.relations[..., 3:])
+            assert torch.equal(a.object_boxes, b.object_boxes)
+            assert torch.equal(a.union_features, b.union_features)
+    assert shares[0.0] < shares[0.35] < shares[1.0], shares
+    assert shares[1.0] - shares[0.0] > 0.1, shares
+    with pytest.raises(ValueError, match="gaze_switching"):
+        SyntheticConfig(gaze_switching=1.5)

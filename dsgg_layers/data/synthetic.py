@@ -267,6 +267,14 @@ class SyntheticConfig:
         reach_scale: factor on the reach of a person who shifts their weight toward the object
             they touch (6-10 px at 1): a larger reach shows ``touching``'s motion in more frames
             (at 1, a model calls nearly every ``touching`` pair ``holding``).
+        gaze_switching: probability that, at a key frame, the person's gaze picks a new target
+            (one of the objects or nowhere, the current one included): how often the attention
+            predicates change, the main source of relation changes (TR²'s phenomenon: 38.9%
+            of the annotated training pair-frames differ from the pair's previous frame at the
+            default 0.35, 31.2% at 0, 49.5% at 1: ``benchmarks/synthetic_profile.py``'s
+            statistic; spatial changes and ``attention_coupling`` make the rest). The change is
+            visible: the person's features show the gaze. Action Genome's share is not
+            published; the default is the benchmark's rate since its first version.
         attention_coupling: probability that, in a frame, the person looks at an object their
             hands are busy with (holding, drinking from, eating, wiping, writing on, twisting):
             the co-occurrence between attention and contacting predicates of Action Genome.
@@ -305,6 +313,7 @@ class SyntheticConfig:
     annotation_noise: float = 0.0
     label_ambiguity: float = 0.25
     attention_coupling: float = 0.6
+    gaze_switching: float = 0.35
     reach_scale: float = 6.0
     seed: int = 0
 
@@ -341,7 +350,7 @@ class SyntheticConfig:
         for name in ("walking", "shifting", "visibility", "unsure", "det_miss", "det_accuracy",
                      "det_duplicates", "class_similarity", "code_sharing", "text_coupling",
                      "annotation_noise",
-                     "label_ambiguity", "attention_coupling"):  # fmt: skip
+                     "label_ambiguity", "attention_coupling", "gaze_switching"):  # fmt: skip
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name}: expected a probability, got {getattr(self, name)}")
         if self.objects[1] > _MAX_OBJECTS:  # one object per class: more never fit (a hang)
@@ -463,6 +472,18 @@ def _jitter(
     out = np.clip(boxes + rng.normal(0, sigma, boxes.shape) * wh, 0, clip)
     out[..., 2:] = np.maximum(out[..., 2:], out[..., :2])
     return out
+
+
+_GAZE_SWITCHING = 0.35  # the default: the gaze chain of the main stream, as it always was
+
+
+def _own_stream(rng: np.random.Generator, key: int) -> np.random.Generator:
+    """A generator keyed by ``key`` under ``rng``'s seed, spawning nothing: unlike
+    [`_substream`][], creating it leaves the later substreams as they were."""
+    seq = rng.bit_generator.seed_seq
+    return np.random.default_rng(
+        np.random.SeedSequence(seq.entropy, spawn_key=(*seq.spawn_key, 2**31 + key))
+    )
 
 
 def _substream(rng: np.random.Generator) -> np.random.Generator:
@@ -703,6 +724,12 @@ class _Video:
             if rng.random() < 0.35:
                 current = int(rng.integers(-1, n))
             target[t] = current
+        if cfg.gaze_switching != _GAZE_SWITCHING:  # a stream of its own: the rest stays
+            own = _own_stream(rng, 1)
+            switch = own.random(T) < cfg.gaze_switching
+            switch[0] = True  # the first frame's target, drawn as every other
+            picks = own.integers(-1, n, size=T)
+            target = picks[np.maximum.accumulate(np.where(switch, np.arange(T), 0))]
         if cfg.attention_coupling > 0:  # people look at what their hands are busy with
             busy = [k for k, b in enumerate(self.behaviours) if b in _HANDS_BUSY]
             if busy:  # a stream of its own: the other draws stay as they were
