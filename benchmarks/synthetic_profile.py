@@ -37,6 +37,7 @@ sys.path.insert(0, str(HERE.parent / "examples"))
 import ag_task  # noqa: E402  (examples/ag_task.py)
 import harness  # noqa: E402  (examples/harness.py)
 import pair_models  # noqa: E402
+import runtime  # noqa: E402
 
 from dsgg_layers import (  # noqa: E402
     SpatialTemporalEncoder,
@@ -206,12 +207,8 @@ def bands(results: dict[str, dict[str, Tensor]]) -> list[str]:
 
 
 def chart(results: dict[str, Tensor], frequencies: Tensor, path: Path) -> bool:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = runtime.pyplot()
+    if plt is None:
         return False
     order = torch.argsort(frequencies, descending=True).tolist()
     recall = results["with/recall_per_predicate@20"] * 100

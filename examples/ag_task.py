@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import runtime  # examples/runtime.py, beside this file
 import torch
 from torch import Tensor, nn
 
@@ -207,12 +208,8 @@ def plot_per_predicate(
 ) -> bool:
     """Bar chart of per-predicate R@k (with constraint), predicates from head to tail;
     ``highlight``-ed predicates in red. ``False`` when matplotlib is not installed."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = runtime.pyplot()
+    if plt is None:
         return False
     recall = results[f"with/recall_per_predicate@{k}"] * 100
     order = torch.argsort(frequencies, descending=True).tolist()

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import runtime
 from harness import Assembly, run
 from torch import Tensor, nn
 
@@ -212,14 +213,6 @@ def _fresh_or_saved(study: Study, key: tuple[str, ...], folder: Path) -> dict[st
     return summary
 
 
-def _progress(total: int, desc: str) -> Any:
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # the examples extra is not installed: no progress bar
-        return None
-    return tqdm(total=total, desc=desc, dynamic_ncols=True)
-
-
 def run_study(
     study: Study,
     argv: Sequence[str],
@@ -246,7 +239,7 @@ def run_study(
     base = _set_unless_given(without_flags(without_seeds(argv), valued=("--out", "--seed")),
                              study.base)  # fmt: skip
     summaries: dict[str, list[dict[str, Any]]] = {}
-    bar = _progress(len(study.variants) * len(seeds), study.name)
+    bar = runtime.progress(total=len(study.variants) * len(seeds), desc=study.name)
     for label, flags in study.variants.items():
         summaries[label] = []
         for seed in seeds:
@@ -331,12 +324,8 @@ def _steps_table(steps: Sequence[Mapping[str, Any]], n: int) -> str:
 
 def _chart(steps: Sequence[Mapping[str, Any]], title: str, path: Path) -> None:
     """Bars of the steps' mean differences with their intervals, coloured by verdict."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:  # the examples extra is not installed: no chart
+    plt = runtime.pyplot()
+    if plt is None:  # the examples extra is not installed: no chart
         return
     colours = {"holds": "#2a9d8f", "reversed": "#e76f51", "not shown": "#9e9e9e"}
     labels = [f"{s['task']} | {s['step'].split(' -> ')[-1][:28]} | {s['metric']}" for s in steps]
@@ -443,12 +432,8 @@ def run_sweep(
 
 
 def _sweep_chart(report: Mapping[str, Any], study: Study, path: Path) -> None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:  # the examples extra is not installed: no chart
+    plt = runtime.pyplot()
+    if plt is None:  # the examples extra is not installed: no chart
         return
     first = study.headline or next(iter(study.metrics))
     steps = [s for s in report["steps"] if s["metric"] == first]

@@ -289,7 +289,7 @@ def evaluate(
     for task, videos in test.items():
         evaluator = make(args)
         loader = make_loader(videos, args, env, train=False, assembly=assembly)
-        for batch, rows in _progress(loader, env, task):
+        for batch, rows in runtime.progress(loader, desc=task, disable=env.rank != 0, leave=False):
             batch = batch.to(env.device, non_blocking=True)
             with runtime.autocast(args.amp, env.device):
                 preds = model(batch, task=task, rows=rows.to(env.device, non_blocking=True))
@@ -305,15 +305,6 @@ def evaluate(
 
 
 # -------------------------------------------------------------------------------------- outputs
-
-
-def _progress(iterable: Any, env: runtime.Distributed, desc: str, **kwargs: Any) -> Any:
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # the examples extra is not installed: no progress bar
-        return iterable
-    return tqdm(iterable, desc=desc, disable=env.rank != 0, dynamic_ncols=True, leave=False,
-                **kwargs)  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------ run
@@ -399,7 +390,14 @@ def _run(assembly: Assembly, args: argparse.Namespace, env: runtime.Distributed)
         history, first = ckpt["history"], ckpt["epoch"] + 1
     if env.rank == 0:
         out.mkdir(parents=True, exist_ok=True)
-    bar = _progress(range(first, args.epochs), env, "epochs", initial=first, total=args.epochs)
+    bar = runtime.progress(
+        range(first, args.epochs),
+        desc="epochs",
+        disable=env.rank != 0,
+        leave=False,
+        initial=first,
+        total=args.epochs,
+    )
     for epoch in bar:
         loader.batch_sampler.set_epoch(epoch)
         start = time.perf_counter()

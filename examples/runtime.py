@@ -21,6 +21,8 @@ import torch.distributed as dist
 __all__ = [
     "Distributed",
     "autocast",
+    "progress",
+    "pyplot",
     "rng_state",
     "save_checkpoint",
     "seed_everything",
@@ -94,3 +96,26 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def progress(iterable: Any = None, *, desc: str, **kwargs: Any) -> Any:
+    """A tqdm bar over ``iterable`` (or of ``total=``), or ``iterable`` itself where tqdm is not
+    installed (the examples extra): callers iterate either, and check for ``update``."""
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # the examples extra is not installed: no progress bar
+        return iterable
+    return tqdm(iterable, desc=desc, dynamic_ncols=True, **kwargs)
+
+
+def pyplot() -> Any:
+    """``matplotlib.pyplot`` on the file-only Agg backend, or ``None`` where matplotlib is not
+    installed (the examples extra): the charts are then skipped."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    return plt
