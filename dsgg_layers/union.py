@@ -646,7 +646,9 @@ class UnionAwareRelationHead(nn.Module):
     - ``"pair"`` (Table 4, a): an MLP on the mean subject and object tokens, ``[s; o]``.
     - ``"union"`` (b): an MLP on ``[s; o; u; m]``, the union and motion tokens' means added.
     - ``"encoder"`` (c): the [`SemanticAwareContextEncoder`][] over ``[F_S; F_O; U; F_mot]``,
-      then a linear map of the mean encoded sentence.
+      then a linear map of the mean encoded sentence (``readout="mean"``, the row as printed);
+      ``readout="parts"`` reads the encoded sentence as ``"union"`` reads its input instead
+      (an MLP on the four parts' means, side by side): the encoder without the change of head.
     - ``"full"``: the encoder, [`UnionRelationDecoder`][] (its query the encoder's relation
       token: the paper writes one symbol for both) and [`UnionRelationPredictor`][] (Eq. 11);
       also the fine-grained feature ``MLP([s; o])`` that L_fg scores against its own prompts.
@@ -661,6 +663,7 @@ class UnionAwareRelationHead(nn.Module):
         out_dim: width of the features (the prompt embeddings'; default ``d``).
         stage: ``"pair"``, ``"union"``, ``"encoder"`` or ``"full"``.
         dropout: attention dropout.
+        readout: ``stage="encoder"``'s head: ``"mean"`` (default) or ``"parts"`` (above).
 
     Shape:
         - subject, object, union, motion: ``(..., L_i, d)``, the same leading dims
@@ -688,20 +691,22 @@ class UnionAwareRelationHead(nn.Module):
         *,
         stage: str = "full",
         dropout: float = 0.0,
+        readout: str = "mean",
     ) -> None:
         super().__init__()
         check_choice(stage, "stage", _STAGES)
+        check_choice(readout, "readout", ("mean", "parts"))
         check_positive(d_model, "d_model")
         d, E = d_model, out_dim or d_model
         check_positive(E, "out_dim")
         ff = dim_feedforward or 2 * d
-        self.d_model, self.out_dim, self.stage = d, E, stage
+        self.d_model, self.out_dim, self.stage, self.readout = d, E, stage, readout
         if stage in ("pair", "union"):
             self.relation_head = mlp((2 if stage == "pair" else 4) * d, d, E)
         else:
             self.encoder = SemanticAwareContextEncoder(d, nhead, ff, dropout)
             if stage == "encoder":
-                self.relation_head = nn.Linear(d, E)
+                self.relation_head = nn.Linear(d, E) if readout == "mean" else mlp(4 * d, d, E)
             else:
                 self.decoder = UnionRelationDecoder(d, nhead, ff, dropout)
                 self.predictor = UnionRelationPredictor(d, out_dim=E)
@@ -712,7 +717,8 @@ class UnionAwareRelationHead(nn.Module):
         reset_children(self)
 
     def extra_repr(self) -> str:
-        return f"d_model={self.d_model}, out_dim={self.out_dim}, stage={self.stage!r}"
+        extra = f", readout={self.readout!r}" if self.stage == "encoder" else ""
+        return f"d_model={self.d_model}, out_dim={self.out_dim}, stage={self.stage!r}{extra}"
 
     def forward(
         self,
@@ -732,7 +738,11 @@ class UnionAwareRelationHead(nn.Module):
             return RelationFeatures(rowwise(self._pooled_head, mask, *used), None)
         enc = self.encoder(subject, object, union, motion, mask=mask)
         if self.stage == "encoder":
-            return RelationFeatures(rowwise(self._pooled_head, mask, enc.encoded), None)
+            if self.readout == "mean":
+                return RelationFeatures(rowwise(self._pooled_head, mask, enc.encoded), None)
+            sizes = [x.shape[-2] for x in parts.values()]  # the parts read apart, as "union"
+            read = lambda e: self._pooled_head(*e.split(sizes, -2))  # noqa: E731
+            return RelationFeatures(rowwise(read, mask, enc.encoded), None)
         token = self.encoder.relation_token
         decoded = rowwise(lambda e: self.decoder(e, query=token), mask, enc.encoded)
         relation = self.predictor(decoded, enc.union, union, motion, mask)

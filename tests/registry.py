@@ -293,6 +293,12 @@ ENTRIES: list[Entry] = [
             grad_inputs=(0, 1) if stage == "pair" else (0, 1, 2, 3), mask_at=("mask",))
       for stage, paper in (("pair", "Table 4 (a)"), ("union", "Table 4 (b)"),
                            ("encoder", "Table 4 (c)"), ("full", "Eq. 5-11, L_fg"))),
+    Entry("UnionAwareRelationHead(stage='encoder', readout='parts')", "UASAN Table 4 (c), B's head",
+          lambda: L.UnionAwareRelationHead(D, 2, 16, 6, stage="encoder", readout="parts"),
+          lambda g, dt: _sentence(g, dt, (2, 2, 3, 2)),
+          padded=lambda a, k: [(x, k["mask"]) for x in a[:4]],
+          outputs=lambda out: [out.relation], valid_out=lambda a, k: [k["mask"]],
+          grad_inputs=(0, 1, 2, 3), mask_at=("mask",)),
     masked("RelationQueryDecoder", "UASAN public code",
            lambda: L.RelationQueryDecoder(D, 2, 16, num_layers=2, num_groups=3),
            lambda g, dt: (_rows(g, dt)[0], {"group": torch.tensor([0, 2, 1])}), pooled=True),

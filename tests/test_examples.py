@@ -461,10 +461,13 @@ def test_uasan_contract_labels_gradients_and_variants(uasan):
         assert all(r["triplet"][1] in novel_names for r in rels)  # restricted classifier
     assert model.predicates.class_names == tuple(map(predicate_words, uasan.BASE))  # restored
     for variant, expected in (("a", {"union", "traj"}), ("b", {"union", "traj"}),
-                              ("c", {"union", "traj"})):  # fmt: skip
+                              ("c", {"union", "traj"}),
+                              ("c-parts", {"union", "traj"})):  # fmt: skip
         a = harness.make_parser(uasan.ASSEMBLY).parse_args(["--quick", "--variant", variant])
         m = uasan.build_model(a, data)
         assert set(m(batch, rows=rows)) == expected, variant
+        if variant.startswith("c"):  # C's encoder, read by a linear map or by B's MLP
+            assert m.relation.readout == ("parts" if variant == "c-parts" else "mean")
 
 
 def test_uasan_code_head_trains_every_branch_and_scores_novel_names(uasan):

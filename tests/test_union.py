@@ -292,6 +292,14 @@ def test_union_aware_head_is_its_parts_composed_as_printed():
     enc = encoder.encoder(s, o, u, m, mask=mask)
     want = encoder.relation_head(enc.encoded.mean(-2)) * mask[..., None]
     torch.testing.assert_close(encoder(s, o, u, m, mask).relation, want)
+    parts = UnionAwareRelationHead(8, 2, 16, 6, stage="encoder", readout="parts").eval()
+    enc = parts.encoder(s, o, u, m, mask=mask).encoded  # (2, 5, 3 + 3 + 4 + 2, 8)
+    means = [enc[..., a:b, :].mean(-2) for a, b in ((0, 3), (3, 6), (6, 10), (10, 12))]
+    want = parts.relation_head(torch.cat(means, -1)) * mask[..., None]
+    torch.testing.assert_close(parts(s, o, u, m, mask).relation, want)
+    assert "readout='parts'" in repr(parts)
+    with pytest.raises(ValueError, match="readout"):
+        UnionAwareRelationHead(8, 2, stage="encoder", readout="max")
     assert out.relation[~mask].abs().sum() == 0 and "stage='full'" in repr(full)
     with pytest.raises(ValueError, match="stage"):
         UnionAwareRelationHead(8, 2, stage="b")
