@@ -232,6 +232,7 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
                     "no guidance": ["--guidance", "none"],
                     "STTran's margin loss": ["--loss", "margin"],
                     "random text": ["--random-text"],
+                    "the code's sentence norm (9.1)": ["--sentence-scale", "9.1"],
                     "all five (STTran-style)": ["--classifier", "linear", "--positions", "slot",
                                                 "--no-token", "--guidance", "none",
                                                 "--temporal-norm", "standard"]},

@@ -199,6 +199,7 @@ def add_arguments(p: argparse._ActionsContainer) -> None:
     p.add_argument("--object-weight", type=float, default=10.0, help="object loss weight")
     p.add_argument("--gamma", type=float, default=2.0, help="focal exponent (spatial/contacting)")
     choice(p, "--loss", ("focal", "margin"), "predicate loss: focal (code) or STTran's margin")
+    p.add_argument("--sentence-scale", type=float, default=1.0, help="sentence norm (code: 9.1)")
     choice(p, "--wording", ("code", "template"),
            "prompted sentences: the code's wording or the paper's template")
     p.add_argument("--union-clip", default=None, metavar="DIR",
@@ -207,8 +208,9 @@ def add_arguments(p: argparse._ActionsContainer) -> None:
 
 
 def sentence_table(args: argparse.Namespace) -> Tensor:
-    """The ``(36, 26, E)`` sentence embeddings (``--random-text``: random unit vectors)."""
-    return pair_models.text_table(args, tr2_prompts(wording=args.wording))
+    """The ``(36, 26, E)`` sentence embeddings (``--random-text``: random unit vectors), unit
+    norm times ``--sentence-scale`` (the code's CLIP embeddings are not normalised: 9.1)."""
+    return args.sentence_scale * pair_models.text_table(args, tr2_prompts(wording=args.wording))
 
 
 def build_model(args: argparse.Namespace, data: Data) -> TR2:
@@ -230,8 +232,7 @@ def build_model(args: argparse.Namespace, data: Data) -> TR2:
         loss=args.loss,
     )  # fmt: skip
     model.train_change_share = share = pair_models.label_change_share(data.train)
-    print(f"relation changes: {100 * share:.1f}% of annotated training pair-frames differ from "
-          "the pair's previous frame")  # fmt: skip
+    print(f"relation changes: {100 * share:.1f}% of annotated training pair-frames change")
     return model
 
 

@@ -318,6 +318,8 @@ def test_tr2_sentence_table_follows_the_wording(tr2):
     table = tr2.sentence_table(args)
     assert table.shape == (36, 26, 512)
     assert torch.allclose(table.norm(dim=-1), torch.ones(36, 26), atol=1e-5)
+    scaled = tr2.sentence_table(_tr2_args(tr2, "--sentence-scale", "9.1"))  # the code's norm
+    torch.testing.assert_close(scaled, 9.1 * table)
 
 
 def test_union_features_from_files_replace_the_union_features(tr2, tmp_path):
