@@ -20,7 +20,7 @@ open-vocabulary.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import torch
@@ -470,11 +470,18 @@ class WordTower(nn.Module):
     from 2, the end token last (the highest id). The placeholder ``"x"`` and ``"."`` are always
     in the vocabulary.
 
+    [`with_synonyms`][dsgg_layers.prompts.WordTower.with_synonyms] adds, for every word, a
+    synonym at a chosen cosine: a language dial for zero-shot names (1: the same words, 0:
+    unrelated ones).
+
     Args:
         vocabulary: the words.
         dim: the embedding width (``width == embed_dim``).
         seed: the word vectors' seed.
         context_length: token ids a text (start and end included).
+        related: extra words, ``{word: (vocabulary word, cosine)}``: each gets a vector at that
+            cosine to the vocabulary word's, of the same norm, the rest an independent random
+            direction (its own stream: the vocabulary's vectors stay as they were).
 
     Shape:
         - tokenize: ``N`` texts -> ``(N, context_length)`` ids
@@ -496,7 +503,13 @@ class WordTower(nn.Module):
     """
 
     def __init__(
-        self, vocabulary: Sequence[str], dim: int = 64, *, seed: int = 0, context_length: int = 16
+        self,
+        vocabulary: Sequence[str],
+        dim: int = 64,
+        *,
+        seed: int = 0,
+        context_length: int = 16,
+        related: Mapping[str, tuple[str, float]] | None = None,
     ) -> None:
         super().__init__()
         check_positive(dim, "dim")
@@ -507,6 +520,15 @@ class WordTower(nn.Module):
         for extra in ("x", "."):
             if extra not in words:
                 words.append(extra)
+        self.related = {}
+        for word, (base, cosine) in (related or {}).items():
+            if word.lower() in words or base.lower() not in words or not -1 <= cosine <= 1:
+                raise ValueError(
+                    f"related: {word!r} -> ({base!r}, {cosine}): expected a new word, a "
+                    "vocabulary word and a cosine in [-1, 1]"
+                )
+            self.related[word.lower()] = (base.lower(), float(cosine))
+        words += list(self.related)
         self.words = tuple(words)
         self.index = {w: i + 2 for i, w in enumerate(words)}
         self.eot = len(words) + 2
@@ -520,11 +542,40 @@ class WordTower(nn.Module):
         function of its vocabulary, dimension and seed)."""
         g = torch.Generator().manual_seed(self.seed)
         table = torch.randn(self.eot + 1, self.width, generator=g) / self.width**0.5
+        own = torch.Generator().manual_seed(self.seed + 7919)  # the related words' stream
+        for word, (base, cosine) in self.related.items():  # a few words, at construction
+            v = table[self.index[base]]
+            r = torch.randn(self.width, generator=own)
+            r = r - (r @ v) / (v @ v) * v  # orthogonal to the word's vector
+            table[self.index[word]] = cosine * v + (1 - cosine**2) ** 0.5 * v.norm() * r / r.norm()
         with torch.no_grad():
             self.table.copy_(table.to(self.table))
 
     def extra_repr(self) -> str:
         return f"words={len(self.words)}, dim={self.width}, context_length={self.context_length}"
+
+    @classmethod
+    def with_synonyms(
+        cls, vocabulary: Sequence[str], dim: int, similarity: float, *, suffix: str = "'", **kw: Any
+    ) -> WordTower:
+        """A tower whose every word ``w`` also has a synonym ``w + suffix`` at cosine
+        ``similarity`` (``related``): name unseen classes with the synonyms to set how much
+        language they share with the seen ones. ``suffix=""`` adds none (each word is its own
+        synonym: ``similarity`` must be 1).
+
+        Examples:
+            >>> tower = WordTower.with_synonyms(["stand", "left"], dim=16, similarity=0.5)
+            >>> t = tower.table
+            >>> round(float(torch.cosine_similarity(t[tower.index["stand'"]],
+            ...                                     t[tower.index["stand"]], dim=0)), 3)
+            0.5
+        """
+        if not suffix and similarity != 1:
+            raise ValueError(f"suffix: '' names a word's synonym by the word: similarity must be "
+                             f"1, got {similarity}")  # fmt: skip
+        words = list(dict.fromkeys(w.lower() for w in vocabulary))
+        related = {w + suffix: (w, similarity) for w in words} if suffix else {}
+        return cls(words, dim, related=related, **kw)
 
     def tokenize(self, texts: Sequence[str]) -> Tensor:
         """``(N, context_length)`` ids."""

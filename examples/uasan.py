@@ -1,15 +1,14 @@
 """UASAN reference assembly: open-vocabulary video relation detection on trajectories.
 
 UASAN (*Open-Vocabulary Video Scene Graph Generation via Union-aware Semantic Alignment*) on the
-synthetic VidVRD-format benchmark, trained on the **base** predicates only: 30-frame segments
-with every ordered pair (`segment_pairs`) -> concept tokens (`VisualRefiner`) of each
-trajectory and union region, two motion tokens (`trajectory_pair_motion`) -> the relation head
-(`UnionAwareRelationHead`, Eq. 5-11, or the public code's `UnionRelationHead`) -> cos / tau
-against prompt-learned predicate embeddings (`PromptLearner`, over the offline `WordTower`;
-UASAN uses BLIP-2). Losses: L_traj, L_union, L_fg (sigmoid focal, as the public code; L_dis
-needs a BLIP-2 bridge: off). Segment triplets -> video instances (`associate_relations`,
-"uasan") -> detection and tagging on the **novel** predicates and on **all**. Tasks: PredCls,
-SGCls, SGDet (boxes with 3 px noise, as from a tracker). The docs' UASAN page has the details.
+synthetic VidVRD-format benchmark, trained on the **base** predicates only: 30-frame segments,
+every ordered pair (`segment_pairs`) -> concept tokens (`VisualRefiner`) of each trajectory and
+union region, two motion tokens (`trajectory_pair_motion`) -> the relation head
+(`UnionAwareRelationHead`, Eq. 5-11, or the code's `UnionRelationHead`) -> cos / tau against
+prompt-learned predicate embeddings (`PromptLearner` over the offline `WordTower`; UASAN: BLIP-2).
+Losses: L_traj, L_union, L_fg (sigmoid focal, as the code; L_dis needs BLIP-2: off). Segment
+triplets -> video instances (`associate_relations`) -> detection and tagging on the **novel**
+predicates and on **all**; PredCls, SGCls, SGDet (tracker-like 3 px box noise). See the docs.
 
     python examples/uasan.py                  # UASAN, all three tasks
     python examples/uasan.py --variant a      # Table 4's rows: a, b, c, full; c-parts
@@ -78,33 +77,33 @@ def load_data(args: argparse.Namespace) -> Data:
 
 
 class UASAN(nn.Module):
-    """UASAN on trajectory segments (losses in training, predictions in evaluation).
-    ``variant``: Table 4's rows ``"a"``, ``"b"``, ``"c"`` (``"c-parts"``: with B's head),
-    ``"full"``; ``head``: ``"paper"``
-    (Eq. 5-11) or ``"code"`` (`UnionRelationHead`, with grouped prompts); ``chance``: random
-    predicate scores in evaluation; ``cover_tail``: a segment ending at each video's end."""
+    """UASAN on trajectory segments (losses in training, predictions in evaluation). ``variant``:
+    Table 4's rows a, b, c (c-parts: with B's head), full; ``head``: ``"paper"`` (Eq. 5-11) or
+    ``"code"`` (`UnionRelationHead`, grouped prompts); ``chance``: random scores in evaluation;
+    ``cover_tail``: a segment ending at each video's end; ``novel_words``: the cosine of the novel
+    names' words to the base ones (1: the same words)."""
 
     def __init__(self, feature_dim: int, d_model: int = 64, *, variant: str = "full",
                  tokens: int = 4, nhead: int = 4, context: int = 4, temperature: float = 0.1,
                  chance: bool = False, tower: Any = None, cover_tail: bool = False,
-                 head: str = "paper") -> None:  # fmt: skip
+                 head: str = "paper", novel_words: float = 1.0) -> None:  # fmt: skip
         super().__init__()
         d = d_model
         if head == "code" and variant != "full":
             raise ValueError(f"head: 'code' replaces the full head, got variant {variant!r}")
         self.variant, self.chance, self.cover_tail, self.head = variant, chance, cover_tail, head
         self._chance_draws = torch.Generator().manual_seed(0)
-        self.frame_in = nn.Linear(feature_dim + 4, d)
-        self.union_in = nn.Linear(10, d)
+        self.frame_in, self.union_in = nn.Linear(feature_dim + 4, d), nn.Linear(10, d)
         self.refiner = VisualRefiner(d, tokens, nhead)
         self.motion_in = nn.ModuleList([nn.Linear(12, d), nn.Linear(3, d)])
-        tower = WordTower(TRAJECTORY_WORDS, dim=d) if tower is None else tower
+        self.suffix = "'" if novel_words < 1 else ""  # novel names: synonyms at that cosine
+        if tower is None:
+            tower = WordTower.with_synonyms(TRAJECTORY_WORDS, d, novel_words, suffix=self.suffix)
         E = tower.embed_dim
 
         def prompts(names: Sequence[str], kind: type = PromptLearner, **kw: Any) -> Any:
-            return kind(
-                tower, [*map(predicate_words, names)], context, temperature=temperature, **kw
-            )
+            words = [*map(predicate_words, names)]
+            return kind(tower, words, context, temperature=temperature, **kw)
 
         self.predicates = prompts(BASE)
         self.objects = prompts(TRAJECTORY_OBJECTS)
@@ -134,10 +133,9 @@ class UASAN(nn.Module):
                                         seg.object_mask)  # fmt: skip
         u = self.refiner(self.union_in(seg.union_geometry()), seg.pair_mask)  # (B, S, P, L, d)
         mot = torch.stack((self.motion_in[0](motion.relative), self.motion_in[1](motion.giou)), -2)
-        return {
-            "seg": seg, "subject": traj[:, :, seg.subject], "object": traj[:, :, seg.object],
-            "union": u, "motion": mot, "trajectory": traj, "pair_ok": seg.pair_valid, "m": motion,
-        }  # fmt: skip
+        return {"seg": seg, "subject": traj[:, :, seg.subject], "object": traj[:, :, seg.object],
+                "union": u, "motion": mot, "trajectory": traj, "pair_ok": seg.pair_valid,
+                "m": motion}  # fmt: skip
 
     def code_head_output(self, t: dict[str, Tensor]) -> Any:  # against the prompts' class names
         m = t["m"]
@@ -197,8 +195,8 @@ class UASAN(nn.Module):
         out = {}
         for proto, names in (("novel", NOVEL), ("all", TRAJECTORY_PREDICATES)):
             with contextlib.ExitStack() as stack:  # each learner on these names, then back
-                for learner in learners:
-                    stack.enter_context(learner.using_class_names([*map(predicate_words, names)]))
+                words = [predicate_words(p, self.suffix * (p in NOVEL)) for p in names]
+                _ = [stack.enter_context(lr.using_class_names(words)) for lr in learners]
                 if self.head == "code":
                     probs = self.code_head_output(t).scores / 4  # the code's sum of 4 sigmoids
                 else:
@@ -217,12 +215,13 @@ def add_arguments(p: argparse._ActionsContainer) -> None:
     harness.choice(p, "--variant", ("full", "a", "b", "c", "c-parts"), "Table 4's rows")
     harness.choice(p, "--head", ("paper", "code"), "Eq. 5-11, or the public code's head")
     harness.choice(p, "--text", ("word", "wordllama", "clip"), "prompt text tower: WordTower, "
-                   "WordLlama's (offline, real words) or open_clip's (--clip-model)")  # fmt: skip
+                   "WordLlama's (offline) or open_clip's (--clip-model)")  # fmt: skip
     p.add_argument("--d-model", type=int, default=64)
     p.add_argument("--tokens", type=int, default=4, help="concept tokens of the visual refiner")
     p.add_argument("--test-videos", type=int, default=40)
     p.add_argument("--chance", action="store_true", help="random predicate scores (chance)")
     p.add_argument("--cover-tail", action="store_true", help="a segment ending at the last frame")
+    p.add_argument("--novel-words", type=float, default=1.0, help="novel words' cosine to base")
     p.set_defaults(batch_size=8, epochs=15)
 
 
@@ -232,7 +231,8 @@ def build_model(args: argparse.Namespace, data: Data) -> UASAN:
               "wordllama": StaticEmbeddingTower.from_wordllama, "word": lambda: None}  # fmt: skip
     tower = towers[args.text]()
     return UASAN(D, args.d_model, variant=args.variant, tokens=args.tokens, chance=args.chance,
-                 tower=tower, cover_tail=args.cover_tail, head=args.head)  # fmt: skip
+                 tower=tower, cover_tail=args.cover_tail, head=args.head,
+                 novel_words=args.novel_words)  # fmt: skip
 
 
 ASSEMBLY = Assembly(name="uasan", description="Train and evaluate UASAN on synthetic trajectories.",

@@ -470,6 +470,14 @@ def test_uasan_contract_labels_gradients_and_variants(uasan):
         assert set(m(batch, rows=rows)) == expected, variant
         if variant.startswith("c"):  # C's encoder, read by a linear map or by B's MLP
             assert m.relation.readout == ("parts" if variant == "c-parts" else "mean")
+    # --novel-words: the novel names in synonyms at that cosine (1: the words themselves)
+    a = harness.make_parser(uasan.ASSEMBLY).parse_args(["--quick", "--novel-words", "0.2"])
+    m = uasan.build_model(a, data).eval()
+    assert m.suffix == "'" and "move'" in m.predicates.tower.words
+    with torch.no_grad():
+        preds = m(batch, task="predcls", rows=rows)
+    assert set(preds) == {"novel", "all"}
+    assert model.suffix == "" and "move'" not in model.predicates.tower.words
 
 
 def test_uasan_code_head_trains_every_branch_and_scores_novel_names(uasan):

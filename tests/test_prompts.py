@@ -40,6 +40,42 @@ def test_word_tower_ids_encoding_and_errors():
     torch.testing.assert_close(tower.table, table)
 
 
+@pytest.mark.parametrize("similarity", [0.0, 0.35, 0.8, 1.0])
+def test_word_tower_synonyms_sit_at_the_asked_cosine(similarity):
+    plain = WordTower(WORDS, dim=32)
+    tower = WordTower.with_synonyms(WORDS, 32, similarity)
+    t = tower.table
+    n = len(WORDS)
+    torch.testing.assert_close(t[2 : 2 + n], plain.table[2 : 2 + n])  # the words stay
+    for w in WORDS:
+        a, b = t[tower.index[w]], t[tower.index[w + "'"]]
+        torch.testing.assert_close(F.cosine_similarity(a, b, dim=0), torch.tensor(similarity),
+                                   atol=1e-5, rtol=0)  # fmt: skip
+        torch.testing.assert_close(a.norm(), b.norm())
+    # a name in synonyms: its embedding at the same cosine structure as the words' (zero-shot
+    # names share that much language with the seen ones)
+    ids, syn = tower.tokenize(["move left"]), tower.tokenize(["move' left'"])
+    e, f = (tower.encode_embeddings(tower.embed_tokens(i), i)[0] for i in (ids, syn))
+    if similarity == 1.0:
+        torch.testing.assert_close(e, f)
+    else:
+        assert F.cosine_similarity(e, f, dim=0) < 0.999
+    assert tower.words[: n + 2] == plain.words  # ids of the words unchanged
+    same = WordTower.with_synonyms(WORDS, 32, 1.0, suffix="")  # no synonyms: the plain tower
+    assert same.words == plain.words and torch.equal(same.table, plain.table)
+
+
+def test_word_tower_related_errors():
+    with pytest.raises(ValueError, match="related: 'move'"):
+        WordTower(WORDS, related={"move": ("left", 0.5)})  # not a new word
+    with pytest.raises(ValueError, match="related: 'jump'"):
+        WordTower(WORDS, related={"jump": ("hop", 0.5)})  # no such vocabulary word
+    with pytest.raises(ValueError, match="cosine in"):
+        WordTower(WORDS, related={"jump": ("move", 1.5)})
+    with pytest.raises(ValueError, match="similarity must be 1"):
+        WordTower.with_synonyms(WORDS, 8, 0.5, suffix="")
+
+
 def test_prompt_learner_is_the_mean_of_context_and_name_words():
     torch.manual_seed(0)
     tower = WordTower(WORDS, dim=8)

@@ -68,14 +68,16 @@ TRAJECTORY_WORDS = (*TRAJECTORY_OBJECTS, *_VERBS, *_RELATIONS)
 (a [`WordTower`][dsgg_layers.prompts.WordTower] vocabulary)."""
 
 
-def predicate_words(name: str) -> str:
-    """A class name as words (``"move_toward"`` -> ``"move toward"``).
+def predicate_words(name: str, suffix: str = "") -> str:
+    """A class name as words (``"move_toward"`` -> ``"move toward"``), each word followed by
+    ``suffix`` (the synonyms of
+    [`WordTower.with_synonyms`][dsgg_layers.prompts.WordTower.with_synonyms]).
 
     Examples:
-        >>> predicate_words("stand_touch")
-        'stand touch'
+        >>> predicate_words("stand_touch"), predicate_words("stand_touch", "'")
+        ('stand touch', "stand' touch'")
     """
-    return name.replace("_", " ")
+    return " ".join(w + suffix for w in name.split("_"))
 
 
 @dataclass(frozen=True)
