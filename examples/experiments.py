@@ -439,6 +439,7 @@ def _sweep_chart(report: Mapping[str, Any], study: Study, path: Path) -> None:
     steps = [s for s in report["steps"] if s["metric"] == first]
     numeric = all(isinstance(v, int | float) for v in report["values"])
     xs = report["values"] if numeric else [str(v) for v in report["values"]]
+    order = sorted(range(len(xs)), key=lambda i: xs[i]) if numeric else list(range(len(xs)))
     tasks = sorted({s["task"] for s in steps})
     fig, axes = plt.subplots(1, max(len(tasks), 1), figsize=(4.5 * max(len(tasks), 1), 3.5),
                              squeeze=False)  # fmt: skip
@@ -446,7 +447,8 @@ def _sweep_chart(report: Mapping[str, Any], study: Study, path: Path) -> None:
         for s in (s for s in steps if s["task"] == task):
             err = [0.0 if lo != lo else d - lo
                    for d, (lo, _) in zip(s["mean_diff"], s["ci95"], strict=True)]  # fmt: skip
-            ax.errorbar(xs, s["mean_diff"], yerr=err, capsize=3, marker="o",
+            ax.errorbar([xs[i] for i in order], [s["mean_diff"][i] for i in order],
+                    yerr=[err[i] for i in order], capsize=3, marker="o",
                     label=s["step"].split(" -> ")[-1][:30])  # fmt: skip
         ax.axhline(0, color="black", linewidth=0.8)
         ax.set_xlabel(report["dial"])
