@@ -412,8 +412,8 @@ def run_sweep(
         raise ValueError("values: expected at least one value of the dial, got none")
     cache = {} if cache is None else cache
     rows: dict[tuple[str, str, str], dict[str, list[Any]]] = {}
+    flag = dial.startswith("--")
     for value in values:
-        flag = dial.startswith("--")
         run_argv = [*argv, dial, str(value)] if flag else with_synthetic(argv, f"{dial}={value}")
         result = run_study(study, run_argv, seeds, out / f"{dial.lstrip('-')}={value}",
                            cache)  # fmt: skip
@@ -448,8 +448,8 @@ def _sweep_chart(report: Mapping[str, Any], study: Study, path: Path) -> None:
             err = [0.0 if lo != lo else d - lo
                    for d, (lo, _) in zip(s["mean_diff"], s["ci95"], strict=True)]  # fmt: skip
             ax.errorbar([xs[i] for i in order], [s["mean_diff"][i] for i in order],
-                    yerr=[err[i] for i in order], capsize=3, marker="o",
-                    label=s["step"].split(" -> ")[-1][:30])  # fmt: skip
+                        yerr=[err[i] for i in order], capsize=3, marker="o",
+                        label=s["step"].split(" -> ")[-1][:30])  # fmt: skip
         ax.axhline(0, color="black", linewidth=0.8)
         ax.set_xlabel(report["dial"])
         ax.set_ylabel(f"Δ {first} (points), 95% interval")

@@ -77,11 +77,10 @@ def load_data(args: argparse.Namespace) -> Data:
 
 
 class UASAN(nn.Module):
-    """UASAN on trajectory segments (losses in training, predictions in evaluation). ``variant``:
-    Table 4's rows a, b, c (c-parts: with B's head), full; ``head``: ``"paper"`` (Eq. 5-11) or
-    ``"code"`` (`UnionRelationHead`, grouped prompts); ``chance``: random scores in evaluation;
-    ``cover_tail``: a segment ending at each video's end; ``novel_words``: the cosine of the novel
-    names' words to the base ones (1: the same words)."""
+    """UASAN on trajectory segments (losses in training, predictions in evaluation); the flags'
+    options: ``variant`` Table 4's rows a, b, c (c-parts: with B's head), full; ``head`` paper
+    (Eq. 5-11) or code (`UnionRelationHead`); ``chance``; ``cover_tail``; ``novel_words`` the
+    cosine of the novel names' words to the base ones (WordTower synonyms; 1: the same words)."""
 
     def __init__(self, feature_dim: int, d_model: int = 64, *, variant: str = "full",
                  tokens: int = 4, nhead: int = 4, context: int = 4, temperature: float = 0.1,
@@ -96,9 +95,10 @@ class UASAN(nn.Module):
         self.frame_in, self.union_in = nn.Linear(feature_dim + 4, d), nn.Linear(10, d)
         self.refiner = VisualRefiner(d, tokens, nhead)
         self.motion_in = nn.ModuleList([nn.Linear(12, d), nn.Linear(3, d)])
-        self.suffix = "'" if novel_words < 1 else ""  # novel names: synonyms at that cosine
-        if tower is None:
-            tower = WordTower.with_synonyms(TRAJECTORY_WORDS, d, novel_words, suffix=self.suffix)
+        self.suffix = sfx = "'" if novel_words < 1 else ""  # novel names: synonyms at that cosine
+        if tower is not None and sfx:
+            raise ValueError(f"novel_words: {novel_words} needs WordTower's synonyms (--text word)")
+        tower = tower or WordTower.with_synonyms(TRAJECTORY_WORDS, d, novel_words, suffix=sfx)
         E = tower.embed_dim
 
         def prompts(names: Sequence[str], kind: type = PromptLearner, **kw: Any) -> Any:

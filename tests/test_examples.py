@@ -478,6 +478,9 @@ def test_uasan_contract_labels_gradients_and_variants(uasan):
         preds = m(batch, task="predcls", rows=rows)
     assert set(preds) == {"novel", "all"}
     assert model.suffix == "" and "move'" not in model.predicates.tower.words
+    with pytest.raises(ValueError, match="novel_words: 0.2 needs WordTower's synonyms"):
+        uasan.build_model(harness.make_parser(uasan.ASSEMBLY).parse_args(
+            ["--quick", "--novel-words", "0.2", "--text", "wordllama"]), data)  # fmt: skip
 
 
 def test_uasan_code_head_trains_every_branch_and_scores_novel_names(uasan):

@@ -721,7 +721,7 @@ class _Video:
         target = np.empty(T, dtype=np.int64)
         current = int(rng.integers(-1, n))
         for t in range(T):  # a Markov chain over the key frames (data generation, not a model)
-            if rng.random() < 0.35:
+            if rng.random() < _GAZE_SWITCHING:
                 current = int(rng.integers(-1, n))
             target[t] = current
         if cfg.gaze_switching != _GAZE_SWITCHING:  # a stream of its own: the rest stays
