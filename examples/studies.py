@@ -160,6 +160,8 @@ def tr2_report(runs: Mapping[str, dict[str, Any]], argv: Sequence[str]) -> tuple
 _TR2 = dict(assembly=tr2.ASSEMBLY, metrics=_ag("R@10", "R@20", "R@50") | _STRATA,
             base=("--tasks", "predcls"), report=tr2_report)  # fmt: skip
 _TR2_PAPER = ("R@10", "R@20", "R@50")
+_TR2_STTRAN = ["--classifier", "linear", "--positions", "slot", "--no-token", "--guidance", "none",
+               "--temporal-norm", "standard"]  # fmt: skip
 
 STUDIES: dict[str, Study] = {s.name: s for s in (
     Study("mosa-ladder", mosa.ASSEMBLY, "MoSA: the ablation ladder (motion, then ASM)",
@@ -218,9 +220,7 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
           reference="no guidance (TR²⁻)",
           phenomenon="--synthetic gaze_switching=X: how often relations change", **_TR2),
     Study("tr2-baseline", title="TR² against an STTran-style model (Table I's rows)",
-          variants={"STTran-style": ["--classifier", "linear", "--positions", "slot",
-                                     "--no-token", "--guidance", "none",
-                                     "--temporal-norm", "standard"],
+          variants={"STTran-style": _TR2_STTRAN,
                     "TR²": []},
           reference="STTran-style",
           paper=_paper(_TR2_PAPER, TR2_TABLE_I), **_TR2),
@@ -233,13 +233,15 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
                     "STTran's margin loss": ["--loss", "margin"],
                     "random text": ["--random-text"],
                     "the code's sentence norm (9.1)": ["--sentence-scale", "9.1"],
-                    "all five (STTran-style)": ["--classifier", "linear", "--positions", "slot",
-                                                "--no-token", "--guidance", "none",
-                                                "--temporal-norm", "standard"]},
+                    "all five (STTran-style)": _TR2_STTRAN},
           reference="TR²", phenomenon="--synthetic text_coupling=X with --clip-model wordllama",
           claims={r: -1 for r in ("linear heads", "frame-slot positions", "no message token",
                                   "no guidance", "STTran's margin loss", "random text",
                                   "all five (STTran-style)")}, **_TR2),
+    Study("tr2-text", title="TR² against the language dial (its gain and its text's)",
+          variants={"TR²": [], "STTran-style": _TR2_STTRAN, "random text": ["--random-text"]},
+          reference="TR²", phenomenon="--synthetic text_coupling=X with --clip-model wordllama",
+          claims={"STTran-style": -1, "random text": -1}, **_TR2),
     Study("tr2-temporal-norm", tr2.ASSEMBLY, "TR² temporal layers: post-norm against the code's",
           {"standard": ["--temporal-norm", "standard"], "code": ["--temporal-norm", "code"]},
           _ag("R@10", "R@20", "mR@20"), reference="standard", base=("--tasks", "predcls")),
