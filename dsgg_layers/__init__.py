@@ -86,6 +86,7 @@ from dsgg_layers.motion import (
     motion_attributes,
     trajectory_pair_motion,
 )
+from dsgg_layers.oed import oed_memory, oed_predicate_probs, valid_from_padding
 from dsgg_layers.pooling import MaskedPooling, masked_pool
 from dsgg_layers.positions import LearnedPositions, sinusoidal_positions
 from dsgg_layers.prompts import (
@@ -253,6 +254,8 @@ __all__ = [
     "multilabel_focal_loss",
     "multilabel_margin_loss",
     "normalize_boxes",
+    "oed_memory",
+    "oed_predicate_probs",
     "padding_fraction",
     "pair_matching_cost",
     "person_object_pairs",
@@ -281,5 +284,6 @@ __all__ = [
     "trajectory_pair_motion",
     "triplet_score",
     "uasan_head_state_dict",
+    "valid_from_padding",
     "vocab",
 ]

@@ -17,7 +17,11 @@ one-to-one matching of least total cost:
   annotated predicates and of the complements of the others, halved: OED's soft multi-label
   cost), box ``2.5`` (the larger of the subject's and the object's L1 distances, ``cxcywh``
   normalised boxes) and GIoU ``1`` (the larger of the two ``-GIoU``; the paper gives no GIoU
-  weight, OED uses 1).
+  weight, OED uses 1). OED's public code weighs the predicate cost ``1``, not ``2``, and takes
+  the object class and attention probabilities by softmax:
+  [`PairHungarianMatcher.oed`][] is that configuration, and an output's ``predicate_probs``
+  (e.g. from [`oed_predicate_probs`][dsgg_layers.oed.oed_predicate_probs]) replace the
+  sigmoid of ``predicate_logits`` when a model's groups use different activations.
 
 The assignment itself is a loop over frames (each frame is its own problem, as in every DETR
 matcher); it runs without gradients, outside the forward pass. The costs are one batched
@@ -178,8 +182,12 @@ def pair_matching_cost(
     ARN's weights; see the module docstring). Padded targets get cost 0 (mask them out).
 
     Args:
-        outputs: ``object_logits`` ``(B, Q, O)``, ``predicate_logits`` ``(B, Q, R)`` (sigmoid),
-            ``subject_boxes`` and ``object_boxes`` ``(B, Q, 4)`` ``cxcywh`` normalised.
+        outputs: ``object_logits`` ``(B, Q, O)``, ``predicate_logits`` ``(B, Q, R)`` (their
+            sigmoid is the probability) **or** ``predicate_probs`` ``(B, Q, R)`` (used as given:
+            OED's per-group activations, [`oed_predicate_probs`][dsgg_layers.oed.
+            oed_predicate_probs]), ``subject_boxes`` and ``object_boxes`` ``(B, Q, 4)``
+            ``cxcywh`` normalised. With ``class_activation="softmax"`` the object logits may
+            carry a no-object column last (DETR, OED): labels index the first ``O - 1``.
         targets: ``object_labels`` ``(B, G)``, ``predicates`` ``(B, G, R)`` 0/1, ``subject_boxes``
             and ``object_boxes`` ``(B, G, 4)`` ``cxcywh`` normalised, ``mask`` ``(B, G)`` bool.
         cost_class: weight of the object class cost.
@@ -208,19 +216,22 @@ def pair_matching_cost(
     """
     check_choice(class_activation, "class_activation", ("sigmoid", "softmax"))
     for name, d, keys in (
-        ("outputs", outputs, ("object_logits", "predicate_logits", "subject_boxes",
-                              "object_boxes")),
+        ("outputs", outputs, ("object_logits", "subject_boxes", "object_boxes")),
         ("targets", targets, ("object_labels", "predicates", "subject_boxes", "object_boxes",
                               "mask")),
     ):  # fmt: skip
         missing = [k for k in keys if k not in d]
         if missing:
             raise ValueError(f"{name}: missing keys {missing}; expected {list(keys)}")
+    given = [k for k in ("predicate_logits", "predicate_probs") if k in outputs]
+    if len(given) != 1:
+        raise ValueError("outputs: expected exactly one of 'predicate_logits' and "
+                         f"'predicate_probs', got {given or 'neither'}")  # fmt: skip
     dims: dict[str, tuple[int, str]] = {}
     check_tensor(outputs["object_logits"], "outputs['object_logits']", ("B", "Q", "O"),
                  dims=dims, dtype="float")  # fmt: skip
-    check_tensor(outputs["predicate_logits"], "outputs['predicate_logits']", ("B", "Q", "R"),
-                 dims=dims, dtype="float")  # fmt: skip
+    check_tensor(outputs[given[0]], f"outputs['{given[0]}']", ("B", "Q", "R"), dims=dims,
+                 dtype="float")  # fmt: skip
     for key in ("subject_boxes", "object_boxes"):
         check_tensor(outputs[key], f"outputs['{key}']", ("B", "Q", 4), dims=dims, dtype="float")
         check_tensor(targets[key], f"targets['{key}']", ("B", "G", 4), dims=dims, dtype="float")
@@ -235,7 +246,8 @@ def pair_matching_cost(
     labels = targets["object_labels"].masked_fill(~mask, 0).clamp(0, prob.shape[-1] - 1)
     index = labels.unsqueeze(1).expand(-1, prob.shape[1], -1)
     cost = cost_class * -prob.gather(-1, index)  # (B, Q, G)
-    p_pred = outputs["predicate_logits"].float().sigmoid()
+    p_pred = (outputs["predicate_probs"].float() if given[0] == "predicate_probs"
+              else outputs["predicate_logits"].float().sigmoid())  # fmt: skip
     t_pred = targets["predicates"].float().masked_fill(~mask.unsqueeze(-1), 0.0)
     spans = list(PREDICATE_GROUPS.values()) if groups is None else list(groups)
     for s in spans:
@@ -255,7 +267,7 @@ class PairHungarianMatcher(nn.Module):
 
     Args:
         cost_class: weight of the object class cost (ARN: 1).
-        cost_predicate: weight of the predicate cost (ARN: 2).
+        cost_predicate: weight of the predicate cost (ARN's paper: 2; OED's code: 1).
         cost_bbox: weight of the box L1 cost (ARN: 2.5).
         cost_giou: weight of the GIoU cost (OED: 1; ARN gives none).
         class_activation: ``"sigmoid"`` (default; ARN's focal loss) or ``"softmax"`` (OED).
@@ -302,6 +314,22 @@ class PairHungarianMatcher(nn.Module):
         check_choice(backend, "backend", ("auto", "scipy", "native"))
         self.cost_class, self.cost_predicate, self.cost_bbox, self.cost_giou = weights
         self.class_activation, self.groups, self.backend = class_activation, groups, backend
+
+    @classmethod
+    def oed(cls, *, groups: Sequence[slice] | None = None, backend: Backend = "auto"
+            ) -> PairHungarianMatcher:  # fmt: skip
+        """OED's ``HungarianMatcherDSGG`` as its code runs (``main.py``'s defaults): object
+        class 1 (softmax, no-object column last), predicate 1, box 2.5, GIoU 1. Give it
+        ``predicate_probs`` from [`oed_predicate_probs`][dsgg_layers.oed.oed_predicate_probs]
+        to reproduce its costs and assignments (tested against a transcription of its code).
+        OED also zeroes the object-box cost of targets without an object box; the library's
+        targets always have one.
+
+        Examples:
+            >>> PairHungarianMatcher.oed().cost_predicate
+            1.0
+        """
+        return cls(1.0, 1.0, 2.5, 1.0, class_activation="softmax", groups=groups, backend=backend)
 
     def reset_parameters(self) -> None:
         """Nothing to reset: the matcher has no parameters (its costs are configuration)."""

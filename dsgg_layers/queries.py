@@ -35,6 +35,10 @@ class PairQueries(nn.Module):
         num_queries: ``Q``, query pairs a frame.
         d_model: width ``D``.
         num_branches: predicate branches (Action Genome: 3).
+        shared: one embedding per query pair for both halves (``e^s = e^o``), as OED's code
+            has it (``query_embed = nn.Embedding(num_queries, hidden_dim)``, no subject /
+            object split); load OED's weight into ``subject_pos.weight``. ARN's paired
+            ``e^s``, ``e^o`` when ``False`` (default).
 
     Shape:
         - output of ``forward()``: ``subject_pos`` ``(Q, D)`` (``e^s``), ``object_pos`` ``(Q, D)``
@@ -50,22 +54,27 @@ class PairQueries(nn.Module):
         (torch.Size([100, 256]), torch.Size([3, 100, 256]))
     """
 
-    def __init__(self, num_queries: int, d_model: int, num_branches: int = 3) -> None:
+    def __init__(
+        self, num_queries: int, d_model: int, num_branches: int = 3, *, shared: bool = False
+    ) -> None:
         super().__init__()
         check_positive(num_branches, "num_branches")
+        if not isinstance(shared, bool):
+            raise TypeError(f"shared: expected a bool, got {type(shared).__name__}")
         self.num_queries, self.d_model, self.num_branches = num_queries, d_model, num_branches
+        self.shared = shared
         self.subject_pos = LearnedPositions(num_queries, d_model)
-        self.object_pos = LearnedPositions(num_queries, d_model)
+        self.object_pos = self.subject_pos if shared else LearnedPositions(num_queries, d_model)
         self.predicate_embed = LearnedPositions(num_branches, d_model)
 
     def reset_parameters(self) -> None:
-        """Reset the three tables (truncated normal, std 0.02)."""
-        for table in (self.subject_pos, self.object_pos, self.predicate_embed):
+        """Reset the tables (truncated normal, std 0.02)."""
+        for table in dict.fromkeys((self.subject_pos, self.object_pos, self.predicate_embed)):
             table.reset_parameters()
 
     def extra_repr(self) -> str:
         return f"num_queries={self.num_queries}, d_model={self.d_model}, " \
-            f"num_branches={self.num_branches}"  # fmt: skip
+            f"num_branches={self.num_branches}, shared={self.shared}"  # fmt: skip
 
     def forward(self) -> dict[str, Tensor]:
         """The position embeddings (see Shape)."""
@@ -83,7 +92,9 @@ class TemporalMemory(nn.Module):
     ``memory[f, s] = features[f, s]``, ``pos[f, s] = spatial_pos[f, s] + frame_encoding[f]``
     (slot ``f = 0`` the key frame, then the references), flattened to ``F * S`` tokens; the
     tokens of missing reference frames (``frame_mask`` False, e.g. at a video's start) are
-    masked out.
+    masked out, and so are padded tokens within a frame (``token_mask`` False, e.g. the padded
+    pixels of a DETR ``NestedTensor``; from OED's tensors see
+    [`oed_memory`][dsgg_layers.oed.oed_memory]).
 
     Args:
         num_frames: ``F``, frame slots (OED: 1 key + 2 references).
@@ -92,6 +103,7 @@ class TemporalMemory(nn.Module):
     Shape:
         - features: ``(..., F, S, D)``; spatial_pos: broadcastable to it (optional)
         - frame_mask: ``(..., F)`` bool (optional; default every frame present)
+        - token_mask: ``(..., F, S)`` bool, True at valid tokens (optional; default all)
         - output: ``(memory (..., F*S, D), pos (..., F*S, D), mask (..., F*S))``
 
     Raises:
@@ -123,9 +135,10 @@ class TemporalMemory(nn.Module):
         *,
         spatial_pos: Tensor | None = None,
         frame_mask: MaskOrRows | None = None,
+        token_mask: Tensor | None = None,
     ) -> tuple[Tensor, Tensor, Tensor]:
-        """The flattened memory, its positions and its mask (a bool tensor; the frame mask may
-        be given as its [`ValidRows`][dsgg_layers.rows.ValidRows])."""
+        """The flattened memory, its positions and its mask (a bool tensor, True at valid
+        tokens; the frame mask may be given as its [`ValidRows`][dsgg_layers.rows.ValidRows])."""
         frame_mask, _ = split_mask(frame_mask, name="frame_mask")
         dims: dict[str, tuple[int, str]] = {}
         check_tensor(features, "features", ("...", self.num_frames, "S", self.d_model),
@@ -141,6 +154,9 @@ class TemporalMemory(nn.Module):
                                     device=features.device)  # fmt: skip
         check_tensor(frame_mask, "frame_mask", (*lead, self.num_frames), dtype="bool")
         mask = frame_mask.unsqueeze(-1).expand(*lead, self.num_frames, S)
+        if token_mask is not None:
+            check_tensor(token_mask, "token_mask", (*lead, self.num_frames, S), dtype="bool")
+            mask = mask & token_mask
         return features.flatten(-3, -2), pos.flatten(-3, -2), mask.flatten(-2)
 
 
