@@ -96,7 +96,14 @@ from dsgg_layers.prompts import (
     TextTower,
     WordTower,
 )
-from dsgg_layers.queries import PairQueries, TemporalMemory, reference_frames, stack_references
+from dsgg_layers.queries import (
+    AnchorBoxes,
+    PairQueries,
+    TemporalMemory,
+    reference_frames,
+    refine_boxes,
+    stack_references,
+)
 from dsgg_layers.relation import SpatialTemporalEncoder
 from dsgg_layers.rows import MaskOrRows, ValidRows, rowwise, split_mask
 from dsgg_layers.sampling import (
@@ -124,6 +131,7 @@ from dsgg_layers.set_prediction import (
     match_index,
     matched_box_losses,
     matched_class_loss,
+    matched_localization,
     query_targets,
 )
 from dsgg_layers.sttran import STTranPairs, from_sttran, link_tracks, sttran_to_tracks
@@ -157,6 +165,7 @@ __all__ = [
     "MOTION_GROUP_TAGS",
     "NUM_MOTION_ATTRIBUTES",
     "ActionSemanticMatcher",
+    "AnchorBoxes",
     "AssociationAttention",
     "AssociationReasoning",
     "AttentionBlock",
@@ -250,6 +259,7 @@ __all__ = [
     "match_index",
     "matched_box_losses",
     "matched_class_loss",
+    "matched_localization",
     "motion_attributes",
     "multilabel_focal_loss",
     "multilabel_margin_loss",
@@ -263,6 +273,7 @@ __all__ = [
     "previous_frame_index",
     "query_targets",
     "reference_frames",
+    "refine_boxes",
     "relation_text_targets",
     "rowwise",
     "sigmoid_focal_loss",

@@ -12,6 +12,12 @@ Sec. 3.1) builds on OED's query scheme:
   into one memory of ``F * S`` tokens with its mask: what the predicate decoders attend to.
 - [`reference_frames`][]: which frames are the references of every key frame (the nearest
   existing ones within the window, or a random draw of them), batched.
+- [`AnchorBoxes`][] and [`refine_boxes`][]: learned anchor boxes as the queries' positions,
+  refined layer by layer; the remedy for DETR's slow convergence that DAB-DETR (Liu et al.,
+  ICLR 2022: anchor boxes as queries, their sine embedding as the query position) and
+  Deformable DETR (Zhu et al., ICLR 2021, Sec. A.4: iterative bounding box refinement) give.
+  Not in ARN or OED (their queries are OED's free embeddings); an option for one-stage models
+  that must localise on a small budget.
 """
 
 from __future__ import annotations
@@ -22,10 +28,17 @@ import torch
 from torch import Tensor, nn
 
 from dsgg_layers._checks import check_choice, check_positive, check_tensor
-from dsgg_layers.positions import LearnedPositions
+from dsgg_layers.positions import LearnedPositions, sinusoidal_positions
 from dsgg_layers.rows import MaskOrRows, split_mask
 
-__all__ = ["PairQueries", "TemporalMemory", "reference_frames", "stack_references"]
+__all__ = [
+    "AnchorBoxes",
+    "PairQueries",
+    "TemporalMemory",
+    "reference_frames",
+    "refine_boxes",
+    "stack_references",
+]
 
 
 class PairQueries(nn.Module):
@@ -266,3 +279,120 @@ def stack_references(
     slots = torch.cat((t[:, None], index[b, t]), 1)  # (N, 1 + R)
     present = torch.cat((torch.ones_like(t[:, None], dtype=torch.bool), valid[b, t]), 1)
     return features[b[:, None], slots], present
+
+
+def refine_boxes(boxes: Tensor, delta: Tensor, *, eps: float = 1e-5) -> Tensor:
+    """One step of iterative box refinement: ``sigmoid(logit(boxes) + delta)``.
+
+    The offsets act in logit space, so the refined box stays in ``[0, 1]`` and a zero offset
+    keeps the box (Deformable DETR's iterative refinement; DAB-DETR's anchor update). Detach
+    ``boxes`` before the next layer to train each layer's offsets on their own, as both do.
+
+    Args:
+        boxes: ``(..., 4)`` normalised boxes (any format of four coordinates in ``[0, 1]``,
+            usually ``cxcywh``), clamped to ``[eps, 1 - eps]`` before the logit.
+        delta: ``(..., 4)`` offsets (broadcast against ``boxes``).
+        eps: the clamp.
+
+    Returns:
+        ``(..., 4)`` refined boxes in ``(0, 1)``.
+
+    Raises:
+        TypeError, ValueError: the tensors are not float ``(..., 4)``.
+
+    Examples:
+        >>> box = torch.tensor([[0.5, 0.5, 0.2, 0.2]])
+        >>> refine_boxes(box, torch.zeros(1, 4))
+        tensor([[0.5000, 0.5000, 0.2000, 0.2000]])
+        >>> refine_boxes(box, torch.tensor([[2.0, 0.0, 0.0, 0.0]]))[0, 0]   # sigmoid(0 + 2)
+        tensor(0.8808)
+    """
+    check_tensor(boxes, "boxes", ("...", 4), dtype="float")
+    check_tensor(delta, "delta", ("...", 4), dtype="float")
+    b = boxes.clamp(eps, 1 - eps)
+    return torch.sigmoid(torch.log(b) - torch.log1p(-b) + delta)
+
+
+class AnchorBoxes(nn.Module):
+    """Learned anchor boxes and the query position of any box: DAB-DETR's queries.
+
+    ``forward()`` gives the ``A`` anchors, ``sigmoid`` of a learned ``(A, 4)`` table (``cxcywh``,
+    normalised): the boxes a decoder starts from. ``position(boxes)`` embeds boxes as positions
+    of width ``D``: each coordinate's sinusoidal encoding (``D / 4`` wide, the coordinate scaled
+    by ``scale``, so ``1 / scale`` of the image is the finest step) through a two-layer MLP. A
+    decoder layer takes ``position(current boxes)`` as its query positions, predicts offsets,
+    and [`refine_boxes`][] moves the boxes for the next layer (DAB-DETR, Sec. 4). Embedding the
+    memory tokens' own cells with the same ``position`` puts queries and keys in one space: a
+    query then attends to the tokens near its box from the first step.
+
+    Args:
+        num_anchors: ``A``, boxes (e.g. ``2 Q`` for the subject and object halves of ``Q``
+            pair queries).
+        d_model: width ``D`` (a multiple of 8).
+        scale: the coordinates' scale in the sinusoidal encoding.
+        size: the anchors' initial width and height (centres start uniform in the image).
+
+    Shape:
+        - ``forward()``: ``(A, 4)``
+        - ``position(boxes)``: ``(..., 4)`` -> ``(..., D)``
+
+    Raises:
+        ValueError: a size is not positive, ``d_model`` is not a multiple of 8 or ``size`` is
+            outside ``(0, 1)``.
+
+    Examples:
+        >>> anchors = AnchorBoxes(16, 32)
+        >>> boxes = anchors()
+        >>> boxes.shape, anchors.position(boxes).shape
+        (torch.Size([16, 4]), torch.Size([16, 32]))
+        >>> anchors.no_weight_decay()
+        {'anchors'}
+    """
+
+    def __init__(
+        self, num_anchors: int, d_model: int, *, scale: float = 100.0, size: float = 0.2
+    ) -> None:
+        super().__init__()
+        check_positive(num_anchors, "num_anchors")
+        check_positive(d_model, "d_model")
+        check_positive(scale, "scale", integer=False)
+        if d_model % 8:
+            raise ValueError(f"d_model: expected a multiple of 8 (4 sinusoidal encodings), got "
+                             f"{d_model}")  # fmt: skip
+        if not 0 < size < 1:
+            raise ValueError(f"size: expected a value in (0, 1), got {size}")
+        self.num_anchors, self.d_model, self.scale, self.size = num_anchors, d_model, scale, size
+        self.anchors = nn.Parameter(torch.empty(num_anchors, 4))
+        self.head = nn.Sequential(nn.Linear(d_model, d_model), nn.ReLU(),
+                                  nn.Linear(d_model, d_model))  # fmt: skip
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Centres uniform in ``(0.05, 0.95)``, sides ``size`` (DAB-DETR's random centres),
+        stored as logits; the MLP's default initialisation."""
+        with torch.no_grad():
+            centre = torch.rand(self.num_anchors, 2) * 0.9 + 0.05
+            side = torch.full((self.num_anchors, 2), self.size)
+            box = torch.cat((centre, side), -1)
+            self.anchors.copy_(torch.log(box) - torch.log1p(-box))
+        for m in self.head:
+            if isinstance(m, nn.Linear):
+                m.reset_parameters()
+
+    def no_weight_decay(self) -> set[str]:
+        """The anchors are learned positions: no weight decay."""
+        return {"anchors"}
+
+    def extra_repr(self) -> str:
+        return (f"num_anchors={self.num_anchors}, d_model={self.d_model}, scale={self.scale}, "
+                f"size={self.size}")  # fmt: skip
+
+    def forward(self) -> Tensor:
+        """The anchors, ``(A, 4)`` normalised ``cxcywh``."""
+        return self.anchors.sigmoid()
+
+    def position(self, boxes: Tensor) -> Tensor:
+        """The position embedding ``(..., D)`` of normalised boxes ``(..., 4)``."""
+        check_tensor(boxes, "boxes", ("...", 4), dtype="float")
+        sine = sinusoidal_positions(boxes * self.scale, self.d_model // 4, dtype=boxes.dtype)
+        return self.head(sine.flatten(-2))

@@ -12,6 +12,8 @@ OED's ``SetCriterionDSGG``). The pieces, written once here:
 - [`matched_class_loss`][]: the object classes, sigmoid focal on the matched one-hot targets
   (ARN, OED with focal) or softmax cross-entropy with a no-object class (DETR).
 - [`matched_box_losses`][]: L1 and ``1 - GIoU`` of the matched subject and object boxes.
+- [`matched_localization`][]: how many annotated pairs the matched queries find (subject box,
+  object box at IoU >= 0.5, object class): the diagnostic of a one-stage model's detector half.
 
 Examples:
     >>> matches = [(torch.tensor([2]), torch.tensor([0])), (torch.tensor([]), torch.tensor([]))]
@@ -30,10 +32,17 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from dsgg_layers._checks import check_choice, check_tensor
-from dsgg_layers.boxes import box_convert, elementwise_generalized_box_iou
+from dsgg_layers.boxes import box_convert, elementwise_box_iou, elementwise_generalized_box_iou
 from dsgg_layers.losses import sigmoid_focal_loss
 
-__all__ = ["MatchIndex", "match_index", "matched_box_losses", "matched_class_loss", "query_targets"]
+__all__ = [
+    "MatchIndex",
+    "match_index",
+    "matched_box_losses",
+    "matched_class_loss",
+    "matched_localization",
+    "query_targets",
+]
 
 
 class MatchIndex(NamedTuple):
@@ -220,3 +229,64 @@ def matched_box_losses(
     if l1 is None or giou is None:
         raise ValueError("keys: expected at least one box key, got none")
     return l1, giou
+
+
+def matched_localization(
+    outputs: Mapping[str, Tensor],
+    targets: Mapping[str, Tensor],
+    index: MatchIndex,
+    *,
+    iou: float = 0.5,
+) -> Tensor:
+    """Counts of the annotated pairs whose matched query finds them: ``(pairs, subject found,
+    object found, object class right)``, a summable ``(4,)`` int64 tensor.
+
+    A pair's subject (object) is found when the matched query's box overlaps the annotated one
+    at ``IoU >= iou``; its class is right when the query's predicted object label is the
+    annotated one (whatever the box). ``pairs`` counts every valid target slot, matched or not,
+    so the fractions ``counts[1:] / counts[0]`` are over the annotated pairs.
+
+    Args:
+        outputs: ``subject_boxes``, ``object_boxes`` ``(N, Q, 4)`` (``cxcywh``, normalised) and
+            ``object_labels`` ``(N, Q)`` int, the predicted class of each query.
+        targets: ``subject_boxes``, ``object_boxes`` ``(N, G, 4)``, ``object_labels``
+            ``(N, G)`` and ``mask`` ``(N, G)`` bool.
+        index: the matches (of valid target slots).
+        iou: the overlap that counts as found.
+
+    Returns:
+        ``(4,)`` int64 counts.
+
+    Raises:
+        TypeError, ValueError: a tensor has the wrong shape or dtype, or ``iou`` is outside
+            ``(0, 1]``.
+
+    Examples:
+        >>> box = torch.tensor([[[0.5, 0.5, 0.2, 0.2], [0.2, 0.2, 0.1, 0.1]]])
+        >>> out = {"subject_boxes": box, "object_boxes": box.flip(1),
+        ...        "object_labels": torch.tensor([[3, 4]])}
+        >>> tgt = {"subject_boxes": box, "object_boxes": box,
+        ...        "object_labels": torch.tensor([[3, 4]]), "mask": torch.tensor([[True, True]])}
+        >>> idx = MatchIndex(torch.tensor([0, 0]), torch.tensor([0, 1]), torch.tensor([0, 1]))
+        >>> matched_localization(out, tgt, idx).tolist()   # objects swapped: boxes wrong
+        [2, 2, 0, 2]
+    """
+    if not 0 < iou <= 1:
+        raise ValueError(f"iou: expected a value in (0, 1], got {iou}")
+    dims: dict[str, tuple[int, str]] = {}
+    for key in ("subject_boxes", "object_boxes"):
+        check_tensor(outputs[key], f"outputs[{key!r}]", ("N", "Q", 4), dims=dims, dtype="float")
+        check_tensor(targets[key], f"targets[{key!r}]", ("N", "G", 4), dims=dims, dtype="float")
+    check_tensor(outputs["object_labels"], "outputs['object_labels']", ("N", "Q"), dims=dims,
+                 dtype="int")  # fmt: skip
+    check_tensor(targets["object_labels"], "targets['object_labels']", ("N", "G"), dims=dims,
+                 dtype="int")  # fmt: skip
+    check_tensor(targets["mask"], "targets['mask']", ("N", "G"), dims=dims, dtype="bool")
+    found = []
+    for key in ("subject_boxes", "object_boxes"):
+        p = box_convert(outputs[key][index.frame, index.query].float(), "cxcywh", "xyxy")
+        t = box_convert(targets[key][index.frame, index.target].float(), "cxcywh", "xyxy")
+        found.append(int((elementwise_box_iou(p, t) >= iou).sum()))
+    label = outputs["object_labels"][index.frame, index.query]
+    right = int((label == targets["object_labels"][index.frame, index.target]).sum())
+    return torch.tensor([int(targets["mask"].sum()), *found, right])

@@ -249,6 +249,10 @@ def write_outputs(
         text, extra = assembly.report(results)
         print("\n" + text)
         summary["report"] = extra
+    if assembly.model_report is not None:
+        text, extra = assembly.model_report(model)
+        print("\n" + text)
+        summary |= extra
     seconds = summary["epoch_seconds"]
     if seconds:
         mean = sum(seconds) / len(seconds)

@@ -47,6 +47,7 @@ from dsgg_layers.set_prediction import (
     match_index,
     matched_box_losses,
     matched_class_loss,
+    matched_localization,
     query_targets,
 )
 from dsgg_layers.text import arn_prompts
@@ -77,31 +78,34 @@ class ARN(nn.Module):
                  nhead: int = 4, dim_feedforward: int = 128, num_queries: int = 8,
                  loss: str = "focal", classifier: str = "clip", pap: bool = True, ha: bool = True,
                  references: int = 2, window: int = 4, entity_layers: int = 2, aux: bool = True,
-                 **frames: Any) -> None:  # fmt: skip
+                 anchors: bool = True, **frames: Any) -> None:  # fmt: skip
         super().__init__()
         self.loss_kind, self.classifier_kind = loss, classifier
         self.references, self.window, self.aux = references, window, aux
         self.frames = pair_models.FrameEncoder(d_model, nhead, dim_feedforward, channels=channels,
                                                **frames)  # fmt: skip
         dec = partial(TransformerDecoderLayer, d_model, nhead, dim_feedforward, 0.0)
-        self.entity_decoder = nn.ModuleList(dec() for _ in range(entity_layers))
+        self.entities = pair_models.EntityDecoder(
+            d_model, nhead, dim_feedforward, num_queries, NUM_OBJECTS + (loss == "ce"),
+            layers=entity_layers, anchors=anchors)  # fmt: skip
         self.queries = PairQueries(num_queries, d_model, len(GROUPS))
         self.memory = TemporalMemory(references + 1, d_model)
         self.predicate_decoders = nn.ModuleList(dec() for _ in GROUPS)
         self.reasoning = (
             AssociationReasoning(d_model, nhead, len(GROUPS), hierarchical=ha) if pap else None
         )
-        self.sub_box = pair_models.mlp(d_model, d_model, 4)
-        self.obj_box = pair_models.mlp(d_model, d_model, 4)
-        self.object_head = nn.Linear(d_model, NUM_OBJECTS + (1 if loss == "ce" else 0))
         self.heads = nn.ModuleDict({g: TripletCategoryClassifier(d_model, text[g])
                                     if classifier == "clip" else nn.Linear(d_model, len(text[g]))
                                     for g in GROUPS})  # fmt: skip
         if loss == "focal":  # Lin et al.'s prior: every class starts at 1%
-            for lin in [self.object_head, *(self.heads.values() if classifier != "clip" else [])]:
+            for lin in [
+                self.entities.object_head,
+                *(self.heads.values() if classifier != "clip" else []),
+            ]:
                 nn.init.constant_(lin.bias, -math.log(99.0))
         activation = "softmax" if loss == "ce" else "sigmoid"
         self.matcher = PairHungarianMatcher(class_activation=activation)
+        self.found = torch.zeros(4, dtype=torch.long)  # evaluation: matched_localization counts
 
     def outputs(self, scene: VideoGraph) -> tuple[dict[str, Any], Tensor]:
         """Per existing frame: box, class and predicate outputs, and the frames' ``(B, T)``
@@ -112,19 +116,11 @@ class ARN(nn.Module):
         ref = reference_frames(scene.frame_mask, self.references, self.window, mode=mode)
         stacked, present = stack_references(feats, frames, *ref)  # (N, 1 + R, S, D)
         memory, mem_pos, mem_mask = self.memory(stacked, frame_mask=present)
-        key = stacked[:, 0]
-        pos = self.queries()
+        key, pos = stacked[:, 0], self.queries()
         Q = pos["subject_pos"].shape[0]
         query_pos = torch.cat((pos["subject_pos"], pos["object_pos"]))
-        h = torch.zeros(len(key), 2 * Q, key.shape[-1], device=key.device)
-        key_pos = self.frames.pos(key.shape[1])
-        aux = []
-        for i, layer in enumerate(self.entity_decoder):
-            h = layer(h, key, query_pos=query_pos, memory_pos=key_pos)
-            if self.aux and self.training and i < len(self.entity_decoder) - 1:
-                aux.append(self._entity_outputs(h[:, :Q], h[:, Q:]))
-        sub, obj = h[:, :Q], h[:, Q:]
-        entity = sub + obj
+        h, layers = self.entities(key, self.frames.pos(key.shape[1]), query_pos)
+        entity = h[:, :Q] + h[:, Q:]
         branches = [dec(entity, memory, memory_mask=mem_mask, query_pos=pos["predicate_pos"][i],
                         memory_pos=mem_pos)
                     for i, dec in enumerate(self.predicate_decoders)]  # fmt: skip
@@ -132,7 +128,8 @@ class ARN(nn.Module):
             branches = self.reasoning(branches, entity, memory, memory_pos=mem_pos,
                                       query_pos=pos["object_pos"],
                                       memory_mask=mem_mask)  # fmt: skip
-        out = self._entity_outputs(sub, obj)
+        out = dict(layers[-1])
+        aux = layers[:-1] if self.aux and self.training else []
         category, predicate = {}, []
         for g, x in zip(GROUPS, branches, strict=True):
             category[g] = logits = self.heads[g](x)
@@ -142,20 +139,13 @@ class ARN(nn.Module):
                 "aux": aux}  # type: ignore[dict-item]  # fmt: skip
         return out, frames
 
-    def _entity_outputs(self, sub: Tensor, obj: Tensor) -> dict[str, Tensor]:
-        return {
-            "subject_boxes": self.sub_box(sub).sigmoid(),
-            "object_boxes": self.obj_box(obj).sigmoid(),
-            "object_logits": self.object_head(obj),
-        }
-
     def forward(self, g: VideoGraph, *, task: str = "sgdet", rows: Any = None) -> dict[str, Tensor]:
         """Losses in training, SGDet predictions in evaluation (every task is SGDet here)."""
         scene = g.ground_truth
         out, frames = self.outputs(scene)
         if self.training:
             return self.losses(out, scene.frame_targets(frames))
-        return self.predictions(scene, out, frames)
+        return self.predictions(scene, out, frames, scene.frame_targets(frames))
 
     def losses(self, out: dict[str, Any], tgt: dict[str, Tensor]) -> dict[str, Tensor]:
         keys = ("subject_boxes", "object_boxes", "object_logits", "predicate_logits")
@@ -186,12 +176,17 @@ class ARN(nn.Module):
                                  loss=self.loss_kind)  # fmt: skip
         return {"object": cls, "box_l1": 2.5 * l1, "box_giou": giou}
 
-    def predictions(self, scene: VideoGraph, out: dict[str, Any], frames: Tensor):
-        """The evaluator's SGDet predictions, ``(B, T, Q, ...)``, boxes in pixels."""
+    def predictions(self, scene: VideoGraph, out: dict[str, Any], frames: Tensor, tgt: Any):
+        """The evaluator's SGDet predictions, ``(B, T, Q, ...)``, boxes in pixels; counts what
+        the matched queries find (``self.found``)."""
         logits = out["object_logits"]
         probs = logits.softmax(-1)[..., :NUM_OBJECTS] if self.loss_kind == "ce" else \
             logits.sigmoid()  # fmt: skip
         scores, labels = probs[..., 1:].max(-1)  # never the person as the object
+        keys = ("subject_boxes", "object_boxes", "object_logits", "predicate_logits")
+        idx = match_index(self.matcher({k: out[k] for k in keys}, tgt), labels.device)
+        found = matched_localization(out | {"object_labels": labels + 1}, tgt, idx)
+        self.found = self.found + found
         size = scene.image_size[frames[:, 0]].repeat(1, 2)[:, None]  # (N, 1, 4): w, h, w, h
         per_frame = {
             "mask": torch.ones_like(scores, dtype=torch.bool),
@@ -205,8 +200,7 @@ class ARN(nn.Module):
 
 
 def add_arguments(p: argparse._ActionsContainer) -> None:
-    """Sizes and Table 3's rows; 4 videos a batch (optimiser steps matter more than batch size
-    for a DETR-style model: at 8 epochs, 16 videos gave no-constraint R@20 2.2, 4 gave 6.0)."""
+    """Sizes and Table 3's rows; 4 videos a batch (more optimiser steps: docs/arn.md)."""
     p.set_defaults(batch_size=4, tasks=["sgdet"], constraints=["with", "no"])
     p.add_argument("--d-model", type=int, default=64)
     p.add_argument("--queries", type=int, default=8, help="query pairs a frame")
@@ -218,6 +212,7 @@ def add_arguments(p: argparse._ActionsContainer) -> None:
     p.add_argument("--no-pap", action="store_true", help="ablation: no PAP (and no HA)")
     p.add_argument("--no-ha", action="store_true", help="ablation: PAP without HA")
     p.add_argument("--no-aux", action="store_true", help="no auxiliary entity-decoder losses")
+    p.add_argument("--no-anchors", action="store_true", help="OED's free queries, no anchors")
     harness.choice(p, "--input", ("maps", "rgb"), "rendered frames")
     harness.choice(p, "--backbone", ("small", "resnet18"), "CNN for --input rgb")
     p.add_argument("--image-size", type=int, default=64, help="side of the RGB frames")
@@ -228,15 +223,26 @@ def build_model(args: argparse.Namespace, data: Data) -> ARN:
     text = {g: pair_models.text_table(args, rows) for g, rows in arn_prompts().items()}
     return ARN(args.channels, text, d_model=args.d_model, num_queries=args.queries,
                loss=args.loss, classifier=args.classifier, pap=not args.no_pap,
-               ha=not (args.no_pap or args.no_ha), aux=not args.no_aux, grid=args.grid,
+               ha=not (args.no_pap or args.no_ha), aux=not args.no_aux,
+               anchors=not args.no_anchors, grid=args.grid,
                patch=args.patch, input=args.input, image_size=args.image_size,
                backbone=args.backbone)  # fmt: skip
+
+
+def localisation(model: ARN) -> tuple[str, dict[str, Any]]:
+    """What the matched queries found on the test set: fractions of the annotated pairs."""
+    pairs, *hits = model.found.tolist()
+    keys = ("person_found", "object_found", "object_class")
+    share = {k: round(h / max(pairs, 1), 4) for k, h in zip(keys, hits, strict=True)}
+    text = f"matched queries on {pairs} annotated test pairs: " + ", ".join(
+        f"{k} {100 * v:.1f}%" for k, v in share.items())  # fmt: skip
+    return text, {"localisation": share}
 
 
 ASSEMBLY = Assembly(
     name="arn", description="Train and evaluate the one-stage ARN on rendered frames.",
     build_model=build_model, add_arguments=add_arguments,
-    chart_title="ARN per-predicate recall (SGDet)",
+    chart_title="ARN per-predicate recall (SGDet)", model_report=localisation,
 )  # fmt: skip
 
 

@@ -76,6 +76,9 @@ class Assembly:
             such as ``TrajectoryBatch``.
         format_results: ``(results) -> text`` of one task's metrics (default the Action Genome
             table of R@K and mR@K).
+        model_report: ``(model) -> (text, json)``: what the trained model measured about itself
+            during evaluation (ARN's localisation of the matched queries), printed and merged
+            into ``results.json`` at the top level.
     """
 
     name: str
@@ -91,6 +94,7 @@ class Assembly:
     collate: Callable[[Sequence[Any]], Any] | None = None
     sizes: Callable[[Sequence[Any]], Tensor] | None = None
     format_results: Callable[[dict[str, Tensor]], str] | None = None
+    model_report: Callable[[nn.Module], tuple[str, dict[str, Any]]] | None = None
 
 
 # ---------------------------------------------------------------------------------------- flags

@@ -7,12 +7,14 @@ semantics, boxes) and their projection, the object classifier SGCls uses, its lo
 object side of a task's predictions. The helpers: the share of pair-frames whose relations
 change, the text embeddings of prompts (real CLIP, or ``--random-text``), the two-layer MLP
 the heads of ARN and UASAN use, and the one-stage models' frame encoder ([`FrameEncoder`][]:
-rendered frames -> patch or CNN features -> a transformer encoder).
+rendered frames -> patch or CNN features -> a transformer encoder) and entity decoder
+([`EntityDecoder`][]: paired queries -> each layer's boxes and object classes).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -20,13 +22,21 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dsgg_layers import LearnedPositions, TransformerEncoder, TransformerEncoderLayer
+from dsgg_layers import (
+    AnchorBoxes,
+    LearnedPositions,
+    TransformerDecoderLayer,
+    TransformerEncoder,
+    TransformerEncoderLayer,
+    refine_boxes,
+)
 from dsgg_layers.data import VideoGraph, render_images, render_maps
 from dsgg_layers.message import label_changes
 from dsgg_layers.text import encode_prompts
 from dsgg_layers.vocab import OBJECT_CLASSES
 
 __all__ = [
+    "EntityDecoder",
     "FrameEncoder",
     "PairFrontEnd",
     "label_change_share",
@@ -208,3 +218,56 @@ class FrameEncoder(nn.Module):
             maps = render_images(scene, size=self.image_size)  # (B, T, 3, H, W)
         x = self.patch(maps.flatten(0, 1)).flatten(2).transpose(1, 2)
         return self.encoder(x, pos=self.pos(x.shape[1])).unflatten(0, maps.shape[:2])
+
+
+def cell_boxes(side: int, device: torch.device | None = None) -> Tensor:
+    """The ``(side * side, 4)`` normalised ``cxcywh`` boxes of a square token grid, row-major."""
+    c = (torch.arange(side, device=device, dtype=torch.float32) + 0.5) / side
+    cy, cx = torch.meshgrid(c, c, indexing="ij")
+    return torch.stack((cx, cy, *(torch.full_like(cx, 1 / side),) * 2), -1).flatten(0, 1)
+
+
+class EntityDecoder(nn.Module):
+    """A one-stage model's entity decoder: ``Q`` pair queries (``2 Q`` rows, the subjects then
+    the objects) over a frame's tokens -> every layer's boxes and object class logits.
+
+    ``anchors=True``: each half has a learned anchor box ([`AnchorBoxes`][dsgg_layers.queries.
+    AnchorBoxes]), a layer's query position is the embedding of its current box, it predicts
+    offsets and [`refine_boxes`][dsgg_layers.queries.refine_boxes] moves the box for the next
+    layer (DAB-DETR, Deformable DETR); the tokens' cells are embedded by the same map as the
+    memory positions. ``False``: OED's free queries, the given positions (``query_pos``,
+    ``memory_pos``), boxes regressed from scratch by every layer.
+    """
+
+    def __init__(self, d_model: int, nhead: int, dim_feedforward: int, num_queries: int,
+                 num_classes: int, *, layers: int = 2, anchors: bool = True) -> None:  # fmt: skip
+        super().__init__()
+        self.layers = nn.ModuleList(TransformerDecoderLayer(d_model, nhead, dim_feedforward, 0.0)
+                                    for _ in range(layers))  # fmt: skip
+        self.sub_box, self.obj_box = mlp(d_model, d_model, 4), mlp(d_model, d_model, 4)
+        self.object_head = nn.Linear(d_model, num_classes)
+        self.anchors = AnchorBoxes(2 * num_queries, d_model) if anchors else None
+        self.num_queries = num_queries
+
+    def forward(self, memory: Tensor, memory_pos: Tensor, query_pos: Tensor
+                ) -> tuple[Tensor, list[dict[str, Tensor]]]:  # fmt: skip
+        """``memory`` ``(N, S, D)`` (a square grid of tokens) -> the last hidden states
+        ``(N, 2 Q, D)`` and every layer's ``subject_boxes`` / ``object_boxes`` ``(N, Q, 4)``
+        and ``object_logits``."""
+        Q, N = self.num_queries, memory.shape[0]
+        h = memory.new_zeros(N, 2 * Q, memory.shape[-1])
+        if self.anchors is not None:
+            memory_pos = self.anchors.position(cell_boxes(math.isqrt(memory.shape[1]),
+                                                          memory.device))  # fmt: skip
+            ref = self.anchors().expand(N, 2 * Q, 4)
+        outs = []
+        for layer in self.layers:
+            pos = query_pos if self.anchors is None else self.anchors.position(ref)
+            h = layer(h, memory, query_pos=pos, memory_pos=memory_pos)
+            delta = torch.cat((self.sub_box(h[:, :Q]), self.obj_box(h[:, Q:])), 1)
+            boxes = delta.sigmoid() if self.anchors is None else refine_boxes(ref, delta)
+            if self.anchors is not None:
+                ref = boxes.detach()
+            outs.append({"subject_boxes": boxes[:, :Q], "object_boxes": boxes[:, Q:],
+                         "object_logits": self.object_head(h[:, Q:])})  # fmt: skip
+        return h, outs

@@ -80,6 +80,7 @@ CATALOG: dict[str, tuple[str, ...]] = {
     "matched_class_loss": ("arn",), "matched_box_losses": ("arn",), "stack_references": ("arn",),
     "TemporalMemory": ("arn",), "reference_frames": ("arn",), "text.arn_prompts": ("arn",),
     "data.render_maps": ("arn",), "data.with_union_features": ("tr2",),
+    "AnchorBoxes": ("arn",), "refine_boxes": ("arn",), "matched_localization": ("arn",),
     "oed_memory": ("arn",), "oed_predicate_probs": ("arn",), "valid_from_padding": ("arn",),
     # UASAN
     "VisualRefiner": ("uasan",), "SemanticAwareContextEncoder": ("uasan",),

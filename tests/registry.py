@@ -409,6 +409,15 @@ ENTRIES += [
         skip={"gradcheck": _NO_GRAD},
     ),
     Entry(
+        "AnchorBoxes",
+        "ARN (anchor-box queries, DAB-DETR)",
+        lambda: L.AnchorBoxes(6, 16),
+        lambda g, dt: ((), {}),
+        outputs=lambda out: [out],
+        grad_inputs=(),
+        skip={"gradcheck": _NO_GRAD},
+    ),
+    Entry(
         "PairHungarianMatcher",
         "ARN (OED's set matching)",
         L.PairHungarianMatcher,

@@ -357,6 +357,11 @@ def test_arn_quick_run_is_one_stage_sgdet(arn, tmp_path):
     assert {"with/R@20", "no/R@50", "no/mR@10"} <= set(results["sgdet"])
     assert set(summary["history"][0]) >= {"object", "predicate", "box_l1", "box_giou"}
     assert (tmp_path / "arn.pt").is_file()
+    saved = json.loads((tmp_path / "results.json").read_text())
+    share = saved["localisation"]  # fractions of the annotated test pairs, after matching
+    assert set(share) == {"person_found", "object_found", "object_class"}
+    assert all(0.0 <= v <= 1.0 for v in share.values())
+    assert int(summary["model"].found[0]) > 0  # annotated test pairs were counted
 
 
 def test_arn_model_contract_gradients_and_ablation_flags(arn):
@@ -369,7 +374,7 @@ def test_arn_model_contract_gradients_and_ablation_flags(arn):
     # DETR's auxiliary losses: the first of the two entity-decoder layers has its own terms
     assert set(losses) == {"predicate", *entity, *(f"{k}_0" for k in entity)}
     assert all(torch.isfinite(v) for v in losses.values())
-    first = model.entity_decoder[0]
+    first = model.entities.layers[0]
     grad = torch.autograd.grad(
         losses["box_l1_0"], list(first.parameters()), allow_unused=True, retain_graph=True
     )
@@ -378,7 +383,8 @@ def test_arn_model_contract_gradients_and_ablation_flags(arn):
     assert model.reasoning.ha[0].layer.mlp.weight.grad.abs().sum() > 0  # HA learns
     assert model.reasoning.pap.attention[1].reduce[0].weight.grad.abs().sum() > 0
     assert model.heads["contacting"].matcher.text_embeddings.grad.abs().sum() > 0  # CLIP rows
-    assert model.sub_box[0].weight.grad.abs().sum() > 0
+    assert model.entities.sub_box[0].weight.grad.abs().sum() > 0
+    assert model.entities.anchors.anchors.grad.abs().sum() > 0  # the anchors learn
     model.eval()
     test, test_rows = harness._collate(data.test["sgdet"][:2])
     with torch.no_grad():
@@ -394,7 +400,8 @@ def test_arn_model_contract_gradients_and_ablation_flags(arn):
         (["--no-pap"], lambda m: m.reasoning is None),
         (["--no-ha"], lambda m: m.reasoning.ha is None),
         (["--classifier", "linear"], lambda m: isinstance(m.heads["spatial"], torch.nn.Linear)),
-        (["--loss", "ce"], lambda m: m.object_head.out_features == 37),
+        (["--loss", "ce"], lambda m: m.entities.object_head.out_features == 37),
+        (["--no-anchors"], lambda m: m.entities.anchors is None),
         (["--no-aux"], lambda m: not m.aux),
         (["--channels", "4"], lambda m: m.frames.patch.in_channels == 12),
         (

@@ -163,3 +163,35 @@ def test_stack_references_gathers_the_key_frame_and_its_references():
             assert stacked[n, 1 + r, 0, 0] == index[b, t, r] and present[n, 1 + r] == valid[b, t, r]
     with pytest.raises(ValueError, match="index"):
         stack_references(feats, frames, index[..., :3, :], valid)
+
+
+def test_matched_localization_counts_over_annotated_pairs():
+    from dsgg_layers.set_prediction import MatchIndex, matched_localization
+
+    box = torch.tensor([0.5, 0.5, 0.2, 0.2])
+    shifted = torch.tensor([0.55, 0.5, 0.2, 0.2])  # IoU 0.6: found
+    far = torch.tensor([0.62, 0.5, 0.2, 0.2])  # IoU 0.25: not found
+    out = {
+        "subject_boxes": torch.stack([box, shifted, far])[None],
+        "object_boxes": torch.stack([far, box, shifted])[None],
+        "object_labels": torch.tensor([[3, 5, 7]]),
+    }
+    tgt = {
+        "subject_boxes": box.expand(1, 3, 4),
+        "object_boxes": box.expand(1, 3, 4),
+        "object_labels": torch.tensor([[3, 9, 7]]),
+        "mask": torch.tensor([[True, True, True]]),
+    }
+    # queries 0 and 1 matched to targets 0 and 1; target 2 is annotated but unmatched
+    idx = MatchIndex(torch.tensor([0, 0]), torch.tensor([0, 1]), torch.tensor([0, 1]))
+    counts = matched_localization(out, tgt, idx)
+    assert counts.tolist() == [3, 2, 1, 1]  # subjects 0, 1 found; object 1 found; class of 0
+    assert counts.dtype == torch.int64
+    assert matched_localization(out, tgt, idx, iou=0.2).tolist() == [3, 2, 2, 1]
+    empty = MatchIndex(*(torch.zeros(0, dtype=torch.long),) * 3)
+    none = {**tgt, "mask": torch.zeros(1, 3, dtype=torch.bool)}
+    assert matched_localization(out, none, empty).tolist() == [0, 0, 0, 0]
+    with pytest.raises(ValueError, match="iou"):
+        matched_localization(out, tgt, idx, iou=0.0)
+    with pytest.raises(TypeError, match="object_labels"):
+        matched_localization({**out, "object_labels": out["object_labels"].float()}, tgt, idx)
