@@ -11,7 +11,6 @@ The CLIP L1 alignment term needs CLIP image embeddings: off (`embedding_alignmen
 
     python examples/arn.py                     # ARN, SGDet
     python examples/studies.py arn-table3      # the paper's Table 3 rows, paired seeds
-    python examples/arn.py --loss ce --classifier linear --no-pap --no-ha   # one row
     python examples/arn.py --input rgb --backbone resnet18 --image-size 128  # torchvision's
 """
 
@@ -69,9 +68,9 @@ class ARN(nn.Module):
     ``text``: ``{group: (P, 35, E)}`` triplet-prompt embeddings; ``loss``: ``"focal"`` (ARN) or
     ``"ce"`` (Table 3's baseline: softmax with a no-object class, BCE predicates);
     ``classifier``: ``"clip"`` (triplet categories) or ``"linear"``; ``pap``, ``ha``: Table 3's
-    last rows; ``references`` within ``window`` (OED: 2); ``aux``: DETR's auxiliary losses from
-    every entity-decoder layer; ``frames``: the [`FrameEncoder`][pair_models.FrameEncoder]'s
-    options (input, channels, grid, patch, image_size, backbone).
+    last rows; ``references`` within ``window`` (OED: 2); ``aux``: DETR's auxiliary losses;
+    ``anchors``: see [`EntityDecoder`][pair_models.EntityDecoder]; ``frames``: the
+    [`FrameEncoder`][pair_models.FrameEncoder]'s options.
     """
 
     def __init__(self, channels: int, text: dict[str, Tensor], *, d_model: int = 64,
@@ -97,12 +96,9 @@ class ARN(nn.Module):
         self.heads = nn.ModuleDict({g: TripletCategoryClassifier(d_model, text[g])
                                     if classifier == "clip" else nn.Linear(d_model, len(text[g]))
                                     for g in GROUPS})  # fmt: skip
-        if loss == "focal":  # Lin et al.'s prior: every class starts at 1%
-            for lin in [
-                self.entities.object_head,
-                *(self.heads.values() if classifier != "clip" else []),
-            ]:
-                nn.init.constant_(lin.bias, -math.log(99.0))
+        heads = [self.entities.object_head, *(() if classifier == "clip" else self.heads.values())]
+        for lin in heads if loss == "focal" else ():  # Lin et al.'s prior: 1% a class
+            nn.init.constant_(lin.bias, -math.log(99.0))
         activation = "softmax" if loss == "ce" else "sigmoid"
         self.matcher = PairHungarianMatcher(class_activation=activation)
         self.found = torch.zeros(4, dtype=torch.long)  # evaluation: matched_localization counts
@@ -223,9 +219,8 @@ def build_model(args: argparse.Namespace, data: Data) -> ARN:
     text = {g: pair_models.text_table(args, rows) for g, rows in arn_prompts().items()}
     return ARN(args.channels, text, d_model=args.d_model, num_queries=args.queries,
                loss=args.loss, classifier=args.classifier, pap=not args.no_pap,
-               ha=not (args.no_pap or args.no_ha), aux=not args.no_aux,
-               anchors=not args.no_anchors, grid=args.grid,
-               patch=args.patch, input=args.input, image_size=args.image_size,
+               ha=not (args.no_pap or args.no_ha), aux=not args.no_aux, anchors=not args.no_anchors,
+               grid=args.grid, patch=args.patch, input=args.input, image_size=args.image_size,
                backbone=args.backbone)  # fmt: skip
 
 
