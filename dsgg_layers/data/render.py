@@ -71,29 +71,34 @@ def render_maps(
         raise ValueError("graph: expected subject, object and union features to render")
     subj, obj = graph.normalized_boxes()
     boxes = (subj, obj, box_union(subj, obj))
-    maps = []
-    for i, (box, f) in enumerate(zip(boxes, feats, strict=True)):
+    B, T = graph.mask.shape[:2]
+    maps = torch.empty(B, T, 3 * channels, size, size, device=graph.mask.device)
+    for i, (box, f) in enumerate(zip(boxes, feats, strict=True)):  # one group's slice each
         proj = f.float() @ _projection(f.shape[-1], channels, seed * 3 + i).to(f.device)
-        maps.append(_paint(box, proj, graph.mask, size))
-    return _noisy(torch.cat(maps, 2), noise, seed)
+        _paint(box, proj, graph.mask, size, out=maps[:, :, i * channels : (i + 1) * channels])
+    return _noisy(maps, noise, seed)
 
 
-def _paint(boxes: Tensor, values: Tensor, mask: Tensor, size: int) -> Tensor:
-    """``(B, T, C, size, size)``: each cell the mean of ``values (B, T, P, C)`` over the valid
-    boxes ``(B, T, P, 4)`` (normalised ``xyxy``) whose box holds the cell's centre; 0 where none."""
+def _paint(
+    boxes: Tensor, values: Tensor, mask: Tensor, size: int, *, out: Tensor | None = None
+) -> Tensor:
+    """``(B, T, C, size, size)`` (written into ``out`` when given): each cell the mean of
+    ``values (B, T, P, C)`` over the valid boxes ``(B, T, P, 4)`` (normalised ``xyxy``) whose box
+    holds the cell's centre; 0 where none."""
     centre = (torch.arange(size, dtype=torch.float32, device=mask.device) + 0.5) / size
     x_in = (centre >= boxes[..., 0:1]) & (centre <= boxes[..., 2:3])  # (B, T, P, W)
     y_in = (centre >= boxes[..., 1:2]) & (centre <= boxes[..., 3:4])  # (B, T, P, H)
     cover = (y_in.unsqueeze(-1) & x_in.unsqueeze(-2) & mask[..., None, None]).float()
     total = torch.einsum("btphw,btpc->btchw", cover, values)
-    return total / cover.sum(2).unsqueeze(2).clamp(min=1)
+    return torch.div(total, cover.sum(2).unsqueeze(2).clamp(min=1), out=out)
 
 
 def _noisy(x: Tensor, noise: float, seed: int) -> Tensor:
+    """``x + noise * N(0, 1)`` in place (the same draw for every call of a shape and seed)."""
     if not noise:
         return x
     g = torch.Generator().manual_seed(seed + 1)
-    return x + noise * torch.randn(x.shape, generator=g).to(x.device)
+    return x.add_(torch.randn(x.shape, generator=g).to(x.device).mul_(noise))
 
 
 def render_images(
