@@ -697,7 +697,8 @@ def sigmoid_focal_loss(
     is ``None``). Equal to `torchvision.ops.sigmoid_focal_loss` with the same ``alpha``
     and ``gamma`` (torchvision's default ``alpha`` is 0.25); ``gamma = 0``, ``alpha = None`` is
     binary cross-entropy. The cross-entropy is taken from the logits and ``1 - p_t`` as a
-    sigmoid of the logit, so logits of +-100 give finite values and gradients.
+    sigmoid of the logit, so logits of +-100 give finite values and gradients, for every
+    ``gamma`` (``1 - p_t`` is kept above the smallest normal float before the power).
 
     Args:
         logits: ``(..., C)`` logits.
@@ -742,8 +743,10 @@ def sigmoid_focal_loss(
     loss = F.binary_cross_entropy_with_logits(x, t, reduction="none")
     if gamma > 0:
         # 1 - p_t = t * sigmoid(-x) + (1 - t) * sigmoid(x), exact in the tails
+        # (kept above the smallest normal float: at 0, the gradient of miss ** gamma for
+        # gamma < 1 is infinite and times a zero loss NaN)
         miss = t * torch.sigmoid(-x) + (1 - t) * torch.sigmoid(x)
-        loss = loss * miss.pow(gamma)
+        loss = loss * miss.clamp(min=torch.finfo(miss.dtype).tiny).pow(gamma)
     if alpha is not None:
         loss = loss * (alpha * t + (1 - alpha) * (1 - t))
     if mask is not None:

@@ -449,6 +449,11 @@ def test_sigmoid_focal_is_bce_stable_masked_and_defined_on_empty_input():
     assert float(loss[0, 2].detach()) == pytest.approx(75.0)  # BCE 100, (1 - p_t) = 1, alpha_t 0.75
     loss.sum().backward()
     assert torch.isfinite(extreme.grad).all()
+    for gamma in (0.25, 0.5, 1.0, 1.5):  # gamma < 1: (1 - p_t)^gamma has an infinite slope at 0
+        e = extreme.detach().requires_grad_()
+        (g,) = torch.autograd.grad(sigmoid_focal_loss(e, target, gamma=gamma, reduction="sum"), e)
+        assert torch.isfinite(g).all(), gamma
+        assert g[0, :2].abs().max() < 1e-6 and g[0, 2] > 0.9 and g[0, 3] < -0.9, gamma
     mask = torch.tensor([True, False, True, False, True])
     dirty = x.clone()
     dirty[~mask] = float("nan")
