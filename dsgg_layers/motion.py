@@ -264,9 +264,11 @@ def trajectory_pair_motion(
     their last boxes ("+1 pixel" areas, the code's ``bbox_GIoU``) gives the motion group
     ([`MOTION_GROUP_TAGS`][]; the code's ``get_giou_tags`` with ``giou_th = -0.3``).
 
-    Unlike the code, the result is always finite: widths and heights are clamped at
+    Unlike the code, the result is finite for finite boxes: widths and heights are clamped at
     ``min_size`` (1 pixel; the code gives inf/NaN on zero-width boxes), and a pair with an empty
-    trajectory gets zeros (group 0). Boxes where a mask is False are never read.
+    trajectory (or a frame axis of length 0) gets zeros (group 0). Boxes where a mask is False
+    are never read; a NaN or inf box where it is True raises (on the CPU, where reading the
+    values costs no device sync).
 
     Args:
         subject_boxes: ``xyxy`` boxes of the subject's trajectory on a frame axis (e.g. a
@@ -285,7 +287,8 @@ def trajectory_pair_motion(
 
     Raises:
         TypeError, ValueError: a tensor has the wrong dtype, or shapes disagree (the message names
-            the argument); ``min_size`` or ``frame_scale`` is not positive.
+            the argument); ``min_size`` or ``frame_scale`` is not positive; a box is not finite
+            where its mask is True.
 
     Examples:
         >>> s = torch.tensor([[[0.0, 0, 10, 10], [20, 0, 30, 10]]])   # moves right by 20 px
@@ -311,7 +314,14 @@ def trajectory_pair_motion(
     check_tensor(object_mask, "object_mask", ("...", "F"), dims=dims, dtype="bool")
     check_positive(frame_scale, "frame_scale", integer=False)
     check_positive(min_size, "min_size", integer=False)
+    check_finite(subject_boxes, "subject_boxes", subject_mask)
+    check_finite(object_boxes, "object_boxes", object_mask)
     dtype = subject_boxes.dtype
+    lead = subject_mask.shape[:-1]
+    if subject_mask.shape[-1] == 0:  # no frames: every pair is empty
+        group = torch.zeros(lead, dtype=torch.long, device=subject_mask.device)
+        return TrajectoryPairMotion(subject_boxes.new_zeros(*lead, 12),
+                                    subject_boxes.new_zeros(*lead, 3), group)  # fmt: skip
     work = torch.promote_types(dtype, torch.float32)
     s_first, s_last, s_begin, s_end = _endpoints(subject_boxes.to(work), subject_mask)
     o_first, o_last, o_begin, o_end = _endpoints(object_boxes.to(work), object_mask)

@@ -112,6 +112,15 @@ def test_degenerate_inputs_are_finite_with_finite_gradients():
         torch.zeros(0, 5, dtype=torch.bool),
     )
     assert empty.relative.shape == (0, 12) and empty.giou.shape == (0, 3)
+    # zero-length trajectories (a frame axis of length 0): zeros, group 0
+    none = trajectory_pair_motion(
+        torch.zeros(3, 0, 4),
+        torch.zeros(3, 0, dtype=torch.bool),
+        torch.zeros(3, 0, 4),
+        torch.zeros(3, 0, dtype=torch.bool),
+    )
+    assert (none.relative == 0).all() and none.relative.shape == (3, 12)
+    assert none.giou.shape == (3, 3) and none.group.tolist() == [0, 0, 0]
     half = trajectory_pair_motion(good.half(), mask, good.half() + 1, mask)
     assert half.relative.dtype == torch.float16 and torch.isfinite(half.relative).all()
 
@@ -159,6 +168,13 @@ def test_errors():
         trajectory_pair_motion(b, m, b, m, min_size=0.0)
     with pytest.raises(TypeError, match="subject_boxes"):
         trajectory_pair_motion(b.long(), m, b, m)
+    nan = b.clone()
+    nan[0, 1, 2] = math.nan  # one NaN box where the mask is True: named, not a NaN output
+    with pytest.raises(ValueError, match="object_boxes: expected finite values"):
+        trajectory_pair_motion(b, m, nan, m)
+    off = m.clone()
+    off[0, 1] = False  # the same NaN where the mask is False is never read
+    assert torch.isfinite(trajectory_pair_motion(b, m, nan, off).relative).all()
 
 
 def test_legacy_generalized_box_iou():
