@@ -107,6 +107,16 @@ def test_volume_iou_ignores_padding_and_degenerate_boxes_are_finite():
     assert float(volume_iou(zero, none, zero, none)) == 0.0  # both empty
     assert float(volume_iou(zero, m[:2], zero, m[:2], legacy=False)) == 0.0  # zero-area, plain
     assert float(volume_iou(zero, m[:2], zero, m[:2])) == 1.0  # "+1": one pixel each
+    # an inverted box is empty (area 0), never a negative area that lifts the vIoU above 1
+    inverted = torch.tensor([[0.0, 9, 9, 0]])  # y2 < y1
+    square, one = torch.tensor([[0.0, 0, 9, 9]]), torch.tensor([True])
+    for legacy in (True, False):
+        assert float(volume_iou(inverted, one, square, one, legacy=legacy)) == 0.0
+    both = torch.tensor([[0.0, 0, 9, 9], [0, 9, 9, 0]])  # a good frame, then an inverted one
+    v = volume_iou(
+        both, torch.tensor([True, True]), square.expand(2, 4), torch.tensor([True, True])
+    )
+    assert float(v) == pytest.approx(0.5)  # overlap 100 over 100 + 200 - 100
 
 
 def test_volume_iou_errors():

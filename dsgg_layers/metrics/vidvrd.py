@@ -63,7 +63,8 @@ def volume_iou(
 
     ``overlap = sum_f [mask1 & mask2] area(box1_f ∩ box2_f)``;
     ``vIoU = overlap / (sum_f [mask1] area(box1_f) + sum_f [mask2] area(box2_f) - overlap)``,
-    0 where both trajectories are empty. Boxes where a mask is False are never read.
+    0 where both trajectories are empty. Boxes where a mask is False are never read; an
+    inverted box (``x2 < x1`` or ``y2 < y1``) has area 0, so the vIoU stays in ``[0, 1]``.
 
     Args:
         boxes1: ``xyxy`` boxes, one per frame.
@@ -104,8 +105,9 @@ def volume_iou(
     b1 = torch.where(mask1[..., None], boxes1.to(work), 0.0)  # padding is never read
     b2 = torch.where(mask2[..., None], boxes2.to(work), 0.0)  # (areas overflow float16)
 
-    def area(b: Tensor) -> Tensor:
-        return (b[..., 2] - b[..., 0] + one) * (b[..., 3] - b[..., 1] + one)
+    def area(b: Tensor) -> Tensor:  # an inverted box (x2 < x1) is empty, not negative
+        wh = (b[..., 2:] - b[..., :2] + one).clamp(min=0)
+        return wh[..., 0] * wh[..., 1]
 
     lt, rb = torch.maximum(b1[..., :2], b2[..., :2]), torch.minimum(b1[..., 2:], b2[..., 2:])
     wh = (rb - lt + one).clamp(min=0)
