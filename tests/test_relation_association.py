@@ -296,3 +296,22 @@ def test_errors():
     with pytest.raises(ValueError, match="min_frames"):
         associate_relations({}, min_frames=0)
     assert associate_relations({}) == []
+    # a list of relations where the segments' dict belongs: named, not KeyError: 0
+    with pytest.raises(TypeError, match=r"segments: expected a dict \{\(start, end\)"):
+        associate_relations([_rel(0, 30, SUB, OBJ)])
+    with pytest.raises(ValueError, match=r"segments: expected \(start, end\) keys"):
+        associate_relations({0: [_rel(0, 30, SUB, OBJ)]})
+    # a negative top-k would silently drop the last item
+    for key in ("segment_topk", "video_topk"):
+        with pytest.raises(ValueError, match=key):
+            associate_relations({}, **{key: -1})
+        with pytest.raises(ValueError, match=key):
+            associate_relations({}, **{key: 0})
+    assert associate_relations({(0, 30): [_rel(0, 30, SUB, OBJ)]}, video_topk=None)
+    # NaN scores and boxes are named instead of ranked or passed through
+    with pytest.raises(ValueError, match="finite 'score'"):
+        associate_relations({(0, 30): [dict(_rel(0, 30, SUB, OBJ), score=float("nan"))]})
+    nan_box = _rel(0, 30, SUB, OBJ)
+    nan_box["obj_traj"] = [[float("nan"), 0.0, 1.0, 1.0], *nan_box["obj_traj"][1:]]
+    with pytest.raises(ValueError, match="finite boxes"):
+        associate_relations({(0, 30): [nan_box]})

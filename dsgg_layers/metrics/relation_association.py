@@ -33,6 +33,7 @@ one left); within a segment the links are resolved from one precomputed link mat
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -197,8 +198,13 @@ def _instance(r: Mapping[str, Any], where: str) -> _Instance:
                 f"{list(d)}, got {len(rows)} rows"
             )
         tracks.append(_Track(int(d[0]), torch.tensor(rows, dtype=torch.float64).reshape(-1, 4)))
+    if not all(bool(torch.isfinite(t.boxes).all()) for t in tracks):
+        raise ValueError(f"{where}: expected finite boxes in 'sub_traj' and 'obj_traj'")
+    score = float(r["score"])
+    if not math.isfinite(score):
+        raise ValueError(f"{where}: expected a finite 'score', got {score}")
     extras = {k: [v] for k, v in r.items() if k not in _KNOWN_KEYS}
-    return _Instance(tuple(r["triplet"]), tracks[0], tracks[1], [float(r["score"])], extras)
+    return _Instance(tuple(r["triplet"]), tracks[0], tracks[1], [score], extras)
 
 
 def associate_relations(
@@ -228,7 +234,10 @@ def associate_relations(
         values, one per linked prediction (``None`` where a prediction lacked it).
 
     Raises:
-        ValueError: an unknown preset or setting, or a malformed relation (named).
+        TypeError: ``segments`` is not a mapping.
+        ValueError: an unknown preset or setting, a ``segment_topk`` / ``video_topk`` below 1,
+            a key that is not ``(start, end)``, or a malformed relation (named): a missing key,
+            a wrong number of boxes, a NaN or inf score or box.
 
     Examples:
         >>> box = [[0.0, 0.0, 9.0, 9.0]]
@@ -251,6 +260,18 @@ def associate_relations(
         raise ValueError(f"score: expected 'mean' or 'sum', got {cfg['score']!r}")
     if not isinstance(cfg["min_frames"], int) or cfg["min_frames"] < 1:
         raise ValueError(f"min_frames: expected an int >= 1, got {cfg['min_frames']!r}")
+    for key in ("segment_topk", "video_topk"):  # a negative slice would drop the last items
+        k = cfg[key]
+        if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
+            raise ValueError(f"{key}: expected None or an int >= 1, got {k!r}")
+    if not isinstance(segments, Mapping):
+        raise TypeError(
+            "segments: expected a dict {(start, end): [relation, ...]} of one video's segments, "
+            f"got {type(segments).__name__}"
+        )
+    for key in segments:
+        if not (isinstance(key, tuple) and len(key) == 2):
+            raise ValueError(f"segments: expected (start, end) keys, got {key!r}")
     thr, mode = float(cfg["linkage_threshold"]), cfg["score"]
 
     def linked(iou: float | None) -> bool:
