@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from dsgg_layers._checks import check_choice, check_tensor
+from dsgg_layers._checks import check_choice, check_tensor, values_readable
 from dsgg_layers.boxes import box_convert, generalized_box_iou
 from dsgg_layers.vocab import PREDICATE_GROUPS
 
@@ -203,7 +203,8 @@ def pair_matching_cost(
         ``(B, Q, G)`` costs.
 
     Raises:
-        TypeError, ValueError: a key is missing or a shape disagrees.
+        TypeError, ValueError: a key is missing, a shape disagrees, or (on the CPU) an
+            annotated object label is outside the logits' columns.
 
     Examples:
         >>> out = dict(object_logits=torch.randn(1, 4, 5), predicate_logits=torch.randn(1, 4, 26),
@@ -243,7 +244,15 @@ def pair_matching_cost(
     mask = targets["mask"]
     logits = outputs["object_logits"].float()
     prob = logits.sigmoid() if class_activation == "sigmoid" else logits.softmax(-1)
-    labels = targets["object_labels"].masked_fill(~mask, 0).clamp(0, prob.shape[-1] - 1)
+    labels = targets["object_labels"].masked_fill(~mask, 0)
+    if values_readable(labels) and labels.numel():  # on the GPU: no sync, clamped
+        low, high = int(labels.min()), int(labels.max())
+        if low < 0 or high >= prob.shape[-1]:
+            raise ValueError(
+                f"targets['object_labels']: expected classes in [0, {prob.shape[-1]}) at the "
+                f"valid pairs (object_logits has {prob.shape[-1]} columns), got {low}..{high}"
+            )
+    labels = labels.clamp(0, prob.shape[-1] - 1)
     index = labels.unsqueeze(1).expand(-1, prob.shape[1], -1)
     cost = cost_class * -prob.gather(-1, index)  # (B, Q, G)
     p_pred = (outputs["predicate_probs"].float() if given[0] == "predicate_probs"

@@ -172,3 +172,20 @@ def test_matcher_finds_the_planted_assignment_and_errors():
         PairHungarianMatcher(0, 0, 0, 0)
     with pytest.raises(ValueError, match=r"outputs\['subject_boxes'\]: expected shape"):
         PairHungarianMatcher()(dict(outputs, subject_boxes=torch.zeros(1, 6, 5)), targets)
+
+
+def test_out_of_range_labels_are_named_not_clamped():
+    outputs, targets = random_problem(6, B=2, Q=4, G=3)
+    O = outputs["object_logits"].shape[-1]
+    targets["mask"][:] = True
+    bad = dict(targets, object_labels=targets["object_labels"].clone())
+    bad["object_labels"][1, 2] = O  # one past the last column: formerly matched as class O - 1
+    with pytest.raises(ValueError, match=r"targets\['object_labels'\]: expected classes in \[0, "):
+        pair_matching_cost(outputs, bad)
+    bad["object_labels"][1, 2] = -1
+    with pytest.raises(ValueError, match="object_labels"):
+        PairHungarianMatcher()(outputs, bad)
+    # garbage labels at padded target slots are never read
+    padded = dict(bad, mask=targets["mask"].clone())
+    padded["mask"][1, 2] = False
+    assert pair_matching_cost(outputs, padded).shape == (2, 4, 3)
