@@ -176,10 +176,10 @@ def test_matcher_finds_the_planted_assignment_and_errors():
 
 def test_out_of_range_labels_are_named_not_clamped():
     outputs, targets = random_problem(6, B=2, Q=4, G=3)
-    O = outputs["object_logits"].shape[-1]
+    width = outputs["object_logits"].shape[-1]
     targets["mask"][:] = True
     bad = dict(targets, object_labels=targets["object_labels"].clone())
-    bad["object_labels"][1, 2] = O  # one past the last column: formerly matched as class O - 1
+    bad["object_labels"][1, 2] = width  # one past the last column: formerly clamped to the last class
     with pytest.raises(ValueError, match=r"targets\['object_labels'\]: expected classes in \[0, "):
         pair_matching_cost(outputs, bad)
     bad["object_labels"][1, 2] = -1
