@@ -179,7 +179,7 @@ def test_out_of_range_labels_are_named_not_clamped():
     width = outputs["object_logits"].shape[-1]
     targets["mask"][:] = True
     bad = dict(targets, object_labels=targets["object_labels"].clone())
-    bad["object_labels"][1, 2] = width  # one past the last column: formerly clamped to the last class
+    bad["object_labels"][1, 2] = width  # one past the last column (formerly clamped)
     with pytest.raises(ValueError, match=r"targets\['object_labels'\]: expected classes in \[0, "):
         pair_matching_cost(outputs, bad)
     bad["object_labels"][1, 2] = -1
