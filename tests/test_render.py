@@ -45,8 +45,24 @@ def test_padding_paints_nothing_and_noise_is_seeded(graph):
     a = render_maps(graph, size=8, channels=2, noise=0.5, seed=3)
     assert torch.equal(a, render_maps(graph, size=8, channels=2, noise=0.5, seed=3))
     assert not torch.equal(a, render_maps(graph, size=8, channels=2, noise=0.5, seed=4))
-    with pytest.raises(ValueError, match="noise: expected a value >= 0"):
-        render_maps(graph, noise=-1.0)
+    # NaN (not only large values) at padded pairs never reaches a map
+    nan = graph.replace(object_features=graph.object_features.masked_fill(
+        ~graph.mask.unsqueeze(-1), float("nan")))  # fmt: skip
+    assert (~graph.mask).any()
+    torch.testing.assert_close(render_maps(nan, size=8, channels=2, noise=0.0), maps)
+    for bad in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="noise: expected a finite value >= 0"):
+            render_maps(graph, noise=bad)
+        with pytest.raises(ValueError, match="noise: expected a finite value >= 0"):
+            render_images(graph, noise=bad)
+    # labels at padded pairs are never read; a valid pair's label outside the classes is named
+    junk = graph.replace(object_labels=graph.object_labels.masked_fill(~graph.mask, 999))
+    torch.testing.assert_close(render_images(junk, size=8, noise=0.0),
+                               render_images(graph, size=8, noise=0.0))  # fmt: skip
+    wrong = graph.object_labels.clone()
+    wrong[graph.mask.nonzero()[0].unbind()] = 999
+    with pytest.raises(ValueError, match=r"graph.object_labels: expected classes in \[0, 36\)"):
+        render_images(graph.replace(object_labels=wrong), size=8)
     with pytest.raises(ValueError, match="graph: expected subject, object and union features"):
         render_maps(graph.replace(union_features=None))
 

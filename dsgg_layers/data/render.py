@@ -11,10 +11,12 @@ model must find the boxes (its queries) before it can read them.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
-from dsgg_layers._checks import check_positive
+from dsgg_layers._checks import check_positive, values_readable
 from dsgg_layers.boxes import box_union
 from dsgg_layers.data.graph import VideoGraph
 from dsgg_layers.vocab import OBJECT_CLASSES
@@ -54,7 +56,8 @@ def render_maps(
         ``(B, T, 3 * channels, size, size)`` float32.
 
     Raises:
-        TypeError, ValueError: the graph has no features, or a size is not positive.
+        TypeError, ValueError: the graph has no features, a size is not positive, or ``noise``
+            is negative or not finite.
 
     Examples:
         >>> from dsgg_layers.data import SyntheticActionGenome, SyntheticConfig
@@ -64,8 +67,7 @@ def render_maps(
     """
     check_positive(size, "size")
     check_positive(channels, "channels")
-    if noise < 0:
-        raise ValueError(f"noise: expected a value >= 0, got {noise}")
+    _check_noise(noise)
     feats = (graph.subject_features, graph.object_features, graph.union_features)
     if any(f is None for f in feats):
         raise ValueError("graph: expected subject, object and union features to render")
@@ -89,8 +91,14 @@ def _paint(
     x_in = (centre >= boxes[..., 0:1]) & (centre <= boxes[..., 2:3])  # (B, T, P, W)
     y_in = (centre >= boxes[..., 1:2]) & (centre <= boxes[..., 3:4])  # (B, T, P, H)
     cover = (y_in.unsqueeze(-1) & x_in.unsqueeze(-2) & mask[..., None, None]).float()
+    values = values.masked_fill(~mask[..., None], 0.0)  # padded pairs' garbage (NaN) never read
     total = torch.einsum("btphw,btpc->btchw", cover, values)
     return torch.div(total, cover.sum(2).unsqueeze(2).clamp(min=1), out=out)
+
+
+def _check_noise(noise: float) -> None:
+    if isinstance(noise, bool) or not isinstance(noise, int | float) or not 0 <= noise < math.inf:
+        raise ValueError(f"noise: expected a finite value >= 0, got {noise!r}")
 
 
 def _noisy(x: Tensor, noise: float, seed: int) -> Tensor:
@@ -122,7 +130,8 @@ def render_images(
         ``(B, T, 3, size, size)`` float32 in about ``[0, 1]``.
 
     Raises:
-        ValueError: ``size`` is not positive or ``noise`` is negative.
+        ValueError: ``size`` is not positive, ``noise`` is negative or not finite, or (on the
+            CPU) an object label at a valid pair is not a class.
 
     Examples:
         >>> from dsgg_layers.data import SyntheticActionGenome, SyntheticConfig
@@ -131,13 +140,17 @@ def render_images(
         torch.Size([3, 32, 32])
     """
     check_positive(size, "size")
-    if noise < 0:
-        raise ValueError(f"noise: expected a value >= 0, got {noise}")
+    _check_noise(noise)
     gen = torch.Generator().manual_seed(seed)
     palette = torch.rand(max(len(OBJECT_CLASSES), 1), 3, generator=gen).to(graph.mask.device)
     subj, obj = graph.normalized_boxes()
     mask = graph.mask
-    objects = _paint(obj, palette[graph.object_labels.clamp(min=0)], mask, size)
+    labels = graph.object_labels.masked_fill(~mask, 0)  # padded pairs' labels never read
+    if values_readable(labels) and labels.numel() and not 0 <= int(labels.min()) <= int(
+        labels.max()) < len(palette):  # fmt: skip
+        raise ValueError(f"graph.object_labels: expected classes in [0, {len(palette)}) at the "
+                         f"valid pairs, got {int(labels.min())}..{int(labels.max())}")  # fmt: skip
+    objects = _paint(obj, palette[labels.clamp(0, len(palette) - 1)], mask, size)
     person = _paint(subj, palette[0].expand(*mask.shape, 3), mask, size)
     covered = lambda boxes: _paint(boxes, torch.ones(*mask.shape, 1, device=mask.device),  # noqa: E731
                                    mask, size) > 0  # fmt: skip
