@@ -920,11 +920,11 @@ def feature_distillation_loss(
     if norm == "l2":
         sq = diff.square().sum(-1)  # sqrt with a finite gradient at 0
         per_token = torch.where(sq > 0, sq.clamp(min=torch.finfo(sq.dtype).tiny).sqrt(), 0.0)
-    elif norm == "mse":
-        per_token = diff.square().mean(-1)
+    elif norm == "mse":  # means over sizes that may be 0 (no tokens, no channels): 0, not NaN
+        per_token = diff.square().sum(-1) / max(diff.shape[-1], 1)
     else:
-        per_token = diff.abs().mean(-1)
-    loss = per_token.mean(-1)
+        per_token = diff.abs().sum(-1) / max(diff.shape[-1], 1)
+    loss = per_token.sum(-1) / max(per_token.shape[-1], 1)
     if mask is not None:
         loss = loss.masked_fill(~mask, 0.0)
     return masked_reduce(loss, mask, reduction)

@@ -561,7 +561,8 @@ class UnionRelationPredictor(nn.Module):
     The four terms do not have the same number of tokens (``F_dec`` one, ``F_enc[U]`` and ``U``
     ``L_U``, ``F_mot`` ``L_mot``), so the sum cannot be taken as printed: each multi-token term is
     **mean-pooled over its tokens** first (the paper's text: "aggregate the multiple union region
-    features, motion information, and union-aware tokens"), giving one ``(..., d)`` vector.
+    features, motion information, and union-aware tokens"), giving one ``(..., d)`` vector; a
+    term with no tokens (``L = 0``: no motion, no union token) adds 0.
 
     Args:
         d_model: width ``d``.
@@ -616,8 +617,9 @@ class UnionRelationPredictor(nn.Module):
         return rowwise(self._predict, mask, decoded, encoded_union, union, motion)
 
     def _predict(self, decoded: Tensor, encoded_union: Tensor, union: Tensor, motion: Tensor):
-        total = decoded + encoded_union.mean(-2) + union.mean(-2) + motion.mean(-2)
-        return self.norm(self.mlp(total))
+        # a token set may be empty (no motion tokens, no union token): it then adds 0, not NaN
+        means = [x.sum(-2) / max(x.shape[-2], 1) for x in (encoded_union, union, motion)]
+        return self.norm(self.mlp(decoded + means[0] + means[1] + means[2]))
 
 
 class RelationFeatures(NamedTuple):

@@ -204,6 +204,14 @@ def test_predictor_mean_pools_each_term_and_zeroes_padding():
     with pytest.raises(ValueError, match="motion"):
         pred(dec, eu, u, torch.randn(3, 2, 8))
     assert "out_dim=6" in repr(pred)
+    # no motion tokens, no union token: those terms add 0 (not NaN), gradients finite
+    d = dec.clone().requires_grad_()
+    none = pred(d, torch.zeros(4, 0, 8), torch.zeros(4, 0, 8), torch.zeros(4, 0, 8))
+    torch.testing.assert_close(none, pred.norm(pred.mlp(dec)))
+    none.sum().backward()
+    assert torch.isfinite(d.grad).all()
+    no_motion = pred(dec, eu, u, torch.zeros(4, 0, 8))
+    torch.testing.assert_close(no_motion, pred.norm(pred.mlp(dec + eu.mean(-2) + u.mean(-2))))
 
 
 # ---------------------------------------------------------------------- distillation
@@ -234,6 +242,13 @@ def test_feature_distillation_loss_norms_mask_and_detached_teacher():
         feature_distillation_loss(s, torch.zeros(3, 2, 3))
     with pytest.raises(ValueError, match="norm"):
         feature_distillation_loss(s, t, norm="cos")
+    for norm in ("l2", "mse", "l1"):  # no tokens, or no channels: 0 with a finite gradient
+        for shape in ((3, 0, 2), (3, 2, 0)):
+            e = torch.zeros(shape, requires_grad=True)
+            loss = feature_distillation_loss(e, torch.zeros(shape), norm=norm)
+            assert float(loss) == 0.0, (norm, shape)
+            loss.backward()
+            assert torch.isfinite(e.grad).all()
 
 
 @pytest.mark.parametrize("train", [False, True])
