@@ -449,17 +449,21 @@ class TemporalDifferenceGuidance(nn.Module):
         """One guidance loss per group (the differences need the grid: a
         [`ValidRows`][dsgg_layers.rows.ValidRows] mask is read as its mask)."""
         mask, _ = split_mask(mask)
-        if set(relations) != set(self.groups):
-            raise ValueError(
-                f"relations: expected the groups {sorted(self.groups)}, got {sorted(relations)}"
-            )
+        check_tensor(mask, "mask", None, dtype="bool")
+        check_tensor(x, "x", (*mask.shape, "D"), dtype="float")
+        check_param_dtype(next(iter(self.projections.values())).weight, ("x", x))
+        if not isinstance(relations, dict) or set(relations) != set(self.groups):
+            got = sorted(relations) if isinstance(relations, dict) else type(relations).__name__
+            raise ValueError(f"relations: expected the groups {sorted(self.groups)}, got {got}")
         out = {}
         for name in self.groups:
-            check_tensor(relations[name], f"relations[{name!r}]", None, dtype="bool")
+            check_tensor(relations[name], f"relations[{name!r}]", (*mask.shape, "C"),
+                         dtype="bool")  # fmt: skip
             if self.mode == "binary":
                 out[name] = self._binary(x, mask, relations[name], self.projections[name])
                 continue
-            target, has = relation_text_targets(relations[name], object_labels,
+            # padded pairs' relations (and their labels, any value) are never read
+            target, has = relation_text_targets(relations[name] & mask[..., None], object_labels,
                                                  self.sentences(name))  # fmt: skip
             out[name] = guidance_loss(x, target, mask & has, mode=self.mode,
                                       projection=self.projections[name])  # fmt: skip

@@ -198,6 +198,20 @@ def test_guidance_gradients_reach_the_projections_not_the_sentences():
         guide(x, mask, {"attention": rel["attention"]}, labels)
     with pytest.raises(ValueError, match="sentences: expected one text width"):
         TemporalDifferenceGuidance(8, {"a": torch.randn(2, 3, 4), "b": torch.randn(2, 3, 5)})
+    # a padded pair's label is never read (formerly out-of-range labels there raised), nor its
+    # relations
+    junk_labels = labels.masked_fill(~mask, 999)
+    junk_rel = {k: v | ~mask[..., None] for k, v in rel.items()}
+    again = guide(x.detach(), mask, junk_rel, junk_labels)
+    for name in tables:
+        torch.testing.assert_close(again[name], losses[name].detach())
+    # masks and features of the wrong kind are named, not raw torch errors
+    with pytest.raises(TypeError, match="mask"):
+        guide(x, mask.float(), rel, labels)
+    with pytest.raises(TypeError, match="x: expected dtype torch.float32"):
+        guide(x.detach().double(), mask, rel, labels)
+    with pytest.raises(ValueError, match="relations"):
+        guide(x, mask, [rel["attention"]], labels)
 
 
 def test_guidance_gradcheck_and_compile():
