@@ -33,7 +33,7 @@ from torch import Tensor, nn
 from dsgg_layers._checks import check_choice, check_positive, check_tensor
 from dsgg_layers._ops import zero_padding
 from dsgg_layers.attention import AttentionBlock, MaskedMultiheadAttention
-from dsgg_layers.rows import MaskOrRows, ValidRows, rowwise
+from dsgg_layers.rows import MaskOrRows, ValidRows, rowwise, split_mask
 
 __all__ = [
     "AssociationAttention",
@@ -131,6 +131,8 @@ class AssociationAttention(nn.Module):
         [`ValidRows`][dsgg_layers.rows.ValidRows]: then every projection runs on the valid
         rows."""
         self._check_cues(others)
+        split_mask(query_mask, name="query_mask")  # bool tensors or ValidRows, named otherwise
+        split_mask(memory_mask, name="memory_mask")
         # padded rows never reach a weight (0 * NaN would reach a gradient)
         q_comp = rowwise(self._cues, query_mask, *others)
         check_tensor(memory, "memory", (*q_comp.shape[:-2], "S", self.d_model), dtype="float")
@@ -209,6 +211,7 @@ class HierarchicalAttention(nn.Module):
         check_tensor(current, "current", ("...", "Q", self.d_model), dims=dims, dtype="float")
         check_tensor(cues, "cues", tuple(current.shape), dtype="float")
         check_tensor(comp, "comp", tuple(current.shape), dtype="float")
+        split_mask(mask)
         if not isinstance(mask, ValidRows):  # rows are gathered: padding never read
             current, cues, comp = (zero_padding(x, mask) for x in (current, cues, comp))
         return self.layer(current, cues, comp, mask=mask, key_mask=mask)
@@ -323,6 +326,7 @@ class PredicateAssociationParser(nn.Module):
         for i, x in enumerate(branches):
             check_tensor(x, f"branches[{i}]", (*shape[:-1], self.d_model), dtype="float")
         check_tensor(entity, "entity", shape, dtype="float")
+        split_mask(query_mask, name="query_mask")
         out = []
         for b, current in enumerate(branches):
             others = [x for i, x in enumerate(branches) if i != b]

@@ -255,7 +255,7 @@ def split_mask(
         stacklevel: see above.
 
     Raises:
-        TypeError: ``mask`` is neither a tensor nor a [`ValidRows`][].
+        TypeError: ``mask`` is neither a bool tensor nor a [`ValidRows`][].
         ValueError: rows are given both ways and differ, or describe another grid than
             ``mask``.
 
@@ -282,6 +282,8 @@ def split_mask(
         return mask.mask, mask
     if mask is not None and not isinstance(mask, Tensor):
         raise TypeError(f"{name}: expected a bool tensor or a ValidRows, got {type(mask).__name__}")
+    if mask is not None and mask.dtype != torch.bool:
+        raise TypeError(f"{name}: expected a bool tensor or a ValidRows, got dtype {mask.dtype}")
     if rows is not None and mask is not None and not rows.matches(mask):
         raise ValueError(
             f"{old}: expected the ValidRows of {name} (shape {tuple(mask.shape)} on "

@@ -136,3 +136,23 @@ def test_errors_and_repr():
     with pytest.raises(ValueError, match="residual: expected one of"):
         HierarchicalAttention(8, 2, residual="none")
     assert "fusion='arn'" in repr(PredicateAssociationParser(8, 2))
+
+
+def test_masks_of_the_wrong_kind_are_named():
+    """A float, int or list mask gets a TypeError naming the argument (formerly raw torch
+    errors: `~` on a float, `masked_fill_ only supports boolean masks`, AttributeError)."""
+    reasoning = AssociationReasoning(16, 4)
+    branches = [torch.randn(2, 5, 16) for _ in range(3)]
+    entity, memory = torch.randn(2, 5, 16), torch.randn(2, 7, 16)
+    cases = [
+        ("query_mask", torch.ones(2, 5)),
+        ("query_mask", [[True] * 5] * 2),
+        ("memory_mask", torch.ones(2, 7, dtype=torch.long)),
+        ("memory_mask", torch.ones(2, 7)),
+    ]
+    for name, bad in cases:
+        with pytest.raises(TypeError, match=f"{name}: expected a bool tensor or a ValidRows"):
+            reasoning(branches, entity, memory, **{name: bad})
+    ha = HierarchicalAttention(16, 4)
+    with pytest.raises(TypeError, match="mask: expected a bool tensor"):
+        ha(entity, entity, entity, torch.ones(2, 5))
