@@ -586,7 +586,7 @@ def inverse_log_frequency(counts: Tensor) -> Tensor:
 
     Raises:
         TypeError, ValueError: ``counts`` is not a 1-d tensor with at least one class, or holds
-            a negative count.
+            a negative, NaN or infinite count (on the CPU).
 
     Examples:
         >>> w = inverse_log_frequency(torch.tensor([10.0, 100.0, 1000.0]))
@@ -596,8 +596,8 @@ def inverse_log_frequency(counts: Tensor) -> Tensor:
     check_tensor(counts, "counts", ("C",), dtype=("int", "float"))
     if counts.numel() == 0:
         raise ValueError("counts: expected at least one class, got none")
-    if values_readable(counts) and bool((counts < 0).any()):
-        raise ValueError(f"counts: expected non-negative counts, got {counts.tolist()}")
+    if values_readable(counts) and not bool(((counts >= 0) & (counts < float("inf"))).all()):
+        raise ValueError(f"counts: expected finite non-negative counts, got {counts.tolist()}")
     inv = 1.0 / counts.double().clamp(min=2).log()
     return (inv / inv.mean()).to(torch.get_default_dtype())
 

@@ -35,6 +35,9 @@ def test_deterministic_and_splits_differ():
         SyntheticVidVRD(SMALL, "val")
     with pytest.raises(ValueError, match="frames"):
         SyntheticVidVRDConfig(frames=(10, 20))
+    for bad in (-0.5, float("nan"), float("inf")):  # NaN passed `< 0` and made NaN features
+        with pytest.raises(ValueError, match="feature_noise: expected a finite value >= 0"):
+            SyntheticVidVRDConfig(feature_noise=bad)
 
 
 def test_videos_are_valid_annotations_whose_relations_follow_the_rules():

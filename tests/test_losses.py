@@ -339,8 +339,9 @@ def test_inverse_log_frequency_by_hand_and_errors():
     torch.testing.assert_close(w, torch.tensor([4 / 3, 2 / 3]))
     # counts below 2 are clamped (log 1 = 0 would divide by zero)
     torch.testing.assert_close(inverse_log_frequency(torch.tensor([0, 1, 2])), torch.ones(3))
-    with pytest.raises(ValueError, match="counts: expected non-negative counts"):
-        inverse_log_frequency(torch.tensor([3, -1]))
+    for bad in ([3.0, -1.0], [3.0, float("nan")], [3.0, float("inf")]):
+        with pytest.raises(ValueError, match="counts: expected finite non-negative counts"):
+            inverse_log_frequency(torch.tensor(bad))
     with pytest.raises(ValueError, match="counts: expected at least one class"):
         inverse_log_frequency(torch.zeros(0))
 

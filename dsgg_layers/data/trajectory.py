@@ -115,8 +115,10 @@ class SyntheticVidVRDConfig:
             lo, hi = getattr(self, name)
             if not (isinstance(lo, int) and isinstance(hi, int) and low <= lo <= hi):
                 raise ValueError(f"{name}: expected ints {low} <= low <= high, got {(lo, hi)}")
-        if self.feature_noise < 0:
-            raise ValueError(f"feature_noise: expected >= 0, got {self.feature_noise}")
+        noise = self.feature_noise
+        ok = isinstance(noise, int | float) and not isinstance(noise, bool)
+        if not (ok and 0 <= noise < float("inf")):
+            raise ValueError(f"feature_noise: expected a finite value >= 0, got {noise!r}")
 
 
 class SyntheticVidVRD:
