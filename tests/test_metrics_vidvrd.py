@@ -344,3 +344,24 @@ def test_open_vocabulary_evaluator_scores_novel_and_all_and_merges():
         ev.merge(VidVRDEvaluator())
     with pytest.raises(TypeError, match="novel: expected a collection of predicate names"):
         OpenVocabularyEvaluator(novel="chase")
+
+
+def test_non_finite_and_inverted_boxes():
+    box = [[0.0, 0.0, 9.0, 9.0]] * 2
+    rel = dict(triplet=["a", "b", "c"], duration=[0, 2], sub_traj=box, obj_traj=box)
+    gt = {"v": [rel]}
+    ok = dict(rel, score=0.5)
+    nan = dict(rel, score=0.4, sub_traj=[[0.0, 0.0, 9.0, 9.0], [math.nan, 0.0, 9.0, 9.0]])
+    # formerly scored silently (a NaN box matches nothing); now named, which relation and key
+    with pytest.raises(ValueError, match=r"preds\['v'\]\[1\]: expected finite sub_traj boxes"):
+        vidvrd_metrics({"v": [ok, nan]}, gt)
+    inf = dict(rel, obj_traj=[[math.inf, 0.0, 9.0, 9.0], [0.0, 0.0, 9.0, 9.0]])
+    with pytest.raises(ValueError, match=r"target\['v'\]\[0\]: expected finite obj_traj boxes"):
+        vidvrd_metrics({"v": [ok]}, {"v": [inf]})
+    # an inverted predicted box is empty: one good frame of three is a vIoU of 1/3, a miss
+    # (with a negative area the subject's vIoU was 100 / 140 = 0.71, a hit)
+    three = dict(rel, duration=[0, 3], sub_traj=box + box[:1], obj_traj=box + box[:1])
+    flipped = [[0.0, 9.0, 9.0, 0.0]]
+    half = dict(three, score=0.5, sub_traj=box[:1] + flipped * 2)
+    assert float(vidvrd_metrics({"v": [half]}, {"v": [three]})["mAP"]) == 0.0
+    assert float(vidvrd_metrics({"v": [dict(three, score=0.5)]}, {"v": [three]})["mAP"]) == 1.0

@@ -178,11 +178,17 @@ def _flat(relations: Sequence[Relation], where: Sequence[str]) -> dict[str, Tens
                 if any(not isinstance(b, Sequence) or len(b) != 4 for b in r[key]):
                     raise ValueError(f"{name}: expected {key} boxes of 4 numbers")
             raise ValueError(f"{key}: expected boxes of 4 numbers")
+        if not bool(torch.isfinite(out[key]).all()):  # a NaN box would silently score 0
+            bad = ~torch.isfinite(out[key]).all(-1)
+            owner = int(torch.searchsorted(out["first"], bad.nonzero()[0], right=True)) - 1
+            raise ValueError(f"{where[owner]}: expected finite {key} boxes, got "
+                             f"{out[key][bad][0].tolist()}")  # fmt: skip
     return out
 
 
-def _box_areas(b: Tensor, one: float) -> Tensor:
-    return (b[:, 2] - b[:, 0] + one) * (b[:, 3] - b[:, 1] + one)
+def _box_areas(b: Tensor, one: float) -> Tensor:  # an inverted box is empty, as in volume_iou
+    wh = (b[:, 2:] - b[:, :2] + one).clamp(min=0)
+    return wh[:, 0] * wh[:, 1]
 
 
 def _volumes(x: dict[str, Tensor], key: str, one: float) -> Tensor:
