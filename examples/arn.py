@@ -77,7 +77,7 @@ class ARN(nn.Module):
                  nhead: int = 4, dim_feedforward: int = 128, num_queries: int = 8,
                  loss: str = "focal", classifier: str = "clip", pap: bool = True, ha: bool = True,
                  references: int = 2, window: int = 4, entity_layers: int = 2, aux: bool = True,
-                 anchors: bool = True, **frames: Any) -> None:  # fmt: skip
+                 anchors: bool = True, proposals: bool = False, **frames: Any) -> None:  # fmt: skip
         super().__init__()
         self.loss_kind, self.classifier_kind = loss, classifier
         self.references, self.window, self.aux = references, window, aux
@@ -86,7 +86,7 @@ class ARN(nn.Module):
         dec = partial(TransformerDecoderLayer, d_model, nhead, dim_feedforward, 0.0)
         self.entities = pair_models.EntityDecoder(
             d_model, nhead, dim_feedforward, num_queries, NUM_OBJECTS + (loss == "ce"),
-            layers=entity_layers, anchors=anchors)  # fmt: skip
+            layers=entity_layers, anchors=anchors, proposals=proposals)  # fmt: skip
         self.queries = PairQueries(num_queries, d_model, len(GROUPS))
         self.memory = TemporalMemory(references + 1, d_model)
         self.predicate_decoders = nn.ModuleList(dec() for _ in GROUPS)
@@ -139,14 +139,13 @@ class ARN(nn.Module):
         """Losses in training, SGDet predictions in evaluation (every task is SGDet here)."""
         scene = g.ground_truth
         out, frames = self.outputs(scene)
-        if self.training:
-            return self.losses(out, scene.frame_targets(frames))
-        return self.predictions(scene, out, frames, scene.frame_targets(frames))
+        tgt = scene.frame_targets(frames)
+        return self.losses(out, tgt) if self.training else self.predictions(scene, out, frames, tgt)
 
     def losses(self, out: dict[str, Any], tgt: dict[str, Tensor]) -> dict[str, Tensor]:
         keys = ("subject_boxes", "object_boxes", "object_logits", "predicate_logits")
         idx = match_index(self.matcher({k: out[k] for k in keys}, tgt), tgt["mask"].device)
-        losses = self._entity_losses(out, tgt, idx)
+        losses = self._entity_losses(out, tgt, idx) | self.entities.proposal_losses(out, tgt)
         for i, layer in enumerate(out["aux"]):  # the last layer's matching for every layer
             losses |= {f"{k}_{i}": v for k, v in self._entity_losses(layer, tgt, idx).items()}
         Q = out["object_logits"].shape[1]
@@ -181,8 +180,7 @@ class ARN(nn.Module):
         scores, labels = probs[..., 1:].max(-1)  # never the person as the object
         keys = ("subject_boxes", "object_boxes", "object_logits", "predicate_logits")
         idx = match_index(self.matcher({k: out[k] for k in keys}, tgt), labels.device)
-        found = matched_localization(out | {"object_labels": labels + 1}, tgt, idx)
-        self.found = self.found + found
+        self.found += matched_localization(out | {"object_labels": labels + 1}, tgt, idx)
         size = scene.image_size[frames[:, 0]].repeat(1, 2)[:, None]  # (N, 1, 4): w, h, w, h
         per_frame = {
             "mask": torch.ones_like(scores, dtype=torch.bool),
@@ -209,6 +207,7 @@ def add_arguments(p: argparse._ActionsContainer) -> None:
     p.add_argument("--no-ha", action="store_true", help="ablation: PAP without HA")
     p.add_argument("--no-aux", action="store_true", help="no auxiliary entity-decoder losses")
     p.add_argument("--no-anchors", action="store_true", help="OED's free queries, no anchors")
+    p.add_argument("--proposals", action="store_true", help="two-stage: tokens propose objects")
     harness.choice(p, "--input", ("maps", "rgb"), "rendered frames")
     harness.choice(p, "--backbone", ("small", "resnet18"), "CNN for --input rgb")
     p.add_argument("--image-size", type=int, default=64, help="side of the RGB frames")
@@ -220,6 +219,7 @@ def build_model(args: argparse.Namespace, data: Data) -> ARN:
     return ARN(args.channels, text, d_model=args.d_model, num_queries=args.queries,
                loss=args.loss, classifier=args.classifier, pap=not args.no_pap,
                ha=not (args.no_pap or args.no_ha), aux=not args.no_aux, anchors=not args.no_anchors,
+               proposals=args.proposals,
                grid=args.grid, patch=args.patch, input=args.input, image_size=args.image_size,
                backbone=args.backbone)  # fmt: skip
 

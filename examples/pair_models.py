@@ -32,6 +32,7 @@ from dsgg_layers import (
 )
 from dsgg_layers.data import VideoGraph, render_images, render_maps
 from dsgg_layers.message import label_changes
+from dsgg_layers.set_prediction import MatchIndex, matched_box_losses, matched_class_loss
 from dsgg_layers.text import encode_prompts
 from dsgg_layers.vocab import OBJECT_CLASSES
 
@@ -240,14 +241,19 @@ class EntityDecoder(nn.Module):
     """
 
     def __init__(self, d_model: int, nhead: int, dim_feedforward: int, num_queries: int,
-                 num_classes: int, *, layers: int = 2, anchors: bool = True) -> None:  # fmt: skip
+                 num_classes: int, *, layers: int = 2, anchors: bool = True,
+                 proposals: bool = False) -> None:  # fmt: skip
         super().__init__()
         self.layers = nn.ModuleList(TransformerDecoderLayer(d_model, nhead, dim_feedforward, 0.0)
                                     for _ in range(layers))  # fmt: skip
         self.sub_box, self.obj_box = mlp(d_model, d_model, 4), mlp(d_model, d_model, 4)
         self.object_head = nn.Linear(d_model, num_classes)
-        self.anchors = AnchorBoxes(2 * num_queries, d_model) if anchors else None
+        self.anchors = AnchorBoxes(2 * num_queries, d_model) if anchors or proposals else None
         self.num_queries = num_queries
+        self.token_box = mlp(d_model, d_model, 4) if proposals else None
+        self.token_class = nn.Linear(d_model, num_classes) if proposals else None
+        if self.token_class is not None:  # the focal prior: every class starts at 1%
+            nn.init.constant_(self.token_class.bias, -math.log(99.0))
 
     def forward(self, memory: Tensor, memory_pos: Tensor, query_pos: Tensor
                 ) -> tuple[Tensor, list[dict[str, Tensor]]]:  # fmt: skip
@@ -256,10 +262,18 @@ class EntityDecoder(nn.Module):
         and ``object_logits``."""
         Q, N = self.num_queries, memory.shape[0]
         h = memory.new_zeros(N, 2 * Q, memory.shape[-1])
+        proposals = None
         if self.anchors is not None:
-            memory_pos = self.anchors.position(cell_boxes(math.isqrt(memory.shape[1]),
-                                                          memory.device))  # fmt: skip
+            cells = cell_boxes(math.isqrt(memory.shape[1]), memory.device)
+            memory_pos = self.anchors.position(cells)
             ref = self.anchors().expand(N, 2 * Q, 4)
+        if self.token_box is not None:  # two-stage: the best object tokens anchor the objects
+            prior = torch.cat((cells[:, :2], 2 * cells[:, 2:]), -1)  # two cells wide
+            proposals = {"object_boxes": refine_boxes(prior, self.token_box(memory)),
+                         "object_logits": self.token_class(memory)}  # fmt: skip
+            top = proposals["object_logits"][..., 1:].amax(-1).topk(Q, dim=1).indices
+            picked = proposals["object_boxes"].gather(1, top[..., None].expand(N, Q, 4))
+            ref = torch.cat((ref[:, :Q], picked.detach()), 1)
         outs = []
         for layer in self.layers:
             pos = query_pos if self.anchors is None else self.anchors.position(ref)
@@ -270,4 +284,23 @@ class EntityDecoder(nn.Module):
                 ref = boxes.detach()
             outs.append({"subject_boxes": boxes[:, :Q], "object_boxes": boxes[:, Q:],
                          "object_logits": self.object_head(h[:, Q:])})  # fmt: skip
+        if proposals is not None:
+            outs[-1]["proposals"] = proposals
         return h, outs
+
+    @staticmethod
+    def proposal_losses(out: dict[str, Any], tgt: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The object tokens' losses (two-stage): each annotated object is the target of the
+        token whose cell holds its centre (CenterNet's assignment): focal class loss, box L1
+        (weight 2.5) and GIoU. Empty without proposals."""
+        p = out.get("proposals")
+        if p is None:
+            return {}
+        side = math.isqrt(p["object_boxes"].shape[1])
+        cell = (tgt["object_boxes"][..., :2] * side).long().clamp(0, side - 1)
+        token = cell[..., 1] * side + cell[..., 0]
+        frame, slot = tgt["mask"].nonzero(as_tuple=True)
+        idx = MatchIndex(frame, token[frame, slot], slot)
+        l1, giou = matched_box_losses(p, tgt, idx, keys=("object_boxes",))
+        cls = matched_class_loss(p["object_logits"], tgt["object_labels"], idx)
+        return {"proposal_class": cls, "proposal_l1": 2.5 * l1, "proposal_giou": giou}

@@ -402,6 +402,7 @@ def test_arn_model_contract_gradients_and_ablation_flags(arn):
         (["--classifier", "linear"], lambda m: isinstance(m.heads["spatial"], torch.nn.Linear)),
         (["--loss", "ce"], lambda m: m.entities.object_head.out_features == 37),
         (["--no-anchors"], lambda m: m.entities.anchors is None),
+        (["--proposals"], lambda m: m.entities.token_box is not None),
         (["--no-aux"], lambda m: not m.aux),
         (["--channels", "4"], lambda m: m.frames.patch.in_channels == 12),
         (
@@ -416,6 +417,7 @@ def test_arn_model_contract_gradients_and_ablation_flags(arn):
         keys = set(m(batch, rows=rows))
         assert keys >= {"object", "predicate", "box_l1", "box_giou"}
         assert ("object_0" in keys) == m.aux, flags
+        assert ("proposal_class" in keys) == ("--proposals" in flags), flags
 
 
 # ------------------------------------------------------------------------------------ UASAN
@@ -542,3 +544,21 @@ def test_arn_rgb_frames_through_a_resnet(arn):
     assert all(torch.isfinite(v) for v in losses.values())
     sum(losses.values()).backward()
     assert model.frames.patch[0].weight.grad.abs().sum() > 0  # the backbone trains
+
+
+def test_entity_decoder_proposals_assign_the_centre_token(arn):
+    pair_models = sys.modules["pair_models"]
+    side, C = 8, 5
+    box = torch.tensor([0.3, 0.6, 0.2, 0.1])  # centre in cell x = 2, y = 4: token 4 * 8 + 2
+    tgt = {"object_boxes": box.expand(1, 2, 4).clone(), "object_labels": torch.tensor([[3, 1]]),
+           "mask": torch.tensor([[True, False]])}  # fmt: skip
+    boxes = torch.rand(1, side * side, 4) * 0.5 + 0.25
+    logits = torch.full((1, side * side, C), -9.0)
+    boxes[0, 34], logits[0, 34, 3] = box, 9.0
+    out = {"proposals": {"object_boxes": boxes, "object_logits": logits}}
+    losses = pair_models.EntityDecoder.proposal_losses(out, tgt)
+    assert float(losses["proposal_l1"]) < 1e-6 and float(losses["proposal_giou"]) < 1e-6
+    assert float(losses["proposal_class"]) < 1e-3
+    boxes[0, 34] = torch.tensor([0.7, 0.2, 0.1, 0.1])  # the centre token's box is wrong
+    assert float(pair_models.EntityDecoder.proposal_losses(out, tgt)["proposal_l1"]) > 0.5
+    assert pair_models.EntityDecoder.proposal_losses({}, tgt) == {}
