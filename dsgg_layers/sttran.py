@@ -377,7 +377,9 @@ def sttran_to_tracks(
     if missing:
         raise ValueError(f"entry: missing keys {missing} (mode={mode!r})")
     as_t = lambda v, dt=None: torch.as_tensor(v, dtype=dt).detach().cpu()  # noqa: E731
-    boxes = as_t(entry["boxes"], torch.float32)[:, 1:]
+    boxes = as_t(entry["boxes"], torch.float32)
+    check_tensor(boxes, "entry['boxes']", ("N", 5))  # [frame, x1, y1, x2, y2], not (N, 4)
+    boxes = boxes[:, 1:]
     labels = as_t(entry[label_key]).long()
     box_scores = as_t(entry[score_key], torch.float32)
     pair_idx = _index_tensor(entry, "pair_idx", len(boxes)).detach().cpu()

@@ -1181,6 +1181,19 @@ def test_malformed_sttran_ground_truth_is_named(gt, message):
         sttran_to_tracks(entry, gt)
 
 
+def test_sttran_boxes_without_the_frame_column_are_named():
+    """STTran's ``entry['boxes']`` rows are ``[frame, x1, y1, x2, y2]``; ``(N, 4)`` boxes were
+    read as a frame and three coordinates."""
+    entry = {"boxes": torch.tensor([[0.0, 0, 10, 10], [5, 5, 20, 20]]),
+             "labels": torch.tensor([1, 7]), "scores": torch.ones(2),
+             "pair_idx": torch.tensor([[0, 1]]), "im_idx": torch.tensor([0]),
+             "attention_distribution": torch.zeros(1, 3), "spatial_distribution": torch.rand(1, 6),
+             "contacting_distribution": torch.rand(1, 17)}  # fmt: skip
+    gt = [[{"person_bbox": [[0.0, 0, 10, 10]]}, {"class": 7, "bbox": [5.0, 5, 20, 20]}]]
+    with pytest.raises(ValueError, match=r"entry\['boxes'\]: expected shape \(N, 5\)"):
+        sttran_to_tracks(entry, gt)
+
+
 def test_valid_rows_name_wrong_shapes_and_devices():
     from dsgg_layers import ValidRows
 
