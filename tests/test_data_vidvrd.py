@@ -98,6 +98,9 @@ def test_file_round_trip_and_folders(tmp_path):
         (lambda a: a["relation_instances"][0].pop("predicate"), r"missing 'predicate'"),
         (lambda a: a["subject/objects"].append({"tid": 3, "category": "cat"}), "repeated tids"),
         (lambda a: a.update(width="320"), r"\['width'\]: expected"),
+        (lambda a: a["trajectories"][0][0]["bbox"].update(xmin=float("nan")),
+         r"\['trajectories'\]\[0\]\[0\]\['bbox'\]: expected finite coordinates"),
+        (lambda a: a["trajectories"][1][0]["bbox"].update(ymax=float("inf")), "finite"),
     ],
 )  # fmt: skip
 def test_malformed_annotations_name_the_field(edit, match):

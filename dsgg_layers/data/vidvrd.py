@@ -22,6 +22,7 @@ predicates 71/61), which UASAN uses.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -217,8 +218,11 @@ class VidVRDVideo:
                 if tid not in index:
                     raise ValueError(f"{where}: tid {tid} is not in 'subject/objects'")
                 box = _need(roi, "bbox", where, Mapping)
-                coords.append([_need(box, k, f"{where}['bbox']", (int, float))
-                               for k in ("xmin", "ymin", "xmax", "ymax")])  # fmt: skip
+                xyxy = [_need(box, k, f"{where}['bbox']", (int, float))
+                        for k in ("xmin", "ymin", "xmax", "ymax")]  # fmt: skip
+                if not all(math.isfinite(v) for v in xyxy):  # json.loads reads NaN and Infinity
+                    raise ValueError(f"{where}['bbox']: expected finite coordinates, got {xyxy}")
+                coords.append(xyxy)
                 rows.append(index[tid])
                 cols.append(f)
         boxes = torch.zeros(len(tids), frames, 4)
