@@ -1295,3 +1295,34 @@ def test_a_hand_built_track_index_outside_its_grid_is_named():
                        track_mask=L([[True]]))  # fmt: skip
     with pytest.raises(ValueError, match=r"index: time coordinates outside the grid \(1, 1, 1\)"):
         flat_to_tracks(L([1.0]), index)
+
+
+def test_loaders_name_the_file_of_junk_content(tmp_path):
+    """A binary JSON, a garbage pickle and junk checkpoints name the file (formerly
+    UnicodeDecodeError, UnpicklingError, raw torch.load errors without the path)."""
+    from dsgg_layers.data import (
+        ActionGenome,
+        SyntheticActionGenome,
+        SyntheticConfig,
+        load_vidvrd,
+        with_union_features,
+    )
+
+    (tmp_path / "video.json").write_bytes(b"\xff\xfe\x00binary")
+    with pytest.raises(ValueError, match=r"video\.json: not valid JSON"):
+        load_vidvrd(tmp_path / "video.json")
+    (tmp_path / "annotations").mkdir()
+    (tmp_path / "annotations" / "person_bbox.pkl").write_bytes(b"garbage, not a pickle")
+    with pytest.raises(ValueError, match=r"person_bbox\.pkl: not a readable pickle"):
+        ActionGenome(tmp_path)
+    (tmp_path / "junk.pt").write_bytes(b"junk checkpoint")
+    with pytest.raises(ValueError, match=r"junk\.pt: not a saved dataset"):
+        SyntheticActionGenome.load(tmp_path / "junk.pt")
+    torch.save({"some": "dict"}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match=r"other\.pt: not a saved dataset"):
+        SyntheticActionGenome.load(tmp_path / "other.pt")
+    video = SyntheticActionGenome(SyntheticConfig(num_videos=1, num_test_videos=1))[0]
+    (tmp_path / "union").mkdir()
+    (tmp_path / "union" / f"{video.video_ids[0]}.pt").write_bytes(b"junk")
+    with pytest.raises(ValueError, match=r"\.pt: not a readable tensor file"):
+        with_union_features([video], tmp_path / "union")

@@ -73,7 +73,10 @@ def _load_pickle(path: Path) -> Any:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file (expected Action Genome's annotations)")
     with path.open("rb") as f:
-        return pickle.load(f)  # the user's own annotation files
+        try:
+            return pickle.load(f)  # the user's own annotation files
+        except Exception as e:  # unpickling junk raises almost anything: name the file
+            raise ValueError(f"{path}: not a readable pickle ({type(e).__name__}: {e})") from e
 
 
 def _split_key(key: object, source: str) -> tuple[str, int]:

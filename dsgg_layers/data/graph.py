@@ -586,7 +586,10 @@ def with_union_features(videos: Sequence[VideoGraph], folder: str | Path) -> lis
         path = Path(folder) / f"{v.video_ids[0]}.pt"
         if not path.is_file():
             raise FileNotFoundError(f"folder: no {path.name} in {folder}")
-        emb = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            emb = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # a junk or truncated file: name it
+            raise ValueError(f"folder: {path.name}: not a readable tensor file ({e})") from e
         if not isinstance(emb, Tensor) or emb.dim() != 3 or emb.shape[:2] != v.mask.shape[1:]:
             shape = tuple(emb.shape) if isinstance(emb, Tensor) else type(emb).__name__
             raise ValueError(

@@ -1004,7 +1004,12 @@ class SyntheticActionGenome(VideoGraphDataset):
     @classmethod
     def load(cls, path: str | Path) -> SyntheticActionGenome:
         """Read a dataset written by [`save`][] (safely: ``weights_only=True``)."""
-        state = torch.load(Path(path), weights_only=True)
+        try:
+            state = torch.load(Path(path), weights_only=True)
+        except Exception as e:  # a junk or truncated file: name it
+            raise ValueError(f"{path}: not a saved dataset ({type(e).__name__}: {e})") from e
+        if not isinstance(state, dict) or not {"config", "split", "mode"} <= set(state):
+            raise ValueError(f"{path}: not a saved dataset (expected what save() writes)")
         self = cls.__new__(cls)
         config = {k: tuple(v) if isinstance(v, list) else v for k, v in state["config"].items()}
         self.config = SyntheticConfig(**config)

@@ -353,7 +353,7 @@ def load_vidvrd(path: str | Path) -> list[VidVRDVideo]:
     for f in files:
         try:
             anno = json.loads(f.read_text())
-        except json.JSONDecodeError as e:
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:  # a binary file: no text
             raise ValueError(f"{f}: not valid JSON ({e})") from None
         videos.append(VidVRDVideo.from_json(anno, source=str(f)))
     return videos
