@@ -1326,3 +1326,22 @@ def test_loaders_name_the_file_of_junk_content(tmp_path):
     (tmp_path / "union" / f"{video.video_ids[0]}.pt").write_bytes(b"junk")
     with pytest.raises(ValueError, match=r"\.pt: not a readable tensor file"):
         with_union_features([video], tmp_path / "union")
+
+
+def test_video_graph_frame_mask_gaps_and_orphan_pairs_are_named():
+    """A frame_mask with a gap, or pairs on frames it says do not exist, were accepted and
+    their pairs silently dropped by frame-level blocks."""
+    from dsgg_layers.data import SyntheticActionGenome, SyntheticConfig
+
+    g = SyntheticActionGenome(SyntheticConfig(num_videos=1, num_test_videos=1))[0]
+    gap = g.frame_mask.clone()
+    gap[0, 1] = False
+    with pytest.raises(ValueError, match="frame_mask: expected a prefix of each row"):
+        g.replace(frame_mask=gap)
+    tail = g.frame_mask.clone()
+    tail[0, -1] = False  # a prefix, but the last frame still holds pairs
+    assert g.mask[0, -1].any()
+    with pytest.raises(ValueError, match="mask: a pair on a frame that frame_mask says"):
+        g.replace(frame_mask=tail)
+    ok = g.replace(frame_mask=tail, mask=g.mask & tail[..., None])
+    assert int(ok.frame_mask.sum()) == int(g.frame_mask.sum()) - 1

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from dsgg_layers._checks import check_positive, check_tensor
+from dsgg_layers._checks import check_positive, check_tensor, values_readable
 from dsgg_layers.boxes import box_convert, box_union, normalize_boxes
 from dsgg_layers.vocab import ACTION_GENOME, PREDICATES, Vocabulary
 
@@ -142,6 +142,14 @@ class VideoGraph:
         check_tensor(self.frame_mask, "frame_mask", ("B", "T"), dims=dims, dtype="bool")
         check_tensor(self.image_size, "image_size", ("B", 2), dims=dims, dtype="float")
         check_tensor(self.mask, "mask", ("B", "T", "P"), dims=dims, dtype="bool")
+        if values_readable(self.frame_mask, self.mask):  # (no device sync on a GPU)
+            fm = self.frame_mask
+            if bool((fm[:, 1:] & ~fm[:, :-1]).any()):
+                raise ValueError("frame_mask: expected a prefix of each row (the existing frames "
+                                 "first, then padding), got a gap")  # fmt: skip
+            if bool((self.mask & ~fm[..., None]).any()):
+                raise ValueError("mask: a pair on a frame that frame_mask says does not "
+                                 "exist (every frame-level block would drop it)")  # fmt: skip
         for name in ("subject_boxes", "object_boxes"):
             check_tensor(getattr(self, name), name, ("B", "T", "P", 4), dims=dims, dtype="float")
         check_tensor(self.object_labels, "object_labels", ("B", "T", "P"), dims=dims, dtype="int")
