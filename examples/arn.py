@@ -77,7 +77,7 @@ class ARN(nn.Module):
                  nhead: int = 4, dim_feedforward: int = 128, num_queries: int = 8,
                  loss: str = "focal", classifier: str = "clip", pap: bool = True, ha: bool = True,
                  references: int = 2, window: int = 4, entity_layers: int = 2, aux: bool = True,
-                 anchors: bool = True, proposals: bool = False, **frames: Any) -> None:  # fmt: skip
+                 anchors: bool = True, proposals: bool = True, **frames: Any) -> None:  # fmt: skip
         super().__init__()
         self.loss_kind, self.classifier_kind = loss, classifier
         self.references, self.window, self.aux = references, window, aux
@@ -184,7 +184,7 @@ class ARN(nn.Module):
         size = scene.image_size[frames[:, 0]].repeat(1, 2)[:, None]  # (N, 1, 4): w, h, w, h
         per_frame = {
             "mask": torch.ones_like(scores, dtype=torch.bool),
-            **{k: box_convert(out[k], "cxcywh", "xyxy") * size
+            **{k: box_convert(out[k], "cxcywh", "xyxy").clamp(0, 1) * size
                for k in ("subject_boxes", "object_boxes")},
             "object_labels": labels + 1, "object_scores": scores,
             "predicate_scores": out["predicate_logits"].float().sigmoid(),
@@ -206,8 +206,8 @@ def add_arguments(p: argparse._ActionsContainer) -> None:
     p.add_argument("--no-pap", action="store_true", help="ablation: no PAP (and no HA)")
     p.add_argument("--no-ha", action="store_true", help="ablation: PAP without HA")
     p.add_argument("--no-aux", action="store_true", help="no auxiliary entity-decoder losses")
-    p.add_argument("--no-anchors", action="store_true", help="OED's free queries, no anchors")
-    p.add_argument("--proposals", action="store_true", help="two-stage: tokens propose objects")
+    p.add_argument("--no-anchors", action="store_true", help="OED's free queries, no proposals")
+    p.add_argument("--no-proposals", action="store_true", help="no token proposals (one-stage)")
     harness.choice(p, "--input", ("maps", "rgb"), "rendered frames")
     harness.choice(p, "--backbone", ("small", "resnet18"), "CNN for --input rgb")
     p.add_argument("--image-size", type=int, default=64, help="side of the RGB frames")
@@ -219,7 +219,7 @@ def build_model(args: argparse.Namespace, data: Data) -> ARN:
     return ARN(args.channels, text, d_model=args.d_model, num_queries=args.queries,
                loss=args.loss, classifier=args.classifier, pap=not args.no_pap,
                ha=not (args.no_pap or args.no_ha), aux=not args.no_aux, anchors=not args.no_anchors,
-               proposals=args.proposals,
+               proposals=not (args.no_proposals or args.no_anchors),
                grid=args.grid, patch=args.patch, input=args.input, image_size=args.image_size,
                backbone=args.backbone)  # fmt: skip
 

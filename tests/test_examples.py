@@ -372,7 +372,8 @@ def test_arn_model_contract_gradients_and_ablation_flags(arn):
     losses = model(batch, rows=rows)
     entity = {"object", "box_l1", "box_giou"}
     # DETR's auxiliary losses: the first of the two entity-decoder layers has its own terms
-    assert set(losses) == {"predicate", *entity, *(f"{k}_0" for k in entity)}
+    proposals = {"proposal_class", "proposal_l1", "proposal_giou"}  # the object tokens' losses
+    assert set(losses) == {"predicate", *entity, *(f"{k}_0" for k in entity), *proposals}
     assert all(torch.isfinite(v) for v in losses.values())
     first = model.entities.layers[0]
     grad = torch.autograd.grad(
@@ -385,6 +386,7 @@ def test_arn_model_contract_gradients_and_ablation_flags(arn):
     assert model.heads["contacting"].matcher.text_embeddings.grad.abs().sum() > 0  # CLIP rows
     assert model.entities.sub_box[0].weight.grad.abs().sum() > 0
     assert model.entities.anchors.anchors.grad.abs().sum() > 0  # the anchors learn
+    assert model.entities.token_box[0].weight.grad.abs().sum() > 0  # and the token proposals
     model.eval()
     test, test_rows = harness._collate(data.test["sgdet"][:2])
     with torch.no_grad():
@@ -402,7 +404,7 @@ def test_arn_model_contract_gradients_and_ablation_flags(arn):
         (["--classifier", "linear"], lambda m: isinstance(m.heads["spatial"], torch.nn.Linear)),
         (["--loss", "ce"], lambda m: m.entities.object_head.out_features == 37),
         (["--no-anchors"], lambda m: m.entities.anchors is None),
-        (["--proposals"], lambda m: m.entities.token_box is not None),
+        (["--no-proposals"], lambda m: m.entities.token_box is None),
         (["--no-aux"], lambda m: not m.aux),
         (["--channels", "4"], lambda m: m.frames.patch.in_channels == 12),
         (
@@ -417,7 +419,8 @@ def test_arn_model_contract_gradients_and_ablation_flags(arn):
         keys = set(m(batch, rows=rows))
         assert keys >= {"object", "predicate", "box_l1", "box_giou"}
         assert ("object_0" in keys) == m.aux, flags
-        assert ("proposal_class" in keys) == ("--proposals" in flags), flags
+        plain = "--no-proposals" in flags or "--no-anchors" in flags  # OED's free queries
+        assert ("proposal_class" in keys) == (not plain), flags
 
 
 # ------------------------------------------------------------------------------------ UASAN
