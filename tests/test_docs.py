@@ -38,6 +38,8 @@ def test_mosa_snippet_returns_flat_rows():
     for block in blocks(ROOT / "docs" / "mosa.md"):
         exec(compile(block, "mosa.md", "exec"), namespace)
     assert namespace["rel_features"].shape == (3, 64)
+    # the hook on STTran's own attribute path fired: the rows are motion-aware, not the plain ones
+    assert not torch.allclose(namespace["rel_features"], namespace["plain"])
     assert torch.isfinite(namespace["rel_features"]).all()
     # the hook computes MFE + MIM on the pair tracks of STTran's spatial output
     from dsgg_layers import from_sttran
