@@ -305,9 +305,8 @@ def test_errors():
         ValueError, match=r"query: expected shape \(\.\.\., L, 8\), got \(2, 3, 7\)"
     ):
         attn(torch.zeros(2, 3, 7))
-    with pytest.raises(
-        TypeError, match=r"query_mask: expected a bool tensor, got dtype torch\.int64"
-    ):
+    message = r"query_mask: expected a bool tensor or a ValidRows, got dtype torch\.int64"
+    with pytest.raises(TypeError, match=message):
         attn(torch.zeros(2, 3, 8), query_mask=torch.ones(2, 3, dtype=torch.long))
     with pytest.raises(ValueError, match=r"key_mask: expected shape \(\.\.\., S\) with S=5"):
         attn(
