@@ -9,7 +9,7 @@ The maps project each object's 64-dim feature to `channels` numbers by a fixed r
 the ceiling rises with `channels` (the benchmark's look-alike classes keep it below 100%).
 
     python benchmarks/render_class_probe.py                       # channels 8 16 32 64
-    python benchmarks/render_class_probe.py --channels 8 --videos 100 --steps 300   # quick
+    python benchmarks/render_class_probe.py --quick               # CI size
 """
 
 from __future__ import annotations
@@ -62,7 +62,10 @@ def main() -> None:
     p.add_argument("--videos", type=int, default=None, help="training videos (default all)")
     p.add_argument("--steps", type=int, default=1500)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--quick", action="store_true", help="CI size: 8 channels, 40 videos")
     args = p.parse_args()
+    if args.quick:
+        args.channels, args.videos, args.steps = [8], 40, 50
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     config = SyntheticConfig()
