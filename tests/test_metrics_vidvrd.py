@@ -346,7 +346,7 @@ def test_open_vocabulary_evaluator_scores_novel_and_all_and_merges():
         OpenVocabularyEvaluator(novel="chase")
 
 
-def test_non_finite_and_inverted_boxes():
+def test_non_finite_boxes_are_named():
     box = [[0.0, 0.0, 9.0, 9.0]] * 2
     rel = dict(triplet=["a", "b", "c"], duration=[0, 2], sub_traj=box, obj_traj=box)
     gt = {"v": [rel]}
@@ -358,10 +358,3 @@ def test_non_finite_and_inverted_boxes():
     inf = dict(rel, obj_traj=[[math.inf, 0.0, 9.0, 9.0], [0.0, 0.0, 9.0, 9.0]])
     with pytest.raises(ValueError, match=r"target\['v'\]\[0\]: expected finite obj_traj boxes"):
         vidvrd_metrics({"v": [ok]}, {"v": [inf]})
-    # an inverted predicted box is empty: one good frame of three is a vIoU of 1/3, a miss
-    # (with a negative area the subject's vIoU was 100 / 140 = 0.71, a hit)
-    three = dict(rel, duration=[0, 3], sub_traj=box + box[:1], obj_traj=box + box[:1])
-    flipped = [[0.0, 9.0, 9.0, 0.0]]
-    half = dict(three, score=0.5, sub_traj=box[:1] + flipped * 2)
-    assert float(vidvrd_metrics({"v": [half]}, {"v": [three]})["mAP"]) == 0.0
-    assert float(vidvrd_metrics({"v": [dict(three, score=0.5)]}, {"v": [three]})["mAP"]) == 1.0

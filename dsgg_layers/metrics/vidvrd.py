@@ -186,9 +186,8 @@ def _flat(relations: Sequence[Relation], where: Sequence[str]) -> dict[str, Tens
     return out
 
 
-def _box_areas(b: Tensor, one: float) -> Tensor:  # an inverted box is empty, as in volume_iou
-    wh = (b[:, 2:] - b[:, :2] + one).clamp(min=0)
-    return wh[:, 0] * wh[:, 1]
+def _box_areas(b: Tensor, one: float) -> Tensor:  # VidVRD-helper's areas (an inverted box's too)
+    return (b[:, 2] - b[:, 0] + one) * (b[:, 3] - b[:, 1] + one)
 
 
 def _volumes(x: dict[str, Tensor], key: str, one: float) -> Tensor:
